@@ -1,0 +1,664 @@
+//! The `[profiler]` options of OSProfiler, read from an oslo.config INI file, from
+//! `OSPROFILER_*` environment variables, or set with a builder; and [`init_from_conf`], which
+//! wires switches, keys and the notifier from them.
+
+use crate::notifier::{self, Driver, DriverError, QueueNotifier, QueueOptions};
+use crate::switches;
+use std::collections::BTreeMap;
+use std::fmt;
+use std::path::Path;
+use std::sync::{Arc, OnceLock, RwLock};
+use std::time::Duration;
+
+/// OSProfiler's `[profiler]` options, with the same names, types and defaults.
+///
+/// ```
+/// use osprofiler_core::ProfilerConfig;
+/// let conf = ProfilerConfig::from_ini_str("[profiler]\nenabled = true\ntrace_sql = yes\nhmac_keys = new, old\n").unwrap();
+/// assert!(conf.enabled && conf.trace_sqlalchemy);
+/// assert_eq!(conf.hmac_keys, ["new", "old"]);
+/// assert_eq!(conf.connection_string, "messaging://");
+///
+/// let err = ProfilerConfig::from_ini_str("[profiler]\nenabled = maybe\n").unwrap_err();
+/// assert_eq!(err.option, "enabled");
+/// assert!(err.to_string().contains("maybe"));
+/// ```
+#[derive(Debug, Clone, PartialEq)]
+#[non_exhaustive]
+pub struct ProfilerConfig {
+    /// `enabled` (default false): trace this service at all.
+    pub enabled: bool,
+    /// `trace_sqlalchemy`, alias `trace_sql` (default false): record SQL statement text.
+    pub trace_sqlalchemy: bool,
+    /// `trace_sql_params` (default false, ours): record bound parameter values too.
+    pub trace_sql_params: bool,
+    /// `trace_requests` (default false): trace outgoing HTTP requests.
+    pub trace_requests: bool,
+    /// `hmac_keys` (default `SECRET_KEY`): comma-separated keys; the first signs.
+    pub hmac_keys: Vec<String>,
+    /// `connection_string` (default `messaging://`): where messages go.
+    pub connection_string: String,
+    /// `filter_error_trace` (default false): index traces that contain errors.
+    pub filter_error_trace: bool,
+    /// `es_doc_type` (default `notification`).
+    pub es_doc_type: String,
+    /// `es_scroll_time` (default `2m`).
+    pub es_scroll_time: String,
+    /// `es_scroll_size` (default 10000).
+    pub es_scroll_size: u64,
+    /// `socket_timeout` in seconds (default 0.1), for Redis.
+    pub socket_timeout: f64,
+    /// `sentinel_service_name` (default `mymaster`), for Redis Sentinel.
+    pub sentinel_service_name: String,
+}
+
+impl Default for ProfilerConfig {
+    fn default() -> Self {
+        ProfilerConfig {
+            enabled: false,
+            trace_sqlalchemy: false,
+            trace_sql_params: false,
+            trace_requests: false,
+            hmac_keys: vec!["SECRET_KEY".to_owned()],
+            connection_string: "messaging://".to_owned(),
+            filter_error_trace: false,
+            es_doc_type: "notification".to_owned(),
+            es_scroll_time: "2m".to_owned(),
+            es_scroll_size: 10_000,
+            socket_timeout: 0.1,
+            sentinel_service_name: "mymaster".to_owned(),
+        }
+    }
+}
+
+/// A configuration value that could not be used; names the option and the value.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ConfigError {
+    /// The option's name (`enabled`, `socket_timeout`, ...), or the file for I/O errors.
+    pub option: String,
+    /// The offending value.
+    pub value: String,
+    /// What was expected.
+    pub reason: String,
+}
+
+impl fmt::Display for ConfigError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(
+            f,
+            "invalid value {:?} for option [profiler] {}: {}",
+            self.value, self.option, self.reason
+        )
+    }
+}
+
+impl std::error::Error for ConfigError {}
+
+fn err(option: &str, value: &str, reason: &str) -> ConfigError {
+    ConfigError {
+        option: option.to_owned(),
+        value: value.to_owned(),
+        reason: reason.to_owned(),
+    }
+}
+
+/// oslo.config's boolean words (`strutils.bool_from_string(strict=True)`).
+fn parse_bool(option: &str, value: &str) -> Result<bool, ConfigError> {
+    match value.trim().to_ascii_lowercase().as_str() {
+        "1" | "t" | "true" | "on" | "y" | "yes" => Ok(true),
+        "0" | "f" | "false" | "off" | "n" | "no" => Ok(false),
+        _ => Err(err(
+            option,
+            value,
+            "expected a boolean (true/false, yes/no, on/off, 1/0)",
+        )),
+    }
+}
+
+/// oslo.config's comma-list splitting, as OSProfiler's `utils.split`.
+fn split_keys(value: &str) -> Vec<String> {
+    value
+        .split(',')
+        .map(str::trim)
+        .filter(|k| !k.is_empty())
+        .map(str::to_owned)
+        .collect()
+}
+
+impl ProfilerConfig {
+    /// A builder starting from the defaults.
+    pub fn builder() -> ProfilerConfigBuilder {
+        ProfilerConfigBuilder {
+            conf: ProfilerConfig::default(),
+        }
+    }
+
+    /// Sets one option by its oslo.config name (or alias); the value is parsed as in a file.
+    pub fn set(&mut self, option: &str, value: &str) -> Result<(), ConfigError> {
+        let v = value.trim();
+        match option {
+            "enabled" | "profiler_enabled" => self.enabled = parse_bool("enabled", v)?,
+            "trace_sqlalchemy" | "trace_sql" => self.trace_sqlalchemy = parse_bool(option, v)?,
+            "trace_sql_params" => self.trace_sql_params = parse_bool(option, v)?,
+            "trace_requests" => self.trace_requests = parse_bool(option, v)?,
+            "filter_error_trace" => self.filter_error_trace = parse_bool(option, v)?,
+            "hmac_keys" => self.hmac_keys = split_keys(v),
+            "connection_string" => {
+                if !v.contains("://") {
+                    return Err(err(
+                        option,
+                        v,
+                        "expected a URL such as redis://127.0.0.1:6379 or sqlite:///path",
+                    ));
+                }
+                self.connection_string = v.to_owned()
+            }
+            "es_doc_type" => self.es_doc_type = v.to_owned(),
+            "es_scroll_time" => self.es_scroll_time = v.to_owned(),
+            "es_scroll_size" => {
+                self.es_scroll_size = v
+                    .parse()
+                    .map_err(|_| err(option, v, "expected a non-negative integer"))?
+            }
+            "socket_timeout" => {
+                self.socket_timeout = v
+                    .parse::<f64>()
+                    .ok()
+                    .filter(|t| t.is_finite() && *t >= 0.0)
+                    .ok_or_else(|| err(option, v, "expected a non-negative number of seconds"))?
+            }
+            "sentinel_service_name" => self.sentinel_service_name = v.to_owned(),
+            _ => return Err(err(option, v, "unknown option")),
+        }
+        Ok(())
+    }
+
+    /// Reads the `[profiler]` section of an oslo.config INI text; other sections are ignored,
+    /// and so (with a warning) are unknown options. Options not given keep their defaults.
+    pub fn from_ini_str(text: &str) -> Result<Self, ConfigError> {
+        let mut conf = ProfilerConfig::default();
+        conf.apply_ini_str(text)?;
+        Ok(conf)
+    }
+
+    /// Reads an oslo.config INI file.
+    pub fn from_ini_file(path: impl AsRef<Path>) -> Result<Self, ConfigError> {
+        let path = path.as_ref();
+        let text = std::fs::read_to_string(path).map_err(|e| ConfigError {
+            option: "config file".into(),
+            value: path.display().to_string(),
+            reason: e.to_string(),
+        })?;
+        Self::from_ini_str(&text)
+    }
+
+    /// Overlays the `[profiler]` section of an INI text on this configuration.
+    pub fn apply_ini_str(&mut self, text: &str) -> Result<(), ConfigError> {
+        for (option, value) in parse_ini_section(text, "profiler") {
+            match self.set(&option, &value) {
+                Err(e) if e.reason == "unknown option" => {
+                    log::warn!("osprofiler: ignoring unknown option [profiler] {option}");
+                }
+                other => other?,
+            }
+        }
+        Ok(())
+    }
+
+    /// The defaults overlaid with `OSPROFILER_<OPTION>` environment variables
+    /// (`OSPROFILER_ENABLED`, `OSPROFILER_TRACE_SQL`, `OSPROFILER_HMAC_KEYS`,
+    /// `OSPROFILER_CONNECTION_STRING`, ...).
+    pub fn from_env() -> Result<Self, ConfigError> {
+        let mut conf = ProfilerConfig::default();
+        conf.apply_env()?;
+        Ok(conf)
+    }
+
+    /// Overlays `OSPROFILER_*` environment variables on this configuration.
+    pub fn apply_env(&mut self) -> Result<(), ConfigError> {
+        self.apply_vars(std::env::vars())
+    }
+
+    fn apply_vars(
+        &mut self,
+        vars: impl Iterator<Item = (String, String)>,
+    ) -> Result<(), ConfigError> {
+        for (k, v) in vars {
+            let Some(name) = k.strip_prefix("OSPROFILER_") else {
+                continue;
+            };
+            let option = name.to_ascii_lowercase();
+            if OPTIONS.contains(&option.as_str()) {
+                self.set(&option, &v)?;
+            }
+        }
+        Ok(())
+    }
+}
+
+/// Every option name [`ProfilerConfig::set`] knows, aliases included.
+pub const OPTIONS: &[&str] = &[
+    "enabled",
+    "profiler_enabled",
+    "trace_sqlalchemy",
+    "trace_sql",
+    "trace_sql_params",
+    "trace_requests",
+    "hmac_keys",
+    "connection_string",
+    "filter_error_trace",
+    "es_doc_type",
+    "es_scroll_time",
+    "es_scroll_size",
+    "socket_timeout",
+    "sentinel_service_name",
+];
+
+/// oslo.config's INI dialect: `[section]`, `key = value` or `key: value`, `#`/`;` comments,
+/// indented continuation lines, matching quotes stripped, the last value of a key wins.
+fn parse_ini_section(text: &str, wanted: &str) -> Vec<(String, String)> {
+    let mut out: Vec<(String, String)> = Vec::new();
+    let mut in_section = false;
+    let mut last_in_section = false;
+    for line in text.lines() {
+        if line.trim().is_empty() || line.trim_start().starts_with(['#', ';']) {
+            last_in_section = false;
+            continue;
+        }
+        if line.starts_with([' ', '\t']) && last_in_section {
+            if let Some((_, v)) = out.last_mut() {
+                v.push('\n');
+                v.push_str(line.trim());
+            }
+            continue;
+        }
+        let t = line.trim();
+        if let Some(name) = t.strip_prefix('[').and_then(|r| r.strip_suffix(']')) {
+            in_section = name.trim() == wanted;
+            last_in_section = false;
+            continue;
+        }
+        last_in_section = false;
+        if !in_section {
+            continue;
+        }
+        let split = t.find(['=', ':']);
+        let Some(i) = split else { continue };
+        let key = t[..i].trim().to_owned();
+        let mut value = t[i + 1..].trim();
+        if value.len() >= 2
+            && (value.starts_with('"') && value.ends_with('"')
+                || value.starts_with('\'') && value.ends_with('\''))
+        {
+            value = &value[1..value.len() - 1];
+        }
+        out.retain(|(k, _)| *k != key);
+        out.push((key, value.to_owned()));
+        last_in_section = true;
+    }
+    out
+}
+
+/// Builds a [`ProfilerConfig`] in code.
+///
+/// ```
+/// let conf = osprofiler_core::ProfilerConfig::builder()
+///     .enabled(true)
+///     .hmac_keys(["new", "old"])
+///     .connection_string("memory://")
+///     .build();
+/// assert_eq!(conf.hmac_keys[0], "new");
+/// ```
+#[derive(Debug, Clone)]
+pub struct ProfilerConfigBuilder {
+    conf: ProfilerConfig,
+}
+
+impl ProfilerConfigBuilder {
+    /// `enabled`.
+    pub fn enabled(mut self, v: bool) -> Self {
+        self.conf.enabled = v;
+        self
+    }
+    /// `trace_sqlalchemy` / `trace_sql`.
+    pub fn trace_sql(mut self, v: bool) -> Self {
+        self.conf.trace_sqlalchemy = v;
+        self
+    }
+    /// `trace_sql_params`.
+    pub fn trace_sql_params(mut self, v: bool) -> Self {
+        self.conf.trace_sql_params = v;
+        self
+    }
+    /// `trace_requests`.
+    pub fn trace_requests(mut self, v: bool) -> Self {
+        self.conf.trace_requests = v;
+        self
+    }
+    /// `hmac_keys`, in order of preference.
+    pub fn hmac_keys<I: IntoIterator<Item = S>, S: Into<String>>(mut self, keys: I) -> Self {
+        self.conf.hmac_keys = keys.into_iter().map(Into::into).collect();
+        self
+    }
+    /// `connection_string`.
+    pub fn connection_string(mut self, v: impl Into<String>) -> Self {
+        self.conf.connection_string = v.into();
+        self
+    }
+    /// `filter_error_trace`.
+    pub fn filter_error_trace(mut self, v: bool) -> Self {
+        self.conf.filter_error_trace = v;
+        self
+    }
+    /// `socket_timeout`, in seconds.
+    pub fn socket_timeout(mut self, v: f64) -> Self {
+        self.conf.socket_timeout = v;
+        self
+    }
+    /// Sets any option by name, parsing the value as in a file.
+    pub fn option(mut self, option: &str, value: &str) -> Result<Self, ConfigError> {
+        self.conf.set(option, value)?;
+        Ok(self)
+    }
+    /// The configuration.
+    pub fn build(self) -> ProfilerConfig {
+        self.conf
+    }
+}
+
+/// Creates a driver from a connection string.
+pub type DriverFactory =
+    fn(connection_string: &str, conf: &ProfilerConfig) -> Result<Arc<dyn Driver>, DriverError>;
+
+fn registry() -> &'static RwLock<BTreeMap<String, DriverFactory>> {
+    static REGISTRY: OnceLock<RwLock<BTreeMap<String, DriverFactory>>> = OnceLock::new();
+    REGISTRY.get_or_init(|| {
+        let mut m: BTreeMap<String, DriverFactory> = BTreeMap::new();
+        m.insert("memory".into(), |_, _| Ok(crate::MemoryCollector::new()));
+        RwLock::new(m)
+    })
+}
+
+/// Registers a collector driver for a connection-string scheme (`redis`, `sqlite`, ...).
+/// Collector crates call this; the last registration of a scheme wins.
+pub fn register_driver(scheme: &str, factory: DriverFactory) {
+    registry()
+        .write()
+        .unwrap_or_else(|e| e.into_inner())
+        .insert(scheme.to_ascii_lowercase(), factory);
+}
+
+/// Creates the driver for `connection_string` (scheme looked up in the registry).
+pub fn create_driver(
+    connection_string: &str,
+    conf: &ProfilerConfig,
+) -> Result<Arc<dyn Driver>, InitError> {
+    let scheme = connection_string
+        .split_once("://")
+        .map(|(s, _)| s.to_ascii_lowercase());
+    let Some(scheme) = scheme.filter(|s| !s.is_empty()) else {
+        return Err(InitError::Config(err(
+            "connection_string",
+            connection_string,
+            "expected <scheme>://...",
+        )));
+    };
+    let factory = registry()
+        .read()
+        .unwrap_or_else(|e| e.into_inner())
+        .get(&scheme)
+        .copied();
+    match factory {
+        Some(f) => f(connection_string, conf).map_err(|e| InitError::Driver {
+            connection_string: redact(connection_string),
+            source: e,
+        }),
+        None => Err(InitError::UnknownScheme {
+            scheme,
+            known: registry()
+                .read()
+                .unwrap_or_else(|e| e.into_inner())
+                .keys()
+                .cloned()
+                .collect(),
+        }),
+    }
+}
+
+/// A connection string with any password replaced by `***`, for messages.
+pub fn redact(connection_string: &str) -> String {
+    if let Some((scheme, rest)) = connection_string.split_once("://") {
+        let authority_end = rest.find('/').unwrap_or(rest.len());
+        if let Some(at) = rest[..authority_end].rfind('@') {
+            let userinfo = &rest[..at];
+            if let Some(colon) = userinfo.find(':') {
+                return format!("{scheme}://{}:***{}", &userinfo[..colon], &rest[at..]);
+            }
+        }
+    }
+    connection_string.to_owned()
+}
+
+/// Why [`init_from_conf`] failed.
+#[derive(Debug)]
+#[non_exhaustive]
+pub enum InitError {
+    /// A configuration value is unusable.
+    Config(ConfigError),
+    /// No driver is registered for the connection string's scheme.
+    UnknownScheme {
+        /// The scheme asked for.
+        scheme: String,
+        /// The schemes registered.
+        known: Vec<String>,
+    },
+    /// The driver could not start (server down, bad URL, ...).
+    Driver {
+        /// The connection string, password redacted.
+        connection_string: String,
+        /// The driver's error.
+        source: DriverError,
+    },
+}
+
+impl fmt::Display for InitError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            InitError::Config(e) => e.fmt(f),
+            InitError::UnknownScheme { scheme, known } => write!(
+                f,
+                "invalid value for option [profiler] connection_string: no collector driver for scheme {scheme:?} \
+                 (registered: {}; the osprofiler-collectors crate registers sqlite, postgresql, redis, messaging and otlp)",
+                known.join(", ")
+            ),
+            InitError::Driver {
+                connection_string,
+                source,
+            } => {
+                write!(
+                    f,
+                    "cannot start the collector for connection_string {connection_string:?}: {source}"
+                )
+            }
+        }
+    }
+}
+
+impl std::error::Error for InitError {
+    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+        match self {
+            InitError::Config(e) => Some(e),
+            InitError::Driver { source, .. } => Some(source),
+            InitError::UnknownScheme { .. } => None,
+        }
+    }
+}
+
+impl From<ConfigError> for InitError {
+    fn from(e: ConfigError) -> Self {
+        InitError::Config(e)
+    }
+}
+
+/// Keeps the notifier installed by [`init_from_conf`]; flushes and stops it when dropped, so
+/// messages queued at shutdown are delivered.
+#[must_use = "dropping the guard flushes and stops the notifier"]
+#[derive(Debug)]
+pub struct NotifierGuard {
+    notifier: Option<Arc<QueueNotifier>>,
+}
+
+impl NotifierGuard {
+    /// The installed notifier (none when profiling is disabled).
+    pub fn notifier(&self) -> Option<&Arc<QueueNotifier>> {
+        self.notifier.as_ref()
+    }
+    /// Delivers everything queued, waiting at most `timeout`.
+    pub fn flush(&self, timeout: Duration) -> bool {
+        self.notifier.as_ref().is_none_or(|n| n.flush_for(timeout))
+    }
+}
+
+impl Drop for NotifierGuard {
+    fn drop(&mut self) {
+        if let Some(n) = self.notifier.take() {
+            if Arc::ptr_eq(
+                &(n.clone() as Arc<dyn notifier::Notifier>),
+                &notifier::get(),
+            ) {
+                notifier::set(Arc::new(notifier::NoopNotifier));
+            }
+            n.shutdown();
+        }
+    }
+}
+
+/// Configures this process from `conf` (OSProfiler's `initializer.init_from_conf`): runtime
+/// switches (`enabled`, `trace_sql`, `trace_sql_params`), the server-side `hmac_keys`, the
+/// identity stamped on every message (`project`, `service`, `host`; `None` host = hostname),
+/// and — when enabled — the collector driver behind a [`QueueNotifier`], installed as the
+/// global notifier.
+///
+/// Unlike Python, a driver that cannot start is an error, not silently disabled tracing.
+///
+/// ```
+/// use osprofiler_core::{self as osp, ProfilerConfig};
+/// let conf = ProfilerConfig::builder().enabled(true).connection_string("memory://").build();
+/// let guard = osp::init_from_conf(&conf, "demo", "api", None).unwrap();
+/// assert!(guard.notifier().is_some());
+///
+/// let bad = ProfilerConfig::builder().enabled(true).connection_string("nosuch://x").build();
+/// let e = osp::init_from_conf(&bad, "demo", "api", None).unwrap_err();
+/// assert!(e.to_string().contains("nosuch"));
+/// ```
+pub fn init_from_conf(
+    conf: &ProfilerConfig,
+    project: &str,
+    service: &str,
+    host: Option<&str>,
+) -> Result<NotifierGuard, InitError> {
+    let notifier = if conf.enabled {
+        let driver = create_driver(&conf.connection_string, conf)?;
+        let n = QueueNotifier::start(driver, QueueOptions::default()).map_err(|e| {
+            InitError::Driver {
+                connection_string: redact(&conf.connection_string),
+                source: e,
+            }
+        })?;
+        notifier::set(n.clone());
+        Some(n)
+    } else {
+        None
+    };
+    crate::set_identity(Some(project), Some(service), host);
+    crate::set_hmac_keys(conf.hmac_keys.clone());
+    switches::set_trace_sql(conf.trace_sqlalchemy);
+    switches::set_trace_sql_params(conf.trace_sql_params);
+    switches::set_trace_requests(conf.trace_requests);
+    switches::set_filter_error_trace(conf.filter_error_trace);
+    switches::set_enabled(conf.enabled);
+    Ok(NotifierGuard { notifier })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn defaults_match_the_reference() {
+        let c = ProfilerConfig::default();
+        assert!(!c.enabled && !c.trace_sqlalchemy && !c.trace_requests && !c.filter_error_trace);
+        assert_eq!(c.hmac_keys, ["SECRET_KEY"]);
+        assert_eq!(c.connection_string, "messaging://");
+        assert_eq!(
+            (
+                c.es_doc_type.as_str(),
+                c.es_scroll_time.as_str(),
+                c.es_scroll_size
+            ),
+            ("notification", "2m", 10000)
+        );
+        assert_eq!(
+            (c.socket_timeout, c.sentinel_service_name.as_str()),
+            (0.1, "mymaster")
+        );
+    }
+
+    #[test]
+    fn ini_dialect() {
+        let text = "[DEFAULT]\nenabled = true\n\n[profiler]\n# comment\nenabled = False\ntrace_sqlalchemy: on\nhmac_keys = \"a, b ,,c\"\nconnection_string = redis://127.0.0.1:6379\nsocket_timeout = 2.5\nes_scroll_size = 5\nmystery = 1\n[other]\nenabled = true\n";
+        let c = ProfilerConfig::from_ini_str(text).unwrap();
+        assert!(!c.enabled, "enabled = False must mean false");
+        assert!(c.trace_sqlalchemy);
+        assert_eq!(c.hmac_keys, ["a", "b", "c"]);
+        assert_eq!(c.connection_string, "redis://127.0.0.1:6379");
+        assert_eq!((c.socket_timeout, c.es_scroll_size), (2.5, 5));
+    }
+
+    #[test]
+    fn bad_values_name_option_and_value() {
+        for (opt, val) in [
+            ("enabled", "maybe"),
+            ("socket_timeout", "-1"),
+            ("es_scroll_size", "ten"),
+            ("connection_string", "redis"),
+        ] {
+            let e =
+                ProfilerConfig::from_ini_str(&format!("[profiler]\n{opt} = {val}\n")).unwrap_err();
+            assert_eq!((e.option.as_str(), e.value.as_str()), (opt, val));
+            assert!(e.to_string().contains(opt) && e.to_string().contains(val));
+        }
+    }
+
+    #[test]
+    fn env_overlay() {
+        let mut c = ProfilerConfig::default();
+        c.apply_vars(
+            [
+                ("OSPROFILER_TRACE_SQL", "1"),
+                ("OSPROFILER_HMAC_KEYS", "k1,k2"),
+                ("OTHER", "x"),
+                ("OSPROFILER_NOPE", "x"),
+            ]
+            .into_iter()
+            .map(|(a, b)| (a.to_owned(), b.to_owned())),
+        )
+        .unwrap();
+        assert!(c.trace_sqlalchemy);
+        assert_eq!(c.hmac_keys, ["k1", "k2"]);
+        let e = c
+            .apply_vars([("OSPROFILER_ENABLED".to_owned(), "nah".to_owned())].into_iter())
+            .unwrap_err();
+        assert_eq!(e.option, "enabled");
+    }
+
+    #[test]
+    fn redacts_passwords() {
+        assert_eq!(
+            redact("redis://:s3cret@host:6379/0"),
+            "redis://:***@host:6379/0"
+        );
+        assert_eq!(redact("postgresql://u:p@h/db"), "postgresql://u:***@h/db");
+        assert_eq!(redact("sqlite:///tmp/x@y"), "sqlite:///tmp/x@y");
+    }
+}

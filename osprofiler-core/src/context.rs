@@ -1,0 +1,672 @@
+//! The trace context: which trace (and which point in it) the running code belongs to.
+//!
+//! OSProfiler keeps its profiler in a thread-local. Rust services are async, so here the
+//! context follows the *future*: a thread-local holds the current context while a future is
+//! being polled, and the scope wrappers ([`InTrace`], created by [`trace_scope`],
+//! [`TraceFutureExt::in_current_trace`] and [`spawn_traced`]) save it into the future between
+//! polls. Sync code without tokio simply uses the thread's own context.
+//!
+//! Every hook starts with two cheap checks — the global `enabled` switch (one relaxed load) and
+//! "is there a current context?" (one thread-local read) — and does nothing else, allocates
+//! nothing and reads no clock when either says no.
+
+use crate::message::{Id, Info, Message, Phase, TraceMeta, now_micros};
+use crate::notifier::{self, Notifier};
+use crate::switches;
+use std::borrow::Cow;
+use std::cell::{Cell, RefCell};
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::task::{Context, Poll};
+
+/// What every point of one trace in this process shares.
+pub(crate) struct Root {
+    pub(crate) meta: Arc<TraceMeta>,
+    pub(crate) hmac_key: Arc<str>,
+    pub(crate) notifier: Arc<dyn Notifier>,
+}
+
+/// One level of the trace stack: the root (ids given to `init`) or an open point.
+pub(crate) struct Frame {
+    pub(crate) root: Arc<Root>,
+    pub(crate) id: Id,
+    /// `None` for the root frame.
+    pub(crate) name: Option<Cow<'static, str>>,
+    pub(crate) parent: Option<Arc<Frame>>,
+}
+
+thread_local! {
+    static CURRENT: RefCell<Option<Arc<Frame>>> = const { RefCell::new(None) };
+    static SCOPE_DEPTH: Cell<u32> = const { Cell::new(0) };
+}
+
+#[inline]
+fn current_frame() -> Option<Arc<Frame>> {
+    CURRENT.try_with(|c| c.borrow().clone()).ok().flatten()
+}
+
+#[inline]
+fn has_current() -> bool {
+    CURRENT.try_with(|c| c.borrow().is_some()).unwrap_or(false)
+}
+
+#[inline]
+fn replace_current(new: Option<Arc<Frame>>) -> Option<Arc<Frame>> {
+    CURRENT.try_with(|c| c.replace(new)).ok().flatten()
+}
+
+/// True when profiling is enabled and a trace is active in the current task or thread.
+///
+/// This is the check every hook makes first; it costs about a nanosecond. Use it to skip
+/// building expensive info yourself.
+///
+/// ```
+/// assert!(!osprofiler_core::is_active());
+/// ```
+#[inline]
+pub fn is_active() -> bool {
+    switches::is_enabled() && has_current()
+}
+
+/// A handle on the current trace, as returned by [`init`] and [`get`].
+///
+/// It is a snapshot: it names the trace and the innermost point at the time it was taken.
+#[derive(Clone)]
+pub struct Profiler {
+    frame: Arc<Frame>,
+}
+
+impl std::fmt::Debug for Profiler {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Profiler")
+            .field("base_id", self.base_id())
+            .field("parent_id", self.parent_id())
+            .field("id", self.id())
+            .finish_non_exhaustive()
+    }
+}
+
+impl Profiler {
+    /// The trace's id, shared by every point.
+    pub fn base_id(&self) -> &Id {
+        &self.frame.root.meta.base_id
+    }
+    /// The innermost open point's id (the `parent_id` given to init when no point is open).
+    pub fn id(&self) -> &Id {
+        &self.frame.id
+    }
+    /// The parent of [`Profiler::id`] (OSProfiler's `get_parent_id`): the base id at the top.
+    pub fn parent_id(&self) -> &Id {
+        match &self.frame.parent {
+            Some(p) => &p.id,
+            None => &self.frame.root.meta.base_id,
+        }
+    }
+    /// The name of the innermost open point, if any.
+    pub fn current_point(&self) -> Option<&str> {
+        self.frame.name.as_deref()
+    }
+    /// The key that signs outgoing trace headers (the one that admitted this trace).
+    pub fn hmac_key(&self) -> &str {
+        &self.frame.root.hmac_key
+    }
+    /// Project, service and host of this process's points.
+    pub fn meta(&self) -> &TraceMeta {
+        &self.frame.root.meta
+    }
+    /// Signed headers for an outgoing call made from here (`None` without an hmac key).
+    pub fn headers(&self) -> Option<crate::TraceHeaders> {
+        if self.hmac_key().is_empty() {
+            return None;
+        }
+        let info = crate::headers::TraceData {
+            base_id: self.base_id().to_text().into_owned(),
+            parent_id: Some(self.id().to_text().into_owned()),
+        };
+        Some(crate::headers::signed_pack(&info, self.hmac_key()))
+    }
+}
+
+/// Starts a trace in the current scope (OSProfiler's `profiler.init`).
+///
+/// `base_id` defaults to a new uuid4 and `parent_id` to `base_id`. If a trace is already
+/// active in this scope it is kept and returned (a second init does not replace the first).
+/// Returns `None` when profiling is disabled by the runtime switch ([`crate::set_enabled`]).
+///
+/// In async code, call it inside a scope — a future wrapped by [`trace_scope`], a task started
+/// with [`spawn_traced`], or a request handled by the HTTP layer — so that the trace belongs to
+/// that future and not to the worker thread.
+///
+/// ```
+/// use osprofiler_core as osp;
+/// let p = osp::init("SECRET_KEY", None, None).unwrap();
+/// assert_eq!(p.id(), p.base_id()); // parent_id defaults to base_id
+/// let again = osp::init("other", Some("ignored"), None).unwrap();
+/// assert_eq!(again.base_id(), p.base_id());
+/// osp::clean();
+/// ```
+pub fn init(hmac_key: &str, base_id: Option<&str>, parent_id: Option<&str>) -> Option<Profiler> {
+    if !switches::is_enabled() {
+        return None;
+    }
+    if let Some(frame) = current_frame() {
+        return Some(Profiler { frame });
+    }
+    warn_if_unscoped_task();
+    let base_id = match base_id {
+        Some(b) if !b.is_empty() => Id::from(b),
+        _ => Id::new_v4(),
+    };
+    let parent = match parent_id {
+        Some(p) if !p.is_empty() => Id::from(p),
+        _ => base_id.clone(),
+    };
+    let identity = crate::identity();
+    let root = Arc::new(Root {
+        meta: Arc::new(TraceMeta {
+            base_id,
+            project: identity.project,
+            service: identity.service,
+            host: identity.host,
+        }),
+        hmac_key: Arc::from(hmac_key),
+        notifier: notifier::get(),
+    });
+    let frame = Arc::new(Frame {
+        root,
+        id: parent,
+        name: None,
+        parent: None,
+    });
+    replace_current(Some(frame.clone()));
+    Some(Profiler { frame })
+}
+
+#[cfg(feature = "tokio")]
+fn warn_if_unscoped_task() {
+    use std::sync::atomic::{AtomicBool, Ordering};
+    static WARNED: AtomicBool = AtomicBool::new(false);
+    let unscoped = SCOPE_DEPTH.try_with(Cell::get).unwrap_or(0) == 0;
+    if unscoped && tokio::task::try_id().is_some() && !WARNED.swap(true, Ordering::Relaxed) {
+        log::warn!(
+            "osprofiler: init() called in a tokio task outside a trace scope; the trace is bound \
+             to the worker thread and will be lost or leak across tasks. Wrap the task with \
+             osprofiler_core::trace_scope() or start it with spawn_traced()."
+        );
+    }
+}
+
+#[cfg(not(feature = "tokio"))]
+fn warn_if_unscoped_task() {}
+
+/// The current trace, if one is active in this scope (OSProfiler's `profiler.get`).
+#[inline]
+pub fn get() -> Option<Profiler> {
+    if !switches::is_enabled() {
+        return None;
+    }
+    current_frame().map(|frame| Profiler { frame })
+}
+
+/// Ends the current trace in this scope without emitting anything (OSProfiler's `clean`).
+pub fn clean() {
+    drop(replace_current(None));
+}
+
+#[inline]
+fn emit(frame: &Frame, phase: Phase, parent_id: &Id, info: Info) {
+    let Some(name) = frame.name.clone() else {
+        return;
+    };
+    let msg = Message {
+        meta: frame.root.meta.clone(),
+        name,
+        phase,
+        trace_id: frame.id.clone(),
+        parent_id: parent_id.clone(),
+        micros: now_micros(),
+        info,
+    };
+    frame.root.notifier.notify(msg);
+}
+
+/// Opens a child point of `parent` and emits its start message.
+fn open(parent: Arc<Frame>, name: Cow<'static, str>, info: Info) -> Arc<Frame> {
+    let frame = Arc::new(Frame {
+        root: parent.root.clone(),
+        id: Id::new_v4(),
+        name: Some(name),
+        parent: Some(parent),
+    });
+    let parent_id = &frame
+        .parent
+        .as_ref()
+        .map_or(&frame.root.meta.base_id, |p| &p.id);
+    emit(&frame, Phase::Start, parent_id, info);
+    frame
+}
+
+fn close(frame: &Frame, info: Info) {
+    let parent_id = frame
+        .parent
+        .as_ref()
+        .map_or(&frame.root.meta.base_id, |p| &p.id);
+    emit(frame, Phase::Stop, parent_id, info);
+}
+
+/// Opens a point named `name` in the current trace (OSProfiler's `profiler.start`).
+///
+/// `info` is called only if the point is really emitted: pass a closure, or `Info::new` for
+/// none. Does nothing when no trace is active. Prefer the [`Trace`] guard, which cannot be
+/// left open.
+///
+/// ```
+/// use osprofiler_core as osp;
+/// osp::start("never-emitted", || unreachable!("no trace is active")); // no-op
+/// osp::init("key", None, None);
+/// osp::start("db", || osp::info!({"db": {"statement": "SELECT 1"}}));
+/// osp::stop(osp::Info::new);
+/// osp::clean();
+/// ```
+#[inline]
+pub fn start<N, F>(name: N, info: F)
+where
+    N: Into<Cow<'static, str>>,
+    F: FnOnce() -> Info,
+{
+    if !switches::is_enabled() {
+        return;
+    }
+    let Some(parent) = current_frame() else {
+        return;
+    };
+    let frame = open(parent, name.into(), info());
+    replace_current(Some(frame));
+}
+
+/// Closes the innermost open point (OSProfiler's `profiler.stop`); ignored when none is open.
+#[inline]
+pub fn stop<F: FnOnce() -> Info>(info: F) {
+    if !switches::is_enabled() {
+        return;
+    }
+    let Some(frame) = current_frame() else { return };
+    if frame.name.is_none() {
+        return; // only the root: stop without start is ignored, as in Python
+    }
+    close(&frame, info());
+    replace_current(frame.parent.clone());
+}
+
+/// A point that stops when dropped (the RAII form of [`start`]/[`stop`]).
+///
+/// The guard remembers its own point, so it stops the right one even when dropped out of
+/// order, on another thread, or while its future is being cancelled.
+///
+/// ```
+/// use osprofiler_core::{self as osp, Trace};
+/// osp::init("key", None, None);
+/// {
+///     let mut point = Trace::new("db", || osp::info!({"db": {"statement": "SELECT 1"}}));
+///     let err = std::io::Error::other("connection reset");
+///     point.error(&err); // etype = "std::io::error::Error", message = "connection reset"
+/// } // db-stop sent here
+/// osp::clean();
+/// ```
+#[must_use = "the point stops when the guard is dropped"]
+pub struct Trace {
+    frame: Option<Arc<Frame>>,
+    stop_info: Info,
+}
+
+impl Trace {
+    /// Opens a point named `name` as a child of the current point and makes it current.
+    #[inline]
+    pub fn new<N, F>(name: N, info: F) -> Trace
+    where
+        N: Into<Cow<'static, str>>,
+        F: FnOnce() -> Info,
+    {
+        if !switches::is_enabled() {
+            return Trace::inactive();
+        }
+        let Some(parent) = current_frame() else {
+            return Trace::inactive();
+        };
+        let frame = open(parent, name.into(), info());
+        replace_current(Some(frame.clone()));
+        Trace {
+            frame: Some(frame),
+            stop_info: Info::new(),
+        }
+    }
+
+    /// Opens a point as a child of the current point *without* making it current.
+    ///
+    /// Used to run a future inside the point: see [`Trace::scope`].
+    #[inline]
+    pub fn new_detached<N, F>(name: N, info: F) -> Trace
+    where
+        N: Into<Cow<'static, str>>,
+        F: FnOnce() -> Info,
+    {
+        if !switches::is_enabled() {
+            return Trace::inactive();
+        }
+        let Some(parent) = current_frame() else {
+            return Trace::inactive();
+        };
+        Trace {
+            frame: Some(open(parent, name.into(), info())),
+            stop_info: Info::new(),
+        }
+    }
+
+    /// A guard that emits nothing.
+    #[inline]
+    pub fn inactive() -> Trace {
+        Trace {
+            frame: None,
+            stop_info: Info::new(),
+        }
+    }
+
+    /// Whether this guard has an open point (false when no trace was active).
+    #[inline]
+    pub fn is_active(&self) -> bool {
+        self.frame.is_some()
+    }
+
+    /// The point's id (`trace_id` of its messages).
+    pub fn id(&self) -> Option<&Id> {
+        self.frame.as_ref().map(|f| &f.id)
+    }
+
+    /// A profiler handle positioned at this point (for headers of calls made inside it).
+    pub fn profiler(&self) -> Option<Profiler> {
+        self.frame.clone().map(|frame| Profiler { frame })
+    }
+
+    /// Records an error for the stop message: `etype` = the error's type name, `message` = its
+    /// `Display` text.
+    pub fn error<E: std::fmt::Display + ?Sized>(&mut self, err: &E) {
+        if self.frame.is_some() {
+            self.error_with(std::any::type_name::<E>(), err);
+        }
+    }
+
+    /// Records an error with an explicit type name.
+    pub fn error_with(&mut self, etype: &str, message: impl std::fmt::Display) {
+        if self.frame.is_some() {
+            self.stop_info.insert("etype".into(), etype.into());
+            self.stop_info
+                .insert("message".into(), message.to_string().into());
+        }
+    }
+
+    /// Adds to the stop message's info; `f` runs only when the point is active.
+    #[inline]
+    pub fn stop_info(&mut self, f: impl FnOnce(&mut Info)) {
+        if self.frame.is_some() {
+            f(&mut self.stop_info);
+        }
+    }
+
+    /// Runs `fut` with this point as its current point (children of `fut` nest under it); the
+    /// point stops when the returned future completes or is dropped.
+    pub fn scope<F: Future>(self, fut: F) -> InTrace<TraceOwned<F>> {
+        let ctx = self.frame.clone();
+        InTrace::new(TraceOwned { fut, _trace: self }, ctx)
+    }
+
+    /// Stops the point now (same as dropping the guard).
+    pub fn finish(self) {}
+}
+
+impl Drop for Trace {
+    fn drop(&mut self) {
+        let Some(frame) = self.frame.take() else {
+            return;
+        };
+        close(&frame, std::mem::take(&mut self.stop_info));
+        let _ = CURRENT.try_with(|c| {
+            let mut c = c.borrow_mut();
+            if c.as_ref().is_some_and(|cur| Arc::ptr_eq(cur, &frame)) {
+                *c = frame.parent.clone();
+            }
+        });
+    }
+}
+
+impl std::fmt::Debug for Trace {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Trace").field("id", &self.id()).finish()
+    }
+}
+
+pin_project_lite::pin_project! {
+    /// A future together with the [`Trace`] guard it runs in; see [`Trace::scope`].
+    pub struct TraceOwned<F> {
+        #[pin]
+        fut: F,
+        _trace: Trace,
+    }
+}
+
+impl<F: Future> Future for TraceOwned<F> {
+    type Output = F::Output;
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<F::Output> {
+        self.project().fut.poll(cx)
+    }
+}
+
+pin_project_lite::pin_project! {
+    /// A future that carries its own trace context: while it is polled, its context is the
+    /// current one; between polls it is saved here. Created by [`trace_scope`],
+    /// [`TraceFutureExt::in_current_trace`], [`TraceFutureExt::in_trace`] and [`spawn_traced`].
+    pub struct InTrace<F> {
+        #[pin]
+        inner: F,
+        ctx: Option<Arc<Frame>>,
+    }
+}
+
+impl<F> InTrace<F> {
+    fn new(inner: F, ctx: Option<Arc<Frame>>) -> Self {
+        InTrace { inner, ctx }
+    }
+}
+
+/// Restores the previous context when a poll ends, even by panic.
+struct Entered<'a> {
+    slot: &'a mut Option<Arc<Frame>>,
+    prev: Option<Option<Arc<Frame>>>,
+}
+
+impl<'a> Entered<'a> {
+    #[inline]
+    fn enter(slot: &'a mut Option<Arc<Frame>>) -> Self {
+        let prev = replace_current(slot.take());
+        let _ = SCOPE_DEPTH.try_with(|d| d.set(d.get() + 1));
+        Entered {
+            slot,
+            prev: Some(prev),
+        }
+    }
+}
+
+impl Drop for Entered<'_> {
+    #[inline]
+    fn drop(&mut self) {
+        let prev = self.prev.take().flatten();
+        *self.slot = replace_current(prev);
+        let _ = SCOPE_DEPTH.try_with(|d| d.set(d.get().saturating_sub(1)));
+    }
+}
+
+impl<F: Future> Future for InTrace<F> {
+    type Output = F::Output;
+
+    #[inline]
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<F::Output> {
+        let this = self.project();
+        let _entered = Entered::enter(this.ctx);
+        this.inner.poll(cx)
+    }
+}
+
+/// Runs `fut` in a scope of its own, starting with no trace: an [`init`] inside it belongs to
+/// this future, wherever it is polled.
+///
+/// ```
+/// # #[tokio::main(flavor = "current_thread")] async fn main() {
+/// use osprofiler_core as osp;
+/// let base = osp::trace_scope(async {
+///     let p = osp::init("key", None, None).unwrap();
+///     tokio::task::yield_now().await;
+///     osp::get().unwrap().base_id().to_string() == p.base_id().to_string()
+/// })
+/// .await;
+/// assert!(base);
+/// assert!(osp::get().is_none()); // the trace stayed inside the scope
+/// # }
+/// ```
+pub fn trace_scope<F: Future>(fut: F) -> InTrace<F> {
+    InTrace::new(fut, None)
+}
+
+/// Carrying the current trace into a future.
+pub trait TraceFutureExt: Future + Sized {
+    /// Captures the current context now; the future runs in it wherever it is polled.
+    fn in_current_trace(self) -> InTrace<Self> {
+        InTrace::new(
+            self,
+            if switches::is_enabled() {
+                current_frame()
+            } else {
+                None
+            },
+        )
+    }
+
+    /// Runs the future in the given trace (or in none).
+    fn in_trace(self, profiler: Option<Profiler>) -> InTrace<Self> {
+        InTrace::new(self, profiler.map(|p| p.frame))
+    }
+}
+
+impl<F: Future> TraceFutureExt for F {}
+
+/// Runs `f` with `profiler` as the current trace of this thread, then restores the previous
+/// one. The sync counterpart of [`TraceFutureExt::in_trace`].
+pub fn with_trace<R>(profiler: Option<Profiler>, f: impl FnOnce() -> R) -> R {
+    let mut slot = profiler.map(|p| p.frame);
+    let _entered = Entered::enter(&mut slot);
+    f()
+}
+
+/// Spawns a tokio task that continues the current trace (tokio's `spawn` does not).
+///
+/// ```
+/// # #[tokio::main(flavor = "current_thread")] async fn main() {
+/// use osprofiler_core as osp;
+/// osp::init("key", None, None);
+/// let seen = osp::spawn_traced(async { osp::get().is_some() }).await.unwrap();
+/// assert!(seen);
+/// osp::clean();
+/// # }
+/// ```
+#[cfg(feature = "tokio")]
+pub fn spawn_traced<F>(fut: F) -> tokio::task::JoinHandle<F::Output>
+where
+    F: Future + Send + 'static,
+    F::Output: Send + 'static,
+{
+    tokio::spawn(fut.in_current_trace())
+}
+
+/// Runs blocking code (sync DB drivers, diesel) on tokio's blocking pool inside the current
+/// trace.
+#[cfg(feature = "tokio")]
+pub fn spawn_blocking_traced<F, R>(f: F) -> tokio::task::JoinHandle<R>
+where
+    F: FnOnce() -> R + Send + 'static,
+    R: Send + 'static,
+{
+    let profiler = get();
+    tokio::task::spawn_blocking(move || with_trace(profiler, f))
+}
+
+pin_project_lite::pin_project! {
+    /// The future of an async fn under `#[trace]`: runs the body inside its point, records the
+    /// outcome and stops the point when the body completes (or when dropped, as cancelled).
+    #[doc(hidden)]
+    pub struct TracedFn<F, R> {
+        #[pin]
+        inner: F,
+        ctx: Option<Arc<Frame>>,
+        trace: Trace,
+        record: Option<R>,
+    }
+
+    impl<F, R> PinnedDrop for TracedFn<F, R> {
+        fn drop(this: Pin<&mut Self>) {
+            let this = this.project();
+            // Dropped before completion (timeout, select!): the guard stops the point.
+            if this.record.is_some() {
+                this.trace.stop_info(|i| {
+                    i.insert("cancelled".into(), true.into());
+                });
+            }
+        }
+    }
+}
+
+impl<F, R> TracedFn<F, R>
+where
+    F: Future,
+    R: FnOnce(&F::Output, &mut Trace),
+{
+    #[doc(hidden)]
+    #[inline]
+    pub fn new(trace: Trace, inner: F, record: R) -> Self {
+        let ctx = trace.frame.clone();
+        TracedFn {
+            inner,
+            ctx,
+            trace,
+            record: Some(record),
+        }
+    }
+}
+
+impl<F, R> Future for TracedFn<F, R>
+where
+    F: Future,
+    R: FnOnce(&F::Output, &mut Trace),
+{
+    type Output = F::Output;
+
+    #[inline]
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<F::Output> {
+        let this = self.project();
+        if !this.trace.is_active() {
+            return this.inner.poll(cx);
+        }
+        let out = {
+            let _entered = Entered::enter(this.ctx);
+            this.inner.poll(cx)
+        };
+        match out {
+            Poll::Ready(out) => {
+                if let Some(record) = this.record.take() {
+                    record(&out, this.trace);
+                }
+                std::mem::replace(this.trace, Trace::inactive()).finish();
+                Poll::Ready(out)
+            }
+            Poll::Pending => Poll::Pending,
+        }
+    }
+}

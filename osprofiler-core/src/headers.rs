@@ -1,0 +1,276 @@
+//! Signed trace headers: how a caller hands its trace to a callee over HTTP.
+//!
+//! `X-Trace-Info` is the URL-safe base64 (with padding) of the Python-style JSON
+//! `{"base_id": ..., "parent_id": ...}`; `X-Trace-HMAC` is the lowercase hex HMAC-SHA1 of that
+//! base64 text under a shared key. Both are byte-identical to OSProfiler 4.4.0's
+//! `utils.signed_pack`, and [`signed_unpack`] accepts exactly what its `signed_unpack` plus the
+//! WSGI middleware's validity check accept — except that it never fails on odd input: anything
+//! it does not accept is simply `None` (the request runs untraced).
+
+use base64::Engine as _;
+use base64::alphabet;
+use base64::engine::{DecodePaddingMode, GeneralPurpose, GeneralPurposeConfig};
+use hmac::{Hmac, Mac};
+use serde::Serialize;
+use serde_json::Value;
+use sha1::Sha1;
+use subtle::ConstantTimeEq;
+
+/// Name of the header that carries the packed trace data.
+pub const X_TRACE_INFO: &str = "X-Trace-Info";
+/// Name of the header that carries its signature.
+pub const X_TRACE_HMAC: &str = "X-Trace-HMAC";
+
+/// Longest `X-Trace-Info` value considered (bytes); longer ones are rejected unread.
+pub const MAX_TRACE_INFO_LEN: usize = 4096;
+/// Longest `X-Trace-HMAC` value considered (bytes, whitespace included).
+pub const MAX_TRACE_HMAC_LEN: usize = 256;
+
+const URL_SAFE_PADDED: GeneralPurpose =
+    GeneralPurpose::new(&alphabet::URL_SAFE, GeneralPurposeConfig::new());
+const LENIENT_STANDARD: GeneralPurpose = GeneralPurpose::new(
+    &alphabet::STANDARD,
+    GeneralPurposeConfig::new()
+        .with_decode_padding_mode(DecodePaddingMode::RequireCanonical)
+        .with_decode_allow_trailing_bits(true),
+);
+
+/// The data carried in `X-Trace-Info`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct TraceData {
+    /// The trace's id.
+    pub base_id: String,
+    /// The caller's current point, which becomes the callee's parent.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub parent_id: Option<String>,
+}
+
+/// A pair of header values, ready to send.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TraceHeaders {
+    /// Value of `X-Trace-Info`.
+    pub x_trace_info: String,
+    /// Value of `X-Trace-HMAC`.
+    pub x_trace_hmac: String,
+}
+
+impl TraceHeaders {
+    /// The two `(name, value)` pairs.
+    pub fn pairs(&self) -> [(&'static str, &str); 2] {
+        [
+            (X_TRACE_INFO, &self.x_trace_info),
+            (X_TRACE_HMAC, &self.x_trace_hmac),
+        ]
+    }
+}
+
+/// Verified trace data from an incoming request.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Verified {
+    /// The trace's id.
+    pub base_id: String,
+    /// The caller's point (absent when the caller sent only `base_id`).
+    pub parent_id: Option<String>,
+    /// The configured key that matched; sign onward calls with it.
+    pub hmac_key: String,
+}
+
+impl Verified {
+    /// Starts the trace in the current scope ([`crate::init`] with these ids and key).
+    pub fn init(&self) -> Option<crate::Profiler> {
+        crate::init(
+            &self.hmac_key,
+            Some(&self.base_id),
+            self.parent_id.as_deref(),
+        )
+    }
+}
+
+fn hmac_hex(data: &[u8], key: &str) -> [u8; 40] {
+    // HMAC accepts keys of any length, so this cannot fail.
+    let mut mac =
+        <Hmac<Sha1> as Mac>::new_from_slice(key.as_bytes()).expect("hmac takes any key length");
+    mac.update(data);
+    let digest = mac.finalize().into_bytes();
+    let mut out = [0u8; 40];
+    // 20 bytes always fit 40 hex digits.
+    let _ = hex::encode_to_slice(digest, &mut out);
+    out
+}
+
+/// Lowercase hex HMAC-SHA1 of `data` under `key` (OSProfiler's `generate_hmac`).
+///
+/// ```
+/// assert_eq!(osprofiler_core::headers::generate_hmac("data", "key").len(), 40);
+/// ```
+pub fn generate_hmac(data: &str, key: &str) -> String {
+    let hex = hmac_hex(data.as_bytes(), key);
+    String::from_utf8_lossy(&hex).into_owned()
+}
+
+/// Packs and signs trace data (OSProfiler's `signed_pack`).
+///
+/// ```
+/// use osprofiler_core::headers::{signed_pack, TraceData};
+/// let h = signed_pack(
+///     &TraceData {
+///         base_id: "11111111-1111-4111-8111-111111111111".into(),
+///         parent_id: Some("22222222-2222-4222-8222-222222222222".into()),
+///     },
+///     "SECRET_KEY",
+/// );
+/// assert_eq!(h.x_trace_hmac, "d5c8c499158d92608f09da737823d4272b920cd4");
+/// ```
+pub fn signed_pack(data: &TraceData, hmac_key: &str) -> TraceHeaders {
+    let json = crate::pyjson::to_string(data);
+    let info = URL_SAFE_PADDED.encode(json.as_bytes());
+    let hmac = generate_hmac(&info, hmac_key);
+    TraceHeaders {
+        x_trace_info: info,
+        x_trace_hmac: hmac,
+    }
+}
+
+/// Verifies and unpacks trace headers against `hmac_keys` (tried in order, first match wins,
+/// constant-time comparison). `None` for anything that would leave Python's middleware
+/// untraced: missing or bad signature, bad base64, UTF-8 or JSON, a value that is not an object,
+/// no `base_id`, keys other than `base_id`/`parent_id`. Non-string ids are rejected too, and so
+/// are values longer than [`MAX_TRACE_INFO_LEN`]/[`MAX_TRACE_HMAC_LEN`].
+///
+/// ```
+/// use osprofiler_core::headers::{signed_pack, signed_unpack, TraceData};
+/// let h = signed_pack(&TraceData { base_id: "b".into(), parent_id: None }, "new");
+/// let v = signed_unpack(&h.x_trace_info, &h.x_trace_hmac, &["old", "new"]).unwrap();
+/// assert_eq!((v.base_id.as_str(), v.hmac_key.as_str()), ("b", "new"));
+/// assert!(signed_unpack(&h.x_trace_info, &h.x_trace_hmac, &["old"]).is_none());
+/// ```
+pub fn signed_unpack<K: AsRef<str>>(info: &str, hmac: &str, hmac_keys: &[K]) -> Option<Verified> {
+    signed_unpack_bytes(info.as_bytes(), hmac.as_bytes(), hmac_keys)
+}
+
+/// [`signed_unpack`] over raw header bytes (which need not be UTF-8).
+pub fn signed_unpack_bytes<K: AsRef<str>>(
+    info: &[u8],
+    hmac: &[u8],
+    hmac_keys: &[K],
+) -> Option<Verified> {
+    if info.is_empty() || info.len() > MAX_TRACE_INFO_LEN || hmac.len() > MAX_TRACE_HMAC_LEN {
+        return None;
+    }
+    let hmac = hmac.trim_ascii();
+    if hmac.is_empty() {
+        return None;
+    }
+    let key = hmac_keys.iter().map(AsRef::as_ref).find(|key| {
+        let expected = hmac_hex(info, key);
+        bool::from(expected.as_slice().ct_eq(hmac))
+    })?;
+    let data = decode(info)?;
+    Some(Verified {
+        base_id: data.0,
+        parent_id: data.1,
+        hmac_key: key.to_owned(),
+    })
+}
+
+/// Decodes base64 the way Python's `urlsafe_b64decode` does (either alphabet, characters
+/// outside the alphabet skipped, padding required), then the JSON object.
+fn decode(info: &[u8]) -> Option<(String, Option<String>)> {
+    let cleaned: Vec<u8> = info
+        .iter()
+        .filter_map(|&b| match b {
+            b'-' => Some(b'+'),
+            b'_' => Some(b'/'),
+            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'+' | b'/' | b'=' => Some(b),
+            _ => None,
+        })
+        .collect();
+    let raw = LENIENT_STANDARD.decode(cleaned).ok()?;
+    let json: Value = serde_json::from_slice(&raw).ok()?;
+    let Value::Object(map) = json else {
+        return None;
+    };
+    let mut base_id = None;
+    let mut parent_id = None;
+    for (k, v) in map {
+        match (k.as_str(), v) {
+            ("base_id", Value::String(s)) => base_id = Some(s),
+            ("parent_id", Value::String(s)) => parent_id = Some(s),
+            _ => return None,
+        }
+    }
+    Some((base_id?, parent_id))
+}
+
+/// Signed headers for an outgoing call from the current point, or `None` when no trace is
+/// active (or it has no key). Parent = the innermost open point; key = the one that admitted
+/// the trace (or was given to init).
+///
+/// ```
+/// use osprofiler_core as osp;
+/// assert!(osp::trace_headers().is_none());
+/// osp::init("SECRET_KEY", None, None);
+/// let h = osp::trace_headers().unwrap();
+/// assert!(osp::headers::signed_unpack(&h.x_trace_info, &h.x_trace_hmac, &["SECRET_KEY"]).is_some());
+/// osp::clean();
+/// ```
+#[inline]
+pub fn trace_headers() -> Option<TraceHeaders> {
+    crate::get()?.headers()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn pack_raw(json: &str, key: &str) -> (String, String) {
+        let info = URL_SAFE_PADDED.encode(json);
+        let mac = generate_hmac(&info, key);
+        (info, mac)
+    }
+
+    #[test]
+    fn rejects_what_python_rejects() {
+        for json in [
+            r#"{"base_id": "b", "parent_id": "p", "extra": 1}"#,
+            r#"{"parent_id": "p"}"#,
+            r#"["base_id"]"#,
+            r#""base_id""#,
+            r#"{"base_id": "b""#,
+        ] {
+            let (i, m) = pack_raw(json, "k");
+            assert!(signed_unpack(&i, &m, &["k"]).is_none(), "{json}");
+        }
+    }
+
+    #[test]
+    fn accepts_what_python_accepts() {
+        let (i, m) = pack_raw(r#"{"parent_id":"p","base_id":"b"}"#, "k");
+        let v = signed_unpack(&i, &format!("  {m}\t"), &["x", "k"]).unwrap();
+        assert_eq!(
+            v,
+            Verified {
+                base_id: "b".into(),
+                parent_id: Some("p".into()),
+                hmac_key: "k".into()
+            }
+        );
+        let (i, m) = pack_raw(r#"{"base_id": "b"}"#, "k");
+        assert_eq!(signed_unpack(&i, &m, &["k"]).unwrap().parent_id, None);
+    }
+
+    #[test]
+    fn bad_mac_case_padding_and_size_are_untraced() {
+        let (i, m) = pack_raw(r#"{"base_id": "b"}"#, "k");
+        assert!(signed_unpack(&i, &m.to_uppercase(), &["k"]).is_none());
+        assert!(signed_unpack(&i, "", &["k"]).is_none());
+        assert!(signed_unpack(&i, &m, &[] as &[&str]).is_none());
+        let unpadded = i.trim_end_matches('=');
+        assert_ne!(unpadded, i);
+        let m2 = generate_hmac(unpadded, "k");
+        assert!(signed_unpack(unpadded, &m2, &["k"]).is_none());
+        let huge = "A".repeat(MAX_TRACE_INFO_LEN + 4);
+        assert!(signed_unpack(&huge, &generate_hmac(&huge, "k"), &["k"]).is_none());
+        assert!(signed_unpack_bytes(&[0xff, 0xfe, 0x00], &[0xc3, 0x28], &["k"]).is_none());
+    }
+}

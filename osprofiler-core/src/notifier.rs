@@ -1,0 +1,453 @@
+//! Where messages go: a process-global [`Notifier`], the [`Driver`] trait collectors
+//! implement, and [`QueueNotifier`], which moves messages off the traced code's path.
+//!
+//! The traced code never waits for I/O. [`QueueNotifier::notify`] pushes into a bounded
+//! lock-free queue and returns; a background thread drains the queue in batches and hands each
+//! batch to the driver. When the queue is full the message is dropped and counted (see
+//! [`NotifierStats`]), with one warning in the log. A failing driver is retried with backoff;
+//! meanwhile messages wait in the queue.
+
+use crate::message::Message;
+use crate::report::Report;
+use crossbeam_queue::ArrayQueue;
+use serde_json::Value;
+use std::fmt;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Condvar, Mutex, OnceLock, RwLock};
+use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
+
+/// Receives every message of the traces started while it is installed.
+///
+/// `notify` runs on the traced code's path: it must not block or do I/O.
+pub trait Notifier: Send + Sync + 'static {
+    /// Takes one message.
+    fn notify(&self, message: Message);
+
+    /// Delivers everything taken so far, waiting at most `timeout`; true when all was delivered.
+    fn flush(&self, timeout: Duration) -> bool {
+        let _ = timeout;
+        true
+    }
+
+    /// Counters, for monitoring.
+    fn stats(&self) -> NotifierStats {
+        NotifierStats::default()
+    }
+}
+
+/// A notifier that discards everything (the default before one is set).
+#[derive(Debug, Default, Clone, Copy)]
+pub struct NoopNotifier;
+
+impl Notifier for NoopNotifier {
+    #[inline]
+    fn notify(&self, _message: Message) {}
+}
+
+fn global() -> &'static RwLock<Arc<dyn Notifier>> {
+    static GLOBAL: OnceLock<RwLock<Arc<dyn Notifier>>> = OnceLock::new();
+    GLOBAL.get_or_init(|| RwLock::new(Arc::new(NoopNotifier)))
+}
+
+/// Installs `notifier` as the process-wide notifier (OSProfiler's `notifier.set`).
+///
+/// Traces capture the notifier when they start, so a swap takes effect for traces started
+/// afterwards; traces in flight finish on the notifier they began with.
+pub fn set(notifier: Arc<dyn Notifier>) {
+    *global().write().unwrap_or_else(|e| e.into_inner()) = notifier;
+}
+
+/// The process-wide notifier.
+pub fn get() -> Arc<dyn Notifier> {
+    global().read().unwrap_or_else(|e| e.into_inner()).clone()
+}
+
+/// Flushes the process-wide notifier (waits at most `timeout`); true when all was delivered.
+pub fn flush(timeout: Duration) -> bool {
+    get().flush(timeout)
+}
+
+/// Counters of a notifier.
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+pub struct NotifierStats {
+    /// Messages accepted into the queue.
+    pub queued: u64,
+    /// Messages handed to the driver successfully.
+    pub delivered: u64,
+    /// Messages dropped because the queue was full.
+    pub dropped_full: u64,
+    /// Messages given up after the driver kept failing at shutdown.
+    pub dropped_failed: u64,
+    /// Driver calls that failed (each was retried).
+    pub driver_errors: u64,
+}
+
+/// An error from a collector driver.
+#[derive(Debug)]
+pub struct DriverError {
+    message: String,
+    source: Option<Box<dyn std::error::Error + Send + Sync>>,
+}
+
+impl DriverError {
+    /// An error with a message.
+    pub fn new(message: impl Into<String>) -> Self {
+        DriverError {
+            message: message.into(),
+            source: None,
+        }
+    }
+    /// An error with a message and an underlying cause.
+    pub fn with_source(
+        message: impl Into<String>,
+        source: impl std::error::Error + Send + Sync + 'static,
+    ) -> Self {
+        DriverError {
+            message: message.into(),
+            source: Some(Box::new(source)),
+        }
+    }
+}
+
+impl fmt::Display for DriverError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match &self.source {
+            Some(s) => write!(f, "{}: {s}", self.message),
+            None => f.write_str(&self.message),
+        }
+    }
+}
+
+impl std::error::Error for DriverError {
+    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+        self.source
+            .as_deref()
+            .map(|s| s as &(dyn std::error::Error + 'static))
+    }
+}
+
+/// A trace in a listing: its id and the timestamp of its first stored message.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct TraceSummary {
+    /// The trace's `base_id`.
+    pub base_id: String,
+    /// OSProfiler timestamp text.
+    pub timestamp: String,
+}
+
+/// A collector back end (OSProfiler's `drivers.base.Driver`): stores batches and reads traces.
+///
+/// Called from the notifier's worker thread, never from traced code, so it may block.
+pub trait Driver: Send + Sync + 'static {
+    /// A short name for logs and errors (`redis`, `sqlite`, ...).
+    fn name(&self) -> &str;
+
+    /// Stores a batch of messages. On error the same batch is offered again later.
+    fn notify(&self, batch: &[Message]) -> Result<(), DriverError>;
+
+    /// Every stored message of one trace, as JSON objects (any order).
+    fn trace_messages(&self, base_id: &str) -> Result<Vec<Value>, DriverError>;
+
+    /// The report of one trace (OSProfiler's `get_report`).
+    fn get_report(&self, base_id: &str) -> Result<Report, DriverError> {
+        Ok(Report::build(&self.trace_messages(base_id)?))
+    }
+
+    /// All stored traces.
+    fn list_traces(&self) -> Result<Vec<TraceSummary>, DriverError>;
+
+    /// Traces with at least one error point.
+    fn list_error_traces(&self) -> Result<Vec<TraceSummary>, DriverError>;
+}
+
+/// Settings of a [`QueueNotifier`].
+#[derive(Debug, Clone)]
+pub struct QueueOptions {
+    /// Messages the queue holds before new ones are dropped (default 65,536).
+    pub capacity: usize,
+    /// Largest batch handed to the driver (default 512).
+    pub batch_size: usize,
+    /// How long the worker sleeps when the queue is empty (default 10 ms). The worker is also
+    /// woken when the queue is half full and by [`Notifier::flush`].
+    pub interval: Duration,
+    /// How long shutdown (drop of the last handle) waits for delivery (default 5 s).
+    pub shutdown_timeout: Duration,
+}
+
+impl Default for QueueOptions {
+    fn default() -> Self {
+        QueueOptions {
+            capacity: 65_536,
+            batch_size: 512,
+            interval: Duration::from_millis(10),
+            shutdown_timeout: Duration::from_secs(5),
+        }
+    }
+}
+
+struct Shared {
+    queue: ArrayQueue<Message>,
+    driver: Arc<dyn Driver>,
+    opts: QueueOptions,
+    queued: AtomicU64,
+    /// Messages the worker is done with (delivered or given up).
+    done: AtomicU64,
+    delivered: AtomicU64,
+    dropped_full: AtomicU64,
+    dropped_failed: AtomicU64,
+    driver_errors: AtomicU64,
+    warned_full: AtomicBool,
+    shutdown: AtomicBool,
+    wake_lock: Mutex<bool>,
+    wake: Condvar,
+    done_lock: Mutex<()>,
+    done_cv: Condvar,
+}
+
+impl Shared {
+    fn wake_worker(&self) {
+        let mut flag = self.wake_lock.lock().unwrap_or_else(|e| e.into_inner());
+        *flag = true;
+        self.wake.notify_one();
+    }
+}
+
+/// The standard notifier: a bounded queue drained by a background thread into a [`Driver`].
+///
+/// ```
+/// use osprofiler_core::{self as osp, notifier::{QueueNotifier, QueueOptions}, MemoryCollector};
+/// use std::time::Duration;
+/// let memory = MemoryCollector::new();
+/// let notifier = QueueNotifier::start(memory.clone(), QueueOptions::default()).unwrap();
+/// osp::notifier::set(notifier.clone());
+/// let p = osp::init("key", None, None).unwrap();
+/// osp::Trace::new("work", osp::Info::new).finish();
+/// assert!(notifier.flush_for(Duration::from_secs(5)));
+/// assert_eq!(memory.trace(&p.base_id().to_string()).len(), 2);
+/// osp::clean();
+/// ```
+pub struct QueueNotifier {
+    shared: Arc<Shared>,
+    worker: Mutex<Option<JoinHandle<()>>>,
+}
+
+impl fmt::Debug for QueueNotifier {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("QueueNotifier")
+            .field("driver", &self.shared.driver.name())
+            .field("stats", &self.stats())
+            .finish()
+    }
+}
+
+impl QueueNotifier {
+    /// Starts the worker thread for `driver`.
+    pub fn start(
+        driver: Arc<dyn Driver>,
+        opts: QueueOptions,
+    ) -> Result<Arc<QueueNotifier>, DriverError> {
+        if opts.capacity == 0 || opts.batch_size == 0 {
+            return Err(DriverError::new(
+                "queue capacity and batch_size must be at least 1",
+            ));
+        }
+        let shared = Arc::new(Shared {
+            queue: ArrayQueue::new(opts.capacity),
+            driver,
+            opts,
+            queued: AtomicU64::new(0),
+            done: AtomicU64::new(0),
+            delivered: AtomicU64::new(0),
+            dropped_full: AtomicU64::new(0),
+            dropped_failed: AtomicU64::new(0),
+            driver_errors: AtomicU64::new(0),
+            warned_full: AtomicBool::new(false),
+            shutdown: AtomicBool::new(false),
+            wake_lock: Mutex::new(false),
+            wake: Condvar::new(),
+            done_lock: Mutex::new(()),
+            done_cv: Condvar::new(),
+        });
+        let worker_shared = shared.clone();
+        let handle = std::thread::Builder::new()
+            .name(format!("osprofiler-{}", shared.driver.name()))
+            .spawn(move || worker(worker_shared))
+            .map_err(|e| DriverError::with_source("cannot start the notifier thread", e))?;
+        Ok(Arc::new(QueueNotifier {
+            shared,
+            worker: Mutex::new(Some(handle)),
+        }))
+    }
+
+    /// The driver behind this notifier (to read traces back).
+    pub fn driver(&self) -> &Arc<dyn Driver> {
+        &self.shared.driver
+    }
+
+    /// [`Notifier::flush`] with the given timeout.
+    pub fn flush_for(&self, timeout: Duration) -> bool {
+        Notifier::flush(self, timeout)
+    }
+
+    /// Stops the worker after delivering what it can within the shutdown timeout.
+    pub fn shutdown(&self) {
+        let timeout = self.shared.opts.shutdown_timeout;
+        Notifier::flush(self, timeout);
+        self.shared.shutdown.store(true, Ordering::Release);
+        self.shared.wake_worker();
+        let handle = self.worker.lock().unwrap_or_else(|e| e.into_inner()).take();
+        if let Some(h) = handle {
+            let _ = h.join();
+        }
+    }
+}
+
+impl Drop for QueueNotifier {
+    fn drop(&mut self) {
+        self.shutdown();
+    }
+}
+
+impl Notifier for QueueNotifier {
+    #[inline]
+    fn notify(&self, message: Message) {
+        let s = &*self.shared;
+        match s.queue.push(message) {
+            Ok(()) => {
+                s.queued.fetch_add(1, Ordering::Relaxed);
+                if s.queue.len() == s.opts.capacity / 2 {
+                    s.wake_worker();
+                }
+            }
+            Err(_lost) => {
+                s.dropped_full.fetch_add(1, Ordering::Relaxed);
+                if !s.warned_full.swap(true, Ordering::Relaxed) {
+                    log::warn!(
+                        "osprofiler: notifier queue full ({} messages, driver {}); dropping messages \
+                         until it drains (see NotifierStats::dropped_full)",
+                        s.opts.capacity,
+                        s.driver.name()
+                    );
+                }
+            }
+        }
+    }
+
+    fn flush(&self, timeout: Duration) -> bool {
+        let s = &*self.shared;
+        let target = s.queued.load(Ordering::Acquire);
+        let deadline = Instant::now() + timeout;
+        s.wake_worker();
+        let mut guard = s.done_lock.lock().unwrap_or_else(|e| e.into_inner());
+        loop {
+            if s.done.load(Ordering::Acquire) >= target {
+                return true;
+            }
+            let now = Instant::now();
+            if now >= deadline || s.shutdown.load(Ordering::Acquire) && self.worker_finished() {
+                return false;
+            }
+            let wait = (deadline - now).min(Duration::from_millis(50));
+            guard = s
+                .done_cv
+                .wait_timeout(guard, wait)
+                .unwrap_or_else(|e| e.into_inner())
+                .0;
+        }
+    }
+
+    fn stats(&self) -> NotifierStats {
+        let s = &*self.shared;
+        NotifierStats {
+            queued: s.queued.load(Ordering::Relaxed),
+            delivered: s.delivered.load(Ordering::Relaxed),
+            dropped_full: s.dropped_full.load(Ordering::Relaxed),
+            dropped_failed: s.dropped_failed.load(Ordering::Relaxed),
+            driver_errors: s.driver_errors.load(Ordering::Relaxed),
+        }
+    }
+}
+
+impl QueueNotifier {
+    fn worker_finished(&self) -> bool {
+        self.worker
+            .lock()
+            .map(|w| w.as_ref().is_none_or(|h| h.is_finished()))
+            .unwrap_or(true)
+    }
+}
+
+fn worker(s: Arc<Shared>) {
+    let mut batch: Vec<Message> = Vec::with_capacity(s.opts.batch_size);
+    let mut backoff = Duration::from_millis(10);
+    loop {
+        if batch.is_empty() {
+            while batch.len() < s.opts.batch_size {
+                match s.queue.pop() {
+                    Some(m) => batch.push(m),
+                    None => break,
+                }
+            }
+        }
+        if !batch.is_empty() {
+            match s.driver.notify(&batch) {
+                Ok(()) => {
+                    let n = batch.len() as u64;
+                    batch.clear();
+                    s.delivered.fetch_add(n, Ordering::Relaxed);
+                    s.done.fetch_add(n, Ordering::AcqRel);
+                    backoff = Duration::from_millis(10);
+                    // A warning is due again the next time the queue fills up.
+                    s.warned_full.store(false, Ordering::Relaxed);
+                    notify_done(&s);
+                    continue;
+                }
+                Err(e) => {
+                    let errors = s.driver_errors.fetch_add(1, Ordering::Relaxed);
+                    if errors == 0 || errors.is_power_of_two() {
+                        log::warn!(
+                            "osprofiler: driver {} failed ({} failures so far), will retry: {e}",
+                            s.driver.name(),
+                            errors + 1
+                        );
+                    }
+                    if s.shutdown.load(Ordering::Acquire) {
+                        // Shutdown's flush already waited; give up on what is left.
+                        let n = batch.len() as u64;
+                        batch.clear();
+                        s.dropped_failed.fetch_add(n, Ordering::Relaxed);
+                        s.done.fetch_add(n, Ordering::AcqRel);
+                        notify_done(&s);
+                        continue;
+                    }
+                    sleep_or_wake(&s, backoff);
+                    backoff = (backoff * 2).min(Duration::from_secs(1));
+                    continue;
+                }
+            }
+        }
+        if s.shutdown.load(Ordering::Acquire) && s.queue.is_empty() {
+            notify_done(&s);
+            return;
+        }
+        sleep_or_wake(&s, s.opts.interval);
+    }
+}
+
+fn notify_done(s: &Shared) {
+    let _g = s.done_lock.lock().unwrap_or_else(|e| e.into_inner());
+    s.done_cv.notify_all();
+}
+
+fn sleep_or_wake(s: &Shared, timeout: Duration) {
+    let mut flag = s.wake_lock.lock().unwrap_or_else(|e| e.into_inner());
+    if !*flag {
+        flag = s
+            .wake
+            .wait_timeout(flag, timeout)
+            .unwrap_or_else(|e| e.into_inner())
+            .0;
+    }
+    *flag = false;
+}

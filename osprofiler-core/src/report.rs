@@ -1,0 +1,218 @@
+//! The report of one trace: OSProfiler's `get_report`, built from stored messages.
+
+use crate::message::parse_timestamp;
+use serde_json::{Map, Value, json};
+use std::collections::HashMap;
+
+/// A trace report: the tree of points with times in milliseconds since the trace's first
+/// message, plus per-name statistics. [`Report::to_value`] gives the JSON of
+/// `osprofiler trace show --json`.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Report {
+    value: Value,
+}
+
+struct Node {
+    trace_id: String,
+    parent_id: Value,
+    info: Map<String, Value>,
+    started: Option<i64>,
+    finished: Option<i64>,
+}
+
+/// Options for building a report.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct ReportOptions {
+    /// Keep point names whole (`compute-api`); Python cuts them at the first `-` (`compute`).
+    pub keep_full_names: bool,
+}
+
+/// Python's `int(microseconds / 1000.0)`: truncation toward zero.
+fn msec(us: i64) -> i64 {
+    (us as f64 / 1000.0) as i64
+}
+
+impl Report {
+    /// Builds the report exactly as OSProfiler 4.4.0 does.
+    ///
+    /// ```
+    /// use serde_json::json;
+    /// let msgs = [
+    ///     json!({"name": "db-start", "base_id": "b", "trace_id": "t", "parent_id": "b",
+    ///            "timestamp": "2024-01-01T00:00:00.000000", "info": {"host": "h"}, "project": null, "service": null}),
+    ///     json!({"name": "db-stop", "base_id": "b", "trace_id": "t", "parent_id": "b",
+    ///            "timestamp": "2024-01-01T00:00:00.002999", "info": {"host": "h"}, "project": null, "service": null}),
+    /// ];
+    /// let r = osprofiler_core::Report::build(&msgs);
+    /// assert_eq!(r.to_value()["children"][0]["info"]["finished"], 2);
+    /// assert_eq!(r.to_value()["stats"]["db"], json!({"count": 1, "duration": 2}));
+    /// ```
+    pub fn build(messages: &[Value]) -> Report {
+        Self::build_with(messages, ReportOptions::default())
+    }
+
+    /// [`Report::build`] with options.
+    pub fn build_with(messages: &[Value], opts: ReportOptions) -> Report {
+        let mut nodes: Vec<Node> = Vec::new();
+        let mut index: HashMap<String, usize> = HashMap::new();
+        let (mut started_at, mut finished_at, mut last_started): (
+            Option<i64>,
+            Option<i64>,
+            Option<i64>,
+        ) = (None, None, None);
+
+        for m in messages {
+            let (Some(trace_id), Some(name), Some(ts)) = (
+                m.get("trace_id").and_then(Value::as_str),
+                m.get("name").and_then(Value::as_str),
+                m.get("timestamp")
+                    .and_then(Value::as_str)
+                    .and_then(parse_timestamp),
+            ) else {
+                continue; // not a point message
+            };
+            let i = *index.entry(trace_id.to_owned()).or_insert_with(|| {
+                let short = if opts.keep_full_names {
+                    name.strip_suffix("-start")
+                        .or_else(|| name.strip_suffix("-stop"))
+                        .unwrap_or(name)
+                } else {
+                    name.split('-').next().unwrap_or(name)
+                };
+                let mut info = Map::new();
+                info.insert("name".into(), short.into());
+                info.insert(
+                    "project".into(),
+                    m.get("project").cloned().unwrap_or(Value::Null),
+                );
+                info.insert(
+                    "service".into(),
+                    m.get("service").cloned().unwrap_or(Value::Null),
+                );
+                info.insert(
+                    "host".into(),
+                    m.get("info")
+                        .and_then(|i| i.get("host"))
+                        .cloned()
+                        .unwrap_or(Value::Null),
+                );
+                nodes.push(Node {
+                    trace_id: trace_id.to_owned(),
+                    parent_id: m.get("parent_id").cloned().unwrap_or(Value::Null),
+                    info,
+                    started: None,
+                    finished: None,
+                });
+                nodes.len() - 1
+            });
+            let node = &mut nodes[i];
+            node.info
+                .insert(format!("meta.raw_payload.{name}"), m.clone());
+            if name.ends_with("stop") {
+                node.finished = Some(ts);
+                let exc = m
+                    .get("info")
+                    .and_then(|i| i.get("etype"))
+                    .cloned()
+                    .unwrap_or_else(|| "None".into());
+                node.info.insert("exception".into(), exc);
+            } else {
+                node.started = Some(ts);
+                if last_started.is_none_or(|l| l < ts) {
+                    last_started = Some(ts);
+                }
+            }
+            if started_at.is_none_or(|s| s > ts) {
+                started_at = Some(ts);
+            }
+            if finished_at.is_none_or(|f| f < ts) {
+                finished_at = Some(ts);
+            }
+        }
+
+        let base = started_at.unwrap_or(0);
+        let mut stats: Map<String, Value> = Map::new();
+        let mut times: Vec<i64> = Vec::with_capacity(nodes.len());
+        for n in &mut nodes {
+            let s = n.started.or(n.finished).unwrap_or(base);
+            let f = n.finished.or(n.started).unwrap_or(base);
+            let (s, f) = (msec(s - base), msec(f - base));
+            n.info.insert("started".into(), s.into());
+            n.info.insert("finished".into(), f.into());
+            times.push(s);
+            let name = n.info["name"].as_str().unwrap_or_default().to_owned();
+            let entry = stats
+                .entry(name)
+                .or_insert_with(|| json!({"count": 0, "duration": 0}));
+            entry["count"] = (entry["count"].as_i64().unwrap_or(0) + 1).into();
+            entry["duration"] = (entry["duration"].as_i64().unwrap_or(0) + (f - s)).into();
+        }
+
+        // Children lists in message order, then stably sorted by start, as Python does.
+        let mut children: Vec<Vec<usize>> = vec![Vec::new(); nodes.len()];
+        let mut roots: Vec<usize> = Vec::new();
+        for (i, n) in nodes.iter().enumerate() {
+            match n.parent_id.as_str().and_then(|p| index.get(p)) {
+                Some(&p) if p != i => children[p].push(i),
+                _ => roots.push(i),
+            }
+        }
+        for c in &mut children {
+            c.sort_by_key(|&i| times[i]);
+        }
+        roots.sort_by_key(|&i| times[i]);
+
+        fn render(
+            i: usize,
+            nodes: &mut [Option<Node>],
+            children: &[Vec<usize>],
+            depth: usize,
+        ) -> Value {
+            let Some(n) = nodes[i].take() else {
+                return Value::Null;
+            };
+            let kids: Vec<Value> = if depth > 10_000 {
+                Vec::new()
+            } else {
+                children[i]
+                    .iter()
+                    .map(|&c| render(c, nodes, children, depth + 1))
+                    .filter(|v| !v.is_null())
+                    .collect()
+            };
+            json!({"info": Value::Object(n.info), "trace_id": n.trace_id, "parent_id": n.parent_id, "children": kids})
+        }
+        let mut slots: Vec<Option<Node>> = nodes.into_iter().map(Some).collect();
+        let tree: Vec<Value> = roots
+            .iter()
+            .map(|&r| render(r, &mut slots, &children, 0))
+            .collect();
+
+        let total = |t: Option<i64>| match (started_at, t) {
+            (Some(s), Some(t)) => json!(msec(t - s)),
+            _ => Value::Null,
+        };
+        Report {
+            value: json!({
+                "info": {"name": "total", "started": 0, "finished": total(finished_at), "last_trace_started": total(last_started)},
+                "children": tree,
+                "stats": stats,
+            }),
+        }
+    }
+
+    /// The report as JSON (the shape of Python's `get_report`).
+    pub fn to_value(&self) -> &Value {
+        &self.value
+    }
+
+    /// Consumes the report into its JSON.
+    pub fn into_value(self) -> Value {
+        self.value
+    }
+
+    /// True when the trace had no messages.
+    pub fn is_empty(&self) -> bool {
+        self.value["children"].as_array().is_none_or(Vec::is_empty)
+    }
+}
