@@ -1,0 +1,220 @@
+//! The queue notifier: never blocks the traced code, drops and counts when full, retries a
+//! failing driver and delivers when it recovers, flushes on demand and at shutdown.
+use osprofiler_core::notifier::{
+    self, Driver, DriverError, Notifier, QueueNotifier, QueueOptions, TraceSummary,
+};
+use osprofiler_core::{self as osp, Message, ProfilerConfig, Trace};
+use serde_json::Value;
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+/// Tests here swap the global notifier: run them one at a time.
+static SERIAL: Mutex<()> = Mutex::new(());
+
+#[derive(Default)]
+struct Flaky {
+    down: AtomicBool,
+    slow: AtomicBool,
+    calls: AtomicUsize,
+    stored: Mutex<Vec<Value>>,
+}
+
+impl Driver for Flaky {
+    fn name(&self) -> &str {
+        "flaky"
+    }
+    fn notify(&self, batch: &[Message]) -> Result<(), DriverError> {
+        self.calls.fetch_add(1, Ordering::SeqCst);
+        while self.slow.load(Ordering::SeqCst) {
+            std::thread::sleep(Duration::from_millis(1));
+        }
+        if self.down.load(Ordering::SeqCst) {
+            return Err(DriverError::new("connection refused"));
+        }
+        self.stored
+            .lock()
+            .unwrap()
+            .extend(batch.iter().map(Message::to_value));
+        Ok(())
+    }
+    fn trace_messages(&self, base_id: &str) -> Result<Vec<Value>, DriverError> {
+        Ok(self
+            .stored
+            .lock()
+            .unwrap()
+            .iter()
+            .filter(|m| m["base_id"] == base_id)
+            .cloned()
+            .collect())
+    }
+    fn list_traces(&self) -> Result<Vec<TraceSummary>, DriverError> {
+        Ok(vec![])
+    }
+    fn list_error_traces(&self) -> Result<Vec<TraceSummary>, DriverError> {
+        Ok(vec![])
+    }
+}
+
+fn install(driver: Arc<Flaky>, capacity: usize) -> Arc<QueueNotifier> {
+    let opts = QueueOptions {
+        capacity,
+        batch_size: 16,
+        interval: Duration::from_millis(5),
+        shutdown_timeout: Duration::from_millis(200),
+    };
+    let n = QueueNotifier::start(driver, opts).unwrap();
+    notifier::set(n.clone());
+    n
+}
+
+#[test]
+fn full_queue_drops_and_counts_without_blocking() {
+    let _s = SERIAL.lock().unwrap();
+    let driver = Arc::new(Flaky::default());
+    driver.slow.store(true, Ordering::SeqCst); // the worker is stuck in the driver
+    let n = install(driver.clone(), 64);
+    let p = osp::init("k", None, None).unwrap();
+    let t0 = Instant::now();
+    for _ in 0..1_000 {
+        Trace::new("p", osp::Info::new).finish();
+    }
+    let elapsed = t0.elapsed();
+    osp::clean();
+    let stats = n.stats();
+    assert!(stats.dropped_full > 0, "{stats:?}");
+    assert_eq!(stats.queued + stats.dropped_full, 2_000, "{stats:?}");
+    assert!(
+        elapsed < Duration::from_secs(2),
+        "emitting must not wait for the driver: {elapsed:?}"
+    );
+    driver.slow.store(false, Ordering::SeqCst);
+    assert!(n.flush_for(Duration::from_secs(10)));
+    let delivered = driver
+        .trace_messages(&p.base_id().to_string())
+        .unwrap()
+        .len() as u64;
+    assert_eq!(delivered, n.stats().delivered);
+    assert_eq!(delivered, stats.queued);
+    notifier::set(Arc::new(notifier::NoopNotifier));
+}
+
+#[test]
+fn failing_driver_is_retried_and_delivery_resumes() {
+    let _s = SERIAL.lock().unwrap();
+    let driver = Arc::new(Flaky::default());
+    driver.down.store(true, Ordering::SeqCst);
+    let n = install(driver.clone(), 1024);
+    let p = osp::init("k", None, None).unwrap();
+    for _ in 0..10 {
+        Trace::new("p", osp::Info::new).finish();
+    }
+    osp::clean();
+    assert!(
+        !n.flush_for(Duration::from_millis(100)),
+        "cannot flush while the driver is down"
+    );
+    assert!(
+        driver.calls.load(Ordering::SeqCst) >= 2,
+        "the driver is retried"
+    );
+    assert!(n.stats().driver_errors >= 2);
+    driver.down.store(false, Ordering::SeqCst);
+    assert!(n.flush_for(Duration::from_secs(10)));
+    assert_eq!(
+        driver
+            .trace_messages(&p.base_id().to_string())
+            .unwrap()
+            .len(),
+        20,
+        "nothing lost"
+    );
+    notifier::set(Arc::new(notifier::NoopNotifier));
+}
+
+#[test]
+fn dropping_the_notifier_delivers_what_is_queued() {
+    let _s = SERIAL.lock().unwrap();
+    let driver = Arc::new(Flaky::default());
+    let n = QueueNotifier::start(
+        driver.clone(),
+        QueueOptions {
+            interval: Duration::from_secs(3600),
+            ..QueueOptions::default()
+        },
+    )
+    .unwrap();
+    notifier::set(n.clone());
+    let p = osp::init("k", None, None).unwrap();
+    Trace::new("p", osp::Info::new).finish();
+    osp::clean();
+    notifier::set(Arc::new(notifier::NoopNotifier));
+    drop(p); // the trace held the notifier too
+    assert_eq!(Arc::strong_count(&n), 1);
+    drop(n); // shutdown flushes despite the hour-long interval
+    assert_eq!(driver.stored.lock().unwrap().len(), 2);
+}
+
+#[test]
+fn init_from_conf_wires_the_notifier_and_reports_driver_errors() {
+    let _s = SERIAL.lock().unwrap();
+    osp::register_driver("failing", |_, _| {
+        Err(DriverError::new(
+            "server at 127.0.0.1:1 refused the connection",
+        ))
+    });
+    let conf = ProfilerConfig::builder()
+        .enabled(true)
+        .connection_string("failing://:pw@127.0.0.1:1")
+        .build();
+    let e = osp::init_from_conf(&conf, "p", "s", None)
+        .unwrap_err()
+        .to_string();
+    assert!(
+        e.contains("refused") && e.contains("failing://:***@127.0.0.1:1") && !e.contains("pw@"),
+        "{e}"
+    );
+
+    let conf = ProfilerConfig::builder()
+        .enabled(true)
+        .connection_string("memory://")
+        .hmac_keys(["new", "old"])
+        .trace_sql(true)
+        .build();
+    let guard = osp::init_from_conf(&conf, "nova", "api", Some("node-1")).unwrap();
+    assert_eq!(&*osp::hmac_keys(), ["new", "old"]);
+    assert!(osp::trace_sql());
+    let p = osp::init("new", None, None).unwrap();
+    Trace::new("x", osp::Info::new).finish();
+    osp::clean();
+    assert!(guard.flush(Duration::from_secs(5)));
+    let msgs = guard
+        .notifier()
+        .unwrap()
+        .driver()
+        .trace_messages(&p.base_id().to_string())
+        .unwrap();
+    assert_eq!(msgs.len(), 2);
+    assert_eq!(
+        (
+            msgs[0]["project"].as_str(),
+            msgs[0]["service"].as_str(),
+            msgs[0]["info"]["host"].as_str()
+        ),
+        (Some("nova"), Some("api"), Some("node-1"))
+    );
+    drop(guard);
+    assert!(
+        notifier::get().stats() == notifier::NotifierStats::default(),
+        "dropping the guard uninstalls its notifier"
+    );
+
+    let off = ProfilerConfig::builder().enabled(false).build();
+    let g = osp::init_from_conf(&off, "p", "s", None).unwrap();
+    assert!(g.notifier().is_none());
+    assert!(
+        osp::init("k", None, None).is_none(),
+        "enabled = false means false"
+    );
+    osp::set_enabled(true);
+}
