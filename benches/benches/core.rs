@@ -1,1 +1,122 @@
-fn main() {}
+//! Core hot-path costs: what a hook costs when off, an emitted point, `#[trace]`, header
+//! packing and verification. Run: `cargo bench -p osprofiler-benches --bench core`.
+#![allow(missing_docs)] // criterion_group! generates undocumented items
+use criterion::{Criterion, black_box, criterion_group, criterion_main};
+use osprofiler_core::headers::{TraceData, signed_pack, signed_unpack};
+use osprofiler_core::notifier::{
+    self, Driver, DriverError, QueueNotifier, QueueOptions, TraceSummary,
+};
+use osprofiler_core::{self as osp, Message, Trace, trace};
+use std::time::Duration;
+
+/// Accepts and discards batches: measures the traced side, not a store.
+struct Discard;
+impl Driver for Discard {
+    fn name(&self) -> &str {
+        "discard"
+    }
+    fn notify(&self, batch: &[Message]) -> Result<(), DriverError> {
+        black_box(batch.len());
+        Ok(())
+    }
+    fn trace_messages(&self, _: &str) -> Result<Vec<serde_json::Value>, DriverError> {
+        Ok(vec![])
+    }
+    fn list_traces(&self) -> Result<Vec<TraceSummary>, DriverError> {
+        Ok(vec![])
+    }
+    fn list_error_traces(&self) -> Result<Vec<TraceSummary>, DriverError> {
+        Ok(vec![])
+    }
+}
+
+#[trace(name = "rpc")]
+fn traced_fn(a: u64, b: &str) -> u64 {
+    a + b.len() as u64
+}
+
+fn bench(c: &mut Criterion) {
+    let n = QueueNotifier::start(
+        std::sync::Arc::new(Discard),
+        QueueOptions {
+            capacity: 1 << 20,
+            ..QueueOptions::default()
+        },
+    )
+    .unwrap();
+    notifier::set(n.clone());
+
+    let mut g = c.benchmark_group("point");
+    osp::clean();
+    g.bench_function("no_trace", |b| {
+        b.iter(|| {
+            drop(Trace::new(
+                black_box("db"),
+                || osp::info!({"statement": "SELECT 1"}),
+            ))
+        })
+    });
+    osp::init("SECRET_KEY", None, None).unwrap();
+    osp::set_enabled(false);
+    g.bench_function("disabled", |b| {
+        b.iter(|| {
+            drop(Trace::new(
+                black_box("db"),
+                || osp::info!({"statement": "SELECT 1"}),
+            ))
+        })
+    });
+    osp::set_enabled(true);
+    g.bench_function("enabled_start_stop", |b| {
+        b.iter(|| {
+            osp::start(black_box("db"), osp::Info::new);
+            osp::stop(osp::Info::new);
+        })
+    });
+    g.bench_function("enabled_guard", |b| {
+        b.iter(|| drop(Trace::new(black_box("db"), osp::Info::new)))
+    });
+    g.finish();
+
+    let mut g = c.benchmark_group("macro");
+    g.bench_function("trace_fn_traced", |b| {
+        b.iter(|| traced_fn(black_box(1), black_box("abc")))
+    });
+    osp::clean();
+    g.bench_function("trace_fn_no_trace", |b| {
+        b.iter(|| traced_fn(black_box(1), black_box("abc")))
+    });
+    g.finish();
+
+    let mut g = c.benchmark_group("headers");
+    let data = TraceData {
+        base_id: "11111111-1111-4111-8111-111111111111".into(),
+        parent_id: Some("22222222-2222-4222-8222-222222222222".into()),
+    };
+    g.bench_function("pack", |b| {
+        b.iter(|| signed_pack(black_box(&data), black_box("SECRET_KEY")))
+    });
+    let h = signed_pack(&data, "old-key");
+    let keys = ["new-key", "old-key"];
+    g.bench_function("verify_2_keys", |b| {
+        b.iter(|| {
+            signed_unpack(
+                black_box(&h.x_trace_info),
+                black_box(&h.x_trace_hmac),
+                &keys,
+            )
+        })
+    });
+    g.finish();
+
+    assert!(n.flush_for(Duration::from_secs(30)));
+    let stats = osp::notifier::Notifier::stats(&*n);
+    eprintln!("notifier after benches: {stats:?}");
+}
+
+criterion_group! {
+    name = benches;
+    config = Criterion::default().warm_up_time(Duration::from_millis(500)).measurement_time(Duration::from_secs(2)).sample_size(50);
+    targets = bench
+}
+criterion_main!(benches);

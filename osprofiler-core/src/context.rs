@@ -38,22 +38,34 @@ pub(crate) struct Frame {
 
 thread_local! {
     static CURRENT: RefCell<Option<Arc<Frame>>> = const { RefCell::new(None) };
+    /// Mirrors `CURRENT.is_some()`. A `Cell<bool>` needs no destructor, so reading it is a
+    /// single thread-local load: the "is a trace active?" check of every hook.
+    static ACTIVE: Cell<bool> = const { Cell::new(false) };
     static SCOPE_DEPTH: Cell<u32> = const { Cell::new(0) };
+}
+
+#[inline(always)]
+fn has_current() -> bool {
+    ACTIVE.with(Cell::get)
 }
 
 #[inline]
 fn current_frame() -> Option<Arc<Frame>> {
+    if !has_current() {
+        return None;
+    }
     CURRENT.try_with(|c| c.borrow().clone()).ok().flatten()
 }
 
 #[inline]
-fn has_current() -> bool {
-    CURRENT.try_with(|c| c.borrow().is_some()).unwrap_or(false)
-}
-
-#[inline]
 fn replace_current(new: Option<Arc<Frame>>) -> Option<Arc<Frame>> {
-    CURRENT.try_with(|c| c.replace(new)).ok().flatten()
+    let active = new.is_some();
+    if !active && !has_current() {
+        return None; // nothing to swap: skip the destructor-registered thread-local
+    }
+    let prev = CURRENT.try_with(|c| c.replace(new)).ok().flatten();
+    ACTIVE.with(|a| a.set(active));
+    prev
 }
 
 /// True when profiling is enabled and a trace is active in the current task or thread.
@@ -317,7 +329,7 @@ pub fn stop<F: FnOnce() -> Info>(info: F) {
 #[must_use = "the point stops when the guard is dropped"]
 pub struct Trace {
     frame: Option<Arc<Frame>>,
-    stop_info: Info,
+    stop_info: Option<Info>,
 }
 
 impl Trace {
@@ -338,7 +350,7 @@ impl Trace {
         replace_current(Some(frame.clone()));
         Trace {
             frame: Some(frame),
-            stop_info: Info::new(),
+            stop_info: None,
         }
     }
 
@@ -359,7 +371,7 @@ impl Trace {
         };
         Trace {
             frame: Some(open(parent, name.into(), info())),
-            stop_info: Info::new(),
+            stop_info: None,
         }
     }
 
@@ -368,7 +380,7 @@ impl Trace {
     pub fn inactive() -> Trace {
         Trace {
             frame: None,
-            stop_info: Info::new(),
+            stop_info: None,
         }
     }
 
@@ -399,9 +411,9 @@ impl Trace {
     /// Records an error with an explicit type name.
     pub fn error_with(&mut self, etype: &str, message: impl std::fmt::Display) {
         if self.frame.is_some() {
-            self.stop_info.insert("etype".into(), etype.into());
-            self.stop_info
-                .insert("message".into(), message.to_string().into());
+            let info = self.stop_info.get_or_insert_with(Info::new);
+            info.insert("etype".into(), etype.into());
+            info.insert("message".into(), message.to_string().into());
         }
     }
 
@@ -409,7 +421,7 @@ impl Trace {
     #[inline]
     pub fn stop_info(&mut self, f: impl FnOnce(&mut Info)) {
         if self.frame.is_some() {
-            f(&mut self.stop_info);
+            f(self.stop_info.get_or_insert_with(Info::new));
         }
     }
 
@@ -429,11 +441,12 @@ impl Drop for Trace {
         let Some(frame) = self.frame.take() else {
             return;
         };
-        close(&frame, std::mem::take(&mut self.stop_info));
+        close(&frame, self.stop_info.take().unwrap_or_default());
         let _ = CURRENT.try_with(|c| {
             let mut c = c.borrow_mut();
             if c.as_ref().is_some_and(|cur| Arc::ptr_eq(cur, &frame)) {
                 *c = frame.parent.clone();
+                ACTIVE.with(|a| a.set(c.is_some()));
             }
         });
     }

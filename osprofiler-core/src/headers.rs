@@ -108,7 +108,8 @@ pub fn generate_hmac(data: &str, key: &str) -> String {
     String::from_utf8_lossy(&hex).into_owned()
 }
 
-/// Packs and signs trace data (OSProfiler's `signed_pack`).
+/// Packs and signs trace data (OSProfiler's `signed_pack`). As in Python, an empty key signs
+/// nothing: `x_trace_hmac` is then empty, and no verifier will accept the pair.
 ///
 /// ```
 /// use osprofiler_core::headers::{signed_pack, TraceData};
@@ -124,7 +125,11 @@ pub fn generate_hmac(data: &str, key: &str) -> String {
 pub fn signed_pack(data: &TraceData, hmac_key: &str) -> TraceHeaders {
     let json = crate::pyjson::to_string(data);
     let info = URL_SAFE_PADDED.encode(json.as_bytes());
-    let hmac = generate_hmac(&info, hmac_key);
+    let hmac = if hmac_key.is_empty() {
+        String::new()
+    } else {
+        generate_hmac(&info, hmac_key)
+    };
     TraceHeaders {
         x_trace_info: info,
         x_trace_hmac: hmac,

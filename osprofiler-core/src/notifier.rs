@@ -168,8 +168,9 @@ pub struct QueueOptions {
     pub capacity: usize,
     /// Largest batch handed to the driver (default 512).
     pub batch_size: usize,
-    /// How long the worker sleeps when the queue is empty (default 10 ms). The worker is also
-    /// woken when the queue is half full and by [`Notifier::flush`].
+    /// How long the worker sleeps when the queue is empty (default 10 ms); it is also woken by
+    /// [`Notifier::flush`]. At the default capacity the queue only fills if more than 6 million
+    /// messages a second arrive.
     pub interval: Duration,
     /// How long shutdown (drop of the last handle) waits for delivery (default 5 s).
     pub shutdown_timeout: Duration,
@@ -190,9 +191,12 @@ struct Shared {
     queue: ArrayQueue<Message>,
     driver: Arc<dyn Driver>,
     opts: QueueOptions,
-    queued: AtomicU64,
-    /// Messages the worker is done with (delivered or given up).
-    done: AtomicU64,
+    /// Flush requests made so far, and the last one the worker has completed: a request is
+    /// complete once the worker has seen the queue empty after it was made.
+    flush_requested: AtomicU64,
+    flushed: AtomicU64,
+    /// Messages taken from the queue and not yet delivered or given up.
+    in_flight: AtomicU64,
     delivered: AtomicU64,
     dropped_full: AtomicU64,
     dropped_failed: AtomicU64,
@@ -256,8 +260,9 @@ impl QueueNotifier {
             queue: ArrayQueue::new(opts.capacity),
             driver,
             opts,
-            queued: AtomicU64::new(0),
-            done: AtomicU64::new(0),
+            flush_requested: AtomicU64::new(0),
+            flushed: AtomicU64::new(0),
+            in_flight: AtomicU64::new(0),
             delivered: AtomicU64::new(0),
             dropped_full: AtomicU64::new(0),
             dropped_failed: AtomicU64::new(0),
@@ -314,12 +319,7 @@ impl Notifier for QueueNotifier {
     fn notify(&self, message: Message) {
         let s = &*self.shared;
         match s.queue.push(message) {
-            Ok(()) => {
-                s.queued.fetch_add(1, Ordering::Relaxed);
-                if s.queue.len() == s.opts.capacity / 2 {
-                    s.wake_worker();
-                }
-            }
+            Ok(()) => {}
             Err(_lost) => {
                 s.dropped_full.fetch_add(1, Ordering::Relaxed);
                 if !s.warned_full.swap(true, Ordering::Relaxed) {
@@ -336,12 +336,12 @@ impl Notifier for QueueNotifier {
 
     fn flush(&self, timeout: Duration) -> bool {
         let s = &*self.shared;
-        let target = s.queued.load(Ordering::Acquire);
+        let target = s.flush_requested.fetch_add(1, Ordering::AcqRel) + 1;
         let deadline = Instant::now() + timeout;
         s.wake_worker();
         let mut guard = s.done_lock.lock().unwrap_or_else(|e| e.into_inner());
         loop {
-            if s.done.load(Ordering::Acquire) >= target {
+            if s.flushed.load(Ordering::Acquire) >= target {
                 return true;
             }
             let now = Instant::now();
@@ -360,7 +360,10 @@ impl Notifier for QueueNotifier {
     fn stats(&self) -> NotifierStats {
         let s = &*self.shared;
         NotifierStats {
-            queued: s.queued.load(Ordering::Relaxed),
+            queued: s.delivered.load(Ordering::Relaxed)
+                + s.dropped_failed.load(Ordering::Relaxed)
+                + s.in_flight.load(Ordering::Relaxed)
+                + s.queue.len() as u64,
             delivered: s.delivered.load(Ordering::Relaxed),
             dropped_full: s.dropped_full.load(Ordering::Relaxed),
             dropped_failed: s.dropped_failed.load(Ordering::Relaxed),
@@ -382,6 +385,7 @@ fn worker(s: Arc<Shared>) {
     let mut batch: Vec<Message> = Vec::with_capacity(s.opts.batch_size);
     let mut backoff = Duration::from_millis(10);
     loop {
+        let flush_request = s.flush_requested.load(Ordering::Acquire);
         if batch.is_empty() {
             while batch.len() < s.opts.batch_size {
                 match s.queue.pop() {
@@ -389,6 +393,7 @@ fn worker(s: Arc<Shared>) {
                     None => break,
                 }
             }
+            s.in_flight.store(batch.len() as u64, Ordering::Relaxed);
         }
         if !batch.is_empty() {
             match s.driver.notify(&batch) {
@@ -396,11 +401,8 @@ fn worker(s: Arc<Shared>) {
                     let n = batch.len() as u64;
                     batch.clear();
                     s.delivered.fetch_add(n, Ordering::Relaxed);
-                    s.done.fetch_add(n, Ordering::AcqRel);
+                    s.in_flight.store(0, Ordering::Relaxed);
                     backoff = Duration::from_millis(10);
-                    // A warning is due again the next time the queue fills up.
-                    s.warned_full.store(false, Ordering::Relaxed);
-                    notify_done(&s);
                     continue;
                 }
                 Err(e) => {
@@ -417,8 +419,7 @@ fn worker(s: Arc<Shared>) {
                         let n = batch.len() as u64;
                         batch.clear();
                         s.dropped_failed.fetch_add(n, Ordering::Relaxed);
-                        s.done.fetch_add(n, Ordering::AcqRel);
-                        notify_done(&s);
+                        s.in_flight.store(0, Ordering::Relaxed);
                         continue;
                     }
                     sleep_or_wake(&s, backoff);
@@ -427,8 +428,13 @@ fn worker(s: Arc<Shared>) {
                 }
             }
         }
-        if s.shutdown.load(Ordering::Acquire) && s.queue.is_empty() {
+        // The queue was seen empty with nothing in flight: every message pushed before
+        // `flush_request` was made has been delivered.
+        if s.flushed.load(Ordering::Relaxed) < flush_request {
+            s.flushed.store(flush_request, Ordering::Release);
             notify_done(&s);
+        }
+        if s.shutdown.load(Ordering::Acquire) && s.queue.is_empty() {
             return;
         }
         sleep_or_wake(&s, s.opts.interval);

@@ -211,6 +211,76 @@ impl Report {
         self.value
     }
 
+    /// A plain-text tree of the trace: one line per point with start, end and duration in
+    /// milliseconds, service and host, the error type if any, and the SQL of `db` points.
+    ///
+    /// ```
+    /// let r = osprofiler_core::Report::build(&[]);
+    /// assert!(r.render_tree().starts_with("total"));
+    /// ```
+    pub fn render_tree(&self) -> String {
+        use std::fmt::Write as _;
+        let v = &self.value;
+        let mut out = String::new();
+        let _ = writeln!(
+            out,
+            "total {} ms ({} points)",
+            v["info"]["finished"].as_i64().unwrap_or(0),
+            v["stats"].as_object().map_or(0, |s| s
+                .values()
+                .filter_map(|x| x["count"].as_i64())
+                .sum::<i64>())
+        );
+        fn walk(out: &mut String, nodes: &[Value], prefix: &str) {
+            for (i, n) in nodes.iter().enumerate() {
+                let last = i + 1 == nodes.len();
+                let info = &n["info"];
+                let name = info["name"].as_str().unwrap_or("?");
+                let (s, f) = (
+                    info["started"].as_i64().unwrap_or(0),
+                    info["finished"].as_i64().unwrap_or(0),
+                );
+                let mut line = format!(
+                    "{prefix}{}{name}  {s}..{f} ms ({} ms)",
+                    if last { "└─ " } else { "├─ " },
+                    f - s
+                );
+                let who: Vec<&str> = [&info["service"], &info["host"]]
+                    .iter()
+                    .filter_map(|x| x.as_str())
+                    .collect();
+                if !who.is_empty() {
+                    let _ = write!(line, "  [{}]", who.join("@"));
+                }
+                if let Some(e) = info["exception"].as_str().filter(|e| *e != "None") {
+                    let _ = write!(line, "  ERROR {e}");
+                }
+                let start = &info[&format!("meta.raw_payload.{name}-start")]["info"];
+                if let Some(sql) = start["db"]["statement"].as_str() {
+                    let one_line: String = sql.split_whitespace().collect::<Vec<_>>().join(" ");
+                    let _ = write!(line, "  {one_line}");
+                } else if let Some(fname) = start["function"]["name"].as_str() {
+                    let _ = write!(line, "  {fname}");
+                }
+                out.push_str(&line);
+                out.push('\n');
+                if let Some(kids) = n["children"].as_array() {
+                    walk(
+                        out,
+                        kids,
+                        &format!("{prefix}{}", if last { "   " } else { "│  " }),
+                    );
+                }
+            }
+        }
+        walk(
+            &mut out,
+            v["children"].as_array().map_or(&[], Vec::as_slice),
+            "",
+        );
+        out
+    }
+
     /// True when the trace had no messages.
     pub fn is_empty(&self) -> bool {
         self.value["children"].as_array().is_none_or(Vec::is_empty)
