@@ -76,6 +76,19 @@ fn bench(c: &mut Criterion) {
     g.bench_function("enabled_guard", |b| {
         b.iter(|| drop(Trace::new(black_box("db"), osp::Info::new)))
     });
+    // The same with a notifier that discards at once: the cost of the point without the queue.
+    osp::clean();
+    notifier::set(std::sync::Arc::new(notifier::NoopNotifier));
+    osp::init("SECRET_KEY", None, None).unwrap();
+    g.bench_function("enabled_noop_notifier", |b| {
+        b.iter(|| {
+            osp::start(black_box("db"), osp::Info::new);
+            osp::stop(osp::Info::new);
+        })
+    });
+    osp::clean();
+    notifier::set(n.clone());
+    osp::init("SECRET_KEY", None, None).unwrap();
     g.finish();
 
     let mut g = c.benchmark_group("macro");

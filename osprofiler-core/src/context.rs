@@ -10,7 +10,7 @@
 //! "is there a current context?" (one thread-local read) — and does nothing else, allocates
 //! nothing and reads no clock when either says no.
 
-use crate::message::{Id, Info, Message, Phase, TraceMeta, now_micros};
+use crate::message::{Id, Identity, Info, Message, Phase, Stamp};
 use crate::notifier::{self, Notifier};
 use crate::switches;
 use std::borrow::Cow;
@@ -22,7 +22,8 @@ use std::task::{Context, Poll};
 
 /// What every point of one trace in this process shares.
 pub(crate) struct Root {
-    pub(crate) meta: Arc<TraceMeta>,
+    pub(crate) base_id: Id,
+    pub(crate) identity: &'static Identity,
     pub(crate) hmac_key: Arc<str>,
     pub(crate) notifier: Arc<dyn Notifier>,
 }
@@ -102,7 +103,7 @@ impl std::fmt::Debug for Profiler {
 impl Profiler {
     /// The trace's id, shared by every point.
     pub fn base_id(&self) -> &Id {
-        &self.frame.root.meta.base_id
+        &self.frame.root.base_id
     }
     /// The innermost open point's id (the `parent_id` given to init when no point is open).
     pub fn id(&self) -> &Id {
@@ -112,7 +113,7 @@ impl Profiler {
     pub fn parent_id(&self) -> &Id {
         match &self.frame.parent {
             Some(p) => &p.id,
-            None => &self.frame.root.meta.base_id,
+            None => &self.frame.root.base_id,
         }
     }
     /// The name of the innermost open point, if any.
@@ -124,8 +125,8 @@ impl Profiler {
         &self.frame.root.hmac_key
     }
     /// Project, service and host of this process's points.
-    pub fn meta(&self) -> &TraceMeta {
-        &self.frame.root.meta
+    pub fn identity(&self) -> &Identity {
+        self.frame.root.identity
     }
     /// Signed headers for an outgoing call made from here (`None` without an hmac key).
     pub fn headers(&self) -> Option<crate::TraceHeaders> {
@@ -166,6 +167,7 @@ pub fn init(hmac_key: &str, base_id: Option<&str>, parent_id: Option<&str>) -> O
         return Some(Profiler { frame });
     }
     warn_if_unscoped_task();
+    crate::message::clock::warm_up();
     let base_id = match base_id {
         Some(b) if !b.is_empty() => Id::from(b),
         _ => Id::new_v4(),
@@ -176,12 +178,8 @@ pub fn init(hmac_key: &str, base_id: Option<&str>, parent_id: Option<&str>) -> O
     };
     let identity = crate::identity();
     let root = Arc::new(Root {
-        meta: Arc::new(TraceMeta {
-            base_id,
-            project: identity.project,
-            service: identity.service,
-            host: identity.host,
-        }),
+        base_id,
+        identity,
         hmac_key: Arc::from(hmac_key),
         notifier: notifier::get(),
     });
@@ -232,12 +230,13 @@ fn emit(frame: &Frame, phase: Phase, parent_id: &Id, info: Info) {
         return;
     };
     let msg = Message {
-        meta: frame.root.meta.clone(),
+        base_id: frame.root.base_id.clone(),
+        identity: frame.root.identity,
         name,
         phase,
         trace_id: frame.id.clone(),
         parent_id: parent_id.clone(),
-        micros: now_micros(),
+        stamp: Stamp::now(),
         info,
     };
     frame.root.notifier.notify(msg);
@@ -251,19 +250,13 @@ fn open(parent: Arc<Frame>, name: Cow<'static, str>, info: Info) -> Arc<Frame> {
         name: Some(name),
         parent: Some(parent),
     });
-    let parent_id = &frame
-        .parent
-        .as_ref()
-        .map_or(&frame.root.meta.base_id, |p| &p.id);
+    let parent_id = &frame.parent.as_ref().map_or(&frame.root.base_id, |p| &p.id);
     emit(&frame, Phase::Start, parent_id, info);
     frame
 }
 
 fn close(frame: &Frame, info: Info) {
-    let parent_id = frame
-        .parent
-        .as_ref()
-        .map_or(&frame.root.meta.base_id, |p| &p.id);
+    let parent_id = frame.parent.as_ref().map_or(&frame.root.base_id, |p| &p.id);
     emit(frame, Phase::Stop, parent_id, info);
 }
 
@@ -376,7 +369,7 @@ impl Trace {
     }
 
     /// A guard that emits nothing.
-    #[inline]
+    #[inline(always)]
     pub fn inactive() -> Trace {
         Trace {
             frame: None,

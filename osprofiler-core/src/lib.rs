@@ -63,7 +63,7 @@ pub use context::{
 pub use context::{spawn_blocking_traced, spawn_traced};
 pub use headers::{TraceHeaders, trace_headers};
 pub use memory::MemoryCollector;
-pub use message::{Id, Info, Message, Phase, TraceMeta, format_timestamp, parse_timestamp};
+pub use message::{Id, Identity, Info, Message, Phase, format_timestamp, parse_timestamp};
 pub use report::{Report, ReportOptions};
 pub use switches::{
     filter_error_trace, is_enabled, set_enabled, set_filter_error_trace, set_trace_requests,
@@ -150,15 +150,8 @@ mod switches {
     }
 }
 
-#[derive(Clone)]
-pub(crate) struct Identity {
-    pub(crate) project: Option<std::sync::Arc<str>>,
-    pub(crate) service: Option<std::sync::Arc<str>>,
-    pub(crate) host: std::sync::Arc<str>,
-}
-
-fn identity_slot() -> &'static std::sync::RwLock<Option<Identity>> {
-    static SLOT: std::sync::RwLock<Option<Identity>> = std::sync::RwLock::new(None);
+fn identity_slot() -> &'static std::sync::RwLock<Option<&'static Identity>> {
+    static SLOT: std::sync::RwLock<Option<&'static Identity>> = std::sync::RwLock::new(None);
     &SLOT
 }
 
@@ -167,32 +160,32 @@ pub fn hostname() -> String {
     gethostname::gethostname().to_string_lossy().into_owned()
 }
 
-pub(crate) fn identity() -> Identity {
-    if let Some(id) = identity_slot()
-        .read()
-        .unwrap_or_else(|e| e.into_inner())
-        .as_ref()
-    {
-        return id.clone();
+pub(crate) fn identity() -> &'static Identity {
+    if let Some(id) = *identity_slot().read().unwrap_or_else(|e| e.into_inner()) {
+        return id;
     }
     let mut slot = identity_slot().write().unwrap_or_else(|e| e.into_inner());
-    slot.get_or_insert_with(|| Identity {
-        project: None,
-        service: None,
-        host: hostname().into(),
+    slot.get_or_insert_with(|| {
+        Box::leak(Box::new(Identity {
+            project: None,
+            service: None,
+            host: hostname().into(),
+        }))
     })
-    .clone()
 }
 
 /// Sets the project, service and host stamped on the messages of traces started from now on
 /// (`None` host = this machine's hostname).
+///
+/// Meant for start-up: each call keeps its few bytes for the life of the process, which is what
+/// lets every message refer to the identity without a reference count.
 pub fn set_identity(project: Option<&str>, service: Option<&str>, host: Option<&str>) {
     let id = Identity {
         project: project.map(Into::into),
         service: service.map(Into::into),
         host: host.map_or_else(hostname, str::to_owned).into(),
     };
-    *identity_slot().write().unwrap_or_else(|e| e.into_inner()) = Some(id);
+    *identity_slot().write().unwrap_or_else(|e| e.into_inner()) = Some(Box::leak(Box::new(id)));
 }
 
 fn keys_slot() -> &'static std::sync::RwLock<std::sync::Arc<[String]>> {
