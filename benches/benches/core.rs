@@ -48,6 +48,9 @@ fn bench(c: &mut Criterion) {
 
     let mut g = c.benchmark_group("point");
     osp::clean();
+    g.bench_function("is_active_check", |b| {
+        b.iter(|| black_box(osp::is_active()))
+    });
     g.bench_function("no_trace", |b| {
         b.iter(|| {
             drop(Trace::new(

@@ -321,13 +321,19 @@ pub fn stop<F: FnOnce() -> Info>(info: F) {
 /// ```
 #[must_use = "the point stops when the guard is dropped"]
 pub struct Trace {
-    frame: Option<Arc<Frame>>,
+    /// `None` when inactive: one pointer-sized word, so an inactive guard costs nothing to
+    /// make or drop.
+    active: Option<Active>,
+}
+
+struct Active {
+    frame: Arc<Frame>,
     stop_info: Option<Info>,
 }
 
 impl Trace {
     /// Opens a point named `name` as a child of the current point and makes it current.
-    #[inline]
+    #[inline(always)]
     pub fn new<N, F>(name: N, info: F) -> Trace
     where
         N: Into<Cow<'static, str>>,
@@ -336,14 +342,24 @@ impl Trace {
         if !switches::is_enabled() {
             return Trace::inactive();
         }
+        if !has_current() {
+            return Trace::inactive();
+        }
+        Trace::open_current(name.into(), info)
+    }
+
+    #[inline(never)]
+    fn open_current<F: FnOnce() -> Info>(name: Cow<'static, str>, info: F) -> Trace {
         let Some(parent) = current_frame() else {
             return Trace::inactive();
         };
-        let frame = open(parent, name.into(), info());
+        let frame = open(parent, name, info());
         replace_current(Some(frame.clone()));
         Trace {
-            frame: Some(frame),
-            stop_info: None,
+            active: Some(Active {
+                frame,
+                stop_info: None,
+            }),
         }
     }
 
@@ -363,48 +379,49 @@ impl Trace {
             return Trace::inactive();
         };
         Trace {
-            frame: Some(open(parent, name.into(), info())),
-            stop_info: None,
+            active: Some(Active {
+                frame: open(parent, name.into(), info()),
+                stop_info: None,
+            }),
         }
     }
 
     /// A guard that emits nothing.
     #[inline(always)]
     pub fn inactive() -> Trace {
-        Trace {
-            frame: None,
-            stop_info: None,
-        }
+        Trace { active: None }
     }
 
     /// Whether this guard has an open point (false when no trace was active).
     #[inline]
     pub fn is_active(&self) -> bool {
-        self.frame.is_some()
+        self.active.is_some()
     }
 
     /// The point's id (`trace_id` of its messages).
     pub fn id(&self) -> Option<&Id> {
-        self.frame.as_ref().map(|f| &f.id)
+        self.active.as_ref().map(|a| &a.frame.id)
     }
 
     /// A profiler handle positioned at this point (for headers of calls made inside it).
     pub fn profiler(&self) -> Option<Profiler> {
-        self.frame.clone().map(|frame| Profiler { frame })
+        self.active.as_ref().map(|a| Profiler {
+            frame: a.frame.clone(),
+        })
     }
 
     /// Records an error for the stop message: `etype` = the error's type name, `message` = its
     /// `Display` text.
     pub fn error<E: std::fmt::Display + ?Sized>(&mut self, err: &E) {
-        if self.frame.is_some() {
+        if self.active.is_some() {
             self.error_with(std::any::type_name::<E>(), err);
         }
     }
 
     /// Records an error with an explicit type name.
     pub fn error_with(&mut self, etype: &str, message: impl std::fmt::Display) {
-        if self.frame.is_some() {
-            let info = self.stop_info.get_or_insert_with(Info::new);
+        if let Some(a) = &mut self.active {
+            let info = a.stop_info.get_or_insert_with(Info::new);
             info.insert("etype".into(), etype.into());
             info.insert("message".into(), message.to_string().into());
         }
@@ -413,15 +430,15 @@ impl Trace {
     /// Adds to the stop message's info; `f` runs only when the point is active.
     #[inline]
     pub fn stop_info(&mut self, f: impl FnOnce(&mut Info)) {
-        if self.frame.is_some() {
-            f(self.stop_info.get_or_insert_with(Info::new));
+        if let Some(a) = &mut self.active {
+            f(a.stop_info.get_or_insert_with(Info::new));
         }
     }
 
     /// Runs `fut` with this point as its current point (children of `fut` nest under it); the
     /// point stops when the returned future completes or is dropped.
     pub fn scope<F: Future>(self, fut: F) -> InTrace<TraceOwned<F>> {
-        let ctx = self.frame.clone();
+        let ctx = self.active.as_ref().map(|a| a.frame.clone());
         InTrace::new(TraceOwned { fut, _trace: self }, ctx)
     }
 
@@ -430,11 +447,19 @@ impl Trace {
 }
 
 impl Drop for Trace {
+    #[inline(always)]
     fn drop(&mut self) {
-        let Some(frame) = self.frame.take() else {
-            return;
-        };
-        close(&frame, self.stop_info.take().unwrap_or_default());
+        if let Some(active) = self.active.take() {
+            active.stop();
+        }
+    }
+}
+
+impl Active {
+    #[inline(never)]
+    fn stop(self) {
+        let Active { frame, stop_info } = self;
+        close(&frame, stop_info.unwrap_or_default());
         let _ = CURRENT.try_with(|c| {
             let mut c = c.borrow_mut();
             if c.as_ref().is_some_and(|cur| Arc::ptr_eq(cur, &frame)) {
@@ -637,7 +662,7 @@ where
     #[doc(hidden)]
     #[inline]
     pub fn new(trace: Trace, inner: F, record: R) -> Self {
-        let ctx = trace.frame.clone();
+        let ctx = trace.active.as_ref().map(|a| a.frame.clone());
         TracedFn {
             inner,
             ctx,
