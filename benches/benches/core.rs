@@ -123,6 +123,10 @@ fn bench(c: &mut Criterion) {
             )
         })
     });
+    let prepared = osp::headers::HmacKeys::new(keys);
+    g.bench_function("verify_2_keys_prepared", |b| {
+        b.iter(|| prepared.verify(black_box(&h.x_trace_info), black_box(&h.x_trace_hmac)))
+    });
     g.finish();
 
     assert!(n.flush_for(Duration::from_secs(30)));

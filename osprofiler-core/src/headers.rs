@@ -12,7 +12,6 @@ use base64::alphabet;
 use base64::engine::{DecodePaddingMode, GeneralPurpose, GeneralPurposeConfig};
 use hmac::{Hmac, Mac};
 use serde::Serialize;
-use serde_json::Value;
 use sha1::Sha1;
 use subtle::ConstantTimeEq;
 
@@ -86,16 +85,97 @@ impl Verified {
     }
 }
 
-fn hmac_hex(data: &[u8], key: &str) -> [u8; 40] {
+fn keyed(key: &str) -> Hmac<Sha1> {
     // HMAC accepts keys of any length, so this cannot fail.
-    let mut mac =
-        <Hmac<Sha1> as Mac>::new_from_slice(key.as_bytes()).expect("hmac takes any key length");
+    <Hmac<Sha1> as Mac>::new_from_slice(key.as_bytes()).expect("hmac takes any key length")
+}
+
+fn finish_hex(mut mac: Hmac<Sha1>, data: &[u8]) -> [u8; 40] {
     mac.update(data);
     let digest = mac.finalize().into_bytes();
     let mut out = [0u8; 40];
     // 20 bytes always fit 40 hex digits.
     let _ = hex::encode_to_slice(digest, &mut out);
     out
+}
+
+fn hmac_hex(data: &[u8], key: &str) -> [u8; 40] {
+    finish_hex(keyed(key), data)
+}
+
+/// Verification keys prepared once (the HMAC key schedule is computed up front), for servers
+/// that verify many requests against the same configured keys.
+///
+/// ```
+/// use osprofiler_core::headers::{signed_pack, HmacKeys, TraceData};
+/// let keys = HmacKeys::new(["new", "old"]);
+/// let h = signed_pack(&TraceData { base_id: "b".into(), parent_id: None }, "old");
+/// assert_eq!(keys.verify(&h.x_trace_info, &h.x_trace_hmac).unwrap().hmac_key, "old");
+/// ```
+#[derive(Clone)]
+pub struct HmacKeys {
+    keys: Vec<(String, Hmac<Sha1>)>,
+}
+
+impl std::fmt::Debug for HmacKeys {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        // Never print the keys themselves.
+        f.debug_struct("HmacKeys")
+            .field("count", &self.keys.len())
+            .finish()
+    }
+}
+
+impl HmacKeys {
+    /// Prepares `keys`, tried in this order.
+    pub fn new<I: IntoIterator<Item = S>, S: Into<String>>(keys: I) -> Self {
+        HmacKeys {
+            keys: keys
+                .into_iter()
+                .map(|k| {
+                    let k = k.into();
+                    let mac = keyed(&k);
+                    (k, mac)
+                })
+                .collect(),
+        }
+    }
+
+    /// The number of keys.
+    pub fn len(&self) -> usize {
+        self.keys.len()
+    }
+
+    /// True when there are no keys (then nothing verifies).
+    pub fn is_empty(&self) -> bool {
+        self.keys.is_empty()
+    }
+
+    /// [`signed_unpack`] against these keys.
+    pub fn verify(&self, info: &str, hmac: &str) -> Option<Verified> {
+        self.verify_bytes(info.as_bytes(), hmac.as_bytes())
+    }
+
+    /// [`signed_unpack_bytes`] against these keys.
+    pub fn verify_bytes(&self, info: &[u8], hmac: &[u8]) -> Option<Verified> {
+        if info.is_empty() || info.len() > MAX_TRACE_INFO_LEN || hmac.len() > MAX_TRACE_HMAC_LEN {
+            return None;
+        }
+        let hmac = hmac.trim_ascii();
+        if hmac.len() != 40 {
+            return None;
+        }
+        let (key, _) = self.keys.iter().find(|(_, mac)| {
+            let expected = finish_hex(mac.clone(), info);
+            bool::from(expected.as_slice().ct_eq(hmac))
+        })?;
+        let (base_id, parent_id) = decode(info)?;
+        Some(Verified {
+            base_id,
+            parent_id,
+            hmac_key: key.clone(),
+        })
+    }
 }
 
 /// Lowercase hex HMAC-SHA1 of `data` under `key` (OSProfiler's `generate_hmac`).
@@ -163,17 +243,17 @@ pub fn signed_unpack_bytes<K: AsRef<str>>(
         return None;
     }
     let hmac = hmac.trim_ascii();
-    if hmac.is_empty() {
+    if hmac.len() != 40 {
         return None;
     }
     let key = hmac_keys.iter().map(AsRef::as_ref).find(|key| {
         let expected = hmac_hex(info, key);
         bool::from(expected.as_slice().ct_eq(hmac))
     })?;
-    let data = decode(info)?;
+    let (base_id, parent_id) = decode(info)?;
     Some(Verified {
-        base_id: data.0,
-        parent_id: data.1,
+        base_id,
+        parent_id,
         hmac_key: key.to_owned(),
     })
 }
@@ -191,20 +271,15 @@ fn decode(info: &[u8]) -> Option<(String, Option<String>)> {
         })
         .collect();
     let raw = LENIENT_STANDARD.decode(cleaned).ok()?;
-    let json: Value = serde_json::from_slice(&raw).ok()?;
-    let Value::Object(map) = json else {
-        return None;
-    };
-    let mut base_id = None;
-    let mut parent_id = None;
-    for (k, v) in map {
-        match (k.as_str(), v) {
-            ("base_id", Value::String(s)) => base_id = Some(s),
-            ("parent_id", Value::String(s)) => parent_id = Some(s),
-            _ => return None,
-        }
+    // Only `base_id` (required) and `parent_id`, both strings; anything else is rejected.
+    #[derive(serde::Deserialize)]
+    #[serde(deny_unknown_fields)]
+    struct Wire {
+        base_id: String,
+        parent_id: Option<String>,
     }
-    Some((base_id?, parent_id))
+    let wire: Wire = serde_json::from_slice(&raw).ok()?;
+    Some((wire.base_id, wire.parent_id))
 }
 
 /// Signed headers for an outgoing call from the current point, or `None` when no trace is
