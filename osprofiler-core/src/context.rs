@@ -25,6 +25,8 @@ pub(crate) struct Root {
     pub(crate) base_id: Id,
     pub(crate) identity: &'static Identity,
     pub(crate) hmac_key: Arc<str>,
+    /// The key's HMAC schedule, computed the first time headers are signed.
+    pub(crate) mac: std::sync::OnceLock<Option<hmac::Hmac<sha1::Sha1>>>,
     pub(crate) notifier: Arc<dyn Notifier>,
 }
 
@@ -130,14 +132,16 @@ impl Profiler {
     }
     /// Signed headers for an outgoing call made from here (`None` without an hmac key).
     pub fn headers(&self) -> Option<crate::TraceHeaders> {
-        if self.hmac_key().is_empty() {
-            return None;
-        }
-        let info = crate::headers::TraceData {
-            base_id: self.base_id().to_text().into_owned(),
-            parent_id: Some(self.id().to_text().into_owned()),
-        };
-        Some(crate::headers::signed_pack(&info, self.hmac_key()))
+        let root = &self.frame.root;
+        let mac = root
+            .mac
+            .get_or_init(|| crate::headers::keyed_mac(&root.hmac_key))
+            .clone()?;
+        Some(crate::headers::pack_with(
+            &self.base_id().to_text(),
+            Some(&self.id().to_text()),
+            Some(mac),
+        ))
     }
 }
 
@@ -181,6 +185,7 @@ pub fn init(hmac_key: &str, base_id: Option<&str>, parent_id: Option<&str>) -> O
         base_id,
         identity,
         hmac_key: Arc::from(hmac_key),
+        mac: std::sync::OnceLock::new(),
         notifier: notifier::get(),
     });
     let frame = Arc::new(Frame {

@@ -27,6 +27,12 @@ pub const MAX_TRACE_HMAC_LEN: usize = 256;
 
 const URL_SAFE_PADDED: GeneralPurpose =
     GeneralPurpose::new(&alphabet::URL_SAFE, GeneralPurposeConfig::new());
+const LENIENT_URL_SAFE: GeneralPurpose = GeneralPurpose::new(
+    &alphabet::URL_SAFE,
+    GeneralPurposeConfig::new()
+        .with_decode_padding_mode(DecodePaddingMode::RequireCanonical)
+        .with_decode_allow_trailing_bits(true),
+);
 const LENIENT_STANDARD: GeneralPurpose = GeneralPurpose::new(
     &alphabet::STANDARD,
     GeneralPurposeConfig::new()
@@ -99,6 +105,29 @@ fn finish_hex(mut mac: Hmac<Sha1>, data: &[u8]) -> [u8; 40] {
     out
 }
 
+/// The keyed MAC for `key`, or `None` for the empty key (which signs nothing).
+pub(crate) fn keyed_mac(key: &str) -> Option<Hmac<Sha1>> {
+    (!key.is_empty()).then(|| keyed(key))
+}
+
+/// Constant-time comparison of our hex MAC with the received one (already checked to be 40
+/// bytes long), a word at a time.
+fn macs_equal(expected: &[u8; 40], got: &[u8]) -> bool {
+    let Ok(got) = <&[u8; 40]>::try_from(got) else {
+        return false;
+    };
+    let word = |b: &[u8; 40], i: usize| {
+        let mut w = [0u8; 8];
+        w.copy_from_slice(&b[i * 8..i * 8 + 8]);
+        u64::from_ne_bytes(w)
+    };
+    let mut eq = subtle::Choice::from(1);
+    for i in 0..5 {
+        eq &= word(expected, i).ct_eq(&word(got, i));
+    }
+    bool::from(eq)
+}
+
 fn hmac_hex(data: &[u8], key: &str) -> [u8; 40] {
     finish_hex(keyed(key), data)
 }
@@ -167,7 +196,7 @@ impl HmacKeys {
         }
         let (key, _) = self.keys.iter().find(|(_, mac)| {
             let expected = finish_hex(mac.clone(), info);
-            bool::from(expected.as_slice().ct_eq(hmac))
+            macs_equal(&expected, hmac)
         })?;
         let (base_id, parent_id) = decode(info)?;
         Some(Verified {
@@ -203,12 +232,43 @@ pub fn generate_hmac(data: &str, key: &str) -> String {
 /// assert_eq!(h.x_trace_hmac, "d5c8c499158d92608f09da737823d4272b920cd4");
 /// ```
 pub fn signed_pack(data: &TraceData, hmac_key: &str) -> TraceHeaders {
-    let json = crate::pyjson::to_string(data);
-    let info = URL_SAFE_PADDED.encode(json.as_bytes());
-    let hmac = if hmac_key.is_empty() {
-        String::new()
-    } else {
-        generate_hmac(&info, hmac_key)
+    let mac = keyed_mac(hmac_key);
+    pack_with(data.base_id.as_str(), data.parent_id.as_deref(), mac)
+}
+
+/// Packs with an already keyed MAC (`None`: unsigned).
+pub(crate) fn pack_with(
+    base_id: &str,
+    parent_id: Option<&str>,
+    mac: Option<Hmac<Sha1>>,
+) -> TraceHeaders {
+    // Python's json.dumps of {"base_id": ..., "parent_id": ...}, written directly.
+    let mut json = Vec::with_capacity(96);
+    fn string(out: &mut Vec<u8>, s: &str) {
+        if s.bytes()
+            .all(|b| (0x20..0x7f).contains(&b) && b != b'"' && b != b'\\')
+        {
+            out.push(b'"');
+            out.extend_from_slice(s.as_bytes());
+            out.push(b'"');
+        } else {
+            crate::pyjson::write(out, s);
+        }
+    }
+    json.extend_from_slice(b"{\"base_id\": ");
+    string(&mut json, base_id);
+    if let Some(p) = parent_id {
+        json.extend_from_slice(b", \"parent_id\": ");
+        string(&mut json, p);
+    }
+    json.push(b'}');
+    let info = URL_SAFE_PADDED.encode(&json);
+    let hmac = match mac {
+        Some(mac) => finish_hex(mac, info.as_bytes())
+            .iter()
+            .map(|&b| char::from(b))
+            .collect(),
+        None => String::new(),
     };
     TraceHeaders {
         x_trace_info: info,
@@ -248,7 +308,7 @@ pub fn signed_unpack_bytes<K: AsRef<str>>(
     }
     let key = hmac_keys.iter().map(AsRef::as_ref).find(|key| {
         let expected = hmac_hex(info, key);
-        bool::from(expected.as_slice().ct_eq(hmac))
+        macs_equal(&expected, hmac)
     })?;
     let (base_id, parent_id) = decode(info)?;
     Some(Verified {
@@ -261,16 +321,21 @@ pub fn signed_unpack_bytes<K: AsRef<str>>(
 /// Decodes base64 the way Python's `urlsafe_b64decode` does (either alphabet, characters
 /// outside the alphabet skipped, padding required), then the JSON object.
 fn decode(info: &[u8]) -> Option<(String, Option<String>)> {
-    let cleaned: Vec<u8> = info
-        .iter()
-        .filter_map(|&b| match b {
-            b'-' => Some(b'+'),
-            b'_' => Some(b'/'),
-            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'+' | b'/' | b'=' => Some(b),
-            _ => None,
-        })
-        .collect();
-    let raw = LENIENT_STANDARD.decode(cleaned).ok()?;
+    // What we and Python send decodes in place; anything else takes Python's lenient path.
+    let raw = if let Ok(raw) = LENIENT_URL_SAFE.decode(info) {
+        raw
+    } else {
+        let cleaned: Vec<u8> = info
+            .iter()
+            .filter_map(|&b| match b {
+                b'-' => Some(b'+'),
+                b'_' => Some(b'/'),
+                b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'+' | b'/' | b'=' => Some(b),
+                _ => None,
+            })
+            .collect();
+        LENIENT_STANDARD.decode(cleaned).ok()?
+    };
     // Only `base_id` (required) and `parent_id`, both strings; anything else is rejected.
     #[derive(serde::Deserialize)]
     #[serde(deny_unknown_fields)]
