@@ -35,6 +35,12 @@ fn traced_fn(a: u64, b: &str) -> u64 {
     a + b.len() as u64
 }
 
+/// The same function without the attribute: the baseline for `#[trace]`'s cost.
+#[inline(never)]
+fn plain_fn(a: u64, b: &str) -> u64 {
+    a + b.len() as u64
+}
+
 fn bench(c: &mut Criterion) {
     let n = QueueNotifier::start(
         std::sync::Arc::new(Discard),
@@ -95,6 +101,9 @@ fn bench(c: &mut Criterion) {
     g.finish();
 
     let mut g = c.benchmark_group("macro");
+    g.bench_function("plain_fn_baseline", |b| {
+        b.iter(|| plain_fn(black_box(1), black_box("abc")))
+    });
     g.bench_function("trace_fn_traced", |b| {
         b.iter(|| traced_fn(black_box(1), black_box("abc")))
     });

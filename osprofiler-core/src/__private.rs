@@ -6,37 +6,24 @@ use crate::{Info, Trace};
 use serde_json::Value;
 use std::fmt::{Debug, Display};
 
-#[inline]
-fn fn_info(fn_name: &'static str, args: Option<String>) -> Info {
-    let mut f = Info::new();
-    f.insert("name".into(), fn_name.into());
-    if let Some(args) = args {
-        f.insert("args".into(), args.into());
-        f.insert("kwargs".into(), "{}".into());
-    }
-    let mut info = Info::new();
-    info.insert("function".into(), Value::Object(f));
-    info
-}
-
 /// Opens the point of a sync fn and makes it current.
-#[inline]
+#[inline(always)]
 pub fn start_fn(
     name: &'static str,
     fn_name: &'static str,
     args: impl FnOnce() -> Option<String>,
 ) -> Trace {
-    Trace::new(name, || fn_info(fn_name, args()))
+    Trace::__call(name, fn_name, args, true)
 }
 
 /// Opens the point of an async fn; [`TracedFn`] makes it current while the body is polled.
-#[inline]
+#[inline(always)]
 pub fn start_fn_detached(
     name: &'static str,
     fn_name: &'static str,
     args: impl FnOnce() -> Option<String>,
 ) -> Trace {
-    Trace::new_detached(name, || fn_info(fn_name, args()))
+    Trace::__call(name, fn_name, args, false)
 }
 
 /// Records `{"function": {"result": "<Debug>"}}` (only generated when `hide_result = false`).

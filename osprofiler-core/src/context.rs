@@ -10,7 +10,7 @@
 //! "is there a current context?" (one thread-local read) — and does nothing else, allocates
 //! nothing and reads no clock when either says no.
 
-use crate::message::{Id, Identity, Info, Message, Phase, Stamp};
+use crate::message::{FnCall, Id, Identity, Info, Message, Phase, Stamp};
 use crate::notifier::{self, Notifier};
 use crate::switches;
 use std::borrow::Cow;
@@ -81,7 +81,7 @@ fn replace_current(new: Option<Arc<Frame>>) -> Option<Arc<Frame>> {
 /// ```
 #[inline]
 pub fn is_active() -> bool {
-    switches::is_enabled() && has_current()
+    has_current() && switches::is_enabled()
 }
 
 /// A handle on the current trace, as returned by [`init`] and [`get`].
@@ -230,7 +230,7 @@ pub fn clean() {
 }
 
 #[inline]
-fn emit(frame: &Frame, phase: Phase, parent_id: &Id, info: Info) {
+fn emit(frame: &Frame, phase: Phase, parent_id: &Id, info: Info, function: Option<FnCall>) {
     let Some(name) = frame.name.clone() else {
         return;
     };
@@ -243,12 +243,18 @@ fn emit(frame: &Frame, phase: Phase, parent_id: &Id, info: Info) {
         parent_id: parent_id.clone(),
         stamp: Stamp::now(),
         info,
+        function,
     };
     frame.root.notifier.notify(msg);
 }
 
 /// Opens a child point of `parent` and emits its start message.
-fn open(parent: Arc<Frame>, name: Cow<'static, str>, info: Info) -> Arc<Frame> {
+fn open(
+    parent: Arc<Frame>,
+    name: Cow<'static, str>,
+    info: Info,
+    function: Option<FnCall>,
+) -> Arc<Frame> {
     let frame = Arc::new(Frame {
         root: parent.root.clone(),
         id: Id::new_v4(),
@@ -256,13 +262,13 @@ fn open(parent: Arc<Frame>, name: Cow<'static, str>, info: Info) -> Arc<Frame> {
         parent: Some(parent),
     });
     let parent_id = &frame.parent.as_ref().map_or(&frame.root.base_id, |p| &p.id);
-    emit(&frame, Phase::Start, parent_id, info);
+    emit(&frame, Phase::Start, parent_id, info, function);
     frame
 }
 
 fn close(frame: &Frame, info: Info) {
     let parent_id = frame.parent.as_ref().map_or(&frame.root.base_id, |p| &p.id);
-    emit(frame, Phase::Stop, parent_id, info);
+    emit(frame, Phase::Stop, parent_id, info, None);
 }
 
 /// Opens a point named `name` in the current trace (OSProfiler's `profiler.start`).
@@ -285,20 +291,20 @@ where
     N: Into<Cow<'static, str>>,
     F: FnOnce() -> Info,
 {
-    if !switches::is_enabled() {
+    if !has_current() || !switches::is_enabled() {
         return;
     }
     let Some(parent) = current_frame() else {
         return;
     };
-    let frame = open(parent, name.into(), info());
+    let frame = open(parent, name.into(), info(), None);
     replace_current(Some(frame));
 }
 
 /// Closes the innermost open point (OSProfiler's `profiler.stop`); ignored when none is open.
 #[inline]
 pub fn stop<F: FnOnce() -> Info>(info: F) {
-    if !switches::is_enabled() {
+    if !has_current() || !switches::is_enabled() {
         return;
     }
     let Some(frame) = current_frame() else { return };
@@ -344,10 +350,8 @@ impl Trace {
         N: Into<Cow<'static, str>>,
         F: FnOnce() -> Info,
     {
-        if !switches::is_enabled() {
-            return Trace::inactive();
-        }
-        if !has_current() {
+        // Thread-local first: one %fs load, where the switch is behind a GOT indirection.
+        if !has_current() || !switches::is_enabled() {
             return Trace::inactive();
         }
         Trace::open_current(name.into(), info)
@@ -358,7 +362,7 @@ impl Trace {
         let Some(parent) = current_frame() else {
             return Trace::inactive();
         };
-        let frame = open(parent, name, info());
+        let frame = open(parent, name, info(), None);
         replace_current(Some(frame.clone()));
         Trace {
             active: Some(Active {
@@ -377,7 +381,7 @@ impl Trace {
         N: Into<Cow<'static, str>>,
         F: FnOnce() -> Info,
     {
-        if !switches::is_enabled() {
+        if !has_current() || !switches::is_enabled() {
             return Trace::inactive();
         }
         let Some(parent) = current_frame() else {
@@ -385,7 +389,52 @@ impl Trace {
         };
         Trace {
             active: Some(Active {
-                frame: open(parent, name.into(), info()),
+                frame: open(parent, name.into(), info(), None),
+                stop_info: None,
+            }),
+        }
+    }
+
+    /// The point of a `#[trace]`d call (used by the macros).
+    #[doc(hidden)]
+    #[inline(always)]
+    pub fn __call(
+        name: &'static str,
+        fn_name: &'static str,
+        args: impl FnOnce() -> Option<String>,
+        make_current: bool,
+    ) -> Trace {
+        if !has_current() || !switches::is_enabled() {
+            return Trace::inactive();
+        }
+        Trace::open_call(name, fn_name, args(), make_current)
+    }
+
+    #[inline(never)]
+    fn open_call(
+        name: &'static str,
+        fn_name: &'static str,
+        args: Option<String>,
+        make_current: bool,
+    ) -> Trace {
+        let Some(parent) = current_frame() else {
+            return Trace::inactive();
+        };
+        let frame = open(
+            parent,
+            Cow::Borrowed(name),
+            Info::new(),
+            Some(FnCall {
+                name: fn_name,
+                args,
+            }),
+        );
+        if make_current {
+            replace_current(Some(frame.clone()));
+        }
+        Trace {
+            active: Some(Active {
+                frame,
                 stop_info: None,
             }),
         }

@@ -145,6 +145,27 @@ pub struct Message {
     pub(crate) parent_id: Id,
     pub(crate) stamp: Stamp,
     pub(crate) info: Info,
+    /// `info.function` of a `#[trace]`d call, kept unformatted until serialization.
+    pub(crate) function: Option<FnCall>,
+}
+
+/// What `#[trace]` records about a call: its name and its arguments' `Debug` text.
+#[derive(Debug, Clone)]
+pub(crate) struct FnCall {
+    pub(crate) name: &'static str,
+    pub(crate) args: Option<String>,
+}
+
+impl Serialize for FnCall {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        let mut map = s.serialize_map(None)?;
+        map.serialize_entry("name", self.name)?;
+        if let Some(args) = &self.args {
+            map.serialize_entry("args", args)?;
+            map.serialize_entry("kwargs", "{}")?;
+        }
+        map.end()
+    }
 }
 
 /// When a message was made: a raw cycle-counter reading on the hot path (about 10 ns, where
@@ -341,7 +362,8 @@ impl Message {
     pub fn timestamp(&self) -> String {
         format_timestamp(self.stamp.micros())
     }
-    /// The user info, without `host` (which serialization adds).
+    /// The user info, without `host` and the `#[trace]` call's `function` (which
+    /// serialization adds: see [`Message::to_value`]).
     pub fn info(&self) -> &Info {
         &self.info
     }
@@ -366,13 +388,19 @@ impl Message {
     }
 }
 
-struct InfoWithHost<'a>(&'a Info, &'a str);
+struct InfoWithHost<'a>(&'a Info, &'a str, Option<&'a FnCall>);
 
 impl Serialize for InfoWithHost<'_> {
     fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
         let has_host = self.0.contains_key("host");
-        let mut map = s.serialize_map(Some(self.0.len() + usize::from(!has_host)))?;
+        let mut map = s.serialize_map(None)?;
+        if let Some(f) = self.2 {
+            map.serialize_entry("function", f)?;
+        }
         for (k, v) in self.0 {
+            if self.2.is_some() && k == "function" {
+                continue;
+            }
             map.serialize_entry(k, v)?;
         }
         if !has_host {
@@ -398,7 +426,10 @@ impl Serialize for Message {
         map.serialize_entry("trace_id", &self.trace_id)?;
         map.serialize_entry("parent_id", &self.parent_id)?;
         map.serialize_entry("timestamp", &format_timestamp(self.stamp.micros()))?;
-        map.serialize_entry("info", &InfoWithHost(&self.info, &self.identity.host))?;
+        map.serialize_entry(
+            "info",
+            &InfoWithHost(&self.info, &self.identity.host, self.function.as_ref()),
+        )?;
         map.serialize_entry("project", &self.identity.project.as_deref())?;
         map.serialize_entry("service", &self.identity.service.as_deref())?;
         map.end()
@@ -454,6 +485,7 @@ mod tests {
             parent_id: Id::from("b"),
             stamp: Stamp::Micros(0),
             info,
+            function: None,
         };
         assert_eq!(
             m.to_json(),
