@@ -121,6 +121,17 @@ fn bench(c: &mut Criterion) {
     g.bench_function("pack", |b| {
         b.iter(|| signed_pack(black_box(&data), black_box("SECRET_KEY")))
     });
+    let p = osp::init(
+        "SECRET_KEY",
+        Some(&data.base_id),
+        Some("22222222-2222-4222-8222-222222222222"),
+    )
+    .unwrap();
+    let _point = Trace::new("http", osp::Info::new);
+    g.bench_function("trace_headers", |b| b.iter(osp::trace_headers));
+    drop(_point);
+    drop(p);
+    osp::clean();
     let h = signed_pack(&data, "old-key");
     let keys = ["new-key", "old-key"];
     g.bench_function("verify_2_keys", |b| {

@@ -336,6 +336,9 @@ fn decode(info: &[u8]) -> Option<(String, Option<String>)> {
             .collect();
         LENIENT_STANDARD.decode(cleaned).ok()?
     };
+    if let Some(fast) = parse_plain(&raw) {
+        return fast;
+    }
     // Only `base_id` (required) and `parent_id`, both strings; anything else is rejected.
     #[derive(serde::Deserialize)]
     #[serde(deny_unknown_fields)]
@@ -345,6 +348,79 @@ fn decode(info: &[u8]) -> Option<(String, Option<String>)> {
     }
     let wire: Wire = serde_json::from_slice(&raw).ok()?;
     Some((wire.base_id, wire.parent_id))
+}
+
+/// The common case without serde: an object whose keys and string values contain no escapes
+/// or control characters, in any layout. `None` means "not that simple": the caller then
+/// parses with serde, so both paths accept and reject exactly the same texts.
+#[allow(clippy::type_complexity)]
+fn parse_plain(raw: &[u8]) -> Option<Option<(String, Option<String>)>> {
+    if raw.contains(&b'\\') {
+        return None;
+    }
+    let ws = |i: &mut usize| {
+        while raw
+            .get(*i)
+            .is_some_and(|b| matches!(b, b' ' | b'\t' | b'\n' | b'\r'))
+        {
+            *i += 1;
+        }
+    };
+    let string = |i: &mut usize| -> Option<&str> {
+        if raw.get(*i) != Some(&b'"') {
+            return None;
+        }
+        let start = *i + 1;
+        let len = raw[start..].iter().position(|&b| b == b'"')?;
+        let bytes = &raw[start..start + len];
+        if bytes.iter().any(|&b| b < 0x20) {
+            return None;
+        }
+        *i = start + len + 1;
+        std::str::from_utf8(bytes).ok()
+    };
+    let mut i = 0;
+    let (mut base, mut parent): (Option<&str>, Option<Option<&str>>) = (None, None);
+    ws(&mut i);
+    if raw.get(i) != Some(&b'{') {
+        return None;
+    }
+    i += 1;
+    loop {
+        ws(&mut i);
+        let key = string(&mut i)?;
+        ws(&mut i);
+        if raw.get(i) != Some(&b':') {
+            return None;
+        }
+        i += 1;
+        ws(&mut i);
+        let value = if raw[i..].starts_with(b"null") {
+            i += 4;
+            None
+        } else {
+            Some(string(&mut i)?)
+        };
+        match (key, value) {
+            ("base_id", Some(v)) if base.is_none() => base = Some(v),
+            ("parent_id", v) if parent.is_none() => parent = Some(v),
+            _ => return None, // unknown or repeated key, or a null base_id: serde decides
+        }
+        ws(&mut i);
+        match raw.get(i) {
+            Some(b',') => i += 1,
+            Some(b'}') => {
+                i += 1;
+                break;
+            }
+            _ => return None,
+        }
+    }
+    ws(&mut i);
+    if i != raw.len() {
+        return None;
+    }
+    Some(base.map(|b| (b.to_owned(), parent.flatten().map(str::to_owned))))
 }
 
 /// Signed headers for an outgoing call from the current point, or `None` when no trace is
@@ -417,5 +493,51 @@ mod tests {
         let huge = "A".repeat(MAX_TRACE_INFO_LEN + 4);
         assert!(signed_unpack(&huge, &generate_hmac(&huge, "k"), &["k"]).is_none());
         assert!(signed_unpack_bytes(&[0xff, 0xfe, 0x00], &[0xc3, 0x28], &["k"]).is_none());
+    }
+}
+
+#[cfg(test)]
+mod parse_tests {
+    use super::*;
+
+    /// The hand parser and serde agree on every text (the hand parser may defer).
+    #[test]
+    fn plain_parser_agrees_with_serde() {
+        #[derive(serde::Deserialize)]
+        #[serde(deny_unknown_fields)]
+        struct Wire {
+            base_id: String,
+            parent_id: Option<String>,
+        }
+        let serde = |t: &str| {
+            serde_json::from_str::<Wire>(t)
+                .ok()
+                .map(|w| (w.base_id, w.parent_id))
+        };
+        for t in [
+            r#"{"base_id": "b", "parent_id": "p"}"#,
+            r#"{"parent_id":"p","base_id":"b"}"#,
+            " \n{ \"base_id\" :\t\"b\" } \r\n",
+            r#"{"base_id": "b", "parent_id": null}"#,
+            r#"{"base_id": null}"#,
+            r#"{"base_id": "b", "base_id": "c"}"#,
+            r#"{"base_id": "b", "x": "y"}"#,
+            r#"{"base_id": "b",}"#,
+            r#"{"base_id": "b"} x"#,
+            r#"{"base_id": 1}"#,
+            r#"{"base_id": "é"}"#,
+            "{\"base_id\": \"a\u{1}\"}",
+            r#"{"base_id": "a\"b"}"#,
+            r#"{}"#,
+            r#"[]"#,
+            r#"{"base_id": "b""#,
+            r#"{"base_id": "b", "parent_id": nullx}"#,
+        ] {
+            if let Some(fast) = parse_plain(t.as_bytes()) {
+                assert_eq!(fast, serde(t), "{t:?}");
+            }
+            let full = decode(URL_SAFE_PADDED.encode(t).as_bytes());
+            assert_eq!(full, serde(t), "{t:?}");
+        }
     }
 }
