@@ -171,31 +171,72 @@ pub fn init(hmac_key: &str, base_id: Option<&str>, parent_id: Option<&str>) -> O
         return Some(Profiler { frame });
     }
     warn_if_unscoped_task();
-    crate::message::clock::warm_up();
-    let base_id = match base_id {
-        Some(b) if !b.is_empty() => Id::from(b),
-        _ => Id::new_v4(),
-    };
-    let parent = match parent_id {
-        Some(p) if !p.is_empty() => Id::from(p),
-        _ => base_id.clone(),
-    };
-    let identity = crate::identity();
-    let root = Arc::new(Root {
-        base_id,
-        identity,
-        hmac_key: Arc::from(hmac_key),
-        mac: std::sync::OnceLock::new(),
-        notifier: notifier::get(),
-    });
-    let frame = Arc::new(Frame {
-        root,
-        id: parent,
-        name: None,
-        parent: None,
-    });
-    replace_current(Some(frame.clone()));
-    Some(Profiler { frame })
+    let p = Profiler::new_root(hmac_key, base_id, parent_id)?;
+    replace_current(Some(p.frame.clone()));
+    Some(p)
+}
+
+impl Profiler {
+    /// A new trace that is not installed anywhere: run code in it with
+    /// [`TraceFutureExt::in_trace`] or [`with_trace`]. This is what server middleware does
+    /// with verified headers. Same defaults as [`init`]; `None` when profiling is disabled.
+    ///
+    /// ```
+    /// use osprofiler_core::{Profiler, TraceFutureExt};
+    /// let p = Profiler::new_root("key", Some("b"), Some("caller")).unwrap();
+    /// assert!(osprofiler_core::get().is_none()); // not installed
+    /// assert_eq!(osprofiler_core::with_trace(Some(p), || osprofiler_core::get().unwrap().id().to_string()), "caller");
+    /// ```
+    pub fn new_root(
+        hmac_key: &str,
+        base_id: Option<&str>,
+        parent_id: Option<&str>,
+    ) -> Option<Profiler> {
+        if !switches::is_enabled() {
+            return None;
+        }
+        crate::message::clock::warm_up();
+        let base_id = match base_id {
+            Some(b) if !b.is_empty() => Id::from(b),
+            _ => Id::new_v4(),
+        };
+        let parent = match parent_id {
+            Some(p) if !p.is_empty() => Id::from(p),
+            _ => base_id.clone(),
+        };
+        let root = Arc::new(Root {
+            base_id,
+            identity: crate::identity(),
+            hmac_key: Arc::from(hmac_key),
+            mac: std::sync::OnceLock::new(),
+            notifier: notifier::get(),
+        });
+        let frame = Arc::new(Frame {
+            root,
+            id: parent,
+            name: None,
+            parent: None,
+        });
+        Some(Profiler { frame })
+    }
+
+    /// Opens a point as a child of this profiler's current point, without installing it
+    /// anywhere (see [`Trace::scope`] to run a future inside it).
+    pub fn child<N, F>(&self, name: N, info: F) -> Trace
+    where
+        N: Into<Cow<'static, str>>,
+        F: FnOnce() -> Info,
+    {
+        if !switches::is_enabled() {
+            return Trace::inactive();
+        }
+        Trace {
+            active: Some(Active {
+                frame: open(self.frame.clone(), name.into(), info(), None),
+                stop_info: None,
+            }),
+        }
+    }
 }
 
 #[cfg(feature = "tokio")]

@@ -1,0 +1,161 @@
+//! The client side for `http::Request` services: [`TraceClientLayer`].
+
+use crate::{client_info, point_name};
+use osprofiler_core::headers::{X_TRACE_HMAC, X_TRACE_INFO};
+use osprofiler_core::{InTrace, Trace, TraceFutureExt};
+use std::future::Future;
+use std::pin::Pin;
+use std::task::{Context, Poll};
+use tower::{Layer, Service};
+
+/// A tower layer for HTTP clients (`Service<http::Request<B>>`, e.g. a hyper-util client):
+/// when a trace is active, it records an `http`/`https` point around the call and adds the
+/// signed trace headers, with the new point as the callee's parent. With no active trace the
+/// request goes out untouched.
+///
+/// Start info `{"requests": {"method", "query", "path", "hostname", "port", "scheme"}}`, stop
+/// info `{"requests": {"status_code"}}`; a transport error stops the point with
+/// `etype`/`message`.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct TraceClientLayer;
+
+impl TraceClientLayer {
+    /// The layer.
+    pub fn new() -> Self {
+        TraceClientLayer
+    }
+}
+
+impl<S> Layer<S> for TraceClientLayer {
+    type Service = TraceClient<S>;
+    fn layer(&self, inner: S) -> TraceClient<S> {
+        TraceClient { inner }
+    }
+}
+
+/// The service made by [`TraceClientLayer`].
+#[derive(Clone, Debug)]
+pub struct TraceClient<S> {
+    inner: S,
+}
+
+/// Opens the client point for a request and adds the signed headers to it.
+pub(crate) fn start_client_point(
+    method: &str,
+    url: &http::Uri,
+    headers: &mut http::HeaderMap,
+) -> Trace {
+    let scheme = url.scheme_str().unwrap_or("http");
+    let point = Trace::new_detached(point_name(scheme), || {
+        client_info(
+            method,
+            scheme,
+            url.host().unwrap_or(""),
+            url.port_u16(),
+            url.path(),
+            url.query(),
+        )
+    });
+    if let Some(h) = point.profiler().and_then(|p| p.headers()) {
+        // Base64 and hex are always valid header values.
+        if let (Ok(info), Ok(mac)) = (
+            http::HeaderValue::from_str(&h.x_trace_info),
+            http::HeaderValue::from_str(&h.x_trace_hmac),
+        ) {
+            headers.insert(X_TRACE_INFO, info);
+            headers.insert(X_TRACE_HMAC, mac);
+        }
+    }
+    point
+}
+
+pub(crate) fn finish_client_point<E: std::fmt::Display + ?Sized>(
+    point: &mut Trace,
+    result: Result<http::StatusCode, &E>,
+    etype: &str,
+) {
+    match result {
+        Ok(status) => point.stop_info(|i| {
+            i.insert("requests".into(), crate::status_info(status));
+        }),
+        Err(e) => point.error_with(etype, e),
+    }
+}
+
+impl<S, B, ResBody> Service<http::Request<B>> for TraceClient<S>
+where
+    S: Service<http::Request<B>, Response = http::Response<ResBody>>,
+    S::Error: std::fmt::Display,
+{
+    type Response = S::Response;
+    type Error = S::Error;
+    type Future = TraceClientFuture<S::Future>;
+
+    #[inline]
+    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), S::Error>> {
+        self.inner.poll_ready(cx)
+    }
+
+    fn call(&mut self, mut req: http::Request<B>) -> Self::Future {
+        if !osprofiler_core::is_active() {
+            return TraceClientFuture {
+                kind: TraceClientFutureKind::Untraced {
+                    inner: self.inner.call(req),
+                },
+            };
+        }
+        let method = req.method().clone();
+        let uri = req.uri().clone();
+        let point = start_client_point(method.as_str(), &uri, req.headers_mut());
+        let ctx = point.profiler();
+        let inner = osprofiler_core::with_trace(ctx.clone(), || self.inner.call(req));
+        TraceClientFuture {
+            kind: TraceClientFutureKind::Traced {
+                inner: inner.in_trace(ctx),
+                point: Some(point),
+            },
+        }
+    }
+}
+
+pin_project_lite::pin_project! {
+    /// The response future of [`TraceClient`]. No boxing either way.
+    pub struct TraceClientFuture<F> {
+        #[pin]
+        kind: TraceClientFutureKind<F>,
+    }
+}
+
+pin_project_lite::pin_project! {
+    #[project = TraceClientFutureProj]
+    enum TraceClientFutureKind<F> {
+        Untraced { #[pin] inner: F },
+        Traced { #[pin] inner: InTrace<F>, point: Option<Trace> },
+    }
+}
+
+impl<F, ResBody, E> Future for TraceClientFuture<F>
+where
+    F: Future<Output = Result<http::Response<ResBody>, E>>,
+    E: std::fmt::Display,
+{
+    type Output = F::Output;
+
+    #[inline]
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<F::Output> {
+        match self.project().kind.project() {
+            TraceClientFutureProj::Untraced { inner } => inner.poll(cx),
+            TraceClientFutureProj::Traced { inner, point } => {
+                let out = std::task::ready!(inner.poll(cx));
+                if let Some(mut point) = point.take() {
+                    finish_client_point(
+                        &mut point,
+                        out.as_ref().map(http::Response::status),
+                        std::any::type_name::<E>(),
+                    );
+                }
+                Poll::Ready(out)
+            }
+        }
+    }
+}

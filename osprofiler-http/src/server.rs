@@ -1,0 +1,211 @@
+//! The server side: [`OsProfilerLayer`], the equivalent of OSProfiler's WSGI middleware.
+
+use crate::{request_info, status_info};
+use osprofiler_core::headers::{HmacKeys, Verified, X_TRACE_HMAC, X_TRACE_INFO};
+use osprofiler_core::{InTrace, Profiler, Trace, TraceFutureExt};
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::task::{Context, Poll};
+use tower::{Layer, Service};
+
+/// A tower layer that continues the caller's trace for requests whose `X-Trace-Info` /
+/// `X-Trace-HMAC` headers verify against one of its keys.
+///
+/// Such a request runs inside the trace (base id and parent from the headers, onward calls
+/// signed with the key that matched), in a `wsgi` point whose start info is
+/// `{"request": {"path", "query", "method", "scheme"}}` and whose stop info is
+/// `{"response": {"status_code"}}`; a 5xx response is recorded as an error. The verified data
+/// is also put in the request's extensions ([`Verified`]).
+///
+/// Every other request — no headers, a bad signature, garbage, non-ASCII, huge values — runs
+/// untraced and unchanged: the layer never rejects a request and never fails one because of
+/// trace headers.
+///
+/// ```
+/// use axum::{Router, routing::get};
+/// use osprofiler_http::OsProfilerLayer;
+///
+/// let app: Router = Router::new()
+///     .route("/", get(|| async { "hello" }))
+///     .layer(OsProfilerLayer::new(["new-key", "old-key"])); // rotation: new key first
+/// ```
+#[derive(Clone, Debug)]
+pub struct OsProfilerLayer {
+    keys: Arc<HmacKeys>,
+    enabled: bool,
+    name: &'static str,
+}
+
+impl OsProfilerLayer {
+    /// A layer that accepts headers signed with any of `hmac_keys`, tried in order.
+    pub fn new<I: IntoIterator<Item = S>, S: Into<String>>(hmac_keys: I) -> Self {
+        OsProfilerLayer {
+            keys: Arc::new(HmacKeys::new(hmac_keys)),
+            enabled: true,
+            name: "wsgi",
+        }
+    }
+
+    /// A layer with the process-wide keys and `enabled` switch set by
+    /// [`osprofiler_core::init_from_conf`] (keys are read now).
+    pub fn from_global() -> Self {
+        Self::new(osprofiler_core::hmac_keys().iter().cloned())
+    }
+
+    /// A layer configured from the `[profiler]` options (`hmac_keys`, `enabled`).
+    pub fn from_conf(conf: &osprofiler_core::ProfilerConfig) -> Self {
+        Self::new(conf.hmac_keys.iter().cloned()).enabled(conf.enabled)
+    }
+
+    /// Turns the layer off (every request untraced) or on. The process-wide switch
+    /// ([`osprofiler_core::set_enabled`]) is honoured as well.
+    pub fn enabled(mut self, enabled: bool) -> Self {
+        self.enabled = enabled;
+        self
+    }
+
+    /// The point name (default `wsgi`, as OSProfiler's middleware).
+    pub fn point_name(mut self, name: &'static str) -> Self {
+        self.name = name;
+        self
+    }
+}
+
+impl<S> Layer<S> for OsProfilerLayer {
+    type Service = OsProfiler<S>;
+
+    fn layer(&self, inner: S) -> OsProfiler<S> {
+        OsProfiler {
+            inner,
+            layer: self.clone(),
+        }
+    }
+}
+
+/// The service made by [`OsProfilerLayer`].
+#[derive(Clone, Debug)]
+pub struct OsProfiler<S> {
+    inner: S,
+    layer: OsProfilerLayer,
+}
+
+impl<S> OsProfiler<S> {
+    /// The wrapped service.
+    pub fn get_ref(&self) -> &S {
+        &self.inner
+    }
+}
+
+/// Verifies a request's trace headers against `keys`; `None` unless both are present and valid.
+pub fn verify_request<B>(req: &http::Request<B>, keys: &HmacKeys) -> Option<Verified> {
+    let info = req.headers().get(X_TRACE_INFO)?;
+    let mac = req.headers().get(X_TRACE_HMAC)?;
+    keys.verify_bytes(info.as_bytes(), mac.as_bytes())
+}
+
+impl<S, ReqBody, ResBody> Service<http::Request<ReqBody>> for OsProfiler<S>
+where
+    S: Service<http::Request<ReqBody>, Response = http::Response<ResBody>>,
+    S::Error: std::fmt::Display,
+{
+    type Response = S::Response;
+    type Error = S::Error;
+    type Future = ResponseFuture<S::Future>;
+
+    #[inline]
+    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), S::Error>> {
+        self.inner.poll_ready(cx)
+    }
+
+    fn call(&mut self, mut req: http::Request<ReqBody>) -> Self::Future {
+        if !self.layer.enabled
+            || !osprofiler_core::is_enabled()
+            || !req.headers().contains_key(X_TRACE_INFO)
+        {
+            return ResponseFuture {
+                kind: ResponseFutureKind::Untraced {
+                    inner: self.inner.call(req),
+                },
+            };
+        }
+        let Some(verified) = verify_request(&req, &self.layer.keys) else {
+            return ResponseFuture {
+                kind: ResponseFutureKind::Untraced {
+                    inner: self.inner.call(req),
+                },
+            };
+        };
+        let Some(root) = Profiler::new_root(
+            &verified.hmac_key,
+            Some(&verified.base_id),
+            verified.parent_id.as_deref(),
+        ) else {
+            return ResponseFuture {
+                kind: ResponseFutureKind::Untraced {
+                    inner: self.inner.call(req),
+                },
+            };
+        };
+        let point = root.child(self.layer.name, || request_info("request", &req));
+        let ctx = point.profiler();
+        req.extensions_mut().insert(verified);
+        let inner = osprofiler_core::with_trace(ctx.clone(), || self.inner.call(req));
+        ResponseFuture {
+            kind: ResponseFutureKind::Traced {
+                inner: inner.in_trace(ctx),
+                point: Some(point),
+            },
+        }
+    }
+}
+
+pin_project_lite::pin_project! {
+    /// The response future of [`OsProfiler`]: the inner future as is for untraced requests,
+    /// run inside the request's trace otherwise. No boxing either way.
+    pub struct ResponseFuture<F> {
+        #[pin]
+        kind: ResponseFutureKind<F>,
+    }
+}
+
+pin_project_lite::pin_project! {
+    #[project = ResponseFutureProj]
+    enum ResponseFutureKind<F> {
+        Untraced { #[pin] inner: F },
+        Traced { #[pin] inner: InTrace<F>, point: Option<Trace> },
+    }
+}
+
+impl<F, ResBody, E> Future for ResponseFuture<F>
+where
+    F: Future<Output = Result<http::Response<ResBody>, E>>,
+    E: std::fmt::Display,
+{
+    type Output = F::Output;
+
+    #[inline]
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<F::Output> {
+        match self.project().kind.project() {
+            ResponseFutureProj::Untraced { inner } => inner.poll(cx),
+            ResponseFutureProj::Traced { inner, point } => {
+                let out = std::task::ready!(inner.poll(cx));
+                if let Some(mut point) = point.take() {
+                    match &out {
+                        Ok(resp) => {
+                            let status = resp.status();
+                            point.stop_info(|i| {
+                                i.insert("response".into(), status_info(status));
+                            });
+                            if status.is_server_error() {
+                                point.error_with("HTTPServerError", status);
+                            }
+                        }
+                        Err(e) => point.error_with(std::any::type_name::<E>(), e),
+                    }
+                }
+                Poll::Ready(out)
+            }
+        }
+    }
+}

@@ -1,0 +1,192 @@
+//! The server layer: traced only for verified headers, never an error because of them.
+mod common;
+use axum::{Router, http::StatusCode, routing::get};
+use common::*;
+use osprofiler_core::headers::{TraceData, Verified, signed_pack};
+use osprofiler_core::{self as osp};
+use osprofiler_http::OsProfilerLayer;
+use tower::ServiceExt;
+
+/// What the handler saw: the trace (base, id, key) and the verified extension.
+async fn whoami(ext: Option<axum::Extension<Verified>>) -> String {
+    let p = osp::get();
+    serde_json::json!({
+        "base": p.as_ref().map(|p| p.base_id().to_string()),
+        "parent": p.as_ref().map(|p| p.parent_id().to_string()),
+        "key": p.as_ref().map(|p| p.hmac_key().to_owned()),
+        "verified": ext.map(|e| e.0.base_id.clone()),
+        "onward": osp::trace_headers().map(|h| h.x_trace_info),
+    })
+    .to_string()
+}
+
+fn app(layer: OsProfilerLayer) -> Router {
+    Router::new()
+        .route("/who", get(whoami))
+        .route(
+            "/boom",
+            get(|| async { (StatusCode::INTERNAL_SERVER_ERROR, "boom") }),
+        )
+        .layer(layer)
+}
+
+async fn call(
+    app: Router,
+    path: &str,
+    headers: &[(&str, &[u8])],
+) -> (StatusCode, serde_json::Value) {
+    let mut req = http::Request::builder().uri(path);
+    for (k, v) in headers {
+        req = req.header(*k, http::HeaderValue::from_bytes(v).unwrap());
+    }
+    let resp = app
+        .oneshot(req.body(axum::body::Body::empty()).unwrap())
+        .await
+        .unwrap();
+    let status = resp.status();
+    let body = axum::body::to_bytes(resp.into_body(), 1 << 20)
+        .await
+        .unwrap();
+    (
+        status,
+        serde_json::from_slice(&body).unwrap_or(serde_json::Value::Null),
+    )
+}
+
+fn signed(base: &str, parent: &str, key: &str) -> (String, String) {
+    let h = signed_pack(
+        &TraceData {
+            base_id: base.into(),
+            parent_id: Some(parent.into()),
+        },
+        key,
+    );
+    (h.x_trace_info, h.x_trace_hmac)
+}
+
+#[tokio::test]
+async fn verified_request_runs_in_the_callers_trace_with_a_wsgi_point() {
+    collector();
+    let base = uuid::Uuid::new_v4().to_string();
+    let (info, mac) = signed(&base, "caller-point", "old");
+    let (status, seen) = call(
+        app(OsProfilerLayer::new(["new", "old"])),
+        "/who?x=1",
+        &[
+            ("X-Trace-Info", info.as_bytes()),
+            ("X-Trace-HMAC", mac.as_bytes()),
+        ],
+    )
+    .await;
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(seen["base"], base.as_str());
+    assert_eq!(
+        seen["key"], "old",
+        "the key that matched signs onward calls"
+    );
+    assert_eq!(
+        seen["verified"],
+        base.as_str(),
+        "verified data in the request extensions"
+    );
+    let msgs = messages_of(&base);
+    let start = one(&msgs, "wsgi-start");
+    assert_eq!(start["parent_id"], "caller-point");
+    assert_eq!(
+        start["info"]["request"],
+        serde_json::json!({"path": "/who", "query": "x=1", "method": "GET", "scheme": "http"})
+    );
+    assert_eq!(
+        seen["parent"], start["parent_id"],
+        "the handler runs inside the wsgi point"
+    );
+    let stop = one(&msgs, "wsgi-stop");
+    assert_eq!(stop["info"]["response"]["status_code"], 200);
+    assert!(stop["info"].get("etype").is_none());
+    // Onward headers carry the wsgi point as parent.
+    let onward = seen["onward"].as_str().unwrap();
+    let v = osp::headers::signed_unpack(
+        onward,
+        &osp::headers::generate_hmac(onward, "old"),
+        &["old"],
+    )
+    .unwrap();
+    assert_eq!(v.parent_id.as_deref(), start["trace_id"].as_str());
+}
+
+#[tokio::test]
+async fn server_errors_are_recorded() {
+    collector();
+    let base = uuid::Uuid::new_v4().to_string();
+    let (info, mac) = signed(&base, "p", "k");
+    let (status, _) = call(
+        app(OsProfilerLayer::new(["k"])),
+        "/boom",
+        &[
+            ("X-Trace-Info", info.as_bytes()),
+            ("X-Trace-HMAC", mac.as_bytes()),
+        ],
+    )
+    .await;
+    assert_eq!(
+        status,
+        StatusCode::INTERNAL_SERVER_ERROR,
+        "the response is the application's"
+    );
+    let msgs = messages_of(&base);
+    let stop = one(&msgs, "wsgi-stop");
+    assert_eq!(stop["info"]["etype"], "HTTPServerError");
+    assert_eq!(stop["info"]["message"], "500 Internal Server Error");
+    assert_eq!(stop["info"]["response"]["status_code"], 500);
+}
+
+#[tokio::test]
+async fn anything_else_runs_untraced_and_succeeds() {
+    collector();
+    let base = uuid::Uuid::new_v4().to_string();
+    let (info, mac) = signed(&base, "p", "other-key");
+    let huge = vec![b'A'; 64 * 1024];
+    let cases: Vec<Vec<(&str, &[u8])>> = vec![
+        vec![],
+        vec![("X-Trace-Info", info.as_bytes())],
+        vec![
+            ("X-Trace-Info", info.as_bytes()),
+            ("X-Trace-HMAC", mac.as_bytes()),
+        ], // wrong key
+        vec![("X-Trace-Info", b"garbage"), ("X-Trace-HMAC", b"garbage")],
+        vec![
+            ("X-Trace-Info", &[0xff, 0xfe, 0x80]),
+            ("X-Trace-HMAC", &[0xc3, 0x28]),
+        ],
+        vec![("X-Trace-Info", &huge), ("X-Trace-HMAC", mac.as_bytes())],
+    ];
+    for headers in cases {
+        let (status, seen) = call(app(OsProfilerLayer::new(["k"])), "/who", &headers).await;
+        assert_eq!(status, StatusCode::OK);
+        assert!(
+            seen["base"].is_null(),
+            "untraced for {:?}",
+            headers.iter().map(|h| h.0).collect::<Vec<_>>()
+        );
+    }
+    assert!(messages_of(&base).is_empty());
+}
+
+#[tokio::test]
+async fn a_disabled_layer_traces_nothing() {
+    collector();
+    let base = uuid::Uuid::new_v4().to_string();
+    let (info, mac) = signed(&base, "p", "k");
+    let (status, seen) = call(
+        app(OsProfilerLayer::new(["k"]).enabled(false)),
+        "/who",
+        &[
+            ("X-Trace-Info", info.as_bytes()),
+            ("X-Trace-HMAC", mac.as_bytes()),
+        ],
+    )
+    .await;
+    assert_eq!(status, StatusCode::OK);
+    assert!(seen["base"].is_null());
+    assert!(messages_of(&base).is_empty());
+}
