@@ -1,6 +1,8 @@
 //! Live interop with Python OSProfiler 4.4.0, run in the virtualenv the test script makes
 //! (`scripts/test` creates `.venv-osp`; `OSPROFILER_PYTHON` may point at another interpreter).
 //! The oracle is required: a missing virtualenv fails these tests with a message naming it.
+mod common;
+use common::python;
 use osprofiler_core::headers::{TraceData, signed_pack, signed_unpack};
 use osprofiler_core::{self as osp, MemoryCollector, Report, Trace, notifier};
 use serde_json::{Value, json};
@@ -8,20 +10,6 @@ use std::io::Write;
 use std::path::PathBuf;
 use std::process::{Command, Stdio};
 use std::time::Duration;
-
-fn python() -> PathBuf {
-    if let Ok(p) = std::env::var("OSPROFILER_PYTHON") {
-        return PathBuf::from(p);
-    }
-    let p = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../.venv-osp/bin/python");
-    assert!(
-        p.exists(),
-        "Python OSProfiler oracle missing: {} does not exist. Run `scripts/test` (it creates the virtualenv with \
-         osprofiler==4.4.0) or set OSPROFILER_PYTHON.",
-        p.display()
-    );
-    p
-}
 
 fn oracle(req: Value) -> Value {
     let script = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("python/oracle.py");
