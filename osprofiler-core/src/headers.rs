@@ -81,6 +81,16 @@ pub struct Verified {
 }
 
 impl Verified {
+    /// A trace root for these ids and key, not installed anywhere
+    /// ([`crate::Profiler::new_root`]): run a handler in it.
+    pub fn profiler(&self) -> Option<crate::Profiler> {
+        crate::Profiler::new_root(
+            &self.hmac_key,
+            Some(&self.base_id),
+            self.parent_id.as_deref(),
+        )
+    }
+
     /// Starts the trace in the current scope ([`crate::init`] with these ids and key).
     pub fn init(&self) -> Option<crate::Profiler> {
         crate::init(

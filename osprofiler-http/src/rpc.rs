@@ -68,24 +68,28 @@ impl TraceContext {
     }
 }
 
-/// Runs an RPC handler inside the caller's trace, in an `rpc` point with
-/// `{"function": {"name": method}}`; without a context the handler runs untraced (and never in
-/// whatever trace the polling task happens to have).
+/// Runs an RPC handler inside the caller's trace (`caller`: from [`TraceContext::profiler`],
+/// or from verified AMQP headers), in an `rpc` point with `{"function": {"name": method}}`;
+/// without a caller trace the handler runs untraced (and never in whatever trace the polling
+/// task happens to have).
 ///
 /// ```
 /// # #[tokio::main(flavor = "current_thread")] async fn main() {
 /// use osprofiler_http::rpc::{serve, TraceContext};
 /// let ctx = TraceContext { hmac_key: "k".into(), base_id: "b".into(), parent_id: "p".into() };
-/// let seen = serve(Some(&ctx), "compute.get", async { osprofiler_core::get().map(|p| p.base_id().to_string()) }).await;
+/// let seen = serve(ctx.profiler(), "compute.get", async {
+///     osprofiler_core::get().map(|p| p.base_id().to_string())
+/// })
+/// .await;
 /// assert_eq!(seen.as_deref(), Some("b"));
 /// # }
 /// ```
 pub fn serve<F: Future>(
-    context: Option<&TraceContext>,
+    caller: Option<Profiler>,
     method: &str,
     handler: F,
 ) -> InTrace<TraceOwned<F>> {
-    let point = match context.and_then(TraceContext::profiler) {
+    let point = match caller {
         Some(root) => root.child("rpc", || {
             let mut info = osprofiler_core::Info::new();
             info.insert("function".into(), serde_json::json!({"name": method}));
@@ -94,4 +98,37 @@ pub fn serve<F: Future>(
         None => Trace::inactive(),
     };
     point.scope(handler)
+}
+
+/// Trace headers in AMQP message headers (lapin's `FieldTable`): the same signed
+/// `X-Trace-Info`/`X-Trace-HMAC` pair as over HTTP, so an untrusted broker cannot forge traces.
+#[cfg(feature = "amqp")]
+pub mod amqp {
+    use lapin::types::{AMQPValue, FieldTable, LongString, ShortString};
+    use osprofiler_core::headers::{HmacKeys, Verified, X_TRACE_HMAC, X_TRACE_INFO};
+
+    /// Adds the signed headers of the current trace (parent = the current point) to `headers`;
+    /// does nothing when no trace is active.
+    pub fn inject(headers: &mut FieldTable) {
+        if let Some(h) = osprofiler_core::trace_headers() {
+            headers.insert(
+                ShortString::from(X_TRACE_INFO),
+                AMQPValue::LongString(LongString::from(h.x_trace_info)),
+            );
+            headers.insert(
+                ShortString::from(X_TRACE_HMAC),
+                AMQPValue::LongString(LongString::from(h.x_trace_hmac)),
+            );
+        }
+    }
+
+    /// Verifies the trace headers of a received message against `keys`.
+    pub fn extract(headers: Option<&FieldTable>, keys: &HmacKeys) -> Option<Verified> {
+        let table = headers?.inner();
+        let get = |name: &str| match table.get(name) {
+            Some(AMQPValue::LongString(s)) => Some(s.as_bytes().to_vec()),
+            _ => None,
+        };
+        keys.verify_bytes(&get(X_TRACE_INFO)?, &get(X_TRACE_HMAC)?)
+    }
 }
