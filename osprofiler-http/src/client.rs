@@ -17,19 +17,30 @@ use tower::{Layer, Service};
 /// info `{"requests": {"status_code"}}`; a transport error stops the point with
 /// `etype`/`message`.
 #[derive(Clone, Copy, Debug, Default)]
-pub struct TraceClientLayer;
+pub struct TraceClientLayer {
+    traceparent: bool,
+}
 
 impl TraceClientLayer {
     /// The layer.
     pub fn new() -> Self {
-        TraceClientLayer
+        TraceClientLayer::default()
+    }
+
+    /// Also send a W3C `traceparent` header (default off; see [`crate::w3c`]).
+    pub fn traceparent(mut self, on: bool) -> Self {
+        self.traceparent = on;
+        self
     }
 }
 
 impl<S> Layer<S> for TraceClientLayer {
     type Service = TraceClient<S>;
     fn layer(&self, inner: S) -> TraceClient<S> {
-        TraceClient { inner }
+        TraceClient {
+            inner,
+            traceparent: self.traceparent,
+        }
     }
 }
 
@@ -37,6 +48,7 @@ impl<S> Layer<S> for TraceClientLayer {
 #[derive(Clone, Debug)]
 pub struct TraceClient<S> {
     inner: S,
+    traceparent: bool,
 }
 
 /// Opens the client point for a request and adds the signed headers to it.
@@ -44,6 +56,7 @@ pub(crate) fn start_client_point(
     method: &str,
     url: &http::Uri,
     headers: &mut http::HeaderMap,
+    traceparent: bool,
 ) -> Trace {
     let scheme = url.scheme_str().unwrap_or("http");
     let point = Trace::new_detached(point_name(scheme), || {
@@ -64,6 +77,14 @@ pub(crate) fn start_client_point(
         ) {
             headers.insert(X_TRACE_INFO, info);
             headers.insert(X_TRACE_HMAC, mac);
+        }
+    }
+    if traceparent {
+        let value = point
+            .profiler()
+            .and_then(|p| crate::w3c::traceparent(p.base_id(), p.id()));
+        if let Some(v) = value.and_then(|v| http::HeaderValue::from_str(&v).ok()) {
+            headers.insert(crate::w3c::TRACEPARENT, v);
         }
     }
     point
@@ -106,7 +127,7 @@ where
         }
         let method = req.method().clone();
         let uri = req.uri().clone();
-        let point = start_client_point(method.as_str(), &uri, req.headers_mut());
+        let point = start_client_point(method.as_str(), &uri, req.headers_mut(), self.traceparent);
         let ctx = point.profiler();
         let inner = osprofiler_core::with_trace(ctx.clone(), || self.inner.call(req));
         TraceClientFuture {

@@ -18,6 +18,7 @@ mod client;
 mod reqwest_mw;
 pub mod rpc;
 mod server;
+pub mod w3c;
 
 pub use client::{TraceClient, TraceClientFuture, TraceClientLayer};
 #[cfg(feature = "reqwest")]

@@ -9,12 +9,27 @@ use osprofiler_core::TraceFutureExt;
 ///
 /// ```
 /// let client = reqwest_middleware::ClientBuilder::new(reqwest::Client::new())
-///     .with(osprofiler_http::TraceMiddleware)
+///     .with(osprofiler_http::TraceMiddleware::new())
 ///     .build();
 /// # drop(client);
 /// ```
 #[derive(Clone, Copy, Debug, Default)]
-pub struct TraceMiddleware;
+pub struct TraceMiddleware {
+    traceparent: bool,
+}
+
+impl TraceMiddleware {
+    /// The middleware.
+    pub fn new() -> Self {
+        TraceMiddleware::default()
+    }
+
+    /// Also send a W3C `traceparent` header (default off; see [`crate::w3c`]).
+    pub fn traceparent(mut self, on: bool) -> Self {
+        self.traceparent = on;
+        self
+    }
+}
 
 #[async_trait::async_trait]
 impl reqwest_middleware::Middleware for TraceMiddleware {
@@ -32,7 +47,8 @@ impl reqwest_middleware::Middleware for TraceMiddleware {
             return next.run(req, extensions).await;
         };
         let method = req.method().clone();
-        let mut point = start_client_point(method.as_str(), &uri, req.headers_mut());
+        let mut point =
+            start_client_point(method.as_str(), &uri, req.headers_mut(), self.traceparent);
         let ctx = point.profiler();
         let result = next.run(req, extensions).in_trace(ctx).await;
         let etype = match &result {

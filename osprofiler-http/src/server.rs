@@ -33,16 +33,21 @@ use tower::{Layer, Service};
 #[derive(Clone, Debug)]
 pub struct OsProfilerLayer {
     keys: Arc<HmacKeys>,
+    first_key: Option<Arc<str>>,
     enabled: bool,
+    traceparent: bool,
     name: &'static str,
 }
 
 impl OsProfilerLayer {
     /// A layer that accepts headers signed with any of `hmac_keys`, tried in order.
     pub fn new<I: IntoIterator<Item = S>, S: Into<String>>(hmac_keys: I) -> Self {
+        let keys: Vec<String> = hmac_keys.into_iter().map(Into::into).collect();
         OsProfilerLayer {
-            keys: Arc::new(HmacKeys::new(hmac_keys)),
+            first_key: keys.first().map(|k| Arc::from(k.as_str())),
+            keys: Arc::new(HmacKeys::new(keys)),
             enabled: true,
+            traceparent: false,
             name: "wsgi",
         }
     }
@@ -65,10 +70,40 @@ impl OsProfilerLayer {
         self
     }
 
+    /// Also continue traces from a W3C `traceparent` header when no valid OSProfiler headers
+    /// are present (default off: `traceparent` is unsigned, see [`crate::w3c`]). Onward calls of
+    /// such a trace are signed with the first configured key.
+    pub fn accept_traceparent(mut self, on: bool) -> Self {
+        self.traceparent = on;
+        self
+    }
+
     /// The point name (default `wsgi`, as OSProfiler's middleware).
     pub fn point_name(mut self, name: &'static str) -> Self {
         self.name = name;
         self
+    }
+}
+
+impl OsProfilerLayer {
+    /// The trace a request continues, if any: verified OSProfiler headers, else (when
+    /// accepted) a valid `traceparent`.
+    fn admit<B>(&self, req: &http::Request<B>) -> Option<(Profiler, Option<Verified>)> {
+        if !self.enabled || !osprofiler_core::is_enabled() {
+            return None;
+        }
+        if req.headers().contains_key(X_TRACE_INFO) {
+            if let Some(v) = verify_request(req, &self.keys) {
+                return Some((v.profiler()?, Some(v)));
+            }
+        }
+        if self.traceparent {
+            let value = req.headers().get(crate::w3c::TRACEPARENT)?.to_str().ok()?;
+            let (base, parent) = crate::w3c::parse(value)?;
+            let key = self.first_key.as_deref().unwrap_or("");
+            return Some((Profiler::new_root(key, Some(&base), Some(&parent))?, None));
+        }
+        None
     }
 }
 
@@ -119,28 +154,7 @@ where
     }
 
     fn call(&mut self, mut req: http::Request<ReqBody>) -> Self::Future {
-        if !self.layer.enabled
-            || !osprofiler_core::is_enabled()
-            || !req.headers().contains_key(X_TRACE_INFO)
-        {
-            return ResponseFuture {
-                kind: ResponseFutureKind::Untraced {
-                    inner: self.inner.call(req),
-                },
-            };
-        }
-        let Some(verified) = verify_request(&req, &self.layer.keys) else {
-            return ResponseFuture {
-                kind: ResponseFutureKind::Untraced {
-                    inner: self.inner.call(req),
-                },
-            };
-        };
-        let Some(root) = Profiler::new_root(
-            &verified.hmac_key,
-            Some(&verified.base_id),
-            verified.parent_id.as_deref(),
-        ) else {
+        let Some((root, verified)) = self.layer.admit(&req) else {
             return ResponseFuture {
                 kind: ResponseFutureKind::Untraced {
                     inner: self.inner.call(req),
@@ -149,7 +163,9 @@ where
         };
         let point = root.child(self.layer.name, || request_info("request", &req));
         let ctx = point.profiler();
-        req.extensions_mut().insert(verified);
+        if let Some(verified) = verified {
+            req.extensions_mut().insert(verified);
+        }
         let inner = osprofiler_core::with_trace(ctx.clone(), || self.inner.call(req));
         ResponseFuture {
             kind: ResponseFutureKind::Traced {

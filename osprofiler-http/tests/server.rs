@@ -190,3 +190,40 @@ async fn a_disabled_layer_traces_nothing() {
     assert!(seen["base"].is_null());
     assert!(messages_of(&base).is_empty());
 }
+
+#[tokio::test]
+async fn traceparent_is_ignored_by_default_and_accepted_when_asked() {
+    collector();
+    let tp = "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01";
+    let base = "4bf92f35-77b3-4da6-a3ce-929d0e0e4736";
+    let (_, seen) = call(
+        app(OsProfilerLayer::new(["k"])),
+        "/who",
+        &[("traceparent", tp.as_bytes())],
+    )
+    .await;
+    assert!(
+        seen["base"].is_null(),
+        "off by default: traceparent is unsigned"
+    );
+    let layer = OsProfilerLayer::new(["first", "second"]).accept_traceparent(true);
+    let (_, seen) = call(
+        app(layer.clone()),
+        "/who",
+        &[("traceparent", tp.as_bytes())],
+    )
+    .await;
+    assert_eq!(seen["base"], base);
+    assert_eq!(
+        seen["key"], "first",
+        "onward calls are signed with the first key"
+    );
+    let msgs = messages_of(base);
+    assert_eq!(
+        one(&msgs, "wsgi-start")["parent_id"],
+        "00000000-0000-0000-00f0-67aa0ba902b7"
+    );
+    // Invalid traceparent: untraced.
+    let (_, seen) = call(app(layer), "/who", &[("traceparent", b"00-zz-yy-01")]).await;
+    assert!(seen["base"].is_null());
+}

@@ -16,7 +16,9 @@ fn client() -> ClientWithMiddleware {
         .pool_max_idle_per_host(64)
         .build()
         .unwrap();
-    ClientBuilder::new(inner).with(TraceMiddleware).build()
+    ClientBuilder::new(inner)
+        .with(TraceMiddleware::new())
+        .build()
 }
 
 /// Serves a service that calls `next` (if any) and answers with what it saw.

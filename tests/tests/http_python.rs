@@ -105,7 +105,7 @@ async fn rust_client_starts_a_python_trace_with_rotation() {
     let client = reqwest_middleware::ClientBuilder::new(
         reqwest::Client::builder().no_proxy().build().unwrap(),
     )
-    .with(TraceMiddleware)
+    .with(TraceMiddleware::new())
     .build();
     for key in ["new", "old", "wrong"] {
         let (base, seen) = osp::trace_scope(async {

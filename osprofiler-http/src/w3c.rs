@@ -1,0 +1,116 @@
+//! W3C Trace Context (`traceparent`), optional and off by default, so that services
+//! instrumented with OpenTelemetry can join OSProfiler traces. Ids map as the reference's OTLP
+//! section says: the trace id is the 128 bits of `base_id`, a span id the low 64 bits of a
+//! point's id.
+//!
+//! `traceparent` is not signed: accepting it lets any caller start a trace, which OSProfiler's
+//! HMAC keys exist to prevent. Turn it on only behind a trusted edge.
+
+use osprofiler_core::Id;
+
+/// Header name.
+pub const TRACEPARENT: &str = "traceparent";
+
+fn uuid_bits(id: &Id) -> Option<u128> {
+    match id {
+        Id::Uuid(u) => Some(u.as_u128()),
+        Id::Text(t) => {
+            let hex: String = t.chars().filter(|c| *c != '-').collect();
+            (hex.len() == 32)
+                .then(|| u128::from_str_radix(&hex, 16).ok())
+                .flatten()
+        }
+    }
+}
+
+/// `00-<base_id>-<low 64 bits of point>-01` for a point of a trace whose base id is a uuid.
+///
+/// ```
+/// use osprofiler_core::Id;
+/// let base = Id::from("0f0e0d0c-0b0a-4908-8706-050403020100");
+/// let point = Id::from("11111111-2222-4333-8444-555555555555");
+/// assert_eq!(
+///     osprofiler_http::w3c::traceparent(&base, &point).unwrap(),
+///     "00-0f0e0d0c0b0a49088706050403020100-8444555555555555-01"
+/// );
+/// ```
+pub fn traceparent(base_id: &Id, point: &Id) -> Option<String> {
+    let trace = uuid_bits(base_id)?;
+    let span = uuid_bits(point)? as u64;
+    (trace != 0 && span != 0).then(|| format!("00-{trace:032x}-{span:016x}-01"))
+}
+
+/// Parses a `traceparent` value into `(base_id, parent_id)` as OSProfiler ids: the trace id as
+/// a dashed uuid, the parent span as a uuid whose high 64 bits are zero (so that the OTLP
+/// mapping gives back the same span id). `None` for anything not valid per the spec.
+///
+/// ```
+/// let (base, parent) = osprofiler_http::w3c::parse("00-0f0e0d0c0b0a49088706050403020100-8444555555555555-01").unwrap();
+/// assert_eq!(base, "0f0e0d0c-0b0a-4908-8706-050403020100");
+/// assert_eq!(parent, "00000000-0000-0000-8444-555555555555");
+/// ```
+pub fn parse(value: &str) -> Option<(String, String)> {
+    let value = value.trim();
+    let mut parts = value.split('-');
+    let (version, trace, span, flags) =
+        (parts.next()?, parts.next()?, parts.next()?, parts.next()?);
+    let hex = |s: &str, n: usize| {
+        s.len() == n
+            && s.bytes()
+                .all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b))
+    };
+    if !hex(version, 2) || version == "ff" || !hex(trace, 32) || !hex(span, 16) || !hex(flags, 2) {
+        return None;
+    }
+    if version == "00" && parts.next().is_some() {
+        return None;
+    }
+    let t = u128::from_str_radix(trace, 16).ok()?;
+    let s = u64::from_str_radix(span, 16).ok()?;
+    if t == 0 || s == 0 {
+        return None;
+    }
+    let dashed = |v: u128| {
+        let h = format!("{v:032x}");
+        format!(
+            "{}-{}-{}-{}-{}",
+            &h[..8],
+            &h[8..12],
+            &h[12..16],
+            &h[16..20],
+            &h[20..]
+        )
+    };
+    Some((dashed(t), dashed(s as u128)))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn rejects_invalid_values() {
+        for v in [
+            "",
+            "00-00000000000000000000000000000000-8444555555555555-01",
+            "00-0f0e0d0c0b0a49088706050403020100-0000000000000000-01",
+            "ff-0f0e0d0c0b0a49088706050403020100-8444555555555555-01",
+            "00-0F0E0D0C0B0A49088706050403020100-8444555555555555-01",
+            "00-0f0e0d0c0b0a49088706050403020100-8444555555555555-01-extra",
+            "00-0f0e-8444555555555555-01",
+        ] {
+            assert!(parse(v).is_none(), "{v}");
+        }
+    }
+
+    #[test]
+    fn round_trips_through_the_otlp_mapping() {
+        let (base, parent) =
+            parse("00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01").unwrap();
+        let again = traceparent(&Id::from(base.as_str()), &Id::from(parent.as_str())).unwrap();
+        assert_eq!(
+            again,
+            "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01"
+        );
+    }
+}
