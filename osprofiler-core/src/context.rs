@@ -10,7 +10,7 @@
 //! "is there a current context?" (one thread-local read) — and does nothing else, allocates
 //! nothing and reads no clock when either says no.
 
-use crate::message::{FnCall, Id, Identity, Info, Message, Phase, Stamp};
+use crate::message::{FnCall, Id, Identity, Info, IntoInfo, LazyInfo, Message, Phase, Stamp};
 use crate::notifier::{self, Notifier};
 use crate::switches;
 use std::borrow::Cow;
@@ -222,10 +222,11 @@ impl Profiler {
 
     /// Opens a point as a child of this profiler's current point, without installing it
     /// anywhere (see [`Trace::scope`] to run a future inside it).
-    pub fn child<N, F>(&self, name: N, info: F) -> Trace
+    pub fn child<N, F, I>(&self, name: N, info: F) -> Trace
     where
         N: Into<Cow<'static, str>>,
-        F: FnOnce() -> Info,
+        F: FnOnce() -> I,
+        I: IntoInfo,
     {
         if !switches::is_enabled() {
             return Trace::inactive();
@@ -234,6 +235,7 @@ impl Profiler {
             active: Some(Active {
                 frame: open(self.frame.clone(), name.into(), info(), None),
                 stop_info: None,
+                stop_lazy: None,
             }),
         }
     }
@@ -271,7 +273,13 @@ pub fn clean() {
 }
 
 #[inline]
-fn emit(frame: &Frame, phase: Phase, parent_id: &Id, info: Info, function: Option<FnCall>) {
+fn emit(
+    frame: &Frame,
+    phase: Phase,
+    parent_id: &Id,
+    info: (Info, Option<Arc<dyn LazyInfo>>),
+    function: Option<FnCall>,
+) {
     let Some(name) = frame.name.clone() else {
         return;
     };
@@ -283,8 +291,9 @@ fn emit(frame: &Frame, phase: Phase, parent_id: &Id, info: Info, function: Optio
         trace_id: frame.id.clone(),
         parent_id: parent_id.clone(),
         stamp: Stamp::now(),
-        info,
+        info: info.0,
         function,
+        lazy: info.1,
     };
     frame.root.notifier.notify(msg);
 }
@@ -293,7 +302,7 @@ fn emit(frame: &Frame, phase: Phase, parent_id: &Id, info: Info, function: Optio
 fn open(
     parent: Arc<Frame>,
     name: Cow<'static, str>,
-    info: Info,
+    info: impl IntoInfo,
     function: Option<FnCall>,
 ) -> Arc<Frame> {
     let frame = Arc::new(Frame {
@@ -303,13 +312,21 @@ fn open(
         parent: Some(parent),
     });
     let parent_id = &frame.parent.as_ref().map_or(&frame.root.base_id, |p| &p.id);
-    emit(&frame, Phase::Start, parent_id, info, function);
+    emit(&frame, Phase::Start, parent_id, info.into_parts(), function);
     frame
 }
 
-fn close(frame: &Frame, info: Info) {
+struct StopInfo(Info, Option<Arc<dyn LazyInfo>>);
+
+impl IntoInfo for StopInfo {
+    fn into_parts(self) -> (Info, Option<Arc<dyn LazyInfo>>) {
+        (self.0, self.1)
+    }
+}
+
+fn close(frame: &Frame, info: impl IntoInfo) {
     let parent_id = frame.parent.as_ref().map_or(&frame.root.base_id, |p| &p.id);
-    emit(frame, Phase::Stop, parent_id, info, None);
+    emit(frame, Phase::Stop, parent_id, info.into_parts(), None);
 }
 
 /// Opens a point named `name` in the current trace (OSProfiler's `profiler.start`).
@@ -327,10 +344,11 @@ fn close(frame: &Frame, info: Info) {
 /// osp::clean();
 /// ```
 #[inline]
-pub fn start<N, F>(name: N, info: F)
+pub fn start<N, F, I>(name: N, info: F)
 where
     N: Into<Cow<'static, str>>,
-    F: FnOnce() -> Info,
+    F: FnOnce() -> I,
+    I: IntoInfo,
 {
     if !has_current() || !switches::is_enabled() {
         return;
@@ -344,7 +362,7 @@ where
 
 /// Closes the innermost open point (OSProfiler's `profiler.stop`); ignored when none is open.
 #[inline]
-pub fn stop<F: FnOnce() -> Info>(info: F) {
+pub fn stop<F: FnOnce() -> I, I: IntoInfo>(info: F) {
     if !has_current() || !switches::is_enabled() {
         return;
     }
@@ -381,15 +399,17 @@ pub struct Trace {
 struct Active {
     frame: Arc<Frame>,
     stop_info: Option<Info>,
+    stop_lazy: Option<Arc<dyn LazyInfo>>,
 }
 
 impl Trace {
     /// Opens a point named `name` as a child of the current point and makes it current.
     #[inline(always)]
-    pub fn new<N, F>(name: N, info: F) -> Trace
+    pub fn new<N, F, I>(name: N, info: F) -> Trace
     where
         N: Into<Cow<'static, str>>,
-        F: FnOnce() -> Info,
+        F: FnOnce() -> I,
+        I: IntoInfo,
     {
         // Thread-local first: one %fs load, where the switch is behind a GOT indirection.
         if !has_current() || !switches::is_enabled() {
@@ -399,7 +419,7 @@ impl Trace {
     }
 
     #[inline(never)]
-    fn open_current<F: FnOnce() -> Info>(name: Cow<'static, str>, info: F) -> Trace {
+    fn open_current<F: FnOnce() -> I, I: IntoInfo>(name: Cow<'static, str>, info: F) -> Trace {
         let Some(parent) = current_frame() else {
             return Trace::inactive();
         };
@@ -409,6 +429,7 @@ impl Trace {
             active: Some(Active {
                 frame,
                 stop_info: None,
+                stop_lazy: None,
             }),
         }
     }
@@ -417,10 +438,11 @@ impl Trace {
     ///
     /// Used to run a future inside the point: see [`Trace::scope`].
     #[inline]
-    pub fn new_detached<N, F>(name: N, info: F) -> Trace
+    pub fn new_detached<N, F, I>(name: N, info: F) -> Trace
     where
         N: Into<Cow<'static, str>>,
-        F: FnOnce() -> Info,
+        F: FnOnce() -> I,
+        I: IntoInfo,
     {
         if !has_current() || !switches::is_enabled() {
             return Trace::inactive();
@@ -432,6 +454,7 @@ impl Trace {
             active: Some(Active {
                 frame: open(parent, name.into(), info(), None),
                 stop_info: None,
+                stop_lazy: None,
             }),
         }
     }
@@ -477,6 +500,7 @@ impl Trace {
             active: Some(Active {
                 frame,
                 stop_info: None,
+                stop_lazy: None,
             }),
         }
     }
@@ -530,6 +554,14 @@ impl Trace {
         }
     }
 
+    /// Sets info for the stop message that is built only when serialized (see [`LazyInfo`]).
+    #[inline]
+    pub fn stop_lazy(&mut self, info: impl LazyInfo) {
+        if let Some(a) = &mut self.active {
+            a.stop_lazy = Some(Arc::new(info));
+        }
+    }
+
     /// Runs `fut` with this point as its current point (children of `fut` nest under it); the
     /// point stops when the returned future completes or is dropped.
     pub fn scope<F: Future>(self, fut: F) -> InTrace<TraceOwned<F>> {
@@ -553,8 +585,12 @@ impl Drop for Trace {
 impl Active {
     #[inline(never)]
     fn stop(self) {
-        let Active { frame, stop_info } = self;
-        close(&frame, stop_info.unwrap_or_default());
+        let Active {
+            frame,
+            stop_info,
+            stop_lazy,
+        } = self;
+        close(&frame, StopInfo(stop_info.unwrap_or_default(), stop_lazy));
         let _ = CURRENT.try_with(|c| {
             let mut c = c.borrow_mut();
             if c.as_ref().is_some_and(|cur| Arc::ptr_eq(cur, &frame)) {

@@ -63,7 +63,10 @@ pub use context::{
 pub use context::{spawn_blocking_traced, spawn_traced};
 pub use headers::{TraceHeaders, trace_headers};
 pub use memory::MemoryCollector;
-pub use message::{Id, Identity, Info, Message, Phase, format_timestamp, parse_timestamp};
+pub use message::{
+    Id, Identity, Info, IntoInfo, Lazy, LazyInfo, Message, Phase, format_timestamp, lazy,
+    parse_timestamp,
+};
 pub use report::{Report, ReportOptions};
 pub use switches::{
     filter_error_trace, is_enabled, set_enabled, set_filter_error_trace, set_trace_requests,

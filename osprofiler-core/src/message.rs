@@ -135,7 +135,7 @@ impl Identity {
 ///
 /// Cheap to create: ids stay binary and the timestamp stays a number until the message is
 /// serialized (by [`Message::to_value`], [`Message::to_json`] or serde).
-#[derive(Debug, Clone)]
+#[derive(Clone)]
 pub struct Message {
     pub(crate) base_id: Id,
     pub(crate) identity: &'static Identity,
@@ -147,6 +147,60 @@ pub struct Message {
     pub(crate) info: Info,
     /// `info.function` of a `#[trace]`d call, kept unformatted until serialization.
     pub(crate) function: Option<FnCall>,
+    /// Info written into `info` only when the message is serialized (off the hot path).
+    pub(crate) lazy: Option<Arc<dyn LazyInfo>>,
+}
+
+/// Info that is turned into JSON only when the message is serialized — by the notifier's
+/// worker, not on the traced code's path. Adapters use it for their conventional info
+/// (`request`, `requests`, `db`): a small struct of owned values costs a few allocations where
+/// the equivalent JSON map costs a dozen.
+///
+/// ```
+/// use osprofiler_core::{Info, LazyInfo, Trace};
+/// #[derive(Debug)]
+/// struct Sql(String);
+/// impl LazyInfo for Sql {
+///     fn write(&self, info: &mut Info) {
+///         info.insert("db".into(), serde_json::json!({"statement": self.0}));
+///     }
+/// }
+/// osprofiler_core::init("k", None, None);
+/// let _point = Trace::new("db", || osprofiler_core::lazy(Sql("SELECT 1".into())));
+/// osprofiler_core::clean();
+/// ```
+pub trait LazyInfo: Send + Sync + 'static {
+    /// Adds this info's entries to the message's `info` object.
+    fn write(&self, info: &mut Info);
+}
+
+/// What a point's info closure may return: an [`Info`] map, or [`lazy`] info.
+pub trait IntoInfo {
+    #[doc(hidden)]
+    fn into_parts(self) -> (Info, Option<Arc<dyn LazyInfo>>);
+}
+
+impl IntoInfo for Info {
+    #[inline]
+    fn into_parts(self) -> (Info, Option<Arc<dyn LazyInfo>>) {
+        (self, None)
+    }
+}
+
+/// Info built when the message is serialized; see [`LazyInfo`].
+pub struct Lazy(Arc<dyn LazyInfo>);
+
+/// Wraps [`LazyInfo`] for a point's info closure.
+#[inline]
+pub fn lazy<L: LazyInfo>(info: L) -> Lazy {
+    Lazy(Arc::new(info))
+}
+
+impl IntoInfo for Lazy {
+    #[inline]
+    fn into_parts(self) -> (Info, Option<Arc<dyn LazyInfo>>) {
+        (Info::new(), Some(self.0))
+    }
 }
 
 /// What `#[trace]` records about a call: its name and its arguments' `Debug` text.
@@ -329,6 +383,14 @@ fn days_from_civil(y: i64, m: u32, d: u32) -> i64 {
     era * 146_097 + doe - 719_468
 }
 
+impl fmt::Debug for Message {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Message")
+            .field("value", &self.to_value())
+            .finish()
+    }
+}
+
 impl Message {
     /// The full message name, `<name>-start` or `<name>-stop`.
     pub fn name(&self) -> String {
@@ -388,10 +450,20 @@ impl Message {
     }
 }
 
-struct InfoWithHost<'a>(&'a Info, &'a str, Option<&'a FnCall>);
+struct InfoWithHost<'a>(
+    &'a Info,
+    &'a str,
+    Option<&'a FnCall>,
+    Option<&'a dyn LazyInfo>,
+);
 
 impl Serialize for InfoWithHost<'_> {
     fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        if let Some(lazy) = self.3 {
+            let mut merged = self.0.clone();
+            lazy.write(&mut merged);
+            return InfoWithHost(&merged, self.1, self.2, None).serialize(s);
+        }
         let has_host = self.0.contains_key("host");
         let mut map = s.serialize_map(None)?;
         if let Some(f) = self.2 {
@@ -428,7 +500,12 @@ impl Serialize for Message {
         map.serialize_entry("timestamp", &format_timestamp(self.stamp.micros()))?;
         map.serialize_entry(
             "info",
-            &InfoWithHost(&self.info, &self.identity.host, self.function.as_ref()),
+            &InfoWithHost(
+                &self.info,
+                &self.identity.host,
+                self.function.as_ref(),
+                self.lazy.as_deref(),
+            ),
         )?;
         map.serialize_entry("project", &self.identity.project.as_deref())?;
         map.serialize_entry("service", &self.identity.service.as_deref())?;
@@ -486,6 +563,7 @@ mod tests {
             stamp: Stamp::Micros(0),
             info,
             function: None,
+            lazy: None,
         };
         assert_eq!(
             m.to_json(),

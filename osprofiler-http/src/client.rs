@@ -1,7 +1,6 @@
 //! The client side for `http::Request` services: [`TraceClientLayer`].
 
-use crate::{client_info, point_name};
-use osprofiler_core::headers::{X_TRACE_HMAC, X_TRACE_INFO};
+use crate::{RequestInfo, StatusInfo, X_TRACE_HMAC, X_TRACE_INFO, point_name};
 use osprofiler_core::{InTrace, Trace, TraceFutureExt};
 use std::future::Future;
 use std::pin::Pin;
@@ -53,21 +52,18 @@ pub struct TraceClient<S> {
 
 /// Opens the client point for a request and adds the signed headers to it.
 pub(crate) fn start_client_point(
-    method: &str,
+    method: &http::Method,
     url: &http::Uri,
     headers: &mut http::HeaderMap,
     traceparent: bool,
 ) -> Trace {
     let scheme = url.scheme_str().unwrap_or("http");
     let point = Trace::new_detached(point_name(scheme), || {
-        client_info(
-            method,
-            scheme,
-            url.host().unwrap_or(""),
-            url.port_u16(),
-            url.path(),
-            url.query(),
-        )
+        osprofiler_core::lazy(RequestInfo {
+            uri: url.clone(),
+            method: method.clone(),
+            client: true,
+        })
     });
     if let Some(h) = point.profiler().and_then(|p| p.headers()) {
         // Base64 and hex are always valid header values.
@@ -75,8 +71,8 @@ pub(crate) fn start_client_point(
             http::HeaderValue::from_str(&h.x_trace_info),
             http::HeaderValue::from_str(&h.x_trace_hmac),
         ) {
-            headers.insert(X_TRACE_INFO, info);
-            headers.insert(X_TRACE_HMAC, mac);
+            headers.insert(X_TRACE_INFO.clone(), info);
+            headers.insert(X_TRACE_HMAC.clone(), mac);
         }
     }
     if traceparent {
@@ -96,9 +92,7 @@ pub(crate) fn finish_client_point<E: std::fmt::Display + ?Sized>(
     etype: &str,
 ) {
     match result {
-        Ok(status) => point.stop_info(|i| {
-            i.insert("requests".into(), crate::status_info(status));
-        }),
+        Ok(status) => point.stop_lazy(StatusInfo("requests", status.as_u16())),
         Err(e) => point.error_with(etype, e),
     }
 }
@@ -127,7 +121,7 @@ where
         }
         let method = req.method().clone();
         let uri = req.uri().clone();
-        let point = start_client_point(method.as_str(), &uri, req.headers_mut(), self.traceparent);
+        let point = start_client_point(&method, &uri, req.headers_mut(), self.traceparent);
         let ctx = point.profiler();
         let inner = osprofiler_core::with_trace(ctx.clone(), || self.inner.call(req));
         TraceClientFuture {

@@ -25,52 +25,62 @@ pub use client::{TraceClient, TraceClientFuture, TraceClientLayer};
 pub use reqwest_mw::TraceMiddleware;
 pub use server::{OsProfiler, OsProfilerLayer, ResponseFuture, verify_request};
 
-use serde_json::{Value, json};
+use serde_json::json;
 
-/// `{"<key>": {"path", "query", "method", "scheme"}}` as OSProfiler's WSGI middleware records.
-pub(crate) fn request_info<B>(key: &str, req: &http::Request<B>) -> osprofiler_core::Info {
-    let uri = req.uri();
-    let mut info = osprofiler_core::Info::new();
-    info.insert(
-        key.to_owned(),
-        json!({
-            "path": uri.path(),
-            "query": uri.query().unwrap_or(""),
-            "method": req.method().as_str(),
-            "scheme": uri.scheme_str().unwrap_or("http"),
-        }),
-    );
-    info
+/// `X-Trace-Info`, lowercase and parsed once.
+pub(crate) static X_TRACE_INFO: http::HeaderName = http::HeaderName::from_static("x-trace-info");
+/// `X-Trace-HMAC`, lowercase and parsed once.
+pub(crate) static X_TRACE_HMAC: http::HeaderName = http::HeaderName::from_static("x-trace-hmac");
+
+/// `{"request": {"path", "query", "method", "scheme"}}` (server) or
+/// `{"requests": {"method", "query", "path", "hostname", "port", "scheme"}}` (client), built
+/// by the notifier's worker from the request's URI and method (cheap clones).
+pub(crate) struct RequestInfo {
+    pub(crate) uri: http::Uri,
+    pub(crate) method: http::Method,
+    pub(crate) client: bool,
 }
 
-pub(crate) fn status_info(status: http::StatusCode) -> Value {
-    json!({"status_code": status.as_u16()})
+impl osprofiler_core::LazyInfo for RequestInfo {
+    fn write(&self, info: &mut osprofiler_core::Info) {
+        let uri = &self.uri;
+        let scheme = uri.scheme_str().unwrap_or("http");
+        if self.client {
+            let port = uri
+                .port_u16()
+                .unwrap_or(if scheme == "https" { 443 } else { 80 });
+            info.insert(
+                "requests".into(),
+                json!({
+                    "method": self.method.as_str(),
+                    "query": uri.query().unwrap_or(""),
+                    "path": uri.path(),
+                    "hostname": uri.host().unwrap_or(""),
+                    "port": port,
+                    "scheme": scheme,
+                }),
+            );
+        } else {
+            info.insert(
+                "request".into(),
+                json!({
+                    "path": uri.path(),
+                    "query": uri.query().unwrap_or(""),
+                    "method": self.method.as_str(),
+                    "scheme": scheme,
+                }),
+            );
+        }
+    }
 }
 
-/// `{"requests": {"method", "query", "path", "hostname", "port", "scheme"}}` as OSProfiler's
-/// requests instrumentation records.
-pub(crate) fn client_info(
-    method: &str,
-    url_scheme: &str,
-    host: &str,
-    port: Option<u16>,
-    path: &str,
-    query: Option<&str>,
-) -> osprofiler_core::Info {
-    let port = port.unwrap_or(if url_scheme == "https" { 443 } else { 80 });
-    let mut info = osprofiler_core::Info::new();
-    info.insert(
-        "requests".into(),
-        json!({
-            "method": method,
-            "query": query.unwrap_or(""),
-            "path": path,
-            "hostname": host,
-            "port": port,
-            "scheme": url_scheme,
-        }),
-    );
-    info
+/// `{"<key>": {"status_code": n}}`, built by the worker.
+pub(crate) struct StatusInfo(pub(crate) &'static str, pub(crate) u16);
+
+impl osprofiler_core::LazyInfo for StatusInfo {
+    fn write(&self, info: &mut osprofiler_core::Info) {
+        info.insert(self.0.into(), json!({"status_code": self.1}));
+    }
 }
 
 /// The point name for a client call: the URL scheme (`http` or `https`), as OSProfiler.

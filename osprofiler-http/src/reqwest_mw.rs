@@ -47,8 +47,7 @@ impl reqwest_middleware::Middleware for TraceMiddleware {
             return next.run(req, extensions).await;
         };
         let method = req.method().clone();
-        let mut point =
-            start_client_point(method.as_str(), &uri, req.headers_mut(), self.traceparent);
+        let mut point = start_client_point(&method, &uri, req.headers_mut(), self.traceparent);
         let ctx = point.profiler();
         let result = next.run(req, extensions).in_trace(ctx).await;
         let etype = match &result {

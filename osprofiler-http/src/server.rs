@@ -1,7 +1,7 @@
 //! The server side: [`OsProfilerLayer`], the equivalent of OSProfiler's WSGI middleware.
 
-use crate::{request_info, status_info};
-use osprofiler_core::headers::{HmacKeys, Verified, X_TRACE_HMAC, X_TRACE_INFO};
+use crate::{RequestInfo, StatusInfo, X_TRACE_HMAC, X_TRACE_INFO};
+use osprofiler_core::headers::{HmacKeys, Verified};
 use osprofiler_core::{InTrace, Profiler, Trace, TraceFutureExt};
 use std::future::Future;
 use std::pin::Pin;
@@ -92,7 +92,7 @@ impl OsProfilerLayer {
         if !self.enabled || !osprofiler_core::is_enabled() {
             return None;
         }
-        if req.headers().contains_key(X_TRACE_INFO) {
+        if req.headers().contains_key(&X_TRACE_INFO) {
             if let Some(v) = verify_request(req, &self.keys) {
                 return Some((v.profiler()?, Some(v)));
             }
@@ -134,8 +134,8 @@ impl<S> OsProfiler<S> {
 
 /// Verifies a request's trace headers against `keys`; `None` unless both are present and valid.
 pub fn verify_request<B>(req: &http::Request<B>, keys: &HmacKeys) -> Option<Verified> {
-    let info = req.headers().get(X_TRACE_INFO)?;
-    let mac = req.headers().get(X_TRACE_HMAC)?;
+    let info = req.headers().get(&X_TRACE_INFO)?;
+    let mac = req.headers().get(&X_TRACE_HMAC)?;
     keys.verify_bytes(info.as_bytes(), mac.as_bytes())
 }
 
@@ -161,7 +161,13 @@ where
                 },
             };
         };
-        let point = root.child(self.layer.name, || request_info("request", &req));
+        let point = root.child(self.layer.name, || {
+            osprofiler_core::lazy(RequestInfo {
+                uri: req.uri().clone(),
+                method: req.method().clone(),
+                client: false,
+            })
+        });
         let ctx = point.profiler();
         if let Some(verified) = verified {
             req.extensions_mut().insert(verified);
@@ -210,9 +216,7 @@ where
                     match &out {
                         Ok(resp) => {
                             let status = resp.status();
-                            point.stop_info(|i| {
-                                i.insert("response".into(), status_info(status));
-                            });
+                            point.stop_lazy(StatusInfo("response", status.as_u16()));
                             if status.is_server_error() {
                                 point.error_with("HTTPServerError", status);
                             }

@@ -1,0 +1,119 @@
+//! HTTP layer overhead per request: untraced, traced (verify + wsgi point), client injection.
+//! Run: `cargo bench -p osprofiler-benches --bench http`.
+#![allow(missing_docs)] // criterion_group! generates undocumented items
+use criterion::{Criterion, black_box, criterion_group, criterion_main};
+use osprofiler_core::headers::{TraceData, signed_pack};
+use osprofiler_core::notifier::{
+    self, Driver, DriverError, QueueNotifier, QueueOptions, TraceSummary,
+};
+use osprofiler_core::{self as osp, Message};
+use osprofiler_http::{OsProfilerLayer, TraceClientLayer};
+use std::convert::Infallible;
+use std::future::{Future, Ready, ready};
+use std::task::{Context, Poll, Waker};
+use std::time::Duration;
+use tower::{Layer, Service};
+
+struct Discard;
+impl Driver for Discard {
+    fn name(&self) -> &str {
+        "discard"
+    }
+    fn notify(&self, batch: &[Message]) -> Result<(), DriverError> {
+        black_box(batch.len());
+        Ok(())
+    }
+    fn trace_messages(&self, _: &str) -> Result<Vec<serde_json::Value>, DriverError> {
+        Ok(vec![])
+    }
+    fn list_traces(&self) -> Result<Vec<TraceSummary>, DriverError> {
+        Ok(vec![])
+    }
+    fn list_error_traces(&self) -> Result<Vec<TraceSummary>, DriverError> {
+        Ok(vec![])
+    }
+}
+
+/// The cheapest possible service: answers 200 at once.
+#[derive(Clone, Copy)]
+struct Ok200;
+impl<B> Service<http::Request<B>> for Ok200 {
+    type Response = http::Response<()>;
+    type Error = Infallible;
+    type Future = Ready<Result<http::Response<()>, Infallible>>;
+    fn poll_ready(&mut self, _: &mut Context<'_>) -> Poll<Result<(), Infallible>> {
+        Poll::Ready(Ok(()))
+    }
+    fn call(&mut self, _: http::Request<B>) -> Self::Future {
+        ready(Ok(http::Response::new(())))
+    }
+}
+
+fn run<S: Service<http::Request<()>>>(svc: &mut S, req: http::Request<()>) -> Option<S::Response> {
+    let mut fut = std::pin::pin!(svc.call(req));
+    match fut.as_mut().poll(&mut Context::from_waker(Waker::noop())) {
+        Poll::Ready(r) => r.ok(),
+        Poll::Pending => None,
+    }
+}
+
+fn bench(c: &mut Criterion) {
+    let n = QueueNotifier::start(
+        std::sync::Arc::new(Discard),
+        QueueOptions {
+            capacity: 1 << 20,
+            ..QueueOptions::default()
+        },
+    )
+    .unwrap();
+    notifier::set(n.clone());
+    let plain = || http::Request::get("/v2/servers?limit=5").body(()).unwrap();
+    let h = signed_pack(
+        &TraceData {
+            base_id: "11111111-1111-4111-8111-111111111111".into(),
+            parent_id: Some("22222222-2222-4222-8222-222222222222".into()),
+        },
+        "old-key",
+    );
+    let signed = || {
+        http::Request::get("/v2/servers?limit=5")
+            .header("X-Trace-Info", h.x_trace_info.as_str())
+            .header("X-Trace-HMAC", h.x_trace_hmac.as_str())
+            .body(())
+            .unwrap()
+    };
+
+    let mut g = c.benchmark_group("server");
+    let mut raw = Ok200;
+    g.bench_function("raw_service", |b| b.iter(|| run(&mut raw, plain())));
+    let mut layered = OsProfilerLayer::new(["new-key", "old-key"]).layer(Ok200);
+    g.bench_function("untraced_request", |b| {
+        b.iter(|| run(&mut layered, plain()))
+    });
+    g.bench_function("raw_service_signed_headers", |b| {
+        b.iter(|| run(&mut raw, signed()))
+    });
+    g.bench_function("traced_request", |b| b.iter(|| run(&mut layered, signed())));
+    notifier::set(std::sync::Arc::new(notifier::NoopNotifier));
+    g.bench_function("traced_request_noop_notifier", |b| {
+        b.iter(|| run(&mut layered, signed()))
+    });
+    notifier::set(n.clone());
+    g.finish();
+
+    let mut g = c.benchmark_group("client");
+    let mut client = TraceClientLayer::new().layer(Ok200);
+    g.bench_function("no_trace", |b| b.iter(|| run(&mut client, plain())));
+    osp::init("SECRET_KEY", None, None).unwrap();
+    g.bench_function("traced_injection", |b| b.iter(|| run(&mut client, plain())));
+    osp::clean();
+    g.finish();
+    assert!(n.flush_for(Duration::from_secs(30)));
+}
+
+criterion_group! {
+    name = benches;
+    config = Criterion::default().warm_up_time(Duration::from_millis(500)).measurement_time(Duration::from_secs(2)).sample_size(50);
+    targets = bench
+}
+criterion_main!(benches);
