@@ -106,6 +106,43 @@ fn keyed(key: &str) -> Hmac<Sha1> {
     <Hmac<Sha1> as Mac>::new_from_slice(key.as_bytes()).expect("hmac takes any key length")
 }
 
+fn finish_raw(mut mac: Hmac<Sha1>, data: &[u8]) -> [u8; 20] {
+    mac.update(data);
+    mac.finalize().into_bytes().into()
+}
+
+/// The received MAC as bytes: exactly 40 lowercase hex digits (Python compares the hex text,
+/// so uppercase never matches).
+fn parse_mac(hex: &[u8]) -> Option<[u8; 20]> {
+    if hex.len() != 40 {
+        return None;
+    }
+    let nibble = |c: u8| match c {
+        b'0'..=b'9' => Some(c - b'0'),
+        b'a'..=b'f' => Some(c - b'a' + 10),
+        _ => None,
+    };
+    let mut out = [0u8; 20];
+    for (i, pair) in hex.chunks_exact(2).enumerate() {
+        out[i] = (nibble(pair[0])? << 4) | nibble(pair[1])?;
+    }
+    Some(out)
+}
+
+/// Constant-time comparison of two digests, a word at a time.
+fn digests_equal(a: &[u8; 20], b: &[u8; 20]) -> bool {
+    let w = |x: &[u8; 20], i: usize| {
+        let mut v = [0u8; 4];
+        v.copy_from_slice(&x[i * 4..i * 4 + 4]);
+        u32::from_ne_bytes(v)
+    };
+    let mut eq = subtle::Choice::from(1);
+    for i in 0..5 {
+        eq &= w(a, i).ct_eq(&w(b, i));
+    }
+    bool::from(eq)
+}
+
 fn finish_hex(mut mac: Hmac<Sha1>, data: &[u8]) -> [u8; 40] {
     mac.update(data);
     let digest = mac.finalize().into_bytes();
@@ -118,24 +155,6 @@ fn finish_hex(mut mac: Hmac<Sha1>, data: &[u8]) -> [u8; 40] {
 /// The keyed MAC for `key`, or `None` for the empty key (which signs nothing).
 pub(crate) fn keyed_mac(key: &str) -> Option<Hmac<Sha1>> {
     (!key.is_empty()).then(|| keyed(key))
-}
-
-/// Constant-time comparison of our hex MAC with the received one (already checked to be 40
-/// bytes long), a word at a time.
-fn macs_equal(expected: &[u8; 40], got: &[u8]) -> bool {
-    let Ok(got) = <&[u8; 40]>::try_from(got) else {
-        return false;
-    };
-    let word = |b: &[u8; 40], i: usize| {
-        let mut w = [0u8; 8];
-        w.copy_from_slice(&b[i * 8..i * 8 + 8]);
-        u64::from_ne_bytes(w)
-    };
-    let mut eq = subtle::Choice::from(1);
-    for i in 0..5 {
-        eq &= word(expected, i).ct_eq(&word(got, i));
-    }
-    bool::from(eq)
 }
 
 fn hmac_hex(data: &[u8], key: &str) -> [u8; 40] {
@@ -200,14 +219,11 @@ impl HmacKeys {
         if info.is_empty() || info.len() > MAX_TRACE_INFO_LEN || hmac.len() > MAX_TRACE_HMAC_LEN {
             return None;
         }
-        let hmac = hmac.trim_ascii();
-        if hmac.len() != 40 {
-            return None;
-        }
-        let (key, _) = self.keys.iter().find(|(_, mac)| {
-            let expected = finish_hex(mac.clone(), info);
-            macs_equal(&expected, hmac)
-        })?;
+        let got = parse_mac(hmac.trim_ascii())?;
+        let (key, _) = self
+            .keys
+            .iter()
+            .find(|(_, mac)| digests_equal(&finish_raw(mac.clone(), info), &got))?;
         let (base_id, parent_id) = decode(info)?;
         Some(Verified {
             base_id,
@@ -312,14 +328,11 @@ pub fn signed_unpack_bytes<K: AsRef<str>>(
     if info.is_empty() || info.len() > MAX_TRACE_INFO_LEN || hmac.len() > MAX_TRACE_HMAC_LEN {
         return None;
     }
-    let hmac = hmac.trim_ascii();
-    if hmac.len() != 40 {
-        return None;
-    }
-    let key = hmac_keys.iter().map(AsRef::as_ref).find(|key| {
-        let expected = hmac_hex(info, key);
-        macs_equal(&expected, hmac)
-    })?;
+    let got = parse_mac(hmac.trim_ascii())?;
+    let key = hmac_keys
+        .iter()
+        .map(AsRef::as_ref)
+        .find(|key| digests_equal(&finish_raw(keyed(key), info), &got))?;
     let (base_id, parent_id) = decode(info)?;
     Some(Verified {
         base_id,
