@@ -337,7 +337,7 @@ fn close(frame: &Frame, info: impl IntoInfo) {
 ///
 /// ```
 /// use osprofiler_core as osp;
-/// osp::start("never-emitted", || unreachable!("no trace is active")); // no-op
+/// osp::start("never-emitted", || -> osp::Info { unreachable!("no trace is active") }); // no-op
 /// osp::init("key", None, None);
 /// osp::start("db", || osp::info!({"db": {"statement": "SELECT 1"}}));
 /// osp::stop(osp::Info::new);

@@ -136,9 +136,11 @@ fn no_trace_means_no_messages() {
     osp::clean();
     let before = c.notifier.flush_for(std::time::Duration::from_secs(5));
     assert!(before);
-    osp::start("x", || panic!("info must not be built without a trace"));
-    osp::stop(|| panic!("info must not be built without a trace"));
-    let t = Trace::new("y", || panic!("info must not be built"));
+    osp::start("x", || -> osp::Info {
+        panic!("info must not be built without a trace")
+    });
+    osp::stop(|| -> osp::Info { panic!("info must not be built without a trace") });
+    let t = Trace::new("y", || -> osp::Info { panic!("info must not be built") });
     assert!(!t.is_active() && t.id().is_none());
     drop(t);
     assert!(osp::trace_headers().is_none());

@@ -13,7 +13,7 @@ fn switching_off_stops_emission_and_switching_on_resumes() {
     osp::set_enabled(false);
     assert!(!osp::is_active());
     assert!(osp::get().is_none());
-    Trace::new("while-off", || panic!("no info when off")).finish();
+    Trace::new("while-off", || -> osp::Info { panic!("no info when off") }).finish();
     osp::set_enabled(true);
     Trace::new("after", osp::Info::new).finish();
     osp::clean();
