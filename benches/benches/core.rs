@@ -144,6 +144,16 @@ fn bench(c: &mut Criterion) {
         })
     });
     let prepared = osp::headers::HmacKeys::new(keys);
+    // The common case once a rotation is done: callers sign with the first (new) key.
+    let h_new = signed_pack(&data, "new-key");
+    g.bench_function("verify_2_prepared_keys_first_matches", |b| {
+        b.iter(|| {
+            prepared.verify(
+                black_box(&h_new.x_trace_info),
+                black_box(&h_new.x_trace_hmac),
+            )
+        })
+    });
     g.bench_function("verify_2_keys_prepared", |b| {
         b.iter(|| prepared.verify(black_box(&h.x_trace_info), black_box(&h.x_trace_hmac)))
     });

@@ -44,6 +44,7 @@
 
 mod config;
 mod context;
+pub mod db;
 pub mod headers;
 mod memory;
 mod message;
