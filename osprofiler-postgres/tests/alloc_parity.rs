@@ -1,0 +1,78 @@
+//! Free when off: with no active trace, a traced client allocates exactly what the raw client
+//! does for the same calls. One test in this file: it counts allocations process-wide.
+#![allow(unsafe_code)] // a counting global allocator
+
+use std::alloc::{GlobalAlloc, Layout, System};
+use std::sync::atomic::{AtomicUsize, Ordering};
+
+struct Counting;
+static ALLOCS: AtomicUsize = AtomicUsize::new(0);
+
+unsafe impl GlobalAlloc for Counting {
+    unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
+        ALLOCS.fetch_add(1, Ordering::Relaxed);
+        unsafe { System.alloc(layout) }
+    }
+    unsafe fn dealloc(&self, ptr: *mut u8, layout: Layout) {
+        unsafe { System.dealloc(ptr, layout) }
+    }
+}
+
+#[global_allocator]
+static GLOBAL: Counting = Counting;
+
+#[test]
+fn traced_client_allocates_like_the_raw_one_without_a_trace() {
+    let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+    rt.block_on(async {
+        let (client, conn) = tokio_postgres::connect("host=127.0.0.1 port=5432 user=postgres dbname=test", tokio_postgres::NoTls)
+            .await
+            .unwrap_or_else(|e| panic!("PostgreSQL at 127.0.0.1:5432 (user postgres, database test) is required: {e}"));
+        tokio::spawn(conn);
+        let traced = osprofiler_postgres::Traced::new(&client).database("test");
+        let stmt = client.prepare("SELECT $1::int4").await.unwrap();
+        const N: usize = 200;
+        // Warm up both paths (statement caches, buffers).
+        for i in 0..300 {
+            client.query(&stmt, &[&i]).await.unwrap();
+            traced.query(&stmt, &[&i]).await.unwrap();
+            client.execute("SELECT 1", &[]).await.unwrap();
+            traced.execute("SELECT 1", &[]).await.unwrap();
+        }
+        // Per call, interleaved so that the driver's occasional buffer growth hits both
+        // sides alike; the wrapper adds no allocation, so the distributions must be the same.
+        let mut raw = Vec::with_capacity(N);
+        let mut wrapped = Vec::with_capacity(N);
+        for i in 0..N as i32 {
+            let a = ALLOCS.load(Ordering::Relaxed);
+            client.query(&stmt, &[&i]).await.unwrap();
+            client.execute("SELECT 1", &[]).await.unwrap();
+            let b = ALLOCS.load(Ordering::Relaxed);
+            traced.query(&stmt, &[&i]).await.unwrap();
+            traced.execute("SELECT 1", &[]).await.unwrap();
+            let c = ALLOCS.load(Ordering::Relaxed);
+            raw.push(b - a);
+            wrapped.push(c - b);
+        }
+        raw.sort_unstable();
+        wrapped.sort_unstable();
+        let mode = |v: &[usize]| {
+            let mut best = (0, 0);
+            for x in v {
+                let n = v.iter().filter(|y| *y == x).count();
+                if n > best.1 {
+                    best = (*x, n);
+                }
+            }
+            best.0
+        };
+        println!(
+            "allocations per query+execute pair over {N} pairs: raw min/median/mode {}/{}/{}, traced (no trace) {}/{}/{}",
+            raw[0], raw[N / 2], mode(&raw), wrapped[0], wrapped[N / 2], mode(&wrapped)
+        );
+        assert!(raw[0] > 0, "the counter sees the driver's allocations");
+        assert_eq!(wrapped[0], raw[0], "minimum per call");
+        assert_eq!(wrapped[N / 2], raw[N / 2], "median per call");
+        assert_eq!(mode(&wrapped), mode(&raw), "most common count per call");
+    });
+}
