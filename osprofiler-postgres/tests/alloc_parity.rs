@@ -23,7 +23,10 @@ static GLOBAL: Counting = Counting;
 
 #[test]
 fn traced_client_allocates_like_the_raw_one_without_a_trace() {
-    let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
     rt.block_on(async {
         let (client, conn) = tokio_postgres::connect("host=127.0.0.1 port=5432 user=postgres dbname=test", tokio_postgres::NoTls)
             .await

@@ -1,0 +1,117 @@
+//! tokio-postgres: raw client vs traced client with no trace vs in a trace vs with trace_sql,
+//! on PostgreSQL over loopback (127.0.0.1:5432, user postgres, database test).
+//! Run: `cargo bench -p osprofiler-benches --bench postgres`.
+#![allow(missing_docs)] // criterion_group! generates undocumented items
+use criterion::{Criterion, black_box, criterion_group, criterion_main};
+use osprofiler_core::db::{DbPoint, DbTarget};
+use osprofiler_core::notifier::{
+    self, Driver, DriverError, QueueNotifier, QueueOptions, TraceSummary,
+};
+use osprofiler_core::{self as osp, Message};
+use osprofiler_postgres::Traced;
+use std::sync::Arc;
+use std::time::Duration;
+
+struct Discard;
+impl Driver for Discard {
+    fn name(&self) -> &str {
+        "discard"
+    }
+    fn notify(&self, batch: &[Message]) -> Result<(), DriverError> {
+        black_box(batch.len());
+        Ok(())
+    }
+    fn trace_messages(&self, _: &str) -> Result<Vec<serde_json::Value>, DriverError> {
+        Ok(vec![])
+    }
+    fn list_traces(&self) -> Result<Vec<TraceSummary>, DriverError> {
+        Ok(vec![])
+    }
+    fn list_error_traces(&self) -> Result<Vec<TraceSummary>, DriverError> {
+        Ok(vec![])
+    }
+}
+
+fn bench(c: &mut Criterion) {
+    let n = QueueNotifier::start(
+        Arc::new(Discard),
+        QueueOptions {
+            capacity: 1 << 20,
+            ..QueueOptions::default()
+        },
+    )
+    .unwrap();
+    notifier::set(n.clone());
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    let client = rt.block_on(async {
+        let (client, conn) = tokio_postgres::connect(
+            "host=127.0.0.1 port=5432 user=postgres dbname=test",
+            tokio_postgres::NoTls,
+        )
+        .await
+        .expect("PostgreSQL at 127.0.0.1:5432 (user postgres, database test) is required");
+        tokio::spawn(conn);
+        client
+    });
+    let traced = Traced::new(&client)
+        .database("test")
+        .server("127.0.0.1:5432");
+    let one = rt.block_on(client.prepare("SELECT 1")).unwrap();
+    let hundred = rt
+        .block_on(client.prepare("SELECT g, 'row ' || g FROM generate_series(1, 100) g"))
+        .unwrap();
+
+    let target = Arc::new(DbTarget::new("postgresql"));
+    let mut g = c.benchmark_group("wrapper");
+    g.bench_function("db_point_no_trace", |b| {
+        b.iter(|| {
+            drop(DbPoint::start(
+                black_box("query"),
+                &target,
+                false,
+                || None,
+                || None,
+            ))
+        })
+    });
+    g.finish();
+
+    for (name, stmt) in [("select_1", &one), ("select_100_rows", &hundred)] {
+        let mut g = c.benchmark_group(format!("postgres_{name}"));
+        g.bench_function("raw", |b| {
+            b.iter(|| rt.block_on(client.query(stmt, &[])).unwrap())
+        });
+        osp::clean();
+        g.bench_function("traced_no_trace", |b| {
+            b.iter(|| rt.block_on(traced.query(stmt, &[])).unwrap())
+        });
+        let _p = osp::init("k", None, None).unwrap();
+        g.bench_function("traced_in_trace", |b| {
+            b.iter(|| rt.block_on(traced.query(stmt, &[])).unwrap())
+        });
+        let text = if name == "select_1" {
+            "SELECT 1"
+        } else {
+            "SELECT g, 'row ' || g FROM generate_series(1, 100) g"
+        };
+        let ts = rt.block_on(traced.prepare(text)).unwrap();
+        osp::set_trace_sql(true);
+        g.bench_function("traced_trace_sql", |b| {
+            b.iter(|| rt.block_on(traced.query(&ts, &[])).unwrap())
+        });
+        osp::set_trace_sql(false);
+        osp::clean();
+        g.finish();
+    }
+    assert!(n.flush_for(Duration::from_secs(30)));
+}
+
+criterion_group! {
+    name = benches;
+    config = Criterion::default().warm_up_time(Duration::from_millis(500)).measurement_time(Duration::from_secs(3)).sample_size(50);
+    targets = bench
+}
+criterion_main!(benches);
