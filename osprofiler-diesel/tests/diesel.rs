@@ -221,10 +221,6 @@ fn sync_diesel_from_async_code_stays_in_the_trace() {
         (p.base_id().to_string(), rpc.id().unwrap().to_string())
     }));
     let msgs = messages_of(&base);
-    let q = msgs
-        .iter()
-        .filter(|m| m["name"] == "db-start")
-        .last()
-        .unwrap();
+    let q = msgs.iter().rfind(|m| m["name"] == "db-start").unwrap();
     assert_eq!(q["parent_id"], rpc.as_str());
 }
