@@ -1,0 +1,222 @@
+//! sea-orm against real databases (SQLite in memory and in a file, PostgreSQL): entity finds,
+//! inserts with parameters, a failing statement, transactions committed and rolled back,
+//! streams read fully and dropped early, with trace_sql off, on, and on with params.
+mod common;
+use common::*;
+use futures_util::StreamExt;
+use osprofiler_core as osp;
+use osprofiler_sea_orm::Traced;
+use sea_orm::entity::prelude::*;
+use sea_orm::{ActiveValue::Set, ConnectionTrait, DatabaseConnection, TransactionTrait};
+use serde_json::{Value, json};
+
+mod user {
+    use sea_orm::entity::prelude::*;
+
+    #[derive(Clone, Debug, PartialEq, DeriveEntityModel)]
+    #[sea_orm(table_name = "osp_sea_users")]
+    pub struct Model {
+        #[sea_orm(primary_key, auto_increment = false)]
+        pub id: i32,
+        pub name: String,
+    }
+
+    #[derive(Copy, Clone, Debug, EnumIter, DeriveRelation)]
+    pub enum Relation {}
+
+    impl ActiveModelBehavior for ActiveModel {}
+}
+
+/// trace_sql is process-wide: these tests take turns.
+static SERIAL: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
+
+async fn traced_run<F: std::future::Future<Output = ()>>(f: F) -> Vec<Value> {
+    let base = osp::trace_scope(async {
+        let p = osp::init("k", None, None).unwrap();
+        f.await;
+        p.base_id().to_string()
+    })
+    .await;
+    messages_of(&base)
+}
+
+async fn scenario(db: DatabaseConnection, system: &str) {
+    let db = Traced::new(db).database("test");
+    db.inner()
+        .execute_unprepared("DROP TABLE IF EXISTS osp_sea_users")
+        .await
+        .unwrap();
+    db.inner()
+        .execute_unprepared(
+            "CREATE TABLE osp_sea_users (id INTEGER PRIMARY KEY, name VARCHAR(40) NOT NULL)",
+        )
+        .await
+        .unwrap();
+
+    for (n, (sql, params)) in [(false, false), (true, false), (true, true)]
+        .into_iter()
+        .enumerate()
+    {
+        osp::set_trace_sql(sql);
+        osp::set_trace_sql_params(params);
+        let msgs = traced_run(async {
+            user::ActiveModel {
+                id: Set(n as i32),
+                name: Set("secret-value".into()),
+            }
+            .insert(&db)
+            .await
+            .unwrap();
+            let all = user::Entity::find().all(&db).await.unwrap();
+            assert_eq!(all.len(), n + 1);
+        })
+        .await;
+        let points = db_points(&msgs);
+        let apis: Vec<&str> = points.iter().map(|p| p.0.as_str()).collect();
+        assert!(
+            apis.len() >= 2 && apis.last() == Some(&"query_all"),
+            "{apis:?}"
+        );
+        assert_eq!(points.last().unwrap().2, json!(n + 1));
+        let start = &msgs.iter().find(|m| m["name"] == "db-start").unwrap()["info"]["db"];
+        assert_eq!(start["system"], system);
+        assert_eq!(
+            points.iter().all(|p| p.1.is_some()),
+            sql,
+            "statement only with trace_sql"
+        );
+        if sql {
+            assert!(points[0].1.as_deref().unwrap().contains("INSERT INTO"));
+        }
+        assert_eq!(
+            serde_json::to_string(&msgs)
+                .unwrap()
+                .contains("secret-value"),
+            params,
+            "values only with trace_sql_params"
+        );
+    }
+    osp::set_trace_sql(true);
+    osp::set_trace_sql_params(false);
+
+    // A failing statement.
+    let msgs = traced_run(async {
+        assert!(
+            db.execute_unprepared("SELECT * FROM no_such_table_here")
+                .await
+                .is_err()
+        );
+    })
+    .await;
+    let stop = msgs.iter().find(|m| m["name"] == "db-stop").unwrap();
+    assert_eq!(stop["info"]["etype"], "sea_orm::error::DbErr");
+    assert!(
+        stop["info"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("no_such_table_here")
+    );
+
+    // Transactions: the closure form commits or rolls back, and the transaction stays traced.
+    let msgs = traced_run(async {
+        db.transaction::<_, (), DbErr>(|tx| {
+            Box::pin(async move {
+                user::ActiveModel {
+                    id: Set(10),
+                    name: Set("a".into()),
+                }
+                .insert(tx)
+                .await?;
+                Ok(())
+            })
+        })
+        .await
+        .unwrap();
+        let r = db
+            .transaction::<_, (), DbErr>(|tx| {
+                Box::pin(async move {
+                    user::ActiveModel {
+                        id: Set(11),
+                        name: Set("b".into()),
+                    }
+                    .insert(tx)
+                    .await?;
+                    Err(DbErr::Custom("changed my mind".into()))
+                })
+            })
+            .await;
+        assert!(r.is_err());
+    })
+    .await;
+    let apis: Vec<String> = db_points(&msgs).into_iter().map(|p| p.0).collect();
+    assert_eq!(apis.first().map(String::as_str), Some("begin"));
+    assert!(
+        apis.contains(&"commit".to_owned()) && apis.contains(&"rollback".to_owned()),
+        "{apis:?}"
+    );
+    assert_eq!(apis.iter().filter(|a| *a == "begin").count(), 2);
+    let ids: Vec<i32> = user::Entity::find()
+        .all(db.inner())
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|m| m.id)
+        .collect();
+    assert!(ids.contains(&10) && !ids.contains(&11));
+
+    // Streams: read fully, then dropped early.
+    let msgs = traced_run(async {
+        let all: Vec<_> = user::Entity::find()
+            .stream(&db)
+            .await
+            .unwrap()
+            .collect()
+            .await;
+        assert_eq!(all.len(), 4);
+        let mut s = user::Entity::find().stream(&db).await.unwrap();
+        s.next().await.unwrap().unwrap();
+        drop(s);
+    })
+    .await;
+    let stops: Vec<&Value> = msgs.iter().filter(|m| m["name"] == "db-stop").collect();
+    assert_eq!(stops.len(), 2, "{msgs:#?}");
+    assert_eq!(stops[0]["info"]["db"]["rows"], 4);
+    assert_eq!(stops[1]["info"]["cancelled"], true);
+
+    osp::set_trace_sql(false);
+    db.inner()
+        .execute_unprepared("DROP TABLE osp_sea_users")
+        .await
+        .unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sqlite_in_memory() {
+    let _s = SERIAL.lock().await;
+    collector();
+    let opts = sea_orm::ConnectOptions::new("sqlite::memory:")
+        .max_connections(1)
+        .to_owned();
+    scenario(sea_orm::Database::connect(opts).await.unwrap(), "sqlite").await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sqlite_in_a_file() {
+    let _s = SERIAL.lock().await;
+    collector();
+    let path = std::env::temp_dir().join(format!("osp-sea-{}.db", uuid::Uuid::new_v4().simple()));
+    let url = format!("sqlite://{}?mode=rwc", path.display());
+    scenario(sea_orm::Database::connect(url).await.unwrap(), "sqlite").await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn postgresql() {
+    let _s = SERIAL.lock().await;
+    collector();
+    let db = sea_orm::Database::connect("postgres://postgres@127.0.0.1:5432/test")
+        .await
+        .unwrap_or_else(|e| {
+            panic!("PostgreSQL at 127.0.0.1:5432 (user postgres, database test) is required: {e}")
+        });
+    scenario(db, "postgresql").await;
+}
