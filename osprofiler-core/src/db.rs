@@ -235,7 +235,7 @@ impl Drop for DbPoint {
 /// use osprofiler_core::db::sanitize;
 /// assert_eq!(
 ///     sanitize("INSERT INTO t (a, \"b1\") VALUES ('it''s', 42, -3.5e2, x'ff'); SELECT $1"),
-///     "INSERT INTO t (a, \"b1\") VALUES (?, ?, ?, ?); SELECT $1"
+///     "INSERT INTO t (a, \"b1\") VALUES (?, ?, -?, ?); SELECT $1"
 /// );
 /// ```
 pub fn sanitize(sql: &str) -> String {
