@@ -234,8 +234,7 @@ impl Profiler {
         Trace {
             active: Some(Active {
                 frame: open(self.frame.clone(), name.into(), info(), None),
-                stop_info: None,
-                stop_lazy: None,
+                stop: None,
             }),
         }
     }
@@ -316,6 +315,7 @@ fn open(
     frame
 }
 
+#[derive(Default)]
 struct StopInfo(Info, Option<Arc<dyn LazyInfo>>);
 
 impl IntoInfo for StopInfo {
@@ -398,8 +398,8 @@ pub struct Trace {
 
 struct Active {
     frame: Arc<Frame>,
-    stop_info: Option<Info>,
-    stop_lazy: Option<Arc<dyn LazyInfo>>,
+    /// Stop info, boxed so that a guard stays two words (an inactive one is one null word).
+    stop: Option<Box<StopInfo>>,
 }
 
 impl Trace {
@@ -426,11 +426,7 @@ impl Trace {
         let frame = open(parent, name, info(), None);
         replace_current(Some(frame.clone()));
         Trace {
-            active: Some(Active {
-                frame,
-                stop_info: None,
-                stop_lazy: None,
-            }),
+            active: Some(Active { frame, stop: None }),
         }
     }
 
@@ -453,8 +449,7 @@ impl Trace {
         Trace {
             active: Some(Active {
                 frame: open(parent, name.into(), info(), None),
-                stop_info: None,
-                stop_lazy: None,
+                stop: None,
             }),
         }
     }
@@ -497,11 +492,7 @@ impl Trace {
             replace_current(Some(frame.clone()));
         }
         Trace {
-            active: Some(Active {
-                frame,
-                stop_info: None,
-                stop_lazy: None,
-            }),
+            active: Some(Active { frame, stop: None }),
         }
     }
 
@@ -540,7 +531,7 @@ impl Trace {
     /// Records an error with an explicit type name.
     pub fn error_with(&mut self, etype: &str, message: impl std::fmt::Display) {
         if let Some(a) = &mut self.active {
-            let info = a.stop_info.get_or_insert_with(Info::new);
+            let info = &mut a.stop.get_or_insert_with(Default::default).0;
             info.insert("etype".into(), etype.into());
             info.insert("message".into(), message.to_string().into());
         }
@@ -550,7 +541,7 @@ impl Trace {
     #[inline]
     pub fn stop_info(&mut self, f: impl FnOnce(&mut Info)) {
         if let Some(a) = &mut self.active {
-            f(a.stop_info.get_or_insert_with(Info::new));
+            f(&mut a.stop.get_or_insert_with(Default::default).0);
         }
     }
 
@@ -558,7 +549,7 @@ impl Trace {
     #[inline]
     pub fn stop_lazy(&mut self, info: impl LazyInfo) {
         if let Some(a) = &mut self.active {
-            a.stop_lazy = Some(Arc::new(info));
+            a.stop.get_or_insert_with(Default::default).1 = Some(Arc::new(info));
         }
     }
 
@@ -585,12 +576,8 @@ impl Drop for Trace {
 impl Active {
     #[inline(never)]
     fn stop(self) {
-        let Active {
-            frame,
-            stop_info,
-            stop_lazy,
-        } = self;
-        close(&frame, StopInfo(stop_info.unwrap_or_default(), stop_lazy));
+        let Active { frame, stop } = self;
+        close(&frame, stop.map(|b| *b).unwrap_or_default());
         let _ = CURRENT.try_with(|c| {
             let mut c = c.borrow_mut();
             if c.as_ref().is_some_and(|cur| Arc::ptr_eq(cur, &frame)) {
