@@ -3,32 +3,9 @@
 #![allow(missing_docs)] // criterion_group! generates undocumented items
 use criterion::{Criterion, black_box, criterion_group, criterion_main};
 use osprofiler_core::headers::{TraceData, signed_pack, signed_unpack};
-use osprofiler_core::notifier::{
-    self, Driver, DriverError, QueueNotifier, QueueOptions, TraceSummary,
-};
-use osprofiler_core::{self as osp, Message, Trace, trace};
-use std::time::Duration;
 
-/// Accepts and discards batches: measures the traced side, not a store.
-struct Discard;
-impl Driver for Discard {
-    fn name(&self) -> &str {
-        "discard"
-    }
-    fn notify(&self, batch: &[Message]) -> Result<(), DriverError> {
-        black_box(batch.len());
-        Ok(())
-    }
-    fn trace_messages(&self, _: &str) -> Result<Vec<serde_json::Value>, DriverError> {
-        Ok(vec![])
-    }
-    fn list_traces(&self) -> Result<Vec<TraceSummary>, DriverError> {
-        Ok(vec![])
-    }
-    fn list_error_traces(&self) -> Result<Vec<TraceSummary>, DriverError> {
-        Ok(vec![])
-    }
-}
+use osprofiler_core::{self as osp, Trace, notifier, trace};
+use std::time::Duration;
 
 #[trace(name = "rpc")]
 fn traced_fn(a: u64, b: &str) -> u64 {
@@ -42,15 +19,7 @@ fn plain_fn(a: u64, b: &str) -> u64 {
 }
 
 fn bench(c: &mut Criterion) {
-    let n = QueueNotifier::start(
-        std::sync::Arc::new(Discard),
-        QueueOptions {
-            capacity: 1 << 20,
-            ..QueueOptions::default()
-        },
-    )
-    .unwrap();
-    notifier::set(n.clone());
+    let n = osprofiler_benches::install_discard();
 
     let mut g = c.benchmark_group("point");
     osp::clean();

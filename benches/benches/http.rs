@@ -1,38 +1,15 @@
 //! HTTP layer overhead per request: untraced, traced (verify + wsgi point), client injection.
 //! Run: `cargo bench -p osprofiler-benches --bench http`.
 #![allow(missing_docs)] // criterion_group! generates undocumented items
-use criterion::{Criterion, black_box, criterion_group, criterion_main};
+use criterion::{Criterion, criterion_group, criterion_main};
 use osprofiler_core::headers::{TraceData, signed_pack};
-use osprofiler_core::notifier::{
-    self, Driver, DriverError, QueueNotifier, QueueOptions, TraceSummary,
-};
-use osprofiler_core::{self as osp, Message};
+use osprofiler_core::{self as osp, notifier};
 use osprofiler_http::{OsProfilerLayer, TraceClientLayer};
 use std::convert::Infallible;
 use std::future::{Future, Ready, ready};
 use std::task::{Context, Poll, Waker};
 use std::time::Duration;
 use tower::{Layer, Service};
-
-struct Discard;
-impl Driver for Discard {
-    fn name(&self) -> &str {
-        "discard"
-    }
-    fn notify(&self, batch: &[Message]) -> Result<(), DriverError> {
-        black_box(batch.len());
-        Ok(())
-    }
-    fn trace_messages(&self, _: &str) -> Result<Vec<serde_json::Value>, DriverError> {
-        Ok(vec![])
-    }
-    fn list_traces(&self) -> Result<Vec<TraceSummary>, DriverError> {
-        Ok(vec![])
-    }
-    fn list_error_traces(&self) -> Result<Vec<TraceSummary>, DriverError> {
-        Ok(vec![])
-    }
-}
 
 /// The cheapest possible service: answers 200 at once.
 #[derive(Clone, Copy)]
@@ -58,15 +35,7 @@ fn run<S: Service<http::Request<()>>>(svc: &mut S, req: http::Request<()>) -> Op
 }
 
 fn bench(c: &mut Criterion) {
-    let n = QueueNotifier::start(
-        std::sync::Arc::new(Discard),
-        QueueOptions {
-            capacity: 1 << 20,
-            ..QueueOptions::default()
-        },
-    )
-    .unwrap();
-    notifier::set(n.clone());
+    let n = osprofiler_benches::install_discard();
     let plain = || http::Request::get("/v2/servers?limit=5").body(()).unwrap();
     let h = signed_pack(
         &TraceData {

@@ -3,45 +3,14 @@
 //! Run: `cargo bench -p osprofiler-benches --bench postgres`.
 #![allow(missing_docs)] // criterion_group! generates undocumented items
 use criterion::{Criterion, black_box, criterion_group, criterion_main};
+use osprofiler_core as osp;
 use osprofiler_core::db::{DbPoint, DbTarget};
-use osprofiler_core::notifier::{
-    self, Driver, DriverError, QueueNotifier, QueueOptions, TraceSummary,
-};
-use osprofiler_core::{self as osp, Message};
 use osprofiler_postgres::Traced;
 use std::sync::Arc;
 use std::time::Duration;
 
-struct Discard;
-impl Driver for Discard {
-    fn name(&self) -> &str {
-        "discard"
-    }
-    fn notify(&self, batch: &[Message]) -> Result<(), DriverError> {
-        black_box(batch.len());
-        Ok(())
-    }
-    fn trace_messages(&self, _: &str) -> Result<Vec<serde_json::Value>, DriverError> {
-        Ok(vec![])
-    }
-    fn list_traces(&self) -> Result<Vec<TraceSummary>, DriverError> {
-        Ok(vec![])
-    }
-    fn list_error_traces(&self) -> Result<Vec<TraceSummary>, DriverError> {
-        Ok(vec![])
-    }
-}
-
 fn bench(c: &mut Criterion) {
-    let n = QueueNotifier::start(
-        Arc::new(Discard),
-        QueueOptions {
-            capacity: 1 << 20,
-            ..QueueOptions::default()
-        },
-    )
-    .unwrap();
-    notifier::set(n.clone());
+    let n = osprofiler_benches::install_discard();
     let rt = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()

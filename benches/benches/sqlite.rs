@@ -2,35 +2,11 @@
 //! raw vs traced with no trace vs traced in a trace vs traced with trace_sql, for `SELECT 1`
 //! and a 100-row select. Run: `cargo bench -p osprofiler-benches --bench sqlite`.
 #![allow(missing_docs)] // criterion_group! generates undocumented items
-use criterion::{Criterion, black_box, criterion_group, criterion_main};
+use criterion::{Criterion, criterion_group, criterion_main};
 use diesel::prelude::*;
-use osprofiler_core::notifier::{
-    self, Driver, DriverError, QueueNotifier, QueueOptions, TraceSummary,
-};
-use osprofiler_core::{self as osp, Message};
+use osprofiler_core as osp;
 use sea_orm::ConnectionTrait;
-use std::sync::Arc;
 use std::time::Duration;
-
-struct Discard;
-impl Driver for Discard {
-    fn name(&self) -> &str {
-        "discard"
-    }
-    fn notify(&self, batch: &[Message]) -> Result<(), DriverError> {
-        black_box(batch.len());
-        Ok(())
-    }
-    fn trace_messages(&self, _: &str) -> Result<Vec<serde_json::Value>, DriverError> {
-        Ok(vec![])
-    }
-    fn list_traces(&self) -> Result<Vec<TraceSummary>, DriverError> {
-        Ok(vec![])
-    }
-    fn list_error_traces(&self) -> Result<Vec<TraceSummary>, DriverError> {
-        Ok(vec![])
-    }
-}
 
 const HUNDRED: &str =
     "WITH RECURSIVE c(x) AS (SELECT 1 UNION ALL SELECT x + 1 FROM c WHERE x < 100) SELECT x FROM c";
@@ -51,15 +27,7 @@ fn four_ways(c: &mut Criterion, group: &str, mut raw: impl FnMut(), mut traced: 
 }
 
 fn bench(c: &mut Criterion) {
-    let n = QueueNotifier::start(
-        Arc::new(Discard),
-        QueueOptions {
-            capacity: 1 << 20,
-            ..QueueOptions::default()
-        },
-    )
-    .unwrap();
-    notifier::set(n.clone());
+    let n = osprofiler_benches::install_discard();
     let rt = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()

@@ -1,25 +1,8 @@
 //! Free when off: with no active trace, or with profiling disabled, hooks allocate nothing.
 //! One test in this file: it counts allocations process-wide and flips the global switch.
-#![allow(unsafe_code)] // a counting global allocator
 use osprofiler_core::{self as osp, Trace, trace};
-use std::alloc::{GlobalAlloc, Layout, System};
-use std::sync::atomic::{AtomicUsize, Ordering};
-
-struct Counting;
-static ALLOCS: AtomicUsize = AtomicUsize::new(0);
-
-unsafe impl GlobalAlloc for Counting {
-    unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
-        ALLOCS.fetch_add(1, Ordering::Relaxed);
-        unsafe { System.alloc(layout) }
-    }
-    unsafe fn dealloc(&self, ptr: *mut u8, layout: Layout) {
-        unsafe { System.dealloc(ptr, layout) }
-    }
-}
-
 #[global_allocator]
-static GLOBAL: Counting = Counting;
+static GLOBAL: osprofiler_testkit::Counting = osprofiler_testkit::Counting;
 
 #[trace(name = "rpc", hide_result = false)]
 fn traced(x: u64, s: &str) -> Result<u64, std::io::Error> {
@@ -64,12 +47,12 @@ fn hooks_allocate_nothing_without_a_trace_or_when_disabled() {
     hooks(0, &err);
 
     // 1. Enabled, but no trace active.
-    let before = ALLOCS.load(Ordering::Relaxed);
+    let before = osprofiler_testkit::allocations();
     let mut sum = 0;
     for i in 0..10_000 {
         sum += hooks(i, &err);
     }
-    let no_trace = ALLOCS.load(Ordering::Relaxed) - before;
+    let no_trace = osprofiler_testkit::allocations() - before;
     assert!(sum > 0);
     assert_eq!(no_trace, 0, "allocations with no active trace");
 
@@ -77,11 +60,11 @@ fn hooks_allocate_nothing_without_a_trace_or_when_disabled() {
     osp::init("k", None, None).unwrap();
     osp::set_enabled(false);
     hooks(0, &err);
-    let before = ALLOCS.load(Ordering::Relaxed);
+    let before = osprofiler_testkit::allocations();
     for i in 0..10_000 {
         sum += hooks(i, &err);
     }
-    let disabled = ALLOCS.load(Ordering::Relaxed) - before;
+    let disabled = osprofiler_testkit::allocations() - before;
     assert!(sum > 0);
     assert_eq!(disabled, 0, "allocations with profiling disabled");
     assert!(
@@ -91,10 +74,10 @@ fn hooks_allocate_nothing_without_a_trace_or_when_disabled() {
 
     // 3. Sanity: the counter does see allocations when tracing is on.
     osp::set_enabled(true);
-    let before = ALLOCS.load(Ordering::Relaxed);
+    let before = osprofiler_testkit::allocations();
     hooks(1, &err);
     assert!(
-        ALLOCS.load(Ordering::Relaxed) > before,
+        osprofiler_testkit::allocations() > before,
         "the counting allocator must observe traced work"
     );
     osp::clean();

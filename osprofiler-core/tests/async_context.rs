@@ -1,8 +1,7 @@
 //! The context follows the future: across .await on a multi-thread runtime, in join!, into
 //! spawned tasks only when asked, into spawn_blocking, and points stop on cancellation.
-mod common;
-use common::*;
 use osprofiler_core::{self as osp, Trace, TraceFutureExt};
+use osprofiler_testkit::*;
 use std::time::Duration;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -1,7 +1,6 @@
 //! #[trace] and #[trace_impl]: info, hidden args and results, errors, async, cancellation.
-mod common;
-use common::*;
 use osprofiler_core::{self as osp, trace, trace_impl};
+use osprofiler_testkit::*;
 use std::time::Duration;
 
 #[derive(Debug)]

@@ -1,7 +1,6 @@
 //! Points in sync code: message format, parenting, guards, OSProfiler's init/get/clean/start/stop.
-mod common;
-use common::*;
 use osprofiler_core::{self as osp, Trace};
+use osprofiler_testkit::*;
 
 fn is_uuid4(s: &str) -> bool {
     uuid::Uuid::parse_str(s).is_ok_and(|u| u.get_version_num() == 4)

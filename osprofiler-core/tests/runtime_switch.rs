@@ -1,8 +1,7 @@
 //! The `enabled` runtime switch turns a running process's tracing off and on at once.
 //! One test in this file: it flips process-wide state.
-mod common;
-use common::*;
 use osprofiler_core::{self as osp, Trace};
+use osprofiler_testkit::*;
 
 #[test]
 fn switching_off_stops_emission_and_switching_on_resumes() {

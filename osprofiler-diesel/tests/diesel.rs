@@ -2,11 +2,10 @@
 //! of a select, an insert with parameters, a failing statement, transactions committed and
 //! rolled back, with trace_sql off, on, and on with params; r2d2 pools; sync calls from async
 //! code through spawn_blocking_traced.
-mod common;
-use common::*;
 use diesel::prelude::*;
 use diesel::sql_types::{Integer, Text};
 use osprofiler_core as osp;
+use osprofiler_testkit::*;
 use serde_json::Value;
 
 /// trace_sql is process-wide: these tests take turns.

@@ -1,8 +1,7 @@
 //! The tower client layer: headers and an http point only inside a trace.
-mod common;
-use common::*;
 use osprofiler_core::{self as osp, headers::signed_unpack};
 use osprofiler_http::TraceClientLayer;
+use osprofiler_testkit::*;
 use std::sync::{Arc, Mutex};
 use tower::{Layer, Service, ServiceExt, service_fn};
 

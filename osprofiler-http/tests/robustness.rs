@@ -1,6 +1,5 @@
 //! A proptest over arbitrary header bytes: never a panic, never an error response, traced only
 //! for valid signatures.
-mod common;
 use axum::{Router, routing::get};
 use osprofiler_core::headers::{TraceData, signed_pack};
 use osprofiler_http::OsProfilerLayer;

@@ -1,10 +1,9 @@
 //! The server layer: traced only for verified headers, never an error because of them.
-mod common;
 use axum::{Router, http::StatusCode, routing::get};
-use common::*;
 use osprofiler_core::headers::{TraceData, Verified, signed_pack};
 use osprofiler_core::{self as osp};
 use osprofiler_http::OsProfilerLayer;
+use osprofiler_testkit::*;
 use tower::ServiceExt;
 
 /// What the handler saw: the trace (base, id, key) and the verified extension.

@@ -1,25 +1,8 @@
 //! Free when off: with no active trace, a traced client allocates exactly what the raw client
 //! does for the same calls. One test in this file: it counts allocations process-wide.
-#![allow(unsafe_code)] // a counting global allocator
-
-use std::alloc::{GlobalAlloc, Layout, System};
-use std::sync::atomic::{AtomicUsize, Ordering};
-
-struct Counting;
-static ALLOCS: AtomicUsize = AtomicUsize::new(0);
-
-unsafe impl GlobalAlloc for Counting {
-    unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
-        ALLOCS.fetch_add(1, Ordering::Relaxed);
-        unsafe { System.alloc(layout) }
-    }
-    unsafe fn dealloc(&self, ptr: *mut u8, layout: Layout) {
-        unsafe { System.dealloc(ptr, layout) }
-    }
-}
 
 #[global_allocator]
-static GLOBAL: Counting = Counting;
+static GLOBAL: osprofiler_testkit::Counting = osprofiler_testkit::Counting;
 
 #[test]
 fn traced_client_allocates_like_the_raw_one_without_a_trace() {
@@ -47,13 +30,13 @@ fn traced_client_allocates_like_the_raw_one_without_a_trace() {
         let mut raw = Vec::with_capacity(N);
         let mut wrapped = Vec::with_capacity(N);
         for i in 0..N as i32 {
-            let a = ALLOCS.load(Ordering::Relaxed);
+            let a = osprofiler_testkit::allocations();
             client.query(&stmt, &[&i]).await.unwrap();
             client.execute("SELECT 1", &[]).await.unwrap();
-            let b = ALLOCS.load(Ordering::Relaxed);
+            let b = osprofiler_testkit::allocations();
             traced.query(&stmt, &[&i]).await.unwrap();
             traced.execute("SELECT 1", &[]).await.unwrap();
-            let c = ALLOCS.load(Ordering::Relaxed);
+            let c = osprofiler_testkit::allocations();
             raw.push(b - a);
             wrapped.push(c - b);
         }

@@ -5,6 +5,7 @@ mod common;
 use common::*;
 use futures_util::StreamExt;
 use osprofiler_core as osp;
+use osprofiler_testkit::*;
 use serde_json::{Value, json};
 use std::sync::Arc;
 

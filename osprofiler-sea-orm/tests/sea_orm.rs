@@ -1,11 +1,10 @@
 //! sea-orm against real databases (SQLite in memory and in a file, PostgreSQL): entity finds,
 //! inserts with parameters, a failing statement, transactions committed and rolled back,
 //! streams read fully and dropped early, with trace_sql off, on, and on with params.
-mod common;
-use common::*;
 use futures_util::StreamExt;
 use osprofiler_core as osp;
 use osprofiler_sea_orm::Traced;
+use osprofiler_testkit::*;
 use sea_orm::entity::prelude::*;
 use sea_orm::{ActiveValue::Set, ConnectionTrait, DatabaseConnection, TransactionTrait};
 use serde_json::{Value, json};

@@ -1,26 +1,9 @@
 //! Free when off: with no active trace, the traced pool allocates exactly what the raw pool
 //! does for the same calls (SQLite in memory). One test in this file: it counts allocations
 //! process-wide.
-#![allow(unsafe_code)] // a counting global allocator
-
-use std::alloc::{GlobalAlloc, Layout, System};
-use std::sync::atomic::{AtomicUsize, Ordering};
-
-struct Counting;
-static ALLOCS: AtomicUsize = AtomicUsize::new(0);
-
-unsafe impl GlobalAlloc for Counting {
-    unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
-        ALLOCS.fetch_add(1, Ordering::Relaxed);
-        unsafe { System.alloc(layout) }
-    }
-    unsafe fn dealloc(&self, ptr: *mut u8, layout: Layout) {
-        unsafe { System.dealloc(ptr, layout) }
-    }
-}
 
 #[global_allocator]
-static GLOBAL: Counting = Counting;
+static GLOBAL: osprofiler_testkit::Counting = osprofiler_testkit::Counting;
 
 #[test]
 fn traced_pool_allocates_like_the_raw_one_without_a_trace() {
@@ -36,7 +19,7 @@ fn traced_pool_allocates_like_the_raw_one_without_a_trace() {
         let mut wrapped = Vec::with_capacity(N);
         // Alternate which goes first, so that position in the pair favours neither.
         for i in 0..(N + 50) as i64 {
-            let a = ALLOCS.load(Ordering::Relaxed);
+            let a = osprofiler_testkit::allocations();
             if i % 2 == 0 {
                 sqlx::query("SELECT ?1 + 1").bind(i).fetch_all(&pool).await.unwrap();
                 sqlx::query("SELECT 1").execute(&pool).await.unwrap();
@@ -44,7 +27,7 @@ fn traced_pool_allocates_like_the_raw_one_without_a_trace() {
                 sqlx::query("SELECT ?1 + 1").bind(i).fetch_all(&traced).await.unwrap();
                 sqlx::query("SELECT 1").execute(&traced).await.unwrap();
             }
-            let b = ALLOCS.load(Ordering::Relaxed);
+            let b = osprofiler_testkit::allocations();
             if i % 2 == 0 {
                 sqlx::query("SELECT ?1 + 1").bind(i).fetch_all(&traced).await.unwrap();
                 sqlx::query("SELECT 1").execute(&traced).await.unwrap();
@@ -52,7 +35,7 @@ fn traced_pool_allocates_like_the_raw_one_without_a_trace() {
                 sqlx::query("SELECT ?1 + 1").bind(i).fetch_all(&pool).await.unwrap();
                 sqlx::query("SELECT 1").execute(&pool).await.unwrap();
             }
-            let c = ALLOCS.load(Ordering::Relaxed);
+            let c = osprofiler_testkit::allocations();
             if i >= 50 {
                 let (r, t) = if i % 2 == 0 { (b - a, c - b) } else { (c - b, b - a) };
                 raw.push(r);

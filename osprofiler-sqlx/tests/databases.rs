@@ -2,11 +2,10 @@
 //! the exact points of a select, an insert with parameters, a failing statement, transactions
 //! committed and rolled back, streams read fully and dropped early, with trace_sql off, on,
 //! and on with params.
-mod common;
-use common::*;
 use futures_util::StreamExt;
 use osprofiler_core as osp;
 use osprofiler_sqlx::Traced;
+use osprofiler_testkit::*;
 use serde_json::{Value, json};
 
 /// trace_sql is process-wide: these tests take turns.

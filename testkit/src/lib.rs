@@ -1,0 +1,113 @@
+//! Test helpers shared by the workspace's integration tests: one in-memory collector per test
+//! binary installed as the global notifier, and ways to read what a trace sent.
+
+use osprofiler_core::notifier::{self, QueueNotifier, QueueOptions};
+use osprofiler_core::{MemoryCollector, Profiler};
+use serde_json::Value;
+use std::sync::{Arc, OnceLock};
+use std::time::Duration;
+
+/// The collector of a test binary.
+pub struct Collector {
+    /// Where messages land.
+    pub memory: Arc<MemoryCollector>,
+    /// The notifier in front of it.
+    pub notifier: Arc<QueueNotifier>,
+}
+
+/// One in-memory collector per test binary, installed as the global notifier; messages carry
+/// project `proj`, service `svc` and host `test-host`.
+pub fn collector() -> &'static Collector {
+    static C: OnceLock<Collector> = OnceLock::new();
+    C.get_or_init(|| {
+        osprofiler_core::set_identity(Some("proj"), Some("svc"), Some("test-host"));
+        let memory = MemoryCollector::new();
+        let notifier = QueueNotifier::start(memory.clone(), QueueOptions::default())
+            .expect("start the test notifier");
+        notifier::set(notifier.clone());
+        Collector { memory, notifier }
+    })
+}
+
+/// All messages of the trace, in emission order (after flushing the notifier).
+pub fn messages_of(base_id: &str) -> Vec<Value> {
+    let c = collector();
+    assert!(
+        c.notifier.flush_for(Duration::from_secs(10)),
+        "notifier did not flush"
+    );
+    c.memory.trace(base_id)
+}
+
+/// The trace's base id as text.
+pub fn base(p: &Profiler) -> String {
+    p.base_id().to_string()
+}
+
+/// `(name, trace_id, parent_id)` of each message.
+pub fn shape(msgs: &[Value]) -> Vec<(String, String, String)> {
+    msgs.iter()
+        .map(|m| {
+            let s = |k: &str| m[k].as_str().unwrap_or_default().to_owned();
+            (s("name"), s("trace_id"), s("parent_id"))
+        })
+        .collect()
+}
+
+/// The message named `name` (e.g. "db-start"); panics unless there is exactly one.
+pub fn one<'a>(msgs: &'a [Value], name: &str) -> &'a Value {
+    let found: Vec<&Value> = msgs.iter().filter(|m| m["name"] == name).collect();
+    assert_eq!(found.len(), 1, "expected one {name} in {msgs:#?}");
+    found[0]
+}
+
+/// A fresh table name.
+pub fn table() -> String {
+    format!("osp_{}", uuid::Uuid::new_v4().simple())
+}
+
+/// `(api, statement, rows)` of each db point, from its start and stop messages.
+pub fn db_points(msgs: &[Value]) -> Vec<(String, Option<String>, Value)> {
+    msgs.iter()
+        .filter(|m| m["name"] == "db-start")
+        .map(|s| {
+            let stop = msgs
+                .iter()
+                .find(|m| m["name"] == "db-stop" && m["trace_id"] == s["trace_id"])
+                .expect("every db point stops");
+            (
+                s["info"]["db"]["api"]
+                    .as_str()
+                    .unwrap_or_default()
+                    .to_owned(),
+                s["info"]["db"]["statement"].as_str().map(str::to_owned),
+                stop["info"]["db"]["rows"].clone(),
+            )
+        })
+        .collect()
+}
+
+/// A global allocator that counts allocations, for "free when off" tests:
+/// `#[global_allocator] static A: osprofiler_testkit::Counting = osprofiler_testkit::Counting;`
+/// then compare [`allocations`] before and after.
+pub struct Counting;
+
+static ALLOCS: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
+
+/// Allocations made so far by the whole process (with [`Counting`] installed).
+pub fn allocations() -> usize {
+    ALLOCS.load(std::sync::atomic::Ordering::Relaxed)
+}
+
+#[allow(unsafe_code)] // delegating to the system allocator is the only unsafe here
+unsafe impl std::alloc::GlobalAlloc for Counting {
+    unsafe fn alloc(&self, layout: std::alloc::Layout) -> *mut u8 {
+        ALLOCS.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        // SAFETY: same contract as the caller's.
+        unsafe { std::alloc::System.alloc(layout) }
+    }
+    unsafe fn dealloc(&self, ptr: *mut u8, layout: std::alloc::Layout) {
+        // SAFETY: same contract as the caller's.
+        unsafe { std::alloc::System.dealloc(ptr, layout) }
+    }
+}
