@@ -216,6 +216,90 @@ impl DbPoint {
         self.done = true;
         self.trace.stop_lazy(error);
     }
+
+    /// Stops the point with the outcome of a call: `rows` of a success (`None`: no count), or
+    /// the error described by `error`.
+    #[inline]
+    pub fn finish<T, E>(
+        self,
+        result: &Result<T, E>,
+        rows: impl FnOnce(&T) -> Option<u64>,
+        error: impl FnOnce(&E) -> DbError,
+    ) {
+        match result {
+            Ok(v) => match rows(v) {
+                Some(n) => self.ok(n),
+                None => self.done(),
+            },
+            Err(e) => self.err(error(e)),
+        }
+    }
+}
+
+pin_project_lite::pin_project! {
+    /// A stream of rows (or results) whose `db` point stops with it: at its end with the rows
+    /// counted, at its first error, or when dropped (as cancelled). Without a point it is the
+    /// inner stream as is.
+    pub struct DbStream<S, T, E> {
+        #[pin]
+        inner: S,
+        point: Option<DbPoint>,
+        rows: u64,
+        count: fn(&T) -> u64,
+        error: fn(&E) -> DbError,
+    }
+}
+
+impl<S, T, E> DbStream<S, T, E> {
+    /// Wraps `inner`; `count` gives the rows an item stands for, `error` describes an error.
+    pub fn new(
+        inner: S,
+        point: Option<DbPoint>,
+        count: fn(&T) -> u64,
+        error: fn(&E) -> DbError,
+    ) -> Self {
+        DbStream {
+            inner,
+            point,
+            rows: 0,
+            count,
+            error,
+        }
+    }
+
+    /// The wrapped stream.
+    pub fn get_ref(&self) -> &S {
+        &self.inner
+    }
+}
+
+impl<S, T, E> futures_core::Stream for DbStream<S, T, E>
+where
+    S: futures_core::Stream<Item = Result<T, E>>,
+{
+    type Item = Result<T, E>;
+
+    fn poll_next(
+        self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<Option<Self::Item>> {
+        let this = self.project();
+        let item = std::task::ready!(this.inner.poll_next(cx));
+        match &item {
+            Some(Ok(v)) => *this.rows += (this.count)(v),
+            Some(Err(e)) => {
+                if let Some(p) = this.point.take() {
+                    p.err((this.error)(e));
+                }
+            }
+            None => {
+                if let Some(p) = this.point.take() {
+                    p.ok(*this.rows);
+                }
+            }
+        }
+        std::task::Poll::Ready(item)
+    }
 }
 
 impl Drop for DbPoint {

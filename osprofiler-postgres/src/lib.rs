@@ -22,12 +22,9 @@
 //!
 //! [tokio-postgres]: tokio_postgres
 
-use futures_util::Stream;
 use osprofiler_core::db::{DbError, DbPoint, DbTarget, SqlText};
 use std::ops::Deref;
-use std::pin::Pin;
 use std::sync::Arc;
-use std::task::{Context, Poll};
 use tokio_postgres::types::{BorrowToSql, ToSql};
 use tokio_postgres::{
     Client, Error, Row, RowStream, SimpleQueryMessage, Statement, ToStatement, Transaction,
@@ -159,13 +156,7 @@ pub fn error_info(e: &Error) -> DbError {
 }
 
 fn finish<T>(point: DbPoint, result: &Result<T, Error>, rows: impl FnOnce(&T) -> Option<u64>) {
-    match result {
-        Ok(v) => match rows(v) {
-            Some(n) => point.ok(n),
-            None => point.done(),
-        },
-        Err(e) => point.err(error_info(e)),
-    }
+    point.finish(result, rows, error_info);
 }
 
 fn params_text(params: &[&(dyn ToSql + Sync)]) -> Option<String> {
@@ -319,19 +310,16 @@ macro_rules! traced_methods {
         {
             if !osprofiler_core::is_active() {
                 let inner = self.$get().query_raw(statement.statement(), params).await?;
-                return Ok(TracedRowStream {
-                    inner,
-                    point: None,
-                    rows: 0,
-                });
+                return Ok(TracedRowStream::new(inner, None, one_row, error_info));
             }
             let point = self.point("query_raw", || statement.text(), || None);
             match self.$get().query_raw(statement.statement(), params).await {
-                Ok(inner) => Ok(TracedRowStream {
+                Ok(inner) => Ok(TracedRowStream::new(
                     inner,
-                    point: Some(point),
-                    rows: 0,
-                }),
+                    Some(point),
+                    one_row,
+                    error_info,
+                )),
                 Err(e) => {
                     point.err(error_info(&e));
                     Err(e)
@@ -542,42 +530,10 @@ impl<'a> Traced<Transaction<'a>> {
     }
 }
 
-pin_project_lite::pin_project! {
-    /// The rows of [`Traced::query_raw`]; its point stops with the stream.
-    pub struct TracedRowStream {
-        #[pin]
-        inner: RowStream,
-        point: Option<DbPoint>,
-        rows: u64,
-    }
-}
+/// The rows of [`Traced::query_raw`]; its point stops with the stream (at its end, first error
+/// or drop).
+pub type TracedRowStream = osprofiler_core::db::DbStream<RowStream, Row, Error>;
 
-impl TracedRowStream {
-    /// Rows affected, once the stream has ended (as tokio-postgres's `RowStream`).
-    pub fn rows_affected(&self) -> Option<u64> {
-        self.inner.rows_affected()
-    }
-}
-
-impl Stream for TracedRowStream {
-    type Item = Result<Row, Error>;
-
-    fn poll_next(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Self::Item>> {
-        let this = self.project();
-        let item = std::task::ready!(this.inner.poll_next(cx));
-        match &item {
-            Some(Ok(_)) => *this.rows += 1,
-            Some(Err(e)) => {
-                if let Some(p) = this.point.take() {
-                    p.err(error_info(e));
-                }
-            }
-            None => {
-                if let Some(p) = this.point.take() {
-                    p.ok(*this.rows);
-                }
-            }
-        }
-        Poll::Ready(item)
-    }
+fn one_row(_: &Row) -> u64 {
+    1
 }

@@ -22,7 +22,6 @@
 //!
 //! [sea-orm]: sea_orm
 
-use futures_util::Stream;
 use osprofiler_core::db::{DbError, DbPoint, DbTarget, SqlText};
 use sea_orm::{
     AccessMode, ConnectionTrait, DbBackend, DbErr, ExecResult, IsolationLevel, QueryResult,
@@ -32,7 +31,6 @@ use sea_orm::{
 use std::future::Future;
 use std::pin::Pin;
 use std::sync::Arc;
-use std::task::{Context, Poll};
 
 /// A sea-orm connection or transaction whose calls are `db` points.
 #[derive(Debug, Clone)]
@@ -130,13 +128,7 @@ pub fn error_info(e: &DbErr) -> DbError {
 }
 
 fn finish<T>(point: DbPoint, result: &Result<T, DbErr>, rows: impl FnOnce(&T) -> Option<u64>) {
-    match result {
-        Ok(v) => match rows(v) {
-            Some(n) => point.ok(n),
-            None => point.done(),
-        },
-        Err(e) => point.err(error_info(e)),
-    }
+    point.finish(result, rows, error_info);
 }
 
 #[async_trait::async_trait]
@@ -194,38 +186,8 @@ impl<C: ConnectionTrait + Send + Sync> ConnectionTrait for Traced<C> {
     }
 }
 
-pin_project_lite::pin_project! {
-    /// The rows of a traced stream; its point stops with the stream.
-    pub struct TracedStream<S> {
-        #[pin]
-        inner: S,
-        point: Option<DbPoint>,
-        rows: u64,
-    }
-}
-
-impl<S: Stream<Item = Result<QueryResult, DbErr>>> Stream for TracedStream<S> {
-    type Item = Result<QueryResult, DbErr>;
-
-    fn poll_next(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Self::Item>> {
-        let this = self.project();
-        let item = std::task::ready!(this.inner.poll_next(cx));
-        match &item {
-            Some(Ok(_)) => *this.rows += 1,
-            Some(Err(e)) => {
-                if let Some(p) = this.point.take() {
-                    p.err(error_info(e));
-                }
-            }
-            None => {
-                if let Some(p) = this.point.take() {
-                    p.ok(*this.rows);
-                }
-            }
-        }
-        Poll::Ready(item)
-    }
-}
+/// The rows of a traced stream; its point stops with the stream (end, first error or drop).
+pub type TracedStream<S> = osprofiler_core::db::DbStream<S, QueryResult, DbErr>;
 
 impl<C: StreamTrait> StreamTrait for Traced<C> {
     type Stream<'a>
@@ -249,11 +211,7 @@ impl<C: StreamTrait> StreamTrait for Traced<C> {
         let fut = self.inner.stream_raw(stmt);
         Box::pin(async move {
             match fut.await {
-                Ok(inner) => Ok(TracedStream {
-                    inner,
-                    point,
-                    rows: 0,
-                }),
+                Ok(inner) => Ok(TracedStream::new(inner, point, |_| 1, error_info)),
                 Err(e) => {
                     if let Some(p) = point {
                         p.err(error_info(&e));
@@ -314,17 +272,8 @@ where
         T: Send,
         E: std::fmt::Display + std::fmt::Debug + Send,
     {
-        let tx = self.begin().await.map_err(TransactionError::Connection)?;
-        match callback(&tx).await {
-            Ok(v) => {
-                tx.commit().await.map_err(TransactionError::Connection)?;
-                Ok(v)
-            }
-            Err(e) => {
-                tx.rollback().await.map_err(TransactionError::Connection)?;
-                Err(TransactionError::Transaction(e))
-            }
-        }
+        // BEGIN with the backend's defaults, as `begin()`.
+        self.transaction_with_config(callback, None, None).await
     }
 
     async fn transaction_with_config<F, T, E>(

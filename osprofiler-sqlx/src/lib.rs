@@ -27,18 +27,16 @@
 //!
 //! [sqlx]: sqlx
 
+use futures_util::FutureExt;
 use futures_util::future::BoxFuture;
 use futures_util::stream::BoxStream;
-use futures_util::{FutureExt, Stream, StreamExt};
-use osprofiler_core::db::{DbError, DbPoint, DbTarget, SqlText};
+use osprofiler_core::db::{DbError, DbPoint, DbStream, DbTarget, SqlText};
 use sqlx::database::Database;
 use sqlx::{Either, Error, Execute, Executor, Pool, Transaction};
 use sqlx_core::sql_str::SqlStr;
 use std::fmt;
 use std::ops::{Deref, DerefMut};
-use std::pin::Pin;
 use std::sync::Arc;
-use std::task::{Context, Poll};
 
 /// The databases the wrapper knows: their system name and how to count affected rows.
 pub trait TracedDatabase: Database {
@@ -251,13 +249,7 @@ pub fn error_info(e: &Error) -> DbError {
 }
 
 fn finish<T>(point: DbPoint, result: &Result<T, Error>, rows: impl FnOnce(&T) -> Option<u64>) {
-    match result {
-        Ok(v) => match rows(v) {
-            Some(n) => point.ok(n),
-            None => point.done(),
-        },
-        Err(e) => point.err(error_info(e)),
-    }
+    point.finish(result, rows, error_info);
 }
 
 /// A query whose SQL text, arguments and statement were taken out up front, so that the text
@@ -324,40 +316,6 @@ where
     )
 }
 
-/// A traced stream: counts rows, stops its point at the end, at the first error, or on drop.
-struct TracedStream<'e, T> {
-    inner: BoxStream<'e, Result<T, Error>>,
-    point: Option<DbPoint>,
-    rows: u64,
-    count: fn(&T) -> u64,
-}
-
-impl<T> Stream for TracedStream<'_, T> {
-    type Item = Result<T, Error>;
-
-    fn poll_next(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Self::Item>> {
-        let item = std::task::ready!(self.inner.poll_next_unpin(cx));
-        match &item {
-            Some(Ok(v)) => {
-                let n = (self.count)(v);
-                self.rows += n;
-            }
-            Some(Err(e)) => {
-                if let Some(p) = self.point.take() {
-                    p.err(error_info(e));
-                }
-            }
-            None => {
-                let rows = self.rows;
-                if let Some(p) = self.point.take() {
-                    p.ok(rows);
-                }
-            }
-        }
-        Poll::Ready(item)
-    }
-}
-
 fn either_rows<DB: TracedDatabase>(v: &Either<DB::QueryResult, DB::Row>) -> u64 {
     match v {
         Either::Left(r) => DB::rows_affected(r),
@@ -388,12 +346,12 @@ macro_rules! traced_executor {
             }
             let (point, query) = open("fetch_many", &$self.settings, query);
             let inner = $inner.fetch_many(query);
-            Box::pin(TracedStream {
+            Box::pin(DbStream::new(
                 inner,
-                point: Some(point),
-                rows: 0,
-                count: either_rows::<$db>,
-            })
+                Some(point),
+                either_rows::<$db>,
+                error_info,
+            ))
         }
 
         fn fetch<'e, 'q: 'e, E>(
@@ -410,12 +368,7 @@ macro_rules! traced_executor {
             }
             let (point, query) = open("fetch", &$self.settings, query);
             let inner = $inner.fetch(query);
-            Box::pin(TracedStream {
-                inner,
-                point: Some(point),
-                rows: 0,
-                count: |_| 1,
-            })
+            Box::pin(DbStream::new(inner, Some(point), |_| 1, error_info))
         }
 
         fn execute_many<'e, 'q: 'e, E>(
@@ -432,12 +385,12 @@ macro_rules! traced_executor {
             }
             let (point, query) = open("execute_many", &$self.settings, query);
             let inner = $inner.execute_many(query);
-            Box::pin(TracedStream {
+            Box::pin(DbStream::new(
                 inner,
-                point: Some(point),
-                rows: 0,
-                count: <$db as TracedDatabase>::rows_affected,
-            })
+                Some(point),
+                <$db as TracedDatabase>::rows_affected,
+                error_info,
+            ))
         }
 
         fn execute<'e, 'q: 'e, E>(
