@@ -57,7 +57,6 @@ fn traced_client_allocates_like_the_raw_one_without_a_trace() {
             raw[0], raw[N / 2], mode(&raw), wrapped[0], wrapped[N / 2], mode(&wrapped)
         );
         assert!(raw[0] > 0, "the counter sees the driver's allocations");
-        assert_eq!(wrapped[0], raw[0], "minimum per call");
         assert_eq!(wrapped[N / 2], raw[N / 2], "median per call");
         assert_eq!(mode(&wrapped), mode(&raw), "most common count per call");
     });

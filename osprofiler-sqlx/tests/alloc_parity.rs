@@ -49,7 +49,19 @@ fn traced_pool_allocates_like_the_raw_one_without_a_trace() {
             raw[0], raw[N / 2], raw[N - 1], wrapped[0], wrapped[N / 2], wrapped[N - 1]
         );
         assert!(raw[0] > 0, "the counter sees sqlx's allocations");
-        assert_eq!(wrapped[0], raw[0], "minimum per call");
+        // The driver's own buffer reuse makes the extremes wander by a couple of allocations
+        // from run to run; an allocation added per call would move the median and the mode.
+        let mode = |v: &[usize]| {
+            let mut best = (0, 0);
+            for x in v {
+                let n = v.iter().filter(|y| *y == x).count();
+                if n > best.1 {
+                    best = (*x, n);
+                }
+            }
+            best.0
+        };
         assert_eq!(wrapped[N / 2], raw[N / 2], "median per call");
+        assert_eq!(mode(&wrapped), mode(&raw), "most common count per call");
     });
 }
