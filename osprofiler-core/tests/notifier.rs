@@ -111,7 +111,7 @@ fn failing_driver_is_retried_and_delivery_resumes() {
     }
     osp::clean();
     assert!(
-        !n.flush_for(Duration::from_millis(100)),
+        !n.flush_for(Duration::from_millis(300)),
         "cannot flush while the driver is down"
     );
     assert!(
