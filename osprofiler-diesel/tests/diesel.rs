@@ -140,7 +140,7 @@ macro_rules! scenario {
 
 #[test]
 fn sqlite_in_memory() {
-    let _s = SERIAL.lock().unwrap();
+    let _s = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
     collector();
     let mut conn = SqliteConnection::establish(":memory:").unwrap();
     osprofiler_diesel::instrument_with(
@@ -152,7 +152,7 @@ fn sqlite_in_memory() {
 
 #[test]
 fn sqlite_in_a_file_with_default_instrumentation() {
-    let _s = SERIAL.lock().unwrap();
+    let _s = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
     collector();
     osprofiler_diesel::install_default().unwrap();
     let path =
@@ -169,7 +169,7 @@ fn sqlite_in_a_file_with_default_instrumentation() {
 
 #[test]
 fn postgresql_with_r2d2_and_no_password_in_points() {
-    let _s = SERIAL.lock().unwrap();
+    let _s = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
     collector();
     let url = "postgres://postgres:not-a-real-password@127.0.0.1:5432/test";
     let manager = diesel::r2d2::ConnectionManager::<PgConnection>::new(url);
@@ -201,7 +201,7 @@ fn postgresql_with_r2d2_and_no_password_in_points() {
 
 #[test]
 fn sync_diesel_from_async_code_stays_in_the_trace() {
-    let _s = SERIAL.lock().unwrap();
+    let _s = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
     collector();
     let rt = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
@@ -222,4 +222,62 @@ fn sync_diesel_from_async_code_stays_in_the_trace() {
     let msgs = messages_of(&base);
     let q = msgs.iter().rfind(|m| m["name"] == "db-start").unwrap();
     assert_eq!(q["parent_id"], rpc.as_str());
+}
+
+#[test]
+fn a_hundred_concurrent_traced_tasks_share_one_r2d2_pool() {
+    let _s = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
+    collector();
+    let url = "postgres://postgres@127.0.0.1:5432/test";
+    let pool = diesel::r2d2::Pool::builder()
+        .max_size(4)
+        .connection_customizer(Box::new(osprofiler_diesel::Customizer::new(
+            osprofiler_diesel::target_of_url(url),
+        )))
+        .build(diesel::r2d2::ConnectionManager::<PgConnection>::new(url))
+        .unwrap_or_else(|e| {
+            panic!("PostgreSQL at 127.0.0.1:5432 (user postgres, database test) is required: {e}")
+        });
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .build()
+        .unwrap();
+    let results = rt.block_on(async {
+        let mut tasks = Vec::new();
+        for i in 0..100 {
+            let pool = pool.clone();
+            tasks.push(tokio::spawn(osp::trace_scope(async move {
+                let p = osp::init("k", None, None).unwrap();
+                let outer = osp::Trace::new("rpc", osp::Info::new);
+                osp::spawn_blocking_traced(move || {
+                    let mut conn = pool.get().unwrap();
+                    diesel::sql_query(format!("SELECT {i} + 1"))
+                        .execute(&mut conn)
+                        .unwrap();
+                })
+                .await
+                .unwrap();
+                (p.base_id().to_string(), outer.id().unwrap().to_string())
+            })));
+        }
+        let mut out = Vec::new();
+        for t in tasks {
+            out.push(t.await.unwrap());
+        }
+        out
+    });
+    for (base, outer) in results {
+        let msgs = messages_of(&base);
+        // A connection the pool opens inside the task adds its own points (connect and diesel's
+        // set-up statements); all of them, and the query, belong to this task's rpc point.
+        let starts: Vec<&Value> = msgs.iter().filter(|m| m["name"] == "db-start").collect();
+        assert!(
+            starts.iter().any(|m| m["info"]["db"]["api"] == "query"),
+            "{base}"
+        );
+        assert!(
+            starts.iter().all(|m| m["parent_id"] == outer.as_str()),
+            "{base}: no cross-talk"
+        );
+    }
 }

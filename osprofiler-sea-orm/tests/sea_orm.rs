@@ -219,3 +219,40 @@ async fn postgresql() {
         });
     scenario(db, "postgresql").await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_hundred_concurrent_traced_tasks_share_one_connection() {
+    let _s = SERIAL.lock().await;
+    collector();
+    let db = sea_orm::Database::connect("postgres://postgres@127.0.0.1:5432/test")
+        .await
+        .unwrap_or_else(|e| {
+            panic!("PostgreSQL at 127.0.0.1:5432 (user postgres, database test) is required: {e}")
+        });
+    let db = std::sync::Arc::new(Traced::new(db));
+    let mut tasks = Vec::new();
+    for i in 0..100 {
+        let db = db.clone();
+        tasks.push(tokio::spawn(osp::trace_scope(async move {
+            let p = osp::init("k", None, None).unwrap();
+            let outer = osp::Trace::new("rpc", osp::Info::new);
+            let stmt = sea_orm::Statement::from_string(
+                sea_orm::DbBackend::Postgres,
+                format!("SELECT {i} + 1"),
+            );
+            db.query_all_raw(stmt).await.unwrap();
+            (p.base_id().to_string(), outer.id().unwrap().to_string())
+        })));
+    }
+    for t in tasks {
+        let (base, outer) = t.await.unwrap();
+        let msgs = messages_of(&base);
+        let starts: Vec<&Value> = msgs.iter().filter(|m| m["name"] == "db-start").collect();
+        assert_eq!(starts.len(), 1, "{base}");
+        assert_eq!(
+            starts[0]["parent_id"],
+            outer.as_str(),
+            "{base}: no cross-talk"
+        );
+    }
+}
