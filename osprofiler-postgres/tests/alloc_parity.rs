@@ -42,22 +42,12 @@ fn traced_client_allocates_like_the_raw_one_without_a_trace() {
         }
         raw.sort_unstable();
         wrapped.sort_unstable();
-        let mode = |v: &[usize]| {
-            let mut best = (0, 0);
-            for x in v {
-                let n = v.iter().filter(|y| *y == x).count();
-                if n > best.1 {
-                    best = (*x, n);
-                }
-            }
-            best.0
-        };
         println!(
             "allocations per query+execute pair over {N} pairs: raw min/median/mode {}/{}/{}, traced (no trace) {}/{}/{}",
-            raw[0], raw[N / 2], mode(&raw), wrapped[0], wrapped[N / 2], mode(&wrapped)
+            raw[0], raw[N / 2], osprofiler_testkit::mode(&raw), wrapped[0], wrapped[N / 2], osprofiler_testkit::mode(&wrapped)
         );
         assert!(raw[0] > 0, "the counter sees the driver's allocations");
         assert_eq!(wrapped[N / 2], raw[N / 2], "median per call");
-        assert_eq!(mode(&wrapped), mode(&raw), "most common count per call");
+        assert_eq!(osprofiler_testkit::mode(&wrapped), osprofiler_testkit::mode(&raw), "most common count per call");
     });
 }

@@ -12,20 +12,6 @@ use std::sync::Arc;
 /// trace_sql is process-wide: these tests take turns.
 static SERIAL: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
 
-async fn traced_run<F, Fut>(f: F) -> Vec<Value>
-where
-    F: FnOnce() -> Fut,
-    Fut: std::future::Future<Output = ()>,
-{
-    let base = osp::trace_scope(async {
-        let p = osp::init("k", None, None).unwrap();
-        f().await;
-        p.base_id().to_string()
-    })
-    .await;
-    messages_of(&base)
-}
-
 #[tokio::test]
 async fn select_and_insert_with_sql_off_on_and_with_params() {
     let _s = SERIAL.lock().await;
@@ -43,7 +29,7 @@ async fn select_and_insert_with_sql_off_on_and_with_params() {
         osp::set_trace_sql(sql);
         osp::set_trace_sql_params(params);
         let id = i32::from(sql) + i32::from(params);
-        let msgs = traced_run(|| async {
+        let msgs = traced_run(async {
             db.execute(
                 &format!("INSERT INTO {t} (id, name) VALUES ($1, $2)"),
                 &[&id, &"secret"],
@@ -104,7 +90,7 @@ async fn failing_statement_records_the_error_and_returns_it_unchanged() {
     let _s = SERIAL.lock().await;
     collector();
     let db = traced().await;
-    let msgs = traced_run(|| async {
+    let msgs = traced_run(async {
         let err = db
             .query("SELECT * FROM no_such_table_here", &[])
             .await
@@ -189,7 +175,7 @@ async fn streams_stop_at_the_end_or_as_cancelled_when_dropped() {
     let _s = SERIAL.lock().await;
     collector();
     let db = traced().await;
-    let msgs = traced_run(|| async {
+    let msgs = traced_run(async {
         let stream = db
             .query_raw("SELECT generate_series(1, 50)", std::iter::empty::<i32>())
             .await
@@ -217,7 +203,7 @@ async fn raw_sql_is_sanitized_and_prepared_statements_remember_their_text() {
     collector();
     osp::set_trace_sql(true);
     let db = traced().await;
-    let msgs = traced_run(|| async {
+    let msgs = traced_run(async {
         db.batch_execute("SELECT 'password123', 42").await.unwrap();
         let st = db.prepare("SELECT $1::text").await.unwrap();
         db.query_one(&st, &[&"x"]).await.unwrap();

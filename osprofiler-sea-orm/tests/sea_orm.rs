@@ -29,16 +29,6 @@ mod user {
 /// trace_sql is process-wide: these tests take turns.
 static SERIAL: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
 
-async fn traced_run<F: std::future::Future<Output = ()>>(f: F) -> Vec<Value> {
-    let base = osp::trace_scope(async {
-        let p = osp::init("k", None, None).unwrap();
-        f.await;
-        p.base_id().to_string()
-    })
-    .await;
-    messages_of(&base)
-}
-
 async fn scenario(db: DatabaseConnection, system: &str) {
     let db = Traced::new(db).database("test");
     db.inner()

@@ -51,17 +51,7 @@ fn traced_pool_allocates_like_the_raw_one_without_a_trace() {
         assert!(raw[0] > 0, "the counter sees sqlx's allocations");
         // The driver's own buffer reuse makes the extremes wander by a couple of allocations
         // from run to run; an allocation added per call would move the median and the mode.
-        let mode = |v: &[usize]| {
-            let mut best = (0, 0);
-            for x in v {
-                let n = v.iter().filter(|y| *y == x).count();
-                if n > best.1 {
-                    best = (*x, n);
-                }
-            }
-            best.0
-        };
         assert_eq!(wrapped[N / 2], raw[N / 2], "median per call");
-        assert_eq!(mode(&wrapped), mode(&raw), "most common count per call");
+        assert_eq!(osprofiler_testkit::mode(&wrapped), osprofiler_testkit::mode(&raw), "most common count per call");
     });
 }

@@ -11,16 +11,6 @@ use serde_json::{Value, json};
 /// trace_sql is process-wide: these tests take turns.
 static SERIAL: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
 
-async fn traced_run<F: std::future::Future<Output = ()>>(f: F) -> Vec<Value> {
-    let base = osp::trace_scope(async {
-        let p = osp::init("k", None, None).unwrap();
-        f.await;
-        p.base_id().to_string()
-    })
-    .await;
-    messages_of(&base)
-}
-
 async fn postgres() -> Traced<sqlx::PgPool> {
     let pool = sqlx::PgPool::connect("postgres://postgres@127.0.0.1:5432/test")
         .await

@@ -111,3 +111,26 @@ unsafe impl std::alloc::GlobalAlloc for Counting {
         unsafe { std::alloc::System.dealloc(ptr, layout) }
     }
 }
+
+/// Runs `f` inside a fresh trace (in its own scope) and returns the trace's messages.
+pub async fn traced_run<F: std::future::Future<Output = ()>>(f: F) -> Vec<Value> {
+    let base = osprofiler_core::trace_scope(async {
+        let p = osprofiler_core::init("k", None, None).expect("profiling is enabled");
+        f.await;
+        p.base_id().to_string()
+    })
+    .await;
+    messages_of(&base)
+}
+
+/// The most common value (the first of equals); 0 for an empty slice.
+pub fn mode(v: &[usize]) -> usize {
+    let mut best = (0, 0);
+    for x in v {
+        let n = v.iter().filter(|y| *y == x).count();
+        if n > best.1 {
+            best = (*x, n);
+        }
+    }
+    best.0
+}
