@@ -246,8 +246,15 @@ impl Stamp {
 }
 
 /// Wall-clock time from the cycle counter: an anchor pairs a counter reading with the system
-/// clock, refreshed every second so that clock adjustments (NTP) are followed.
+/// clock, and a new anchor is taken when the newest is over a second old, so that clock
+/// adjustments (NTP) are followed.
+///
+/// A reading is always converted with the newest anchor taken before it, so converting the
+/// same message twice gives the same time (a message serialized by two drivers, or read back
+/// and compared, never changes its timestamp), and times within one anchor's second are
+/// monotonic.
 pub(crate) mod clock {
+    use std::collections::VecDeque;
     use std::sync::{Mutex, OnceLock};
     use std::time::{Duration, Instant};
 
@@ -272,21 +279,33 @@ pub(crate) mod clock {
         taken: Instant,
     }
 
+    /// Anchors kept: readings older than the oldest use the oldest (a message that waited over
+    /// ten minutes to be serialized).
+    const KEPT: usize = 600;
+
     pub(crate) fn wall_micros(raw: u64) -> i64 {
-        static ANCHOR: Mutex<Option<Anchor>> = Mutex::new(None);
+        static ANCHORS: Mutex<VecDeque<Anchor>> = Mutex::new(VecDeque::new());
         let c = clock();
-        let mut slot = ANCHOR.lock().unwrap_or_else(|e| e.into_inner());
-        if slot
-            .as_ref()
+        let mut anchors = ANCHORS.lock().unwrap_or_else(|e| e.into_inner());
+        if anchors
+            .back()
             .is_none_or(|a| a.taken.elapsed() > Duration::from_secs(1))
         {
-            *slot = Some(Anchor {
+            if anchors.len() == KEPT {
+                anchors.pop_front();
+            }
+            anchors.push_back(Anchor {
                 raw: c.raw(),
                 wall_us: super::now_micros(),
                 taken: Instant::now(),
             });
         }
-        let a = slot.as_ref().map_or((0, 0), |a| (a.raw, a.wall_us));
+        let a = anchors
+            .iter()
+            .rev()
+            .find(|a| a.raw <= raw)
+            .or(anchors.front())
+            .map_or((0, 0), |a| (a.raw, a.wall_us));
         if raw >= a.0 {
             a.1 + c.delta(a.0, raw).as_micros() as i64
         } else {
@@ -516,6 +535,16 @@ impl Serialize for Message {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_stamp_converts_to_the_same_time_after_the_clock_is_re_anchored() {
+        let stamp = Stamp::now();
+        let first = stamp.micros();
+        std::thread::sleep(std::time::Duration::from_millis(1100));
+        let later = Stamp::now().micros(); // takes a new anchor
+        assert!(later > first);
+        assert_eq!(stamp.micros(), first);
+    }
 
     #[test]
     fn timestamps_round_trip_and_match_python_format() {

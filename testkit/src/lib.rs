@@ -134,3 +134,44 @@ pub fn mode(v: &[usize]) -> usize {
     }
     best.0
 }
+
+/// A notifier that keeps every message as a [`osprofiler_core::Message`], for feeding drivers
+/// directly. Installed as the global notifier by [`captured_trace`] (use it instead of
+/// [`collector`] in a test binary).
+struct Capture(std::sync::Mutex<Vec<osprofiler_core::Message>>);
+
+impl notifier::Notifier for Capture {
+    fn notify(&self, message: osprofiler_core::Message) {
+        self.0
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .push(message);
+    }
+}
+
+/// Runs `f` inside a new trace and returns the trace's base id and the messages it sent, as
+/// `Message` values in emission order. Messages carry project `proj`, service `svc` and host
+/// `test-host`. Safe to call from parallel tests: each gets its own trace.
+pub fn captured_trace(f: impl FnOnce()) -> (String, Vec<osprofiler_core::Message>) {
+    static C: OnceLock<Arc<Capture>> = OnceLock::new();
+    let cap = C.get_or_init(|| {
+        osprofiler_core::set_identity(Some("proj"), Some("svc"), Some("test-host"));
+        osprofiler_core::set_enabled(true);
+        let c = Arc::new(Capture(Default::default()));
+        notifier::set(c.clone());
+        c
+    });
+    let base_id = {
+        let p = osprofiler_core::init("SECRET_KEY", None, None).expect("profiling enabled");
+        let id = base(&p);
+        f();
+        osprofiler_core::clean();
+        id
+    };
+    let mut all = cap.0.lock().unwrap_or_else(|e| e.into_inner());
+    let (mine, rest): (Vec<_>, Vec<_>) = all
+        .drain(..)
+        .partition(|m| m.base_id().to_text() == base_id);
+    *all = rest;
+    (base_id, mine)
+}

@@ -1,0 +1,124 @@
+//! Collector drivers for [osprofiler-rs](osprofiler_core): where trace points are stored and
+//! read back, chosen by a connection string as in Python OSProfiler.
+//!
+//! | connection string | driver | feature |
+//! |---|---|---|
+//! | `sqlite://<path>`, `sqlite://:memory:` | [`SqlDriver`], the embedded default: no server | `sqlite` |
+//! | `postgresql://user@host:port/db` (`postgres://`) | [`SqlDriver`] | `postgres` |
+//! | `mysql://user@host:port/db` (`mariadb://`) | [`SqlDriver`] | `mysql` |
+//! | `redis://[:password@]host[:port][/db]` | [`RedisDriver`], byte-compatible with Python's | `redis` |
+//! | `jaeger://…` | an error pointing to OTLP (the Jaeger client protocol is retired) | |
+//!
+//! Call [`register`] once (or use [`init_from_conf`] / [`open`], which do) so that
+//! `osprofiler_core::init_from_conf` finds these schemes.
+//!
+//! Drivers are called by the core's queue notifier on its own thread: a slow or unreachable
+//! collector never blocks traced code. Messages wait in the bounded queue and are retried;
+//! network drivers connect lazily and reconnect after errors.
+//!
+//! ```
+//! use osprofiler_core::{self as osp, ProfilerConfig, Trace};
+//! let path = std::env::temp_dir().join(format!("osp-doc-{}.db", std::process::id()));
+//! let conf = ProfilerConfig::builder()
+//!     .enabled(true)
+//!     .connection_string(format!("sqlite://{}", path.display()))
+//!     .build();
+//! let guard = osprofiler_collectors::init_from_conf(&conf, "demo", "api", None).unwrap();
+//!
+//! osp::init("SECRET_KEY", None, None);
+//! let base_id = osp::get().unwrap().base_id().to_string();
+//! drop(Trace::new("db", || osp::info!({"db": {"statement": "SELECT 1"}})));
+//! osp::clean();
+//! assert!(guard.flush(std::time::Duration::from_secs(5)));
+//!
+//! let db = osprofiler_collectors::open(&conf.connection_string, &conf).unwrap();
+//! let report = db.get_report(&base_id).unwrap();
+//! assert_eq!(report.to_value()["children"][0]["info"]["name"], "db");
+//! # drop(guard); let _ = std::fs::remove_file(&path);
+//! ```
+
+use osprofiler_core::notifier::{Driver, DriverError};
+use osprofiler_core::{InitError, NotifierGuard, ProfilerConfig};
+use std::sync::{Arc, Once};
+
+#[cfg(feature = "redis")]
+mod redis;
+#[cfg(feature = "_sql")]
+mod sql;
+
+#[cfg(feature = "redis")]
+pub use crate::redis::RedisDriver;
+#[cfg(feature = "_sql")]
+pub use crate::sql::SqlDriver;
+
+/// The connection string the CLI and the demo use when none is given: an SQLite file in the
+/// current directory.
+pub const DEFAULT_CONNECTION_STRING: &str = "sqlite://osprofiler.db";
+
+/// Registers every driver of this build with the core's driver registry. Idempotent.
+pub fn register() {
+    static ONCE: Once = Once::new();
+    ONCE.call_once(|| {
+        #[cfg(feature = "_sql")]
+        for scheme in [
+            "sqlite",
+            "postgres",
+            "postgresql",
+            "postgresql+psycopg2",
+            "mysql",
+            "mysql+pymysql",
+            "mariadb",
+        ] {
+            osprofiler_core::register_driver(scheme, |cs, _| {
+                Ok(Arc::new(SqlDriver::open(cs)?) as Arc<dyn Driver>)
+            });
+        }
+        #[cfg(feature = "redis")]
+        for scheme in ["redis", "rediss"] {
+            osprofiler_core::register_driver(scheme, |cs, conf| {
+                Ok(Arc::new(RedisDriver::open(cs, conf.filter_error_trace)?) as Arc<dyn Driver>)
+            });
+        }
+        osprofiler_core::register_driver("jaeger", |_, _| {
+            Err(DriverError::new(
+                "the Jaeger client protocol is retired and not supported; Jaeger ingests OTLP: \
+                 use otlp://<jaeger-host>:4318",
+            ))
+        });
+        for scheme in ["mongodb", "elasticsearch", "loginsight", "redissentinel"] {
+            osprofiler_core::register_driver(scheme, |cs, _| {
+                Err(DriverError::new(format!(
+                    "Python OSProfiler's {} driver is not supported by osprofiler-rs \
+                     (use sqlite://, postgresql://, mysql:// or redis://)",
+                    cs.split("://").next().unwrap_or_default()
+                )))
+            });
+        }
+    });
+}
+
+/// The driver for `connection_string` (after [`register`]); errors name the string (password
+/// redacted) and, for an unknown scheme, the known ones.
+///
+/// ```
+/// let conf = osprofiler_core::ProfilerConfig::default();
+/// let e = osprofiler_collectors::open("jaeger://localhost:6831", &conf).map(drop).unwrap_err();
+/// assert!(e.to_string().contains("otlp://"));
+/// let e = osprofiler_collectors::open("nosuch://x", &conf).map(drop).unwrap_err();
+/// assert!(e.to_string().contains("\"nosuch\""));
+/// ```
+pub fn open(connection_string: &str, conf: &ProfilerConfig) -> Result<Arc<dyn Driver>, InitError> {
+    register();
+    osprofiler_core::create_driver(connection_string, conf)
+}
+
+/// [`osprofiler_core::init_from_conf`] with this crate's drivers registered.
+pub fn init_from_conf(
+    conf: &ProfilerConfig,
+    project: &str,
+    service: &str,
+    host: Option<&str>,
+) -> Result<NotifierGuard, InitError> {
+    register();
+    osprofiler_core::init_from_conf(conf, project, service, host)
+}

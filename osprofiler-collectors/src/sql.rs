@@ -1,0 +1,459 @@
+//! The SQL collector: SQLite (embedded, the default), PostgreSQL and MySQL/MariaDB.
+//!
+//! One table, `data`, laid out as OSProfiler's SQLAlchemy driver lays it out (so existing
+//! schemas and queries keep working): `id`, `timestamp`, `base_id`, `parent_id`, `trace_id`,
+//! `project`, `host`, `service`, `name` and `data` (the message's remaining keys, `info`
+//! included, as JSON text), with an index `ix_data_<column>` on every column but `id` and
+//! `data`. Unlike the Python driver, every batch is one multi-row `INSERT` in a committed
+//! transaction, and traces can be read, listed and listed by error.
+
+use osprofiler_core::Message;
+use osprofiler_core::notifier::{Driver, DriverError, TraceSummary};
+use serde_json::{Map, Value};
+use sqlx::{AssertSqlSafe, QueryBuilder, Row};
+use std::future::Future;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::Duration;
+
+/// Columns of the `data` table besides `id` and `data`, in insert order.
+const COLUMNS: [&str; 8] = [
+    "timestamp",
+    "base_id",
+    "parent_id",
+    "trace_id",
+    "project",
+    "host",
+    "service",
+    "name",
+];
+
+/// Rows per `INSERT` statement (9 binds each: well under every backend's bind limit).
+const ROWS_PER_INSERT: usize = 1000;
+
+enum Pool {
+    #[cfg(feature = "sqlite")]
+    Sqlite(sqlx::SqlitePool),
+    #[cfg(feature = "postgres")]
+    Postgres(sqlx::PgPool),
+    #[cfg(feature = "mysql")]
+    MySql(sqlx::MySqlPool),
+}
+
+/// Runs `$body` with `$p` bound to the concrete pool, whatever the backend.
+macro_rules! with_pool {
+    ($pool:expr, $p:ident => $body:expr) => {
+        match $pool {
+            #[cfg(feature = "sqlite")]
+            Pool::Sqlite($p) => $body,
+            #[cfg(feature = "postgres")]
+            Pool::Postgres($p) => $body,
+            #[cfg(feature = "mysql")]
+            Pool::MySql($p) => $body,
+        }
+    };
+}
+
+/// A collector storing messages in an SQL database (see the [module docs](self)).
+///
+/// Created from a connection string by [`crate::open`] or the notifier set-up: `sqlite://<path>`
+/// (`sqlite://:memory:` for a private in-memory database), `postgresql://…`, `mysql://…`.
+/// SQLAlchemy-style `+driver` suffixes (`postgresql+psycopg2://`) are accepted.
+///
+/// ```
+/// use osprofiler_collectors::SqlDriver;
+/// use osprofiler_core::notifier::Driver;
+/// let db = SqlDriver::open("sqlite://:memory:").unwrap();
+/// assert!(db.list_traces().unwrap().is_empty());
+/// ```
+pub struct SqlDriver {
+    name: &'static str,
+    pool: Pool,
+    /// `Some` until drop; a runtime of its own, so the driver works from any thread.
+    rt: Option<tokio::runtime::Runtime>,
+    schema_ready: AtomicBool,
+}
+
+impl std::fmt::Debug for SqlDriver {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("SqlDriver")
+            .field("backend", &self.name)
+            .finish_non_exhaustive()
+    }
+}
+
+fn db_err(what: &str, e: impl std::error::Error + Send + Sync + 'static) -> DriverError {
+    DriverError::with_source(what.to_owned(), e)
+}
+
+impl SqlDriver {
+    /// Opens (lazily: no connection is made until the first read or write, except for SQLite,
+    /// whose file is created and checked at once) the database named by `connection_string`.
+    pub fn open(connection_string: &str) -> Result<SqlDriver, DriverError> {
+        let (scheme, rest) = connection_string
+            .split_once("://")
+            .ok_or_else(|| DriverError::new("expected <scheme>://..."))?;
+        let backend = scheme
+            .split('+')
+            .next()
+            .unwrap_or_default()
+            .to_ascii_lowercase();
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .map_err(|e| db_err("cannot start the collector's runtime", e))?;
+        // sqlx pools must be created inside the runtime that drives their connections.
+        let _enter = rt.enter();
+        let (name, pool) = match backend.as_str() {
+            #[cfg(feature = "sqlite")]
+            "sqlite" => {
+                use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqliteSynchronous};
+                use std::str::FromStr;
+                let memory = rest.is_empty() || rest.starts_with(":memory:");
+                let mut o = SqliteConnectOptions::from_str(&format!("sqlite://{rest}"))
+                    .map_err(|e| db_err("bad sqlite:// connection string", e))?
+                    .create_if_missing(true)
+                    .busy_timeout(Duration::from_secs(5));
+                if !memory {
+                    o = o
+                        .journal_mode(SqliteJournalMode::Wal)
+                        .synchronous(SqliteSynchronous::Normal);
+                }
+                // An in-memory database lives as long as its one connection.
+                let opts = pool_options();
+                let opts = if memory {
+                    opts.max_connections(1)
+                        .min_connections(1)
+                        .idle_timeout(None)
+                        .max_lifetime(None)
+                } else {
+                    opts
+                };
+                ("sqlite", Pool::Sqlite(opts.connect_lazy_with(o)))
+            }
+            #[cfg(feature = "postgres")]
+            "postgres" | "postgresql" => {
+                use std::str::FromStr;
+                let o = sqlx::postgres::PgConnectOptions::from_str(&format!("postgresql://{rest}"))
+                    .map_err(|e| db_err("bad postgresql:// connection string", e))?;
+                (
+                    "postgresql",
+                    Pool::Postgres(pool_options().connect_lazy_with(o)),
+                )
+            }
+            #[cfg(feature = "mysql")]
+            "mysql" | "mariadb" => {
+                use std::str::FromStr;
+                let o = sqlx::mysql::MySqlConnectOptions::from_str(&format!("mysql://{rest}"))
+                    .map_err(|e| db_err("bad mysql:// connection string", e))?;
+                ("mysql", Pool::MySql(pool_options().connect_lazy_with(o)))
+            }
+            other => {
+                return Err(DriverError::new(format!(
+                    "the SQL collector has no backend {other:?} in this build (features: {})",
+                    enabled_backends()
+                )));
+            }
+        };
+        drop(_enter);
+        let driver = SqlDriver {
+            name,
+            pool,
+            rt: Some(rt),
+            schema_ready: AtomicBool::new(false),
+        };
+        if name == "sqlite" {
+            driver.run(driver.ensure_schema())?;
+        }
+        Ok(driver)
+    }
+
+    /// Runs `fut` on the driver's runtime. From inside another Tokio runtime (the CLI, a test)
+    /// blocking that runtime's thread is not allowed, so the work moves to a scoped thread.
+    fn run<F: Future + Send>(&self, fut: F) -> F::Output
+    where
+        F::Output: Send,
+    {
+        let rt = self.rt.as_ref().expect("runtime lives until drop");
+        if tokio::runtime::Handle::try_current().is_ok() {
+            std::thread::scope(|s| {
+                s.spawn(|| rt.block_on(fut))
+                    .join()
+                    .unwrap_or_else(|p| std::panic::resume_unwind(p))
+            })
+        } else {
+            rt.block_on(fut)
+        }
+    }
+
+    fn create_table_sql(&self) -> String {
+        let (id, json, inline_indexes) = match self.name {
+            "postgresql" => ("id SERIAL PRIMARY KEY", "JSON", false),
+            "mysql" => ("id INTEGER AUTO_INCREMENT PRIMARY KEY", "JSON", true),
+            _ => ("id INTEGER PRIMARY KEY", "JSON", false),
+        };
+        let mut sql = format!("CREATE TABLE IF NOT EXISTS data ({id}");
+        for c in COLUMNS {
+            let len = if c == "timestamp" { 26 } else { 255 };
+            sql.push_str(&format!(", {c} VARCHAR({len})"));
+        }
+        sql.push_str(&format!(", data {json}"));
+        if inline_indexes {
+            // MySQL has no CREATE INDEX IF NOT EXISTS.
+            for c in COLUMNS {
+                sql.push_str(&format!(", INDEX ix_data_{c} ({c})"));
+            }
+        }
+        sql.push(')');
+        sql
+    }
+
+    async fn ensure_schema(&self) -> Result<(), DriverError> {
+        if self.schema_ready.load(Ordering::Acquire) {
+            return Ok(());
+        }
+        let mut statements = vec![self.create_table_sql()];
+        if self.name != "mysql" {
+            statements.extend(
+                COLUMNS
+                    .iter()
+                    .map(|c| format!("CREATE INDEX IF NOT EXISTS ix_data_{c} ON data ({c})")),
+            );
+        }
+        with_pool!(&self.pool, p => {
+            for s in statements {
+                sqlx::query(AssertSqlSafe(s))
+                    .execute(p)
+                    .await
+                    .map_err(|e| db_err(&format!("cannot create the {} table `data`", self.name), e))?;
+            }
+        });
+        self.schema_ready.store(true, Ordering::Release);
+        Ok(())
+    }
+
+    async fn insert(&self, batch: &[Message]) -> Result<(), DriverError> {
+        self.ensure_schema().await?;
+        let rows: Vec<[Option<String>; 9]> = batch.iter().map(row_of).collect();
+        let cast = if self.name == "postgresql" {
+            "::json"
+        } else {
+            ""
+        };
+        with_pool!(&self.pool, p => {
+            let mut tx = p.begin().await.map_err(|e| db_err("cannot begin", e))?;
+            for chunk in rows.chunks(ROWS_PER_INSERT) {
+                let mut q = QueryBuilder::new(format!(
+                    "INSERT INTO data ({}, data) ",
+                    COLUMNS.join(", ")
+                ));
+                q.push_values(chunk, |mut b, row| {
+                    for v in &row[..8] {
+                        b.push_bind(v.clone());
+                    }
+                    b.push_bind(row[8].clone()).push_unseparated(cast);
+                });
+                q.build()
+                    .execute(&mut *tx)
+                    .await
+                    .map_err(|e| db_err("cannot insert messages", e))?;
+            }
+            tx.commit().await.map_err(|e| db_err("cannot commit", e))?;
+        });
+        Ok(())
+    }
+
+    async fn select_trace(&self, base_id: &str) -> Result<Vec<Value>, DriverError> {
+        self.ensure_schema().await?;
+        let data = if self.name == "sqlite" {
+            "data"
+        } else if self.name == "mysql" {
+            "CAST(data AS CHAR)"
+        } else {
+            "data::text"
+        };
+        let sql = format!(
+            "SELECT {}, {data} FROM data WHERE base_id = {} ORDER BY id",
+            COLUMNS.join(", "),
+            if self.name == "postgresql" { "$1" } else { "?" }
+        );
+        let mut out = Vec::new();
+        with_pool!(&self.pool, p => {
+            let rows = sqlx::query(AssertSqlSafe(sql))
+                .bind(base_id)
+                .fetch_all(p)
+                .await
+                .map_err(|e| db_err("cannot read the trace", e))?;
+            for r in rows {
+                let mut cols: Vec<Option<String>> = Vec::with_capacity(9);
+                for i in 0..9 {
+                    cols.push(r.try_get(i).map_err(|e| db_err("bad row in table `data`", e))?);
+                }
+                out.push(message_of(cols));
+            }
+        });
+        Ok(out)
+    }
+
+    async fn summaries(&self, only_errors: bool) -> Result<Vec<TraceSummary>, DriverError> {
+        self.ensure_schema().await?;
+        let mut out = Vec::new();
+        if !only_errors {
+            let sql = "SELECT base_id, MIN(timestamp) FROM data GROUP BY base_id ORDER BY 2";
+            with_pool!(&self.pool, p => {
+                for r in sqlx::query(sql).fetch_all(p).await.map_err(|e| db_err("cannot list traces", e))? {
+                    let base_id: Option<String> = r.try_get(0).map_err(|e| db_err("bad row", e))?;
+                    let timestamp: Option<String> = r.try_get(1).map_err(|e| db_err("bad row", e))?;
+                    if let Some(base_id) = base_id {
+                        out.push(TraceSummary { base_id, timestamp: timestamp.unwrap_or_default() });
+                    }
+                }
+            });
+            return Ok(out);
+        }
+        // Candidates by text, confirmed by parsing: an error message's info has a non-null etype.
+        let data = match self.name {
+            "mysql" => "CAST(data AS CHAR)",
+            "postgresql" => "data::text",
+            _ => "data",
+        };
+        let sql = format!(
+            "SELECT base_id, timestamp, {data} FROM data WHERE {data} LIKE '%\"etype\"%' ORDER BY timestamp"
+        );
+        with_pool!(&self.pool, p => {
+            for r in sqlx::query(AssertSqlSafe(sql)).fetch_all(p).await.map_err(|e| db_err("cannot list error traces", e))? {
+                let base_id: Option<String> = r.try_get(0).map_err(|e| db_err("bad row", e))?;
+                let timestamp: Option<String> = r.try_get(1).map_err(|e| db_err("bad row", e))?;
+                let data: Option<String> = r.try_get(2).map_err(|e| db_err("bad row", e))?;
+                let is_error = data
+                    .and_then(|d| serde_json::from_str::<Value>(&d).ok())
+                    .is_some_and(|d| d["info"].get("etype").is_some_and(|e| !e.is_null()));
+                if let (true, Some(base_id)) = (is_error, base_id)
+                    && !out.iter().any(|s: &TraceSummary| s.base_id == base_id)
+                {
+                    out.push(TraceSummary { base_id, timestamp: timestamp.unwrap_or_default() });
+                }
+            }
+        });
+        Ok(out)
+    }
+}
+
+fn pool_options<DB: sqlx::Database>() -> sqlx::pool::PoolOptions<DB> {
+    sqlx::pool::PoolOptions::new()
+        .acquire_timeout(Duration::from_secs(5))
+        .max_connections(2)
+}
+
+fn enabled_backends() -> String {
+    [
+        (cfg!(feature = "sqlite"), "sqlite"),
+        (cfg!(feature = "postgres"), "postgres"),
+        (cfg!(feature = "mysql"), "mysql"),
+    ]
+    .iter()
+    .filter(|(on, _)| *on)
+    .map(|(_, n)| *n)
+    .collect::<Vec<_>>()
+    .join(", ")
+}
+
+/// A message as a row: the eight columns, then `data` (every other key, as Python's driver
+/// stores it). The host column is the message's `info.host`.
+fn row_of(m: &Message) -> [Option<String>; 9] {
+    let v = m.to_value();
+    let Value::Object(mut obj) = v else {
+        return Default::default();
+    };
+    let mut take = |k: &str| match obj.remove(k) {
+        Some(Value::String(s)) => Some(s),
+        Some(Value::Null) | None => None,
+        Some(other) => Some(other.to_string()),
+    };
+    let timestamp = take("timestamp");
+    let base_id = take("base_id");
+    let parent_id = take("parent_id");
+    let trace_id = take("trace_id");
+    let project = take("project");
+    let service = take("service");
+    let name = take("name");
+    let host = obj
+        .get("info")
+        .and_then(|i| i.get("host"))
+        .and_then(Value::as_str)
+        .map(str::to_owned);
+    let data = osprofiler_core::pyjson::to_string(&obj);
+    [
+        timestamp,
+        base_id,
+        parent_id,
+        trace_id,
+        project,
+        host,
+        service,
+        name,
+        Some(data),
+    ]
+}
+
+/// A stored row back as the message Python's drivers return.
+fn message_of(cols: Vec<Option<String>>) -> Value {
+    let mut cols = cols.into_iter();
+    let mut next = || cols.next().flatten();
+    let (timestamp, base_id, parent_id, trace_id, project, _host, service, name, data) = (
+        next(),
+        next(),
+        next(),
+        next(),
+        next(),
+        next(),
+        next(),
+        next(),
+        next(),
+    );
+    let mut m = Map::new();
+    m.insert("name".into(), name.into());
+    m.insert("base_id".into(), base_id.into());
+    m.insert("trace_id".into(), trace_id.into());
+    m.insert("parent_id".into(), parent_id.into());
+    m.insert("timestamp".into(), timestamp.into());
+    if let Some(Value::Object(rest)) = data.and_then(|d| serde_json::from_str(&d).ok()) {
+        m.extend(rest);
+    }
+    m.insert("project".into(), project.into());
+    m.insert("service".into(), service.into());
+    Value::Object(m)
+}
+
+impl Driver for SqlDriver {
+    fn name(&self) -> &str {
+        self.name
+    }
+
+    fn notify(&self, batch: &[Message]) -> Result<(), DriverError> {
+        if batch.is_empty() {
+            return Ok(());
+        }
+        self.run(self.insert(batch))
+    }
+
+    fn trace_messages(&self, base_id: &str) -> Result<Vec<Value>, DriverError> {
+        self.run(self.select_trace(base_id))
+    }
+
+    fn list_traces(&self) -> Result<Vec<TraceSummary>, DriverError> {
+        self.run(self.summaries(false))
+    }
+
+    fn list_error_traces(&self) -> Result<Vec<TraceSummary>, DriverError> {
+        self.run(self.summaries(true))
+    }
+}
+
+impl Drop for SqlDriver {
+    fn drop(&mut self) {
+        // Dropping a runtime inside another runtime panics; this never blocks.
+        if let Some(rt) = self.rt.take() {
+            rt.shutdown_background();
+        }
+    }
+}

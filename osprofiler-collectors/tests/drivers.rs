@@ -1,0 +1,265 @@
+//! Every driver against its real back end: SQLite (memory and file), PostgreSQL
+//! (127.0.0.1:5432), MariaDB (127.0.0.1:3306) and Redis (127.0.0.1:6379). What is written is
+//! read back unchanged, reports equal the core's report of the same messages, listings find the
+//! trace, error listings find only error traces.
+
+use osprofiler_collectors::{RedisDriver, SqlDriver};
+use osprofiler_core::notifier::Driver;
+use osprofiler_core::{self as osp, Message, ProfilerConfig, Report, Trace};
+use osprofiler_testkit::captured_trace;
+use serde_json::Value;
+
+const PG: &str = "postgresql://postgres@127.0.0.1:5432/test";
+const MY: &str = "mysql://root@127.0.0.1:3306/test";
+const REDIS: &str = "redis://127.0.0.1:6379";
+
+/// A trace with nesting, SQL, non-ASCII text and one failed point.
+fn error_trace() -> (String, Vec<Message>) {
+    captured_trace(|| {
+        let _wsgi = Trace::new(
+            "wsgi",
+            || osp::info!({"request": {"path": "/v1/ünïcode", "method": "GET", "query": "", "scheme": "http"}}),
+        );
+        drop(Trace::new(
+            "db",
+            || osp::info!({"db": {"statement": "SELECT 'it''s' -- \"etype\"", "system": "sqlite"}}),
+        ));
+        let mut failing = Trace::new("db", || osp::info!({"db": {"statement": "SELEC 1"}}));
+        failing.error_with("OperationalError", "syntax error near \"SELEC\"");
+    })
+}
+
+/// A trace without errors (its statement mentions "etype" to fool a text search).
+fn ok_trace() -> (String, Vec<Message>) {
+    captured_trace(|| {
+        drop(Trace::new(
+            "db",
+            || osp::info!({"db": {"statement": "SELECT '\"etype\": 1'"}}),
+        ));
+    })
+}
+
+fn values(msgs: &[Message]) -> Vec<Value> {
+    msgs.iter().map(Message::to_value).collect()
+}
+
+fn service_hint(name: &str) -> &'static str {
+    match name {
+        "postgresql" => "PostgreSQL at 127.0.0.1:5432 (database test)",
+        "mysql" => "MariaDB at 127.0.0.1:3306 (database test)",
+        "redis" => "Redis at 127.0.0.1:6379",
+        _ => "SQLite",
+    }
+}
+
+/// Equal lists, reported by their first difference (not by printing thousands of messages).
+fn same(got: &[Value], want: &[Value], driver: &str) {
+    if let Some(i) = (0..got.len().max(want.len())).find(|&i| got.get(i) != want.get(i)) {
+        panic!(
+            "{driver}: {} messages read back, {} sent; first difference at {i}:\n got  {:?}\n want {:?}",
+            got.len(),
+            want.len(),
+            got.get(i),
+            want.get(i)
+        );
+    }
+}
+
+/// The checks every driver must pass.
+fn round_trip(driver: &dyn Driver) {
+    let hint = service_hint(driver.name());
+    let (bad, bad_msgs) = error_trace();
+    let (good, good_msgs) = ok_trace();
+    driver
+        .notify(&bad_msgs)
+        .unwrap_or_else(|e| panic!("store in {hint}: {e}"));
+    driver
+        .notify(&good_msgs)
+        .unwrap_or_else(|e| panic!("store in {hint}: {e}"));
+
+    let back = driver.trace_messages(&bad).expect("read back");
+    same(&back, &values(&bad_msgs), driver.name());
+    assert_eq!(
+        driver.get_report(&bad).unwrap(),
+        Report::build(&values(&bad_msgs))
+    );
+    let report = driver.get_report(&bad).unwrap().into_value();
+    assert_eq!(report["children"][0]["info"]["name"], "wsgi");
+    assert_eq!(
+        report["children"][0]["children"][1]["info"]["exception"],
+        "OperationalError"
+    );
+
+    let listed = driver.list_traces().unwrap();
+    let first_ts = bad_msgs[0].timestamp();
+    assert!(
+        listed
+            .iter()
+            .any(|t| t.base_id == bad && t.timestamp == first_ts),
+        "{} list_traces lacks {bad} at {first_ts}",
+        driver.name()
+    );
+    assert!(listed.iter().any(|t| t.base_id == good));
+    let errors = driver.list_error_traces().unwrap();
+    assert!(
+        errors.iter().any(|t| t.base_id == bad),
+        "{} error list",
+        driver.name()
+    );
+    assert!(
+        !errors.iter().any(|t| t.base_id == good),
+        "{} lists an ok trace as error",
+        driver.name()
+    );
+    assert!(driver.trace_messages("no-such-trace").unwrap().is_empty());
+}
+
+/// More rows than one INSERT statement takes, in one batch.
+fn big_batch(driver: &dyn Driver) {
+    let (base, msgs) = captured_trace(|| {
+        for i in 0..1500 {
+            drop(Trace::new("db", || osp::info!({"i": i})));
+        }
+    });
+    assert_eq!(msgs.len(), 3000);
+    driver.notify(&msgs).unwrap();
+    let back = driver.trace_messages(&base).unwrap();
+    same(&back, &values(&msgs), driver.name());
+}
+
+#[test]
+fn sqlite_in_memory() {
+    let d = SqlDriver::open("sqlite://:memory:").unwrap();
+    round_trip(&d);
+    big_batch(&d);
+}
+
+#[test]
+fn sqlite_file_uses_wal_and_keeps_data_across_opens() {
+    let dir = std::env::temp_dir().join(format!("osp-sqlite-{}", uuid::Uuid::new_v4()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let path = dir.join("traces.db");
+    let cs = format!("sqlite://{}", path.display());
+    let (base, msgs) = {
+        let d = SqlDriver::open(&cs).unwrap();
+        round_trip(&d);
+        big_batch(&d);
+        let (base, msgs) = ok_trace();
+        d.notify(&msgs).unwrap();
+        assert!(
+            dir.join("traces.db-wal").exists(),
+            "SQLite file not in WAL mode"
+        );
+        (base, msgs)
+    };
+    let reopened = SqlDriver::open(&cs).unwrap();
+    assert_eq!(reopened.trace_messages(&base).unwrap(), values(&msgs));
+    drop(reopened);
+    std::fs::remove_dir_all(&dir).unwrap();
+}
+
+#[test]
+fn postgresql() {
+    let d = SqlDriver::open(PG).unwrap();
+    round_trip(&d);
+    big_batch(&d);
+}
+
+#[test]
+fn mysql_on_mariadb() {
+    let d = SqlDriver::open(MY).unwrap();
+    round_trip(&d);
+}
+
+#[test]
+fn redis_layout_is_pythons() {
+    let d = RedisDriver::open(REDIS, true).unwrap();
+    round_trip(&d);
+    big_batch(&d);
+
+    // Byte level: one list per trace, newest first, Python-style JSON; the error marker.
+    let (base, msgs) = error_trace();
+    d.notify(&msgs).unwrap();
+    let client = redis::Client::open(REDIS).unwrap();
+    let mut c = client
+        .get_connection()
+        .expect("Redis at 127.0.0.1:6379 is needed");
+    let raw: Vec<String> = redis::cmd("LRANGE")
+        .arg(format!("osprofiler_opt:{base}"))
+        .arg(0)
+        .arg(-1)
+        .query(&mut c)
+        .unwrap();
+    let expected: Vec<String> = msgs.iter().rev().map(Message::to_json).collect();
+    assert_eq!(raw, expected);
+    assert!(
+        raw.iter()
+            .any(|r| r.contains(r#""path": "/v1/\u00fcn\u00efcode""#))
+    );
+    let marker: String = redis::cmd("GET")
+        .arg(format!("osprofiler_error:{base}"))
+        .query(&mut c)
+        .unwrap();
+    let failed_stop = msgs.iter().find(|m| m.error_type().is_some()).unwrap();
+    assert_eq!(
+        marker,
+        format!(
+            r#"{{"base_id": "{base}", "timestamp": "{}"}}"#,
+            failed_stop.timestamp()
+        )
+    );
+}
+
+#[test]
+fn redis_without_filter_error_trace_sets_no_marker() {
+    let d = RedisDriver::open(REDIS, false).unwrap();
+    let (base, msgs) = error_trace();
+    d.notify(&msgs).unwrap();
+    assert!(
+        !d.list_error_traces()
+            .unwrap()
+            .iter()
+            .any(|t| t.base_id == base)
+    );
+    assert_eq!(d.trace_messages(&base).unwrap().len(), msgs.len());
+}
+
+fn open_err(cs: &str) -> String {
+    match osprofiler_collectors::open(cs, &ProfilerConfig::default()) {
+        Ok(d) => panic!("{cs} opened a {} driver", d.name()),
+        Err(e) => e.to_string(),
+    }
+}
+
+#[test]
+fn connection_strings_pick_drivers_and_bad_ones_are_named() {
+    let conf = ProfilerConfig::default();
+    for (cs, name) in [
+        ("sqlite://:memory:", "sqlite"),
+        (PG, "postgresql"),
+        (
+            "postgresql+psycopg2://postgres@127.0.0.1:5432/test",
+            "postgresql",
+        ),
+        ("postgres://postgres@127.0.0.1/test", "postgresql"),
+        (MY, "mysql"),
+        ("mysql+pymysql://root@127.0.0.1/test", "mysql"),
+        (REDIS, "redis"),
+    ] {
+        let d = osprofiler_collectors::open(cs, &conf).unwrap_or_else(|e| panic!("{cs}: {e}"));
+        assert_eq!(d.name(), name, "{cs}");
+    }
+    let e = open_err("sqlite:///no/such/dir/x.db");
+    assert!(e.contains("sqlite:///no/such/dir/x.db"), "{e}");
+    let e = open_err("redis://:secret@127.0.0.1:notaport");
+    assert!(e.contains("redis") && !e.contains("secret"), "{e}");
+    let e = open_err("jaeger://127.0.0.1:6831");
+    assert!(e.contains("otlp://"), "{e}");
+    let e = open_err("elasticsearch://127.0.0.1:9200");
+    assert!(e.contains("not supported"), "{e}");
+    let e = osprofiler_collectors::open("postgresql://postgres@127.0.0.1:1/test", &conf)
+        .expect("network drivers connect lazily")
+        .list_traces()
+        .unwrap_err();
+    assert!(!e.to_string().is_empty());
+}
