@@ -263,3 +263,72 @@ fn connection_strings_pick_drivers_and_bad_ones_are_named() {
         .unwrap_err();
     assert!(!e.to_string().is_empty());
 }
+
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+/// A Redis server of the test's own, so it can be stopped and started.
+fn start_redis(port: u16) -> std::process::Child {
+    let child = std::process::Command::new("redis-server")
+        .args(["--bind", "127.0.0.1", "--port", &port.to_string()])
+        .args(["--save", "", "--appendonly", "no"])
+        .stdout(std::process::Stdio::null())
+        .spawn()
+        .expect("redis-server (Redis) must be installed for this test");
+    for _ in 0..100 {
+        if std::net::TcpStream::connect(("127.0.0.1", port)).is_ok() {
+            return child;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+    panic!("redis-server on port {port} did not start");
+}
+
+#[test]
+fn redis_down_then_up_gets_every_queued_message() {
+    use osprofiler_core::notifier::{Notifier, QueueNotifier, QueueOptions};
+    use std::time::Duration;
+    let port = free_port();
+    let driver = std::sync::Arc::new(
+        RedisDriver::open(&format!("redis://127.0.0.1:{port}"), false).unwrap(),
+    );
+    let n = QueueNotifier::start(driver.clone(), QueueOptions::default()).unwrap();
+
+    // Down at start: messages are taken at once and wait.
+    let (first, msgs) = ok_trace();
+    for m in msgs {
+        n.notify(m);
+    }
+    assert!(!n.flush_for(Duration::from_millis(300)));
+    assert!(n.stats().driver_errors >= 1);
+
+    // Up: delivered without anyone asking.
+    let mut server = start_redis(port);
+    assert!(
+        n.flush_for(Duration::from_secs(10)),
+        "not delivered after Redis came up"
+    );
+    assert_eq!(driver.trace_messages(&first).unwrap().len(), 2);
+
+    // Restarted (the connection the driver holds is dead): reconnects by itself.
+    server.kill().unwrap();
+    server.wait().unwrap();
+    let mut server = start_redis(port);
+    let (second, msgs) = ok_trace();
+    for m in msgs {
+        n.notify(m);
+    }
+    assert!(
+        n.flush_for(Duration::from_secs(10)),
+        "not delivered after a Redis restart"
+    );
+    assert_eq!(driver.trace_messages(&second).unwrap().len(), 2);
+    assert_eq!(n.stats().dropped_full + n.stats().dropped_failed, 0);
+    server.kill().unwrap();
+    server.wait().unwrap();
+}
