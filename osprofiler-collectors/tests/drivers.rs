@@ -274,7 +274,7 @@ fn free_port() -> u16 {
 
 /// A Redis server of the test's own, so it can be stopped and started.
 fn start_redis(port: u16) -> std::process::Child {
-    let child = std::process::Command::new("redis-server")
+    let mut child = std::process::Command::new("redis-server")
         .args(["--bind", "127.0.0.1", "--port", &port.to_string()])
         .args(["--save", "", "--appendonly", "no"])
         .stdout(std::process::Stdio::null())
@@ -286,6 +286,8 @@ fn start_redis(port: u16) -> std::process::Child {
         }
         std::thread::sleep(std::time::Duration::from_millis(50));
     }
+    let _ = child.kill();
+    let _ = child.wait();
     panic!("redis-server on port {port} did not start");
 }
 
