@@ -1,1 +1,232 @@
-fn main() {}
+//! `osprofiler`: show and list stored traces, and run the demo.
+
+use clap::{Args, Parser, Subcommand};
+use osprofiler_cli::{CliError, demo};
+use osprofiler_collectors::DEFAULT_CONNECTION_STRING;
+use osprofiler_core::ReportOptions;
+use std::io::Write as _;
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+#[derive(Parser)]
+#[command(
+    name = "osprofiler",
+    version,
+    about = "Show OSProfiler traces stored by Rust or Python services, and run a demo"
+)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Args, Clone)]
+struct Conn {
+    /// Where traces are stored: sqlite://PATH, postgresql://…, mysql://…, redis://HOST:PORT
+    #[arg(long = "connection-string", env = "OSPROFILER_CONNECTION_STRING", default_value = DEFAULT_CONNECTION_STRING)]
+    connection_string: String,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Work with stored traces.
+    Trace {
+        #[command(subcommand)]
+        command: TraceCommand,
+    },
+    /// Start two demo services on loopback, send one traced request and show its trace.
+    Demo {
+        #[command(flatten)]
+        conn: Conn,
+        /// Where the demo services keep their SQLite databases (default: a temporary directory,
+        /// removed afterwards).
+        #[arg(long)]
+        dir: Option<PathBuf>,
+    },
+    /// The demo's worker service (started by `osprofiler demo`).
+    #[command(hide = true, name = "demo-worker")]
+    DemoWorker {
+        #[command(flatten)]
+        conn: Conn,
+        #[arg(long)]
+        dir: PathBuf,
+    },
+}
+
+#[derive(Subcommand)]
+enum TraceCommand {
+    /// Show one trace: a tree in the terminal (default), or JSON, HTML or DOT.
+    Show {
+        /// The trace's base id, or a report saved with --json.
+        trace: String,
+        #[command(flatten)]
+        conn: Conn,
+        /// Python's `osprofiler trace show --json` output.
+        #[arg(long, group = "format")]
+        json: bool,
+        /// One self-contained HTML page (works offline).
+        #[arg(long, group = "format")]
+        html: bool,
+        /// A Graphviz digraph.
+        #[arg(long, group = "format")]
+        dot: bool,
+        /// Write to FILE instead of standard output.
+        #[arg(long, value_name = "FILE")]
+        out: Option<PathBuf>,
+        /// Keep point names whole (`compute-api`); Python cuts them at the first `-`.
+        #[arg(long)]
+        keep_names: bool,
+    },
+    /// List stored traces (base id and first timestamp), oldest first.
+    List {
+        #[command(flatten)]
+        conn: Conn,
+        /// Only traces with an error point.
+        #[arg(long)]
+        error_trace: bool,
+    },
+}
+
+fn write_out(out: Option<&PathBuf>, text: &str) -> Result<(), CliError> {
+    match out {
+        Some(path) => std::fs::write(path, text)
+            .map_err(|e| CliError(format!("cannot write {}: {e}", path.display()))),
+        None => {
+            let mut so = std::io::stdout().lock();
+            let _ = so.write_all(text.as_bytes());
+            if !text.ends_with('\n') {
+                let _ = so.write_all(b"\n");
+            }
+            Ok(())
+        }
+    }
+}
+
+fn slow_notice(what: String) -> impl Drop {
+    struct Notice(Option<std::sync::mpsc::Sender<()>>);
+    impl Drop for Notice {
+        fn drop(&mut self) {
+            self.0.take();
+        }
+    }
+    let (tx, rx) = std::sync::mpsc::channel::<()>();
+    std::thread::spawn(move || {
+        if let Err(std::sync::mpsc::RecvTimeoutError::Timeout) =
+            rx.recv_timeout(std::time::Duration::from_secs(2))
+        {
+            eprintln!("{what} (still working)…");
+        }
+    });
+    Notice(Some(tx))
+}
+
+fn run(cli: Cli) -> Result<(), CliError> {
+    match cli.command {
+        Command::Trace {
+            command:
+                TraceCommand::Show {
+                    trace,
+                    conn,
+                    json,
+                    html,
+                    dot,
+                    out,
+                    keep_names,
+                },
+        } => {
+            let opts = ReportOptions {
+                keep_full_names: keep_names,
+            };
+            let report = {
+                let _n = slow_notice(format!(
+                    "reading trace {trace} from {}",
+                    osprofiler_core::redact(&conn.connection_string)
+                ));
+                osprofiler_cli::load_report(&trace, &conn.connection_string, opts)?
+            };
+            let text = if json {
+                osprofiler_cli::render_json(&report)
+            } else if html {
+                osprofiler_cli::render_html(&report, &trace)
+            } else if dot {
+                osprofiler_cli::render_dot(&report)
+            } else {
+                osprofiler_cli::render_terminal(&report)
+            };
+            write_out(out.as_ref(), &text)
+        }
+        Command::Trace {
+            command: TraceCommand::List { conn, error_trace },
+        } => {
+            let driver = osprofiler_cli::open_driver(&conn.connection_string)?;
+            let traces = {
+                let _n = slow_notice(format!(
+                    "listing traces in {}",
+                    osprofiler_core::redact(&conn.connection_string)
+                ));
+                if error_trace {
+                    driver.list_error_traces()
+                } else {
+                    driver.list_traces()
+                }
+            }
+            .map_err(|e| {
+                CliError(format!(
+                    "cannot list traces in {}: {e}",
+                    osprofiler_core::redact(&conn.connection_string)
+                ))
+            })?;
+            let mut text = format!("{:<36}  {}\n", "base_id", "timestamp");
+            for t in &traces {
+                text.push_str(&format!("{:<36}  {}\n", t.base_id, t.timestamp));
+            }
+            write_out(None, &text)
+        }
+        Command::Demo { conn, dir } => {
+            let exe = std::env::current_exe()
+                .map_err(|e| CliError(format!("demo: cannot find the osprofiler binary: {e}")))?;
+            let (dir, temporary) = match dir {
+                Some(d) => (d, false),
+                None => (demo::default_dir(), true),
+            };
+            let rt = runtime()?;
+            let result = rt.block_on(demo::run(&exe, &conn.connection_string, &dir));
+            if temporary {
+                let _ = std::fs::remove_dir_all(&dir);
+            }
+            let run = result?;
+            let mut text = osprofiler_cli::render_terminal(&run.report);
+            let cs = if conn.connection_string == DEFAULT_CONNECTION_STRING {
+                String::new()
+            } else {
+                format!(" --connection-string '{}'", conn.connection_string)
+            };
+            text.push_str(&format!(
+                "\ntrace {id} stored in {store}\n  osprofiler trace show {id}{cs} --html --out trace.html   # the interactive report\n  osprofiler trace show {id}{cs} --json                      # Python's JSON report\n",
+                id = run.base_id,
+                store = osprofiler_core::redact(&conn.connection_string),
+            ));
+            write_out(None, &text)
+        }
+        Command::DemoWorker { conn, dir } => {
+            runtime()?.block_on(demo::worker_main(&conn.connection_string, &dir))
+        }
+    }
+}
+
+fn runtime() -> Result<tokio::runtime::Runtime, CliError> {
+    tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .map_err(|e| CliError(format!("cannot start the async runtime: {e}")))
+}
+
+fn main() -> ExitCode {
+    match run(Cli::parse()) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("osprofiler: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}

@@ -85,15 +85,6 @@ pub fn register() {
                  use otlp://<jaeger-host>:4318",
             ))
         });
-        for scheme in ["mongodb", "elasticsearch", "loginsight", "redissentinel"] {
-            osprofiler_core::register_driver(scheme, |cs, _| {
-                Err(DriverError::new(format!(
-                    "Python OSProfiler's {} driver is not supported by osprofiler-rs \
-                     (use sqlite://, postgresql://, mysql:// or redis://)",
-                    cs.split("://").next().unwrap_or_default()
-                )))
-            });
-        }
     });
 }
 

@@ -96,6 +96,66 @@ impl Formatter for PythonFormatter {
     }
 }
 
+/// Serializes `value` the way Python's `json.dumps(value, indent=2, separators=(",", ": "))`
+/// does: the layout of `osprofiler trace show --json`.
+///
+/// ```
+/// use osprofiler_core::pyjson;
+/// let v = serde_json::json!({"a": [1, {}], "é": []});
+/// assert_eq!(pyjson::to_string_pretty(&v), "{\n  \"a\": [\n    1,\n    {}\n  ],\n  \"\\u00e9\": []\n}");
+/// ```
+pub fn to_string_pretty<T: Serialize + ?Sized>(value: &T) -> String {
+    let mut out = Vec::with_capacity(1024);
+    let mut ser = serde_json::Serializer::with_formatter(
+        &mut out,
+        PythonPrettyFormatter(serde_json::ser::PrettyFormatter::with_indent(b"  ")),
+    );
+    let _ = value.serialize(&mut ser);
+    String::from_utf8(out).unwrap_or_default()
+}
+
+/// serde_json's indenting layout (the same as Python's with `indent=2`) with Python's
+/// `ensure_ascii` escaping.
+struct PythonPrettyFormatter<'a>(serde_json::ser::PrettyFormatter<'a>);
+
+macro_rules! delegate {
+    ($($name:ident($($arg:ident: $ty:ty),*)),* $(,)?) => {$(
+        fn $name<W: ?Sized + io::Write>(&mut self, w: &mut W $(, $arg: $ty)*) -> io::Result<()> {
+            self.0.$name(w $(, $arg)*)
+        }
+    )*};
+}
+
+impl Formatter for PythonPrettyFormatter<'_> {
+    delegate!(
+        begin_array(),
+        end_array(),
+        begin_array_value(first: bool),
+        end_array_value(),
+        begin_object(),
+        end_object(),
+        begin_object_key(first: bool),
+        begin_object_value(),
+        end_object_value(),
+    );
+
+    fn write_string_fragment<W: ?Sized + io::Write>(
+        &mut self,
+        w: &mut W,
+        fragment: &str,
+    ) -> io::Result<()> {
+        PythonFormatter.write_string_fragment(w, fragment)
+    }
+
+    fn write_char_escape<W: ?Sized + io::Write>(
+        &mut self,
+        w: &mut W,
+        escape: CharEscape,
+    ) -> io::Result<()> {
+        PythonFormatter.write_char_escape(w, escape)
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -175,3 +175,24 @@ pub fn captured_trace(f: impl FnOnce()) -> (String, Vec<osprofiler_core::Message
     *all = rest;
     (base_id, mine)
 }
+
+/// The Python interpreter of the OSProfiler 4.4.0 oracle virtualenv (made by `scripts/test`),
+/// or `$OSPROFILER_PYTHON`. Panics with instructions when it is missing.
+pub fn python() -> std::path::PathBuf {
+    if let Ok(p) = std::env::var("OSPROFILER_PYTHON") {
+        return std::path::PathBuf::from(p);
+    }
+    let p = std::path::PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../.venv-osp/bin/python");
+    assert!(
+        p.exists(),
+        "Python OSProfiler oracle missing: {} does not exist. Run `scripts/test` (it creates the virtualenv with \
+         osprofiler==4.4.0) or set OSPROFILER_PYTHON.",
+        p.display()
+    );
+    p
+}
+
+/// A command-line tool of the oracle virtualenv (`osprofiler`, the Python CLI).
+pub fn python_tool(name: &str) -> std::path::PathBuf {
+    python().with_file_name(name)
+}

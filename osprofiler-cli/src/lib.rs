@@ -1,0 +1,275 @@
+//! The `osprofiler` command's renderers and loaders, usable as a library.
+//!
+//! A report is the JSON of [`osprofiler_core::Report`] (Python's `get_report`). This crate
+//! turns it into the four views of `osprofiler trace show`:
+//!
+//! * [`render_terminal`] — the tree with durations and the SQL of `db` points (the default);
+//! * [`render_json`] — byte for byte the layout of Python's `osprofiler trace show --json`;
+//! * [`render_dot`] — a Graphviz digraph with Python's node labels;
+//! * [`render_html`] — one self-contained page (no network needed): a collapsible tree with a
+//!   timeline bar per point, a filter box and the raw messages of each point.
+//!
+//! ```
+//! use osprofiler_core::Report;
+//! let report = Report::build(&[]).into_value();
+//! assert!(osprofiler_cli::render_json(&report).starts_with("{\n  \"children\": [],\n"));
+//! assert!(osprofiler_cli::render_dot(&report).starts_with("digraph {"));
+//! assert!(osprofiler_cli::render_html(&report, "empty").contains("<!DOCTYPE html>"));
+//! ```
+
+use osprofiler_core::notifier::Driver;
+use osprofiler_core::{ProfilerConfig, Report, ReportOptions};
+use serde_json::Value;
+use std::fmt::Write as _;
+use std::path::Path;
+
+pub mod demo;
+
+/// What went wrong, as the one line the command prints before exiting with status 1.
+#[derive(Debug)]
+pub struct CliError(pub String);
+
+impl std::fmt::Display for CliError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+impl std::error::Error for CliError {}
+
+impl From<String> for CliError {
+    fn from(s: String) -> Self {
+        CliError(s)
+    }
+}
+
+/// Opens the collector named by `connection_string` (password redacted in errors).
+pub fn open_driver(connection_string: &str) -> Result<std::sync::Arc<dyn Driver>, CliError> {
+    osprofiler_collectors::open(connection_string, &ProfilerConfig::default())
+        .map_err(|e| CliError(e.to_string()))
+}
+
+/// The report to show: `trace` is a base id looked up in the collector, or the path of a
+/// report saved with `--json`. A trace that is not stored is an error saying so.
+pub fn load_report(
+    trace: &str,
+    connection_string: &str,
+    opts: ReportOptions,
+) -> Result<Value, CliError> {
+    let path = Path::new(trace);
+    if path.is_file() {
+        let text = std::fs::read_to_string(path)
+            .map_err(|e| CliError(format!("cannot read {trace}: {e}")))?;
+        let v: Value = serde_json::from_str(&text)
+            .map_err(|e| CliError(format!("{trace} is not a report in JSON: {e}")))?;
+        if v.get("children").is_none() || v.get("info").is_none() {
+            return Err(CliError(format!(
+                "{trace} is JSON but not a trace report (no \"info\" and \"children\")"
+            )));
+        }
+        return Ok(v);
+    }
+    let driver = open_driver(connection_string)?;
+    let messages = driver.trace_messages(trace).map_err(|e| {
+        CliError(format!(
+            "cannot read trace {trace} from {}: {e}",
+            osprofiler_core::redact(connection_string)
+        ))
+    })?;
+    if messages.is_empty() {
+        return Err(CliError(format!(
+            "trace {trace} not found in {} (check the id, the connection string and the HMAC key the trace was sent with)",
+            osprofiler_core::redact(connection_string)
+        )));
+    }
+    Ok(Report::build_with(&messages, opts).into_value())
+}
+
+/// The default view: the tree with start..end and duration in milliseconds, service@host,
+/// errors, and the statement of `db` points.
+pub fn render_terminal(report: &Value) -> String {
+    // Report::render_tree works on a built report; the JSON is the same shape.
+    let mut out = String::new();
+    let total = report["info"]["finished"].as_i64().unwrap_or(0);
+    let points: i64 = report["stats"]
+        .as_object()
+        .map_or(0, |s| s.values().filter_map(|x| x["count"].as_i64()).sum());
+    let _ = writeln!(out, "total {total} ms ({points} points)");
+    walk_terminal(
+        &mut out,
+        report["children"].as_array().map_or(&[], Vec::as_slice),
+        "",
+    );
+    if let Some(stats) = report["stats"].as_object().filter(|s| !s.is_empty()) {
+        out.push('\n');
+        for (name, s) in stats {
+            let _ = writeln!(
+                out,
+                "{name:>12}: {} calls, {} ms",
+                s["count"].as_i64().unwrap_or(0),
+                s["duration"].as_i64().unwrap_or(0)
+            );
+        }
+    }
+    out
+}
+
+/// A one-line summary of what a point did: SQL, HTTP request, or function.
+pub fn point_summary(info: &Value) -> Option<String> {
+    let name = info["name"].as_str()?;
+    let start = info
+        .as_object()?
+        .iter()
+        .find(|(k, _)| k.starts_with("meta.raw_payload.") && k.ends_with("-start"))
+        .map(|(_, v)| &v["info"])?;
+    let _ = name;
+    if let Some(sql) = start["db"]["statement"].as_str() {
+        return Some(sql.split_whitespace().collect::<Vec<_>>().join(" "));
+    }
+    if let Some(api) = start["db"]["api"].as_str() {
+        return Some(api.to_owned());
+    }
+    if let Some(r) = start["request"].as_object() {
+        return Some(format!(
+            "{} {}",
+            r.get("method").and_then(Value::as_str).unwrap_or(""),
+            r.get("path").and_then(Value::as_str).unwrap_or("")
+        ));
+    }
+    if let Some(r) = start["requests"].as_object() {
+        return Some(format!(
+            "{} {}://{}:{}{}",
+            r.get("method").and_then(Value::as_str).unwrap_or(""),
+            r.get("scheme").and_then(Value::as_str).unwrap_or(""),
+            r.get("hostname").and_then(Value::as_str).unwrap_or(""),
+            r.get("port")
+                .map(|p| p.to_string().replace('"', ""))
+                .unwrap_or_default(),
+            r.get("path").and_then(Value::as_str).unwrap_or("")
+        ));
+    }
+    start["function"]["name"].as_str().map(str::to_owned)
+}
+
+fn walk_terminal(out: &mut String, nodes: &[Value], prefix: &str) {
+    for (i, n) in nodes.iter().enumerate() {
+        let last = i + 1 == nodes.len();
+        let info = &n["info"];
+        let name = info["name"].as_str().unwrap_or("?");
+        let (s, f) = (
+            info["started"].as_i64().unwrap_or(0),
+            info["finished"].as_i64().unwrap_or(0),
+        );
+        let _ = write!(
+            out,
+            "{prefix}{}{name}  {s}..{f} ms ({} ms)",
+            if last { "└─ " } else { "├─ " },
+            f - s
+        );
+        let who: Vec<&str> = [&info["service"], &info["host"]]
+            .iter()
+            .filter_map(|x| x.as_str())
+            .collect();
+        if !who.is_empty() {
+            let _ = write!(out, "  [{}]", who.join("@"));
+        }
+        if let Some(e) = info["exception"].as_str().filter(|e| *e != "None") {
+            let _ = write!(out, "  ERROR {e}");
+        }
+        if let Some(what) = point_summary(info) {
+            let _ = write!(out, "  {what}");
+        }
+        out.push('\n');
+        if let Some(kids) = n["children"].as_array() {
+            let deeper = format!("{prefix}{}", if last { "   " } else { "│  " });
+            walk_terminal(out, kids, &deeper);
+        }
+    }
+}
+
+/// Python's `osprofiler trace show --json` output: `json.dumps(report, indent=2,
+/// separators=(",", ": "))`.
+pub fn render_json(report: &Value) -> String {
+    osprofiler_core::pyjson::to_string_pretty(report)
+}
+
+/// A Graphviz digraph of the tree with Python's labels (`service:name - N ms`, plus the
+/// request of `wsgi` points and the function of `rpc`/`driver` points).
+pub fn render_dot(report: &Value) -> String {
+    fn label(info: &Value) -> String {
+        let name = info["name"].as_str().unwrap_or("");
+        let took = info["finished"].as_i64().unwrap_or(0) - info["started"].as_i64().unwrap_or(0);
+        let service = info["service"]
+            .as_str()
+            .map(|s| format!("{s}:"))
+            .unwrap_or_default();
+        let mut l = format!("{service}{name} - {took} ms");
+        let start = &info[format!("meta.raw_payload.{name}-start").as_str()]["info"];
+        if name == "wsgi" {
+            let req = &start["request"];
+            let path: String = req["path"]
+                .as_str()
+                .unwrap_or("")
+                .chars()
+                .take(30)
+                .collect();
+            let _ = write!(l, "\\n{} {path}..", req["method"].as_str().unwrap_or(""));
+        } else if name == "rpc" || name == "driver" {
+            if let Some(f) = start["function"]["name"].as_str() {
+                let _ = write!(l, "\\n{}", f.rsplit('.').next().unwrap_or(f));
+            }
+        } else if name == "db"
+            && let Some(sql) = start["db"]["statement"].as_str()
+        {
+            let short: String = sql.split_whitespace().collect::<Vec<_>>().join(" ");
+            let short: String = short.chars().take(40).collect();
+            let _ = write!(l, "\\n{short}");
+        }
+        l
+    }
+    fn quote(s: &str) -> String {
+        let mut q = String::with_capacity(s.len() + 2);
+        q.push('"');
+        for c in s.chars() {
+            if c == '"' {
+                q.push('\\');
+            }
+            q.push(c);
+        }
+        q.push('"');
+        q
+    }
+    fn sub(out: &mut String, node: &Value, next: &mut usize) -> usize {
+        let id = *next;
+        *next += 1;
+        let _ = writeln!(out, "\t{id} [label={}]", quote(&label(&node["info"])));
+        for child in node["children"].as_array().map_or(&[][..], Vec::as_slice) {
+            let cid = sub(out, child, next);
+            let _ = writeln!(out, "\t{id} -> {cid}");
+        }
+        id
+    }
+    let mut out = String::from("digraph {\n");
+    sub(&mut out, report, &mut 0);
+    out.push_str("}\n");
+    out
+}
+
+const HTML_TEMPLATE: &str = include_str!("report.html");
+
+/// One self-contained HTML page for the report (works offline: no external script, style or
+/// font). `title` is shown in the header (usually the base id).
+pub fn render_html(report: &Value, title: &str) -> String {
+    // Inside <script>, a "</script>" in the data would end the element: `<` only occurs in
+    // JSON strings, where \u003c means the same.
+    let data = serde_json::to_string(report)
+        .unwrap_or_else(|_| "{}".into())
+        .replace('<', "\\u003c");
+    let title = title
+        .replace('&', "&amp;")
+        .replace('<', "&lt;")
+        .replace('>', "&gt;");
+    HTML_TEMPLATE
+        .replace("__TITLE__", &title)
+        .replace("__DATA__", &data)
+}

@@ -1,0 +1,262 @@
+//! The `osprofiler` binary end to end: the demo stores a two-service trace in the embedded
+//! SQLite collector, and `trace show` / `trace list` read it back in every format.
+
+use serde_json::Value;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+
+fn osprofiler(args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_osprofiler"))
+        .args(args)
+        .env_remove("OSPROFILER_CONNECTION_STRING")
+        .output()
+        .expect("run osprofiler")
+}
+
+fn ok(out: &Output) -> String {
+    assert!(
+        out.status.success(),
+        "osprofiler failed: {}\n{}",
+        String::from_utf8_lossy(&out.stderr),
+        String::from_utf8_lossy(&out.stdout)
+    );
+    String::from_utf8(out.stdout.clone()).unwrap()
+}
+
+fn temp_dir() -> PathBuf {
+    let d = std::env::temp_dir().join(format!("osp-cli-{}", uuid::Uuid::new_v4()));
+    std::fs::create_dir_all(&d).unwrap();
+    d
+}
+
+/// Runs the demo into `cs` and returns its base id (from the printed `trace <id> stored` line).
+pub fn run_demo(cs: &str, dir: &Path) -> (String, String) {
+    let out = ok(&osprofiler(&[
+        "demo",
+        "--connection-string",
+        cs,
+        "--dir",
+        dir.to_str().unwrap(),
+    ]));
+    let id = out
+        .lines()
+        .find_map(|l| l.strip_prefix("trace ")?.split_whitespace().next())
+        .unwrap_or_else(|| panic!("no trace id in demo output:\n{out}"))
+        .to_owned();
+    (id, out)
+}
+
+fn names(node: &Value) -> Vec<String> {
+    node["children"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|c| {
+            format!(
+                "{}@{}",
+                c["info"]["name"].as_str().unwrap(),
+                c["info"]["service"].as_str().unwrap_or("")
+            )
+        })
+        .collect()
+}
+
+fn start_info(node: &Value) -> &Value {
+    let name = node["info"]["name"].as_str().unwrap();
+    &node["info"][format!("meta.raw_payload.{name}-start").as_str()]["info"]
+}
+
+#[test]
+fn demo_stores_one_tree_across_two_processes_and_every_view_shows_it() {
+    let tmp = temp_dir();
+    let cs = format!("sqlite://{}", tmp.join("traces.db").display());
+    let (id, printed) = run_demo(&cs, &tmp.join("dbs"));
+    assert!(
+        printed.contains("[api@") && printed.contains("[worker@"),
+        "{printed}"
+    );
+    assert!(printed.contains("osprofiler trace show"), "{printed}");
+
+    let json = ok(&osprofiler(&[
+        "trace",
+        "show",
+        &id,
+        "--json",
+        "--connection-string",
+        &cs,
+    ]));
+    let report: Value = serde_json::from_str(&json).unwrap();
+    // caller -> api wsgi -> (sqlx, sea-orm, diesel, http -> worker wsgi -> (sqlx, diesel, sea-orm tx))
+    assert_eq!(names(&report), ["wsgi@api"]);
+    let api = &report["children"][0];
+    assert_eq!(names(api), ["db@api", "db@api", "db@api", "http@api"]);
+    let statements: Vec<&str> = api["children"].as_array().unwrap()[..3]
+        .iter()
+        .map(|n| start_info(n)["db"]["statement"].as_str().unwrap())
+        .collect();
+    assert_eq!(
+        statements,
+        [
+            "SELECT item FROM orders WHERE id = ?",
+            "SELECT id, name FROM customers ORDER BY id",
+            "UPDATE orders SET seen = seen + 1 WHERE id = 1"
+        ]
+    );
+    let http = &api["children"][3];
+    assert_eq!(names(http), ["wsgi@worker"]);
+    let worker = &http["children"][0];
+    assert_eq!(
+        names(worker),
+        [
+            "db@worker",
+            "db@worker",
+            "db@worker",
+            "db@worker",
+            "db@worker"
+        ]
+    );
+    let worker_sql: Vec<&str> = worker["children"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|n| start_info(n)["db"]["statement"].as_str().unwrap())
+        .collect();
+    assert_eq!(worker_sql[2], "BEGIN");
+    assert_eq!(worker_sql[4], "COMMIT");
+    assert_eq!(report["stats"]["db"]["count"], 8);
+    // The JSON is Python's layout: two-space indent, ", "-free separators.
+    assert!(json.starts_with("{\n  \""), "{json:.40}");
+
+    let list = ok(&osprofiler(&["trace", "list", "--connection-string", &cs]));
+    assert!(list.lines().any(|l| l.starts_with(&id)), "{list}");
+    let errors = ok(&osprofiler(&[
+        "trace",
+        "list",
+        "--error-trace",
+        "--connection-string",
+        &cs,
+    ]));
+    assert!(
+        !errors.contains(&id),
+        "the demo trace has no error: {errors}"
+    );
+
+    let terminal = ok(&osprofiler(&[
+        "trace",
+        "show",
+        &id,
+        "--connection-string",
+        &cs,
+    ]));
+    assert!(
+        terminal.contains("SELECT item FROM orders WHERE id = ?"),
+        "{terminal}"
+    );
+    assert!(terminal.contains("└─ wsgi"), "{terminal}");
+
+    let dot = ok(&osprofiler(&[
+        "trace",
+        "show",
+        &id,
+        "--dot",
+        "--connection-string",
+        &cs,
+    ]));
+    assert!(dot.starts_with("digraph {\n"));
+    assert_eq!(
+        dot.matches(" -> ").count(),
+        11,
+        "11 points, each with an edge from its parent:\n{dot}"
+    );
+    assert!(dot.contains("label=\"api:wsgi - "), "{dot}");
+
+    let html_path = tmp.join("trace.html");
+    ok(&osprofiler(&[
+        "trace",
+        "show",
+        &id,
+        "--html",
+        "--out",
+        html_path.to_str().unwrap(),
+        "--connection-string",
+        &cs,
+    ]));
+    let html = std::fs::read_to_string(&html_path).unwrap();
+    assert!(html.contains(&id) && html.contains("SELECT qty FROM stock WHERE item = ?"));
+    assert!(
+        !html.contains("<script src") && !html.contains("http://cdn"),
+        "must work offline"
+    );
+
+    // A saved JSON report is shown again without the collector.
+    let saved = tmp.join("report.json");
+    std::fs::write(&saved, &json).unwrap();
+    let again = ok(&osprofiler(&[
+        "trace",
+        "show",
+        saved.to_str().unwrap(),
+        "--json",
+    ]));
+    assert_eq!(serde_json::from_str::<Value>(&again).unwrap(), report);
+
+    std::fs::remove_dir_all(&tmp).unwrap();
+}
+
+#[test]
+fn errors_are_one_clear_line_and_exit_1() {
+    let tmp = temp_dir();
+    let cs = format!("sqlite://{}", tmp.join("empty.db").display());
+    for (args, expect) in [
+        (
+            vec![
+                "trace",
+                "show",
+                "0d6b7a4e-0000-4000-8000-000000000000",
+                "--connection-string",
+                &cs,
+            ],
+            "not found",
+        ),
+        (
+            vec!["trace", "list", "--connection-string", "nosuch://x"],
+            "\"nosuch\"",
+        ),
+        (
+            vec![
+                "trace",
+                "show",
+                "x",
+                "--connection-string",
+                "redis://:pw@127.0.0.1:notaport",
+            ],
+            "redis",
+        ),
+        (
+            vec!["trace", "show", "x", "--json", "--html"],
+            "cannot be used with",
+        ),
+    ] {
+        let out = osprofiler(&args);
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert_ne!(out.status.code(), Some(0), "{args:?}");
+        assert!(err.contains(expect), "{args:?}: {err}");
+        assert!(!err.contains(":pw@"), "password shown: {err}");
+    }
+    let empty = ok(&osprofiler(&["trace", "list", "--connection-string", &cs]));
+    assert_eq!(empty.lines().count(), 1, "only the header: {empty}");
+    std::fs::remove_dir_all(&tmp).unwrap();
+}
+
+#[test]
+fn connection_string_comes_from_the_environment_as_in_python() {
+    let tmp = temp_dir();
+    let cs = format!("sqlite://{}", tmp.join("env.db").display());
+    let (id, _) = run_demo(&cs, &tmp.join("dbs"));
+    let out = Command::new(env!("CARGO_BIN_EXE_osprofiler"))
+        .args(["trace", "list"])
+        .env("OSPROFILER_CONNECTION_STRING", &cs)
+        .output()
+        .unwrap();
+    assert!(ok(&out).contains(&id));
+    std::fs::remove_dir_all(&tmp).unwrap();
+}
