@@ -132,10 +132,10 @@ impl Driver for RedisDriver {
         let raw: Vec<Vec<u8>> = self.with_conn("cannot read the trace from Redis", |c| {
             c.lrange(format!("{OPT}{base_id}"), 0, -1)
         })?;
-        // Newest first in the list: give them back in the order they were sent.
+        // Newest first, as Python reads them: the report then breaks ties between points that
+        // started in the same millisecond exactly as Python's does.
         Ok(raw
             .iter()
-            .rev()
             .filter_map(|b| serde_json::from_slice(b).ok())
             .collect())
     }

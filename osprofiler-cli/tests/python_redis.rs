@@ -1,0 +1,92 @@
+//! Interop through Redis (127.0.0.1:6379) with Python OSProfiler 4.4.0: Python's CLI shows a
+//! trace our services stored exactly as ours does, and our CLI shows and lists a trace that
+//! Python code stored.
+
+use osprofiler_testkit::{python, python_tool};
+use serde_json::Value;
+use std::process::{Command, Output};
+
+const REDIS: &str = "redis://127.0.0.1:6379";
+
+fn run(cmd: &mut Command) -> String {
+    let out: Output = cmd.output().expect("start the command");
+    assert!(
+        out.status.success(),
+        "{cmd:?} failed (Redis at 127.0.0.1:6379 and the Python oracle are needed):\n{}\n{}",
+        String::from_utf8_lossy(&out.stderr),
+        String::from_utf8_lossy(&out.stdout)
+    );
+    String::from_utf8(out.stdout).unwrap()
+}
+
+fn ours(args: &[&str]) -> String {
+    run(Command::new(env!("CARGO_BIN_EXE_osprofiler"))
+        .args(args)
+        .args(["--connection-string", REDIS]))
+}
+
+fn pythons_show(id: &str) -> Value {
+    let text = run(Command::new(python_tool("osprofiler")).args([
+        "trace",
+        "show",
+        id,
+        "--json",
+        "--connection-string",
+        REDIS,
+    ]));
+    serde_json::from_str(&text).unwrap_or_else(|e| panic!("Python printed no JSON ({e}):\n{text}"))
+}
+
+#[test]
+fn python_cli_shows_a_rust_trace_as_ours_does() {
+    let dir = std::env::temp_dir().join(format!("osp-pyredis-{}", uuid::Uuid::new_v4()));
+    let out = run(Command::new(env!("CARGO_BIN_EXE_osprofiler")).args([
+        "demo",
+        "--connection-string",
+        REDIS,
+        "--dir",
+        dir.to_str().unwrap(),
+    ]));
+    let id = out
+        .lines()
+        .find_map(|l| l.strip_prefix("trace ")?.split_whitespace().next())
+        .unwrap()
+        .to_owned();
+    let ours: Value = serde_json::from_str(&ours(&["trace", "show", &id, "--json"])).unwrap();
+    let theirs = pythons_show(&id);
+    assert_eq!(ours, theirs);
+    assert_eq!(theirs["stats"]["db"]["count"], 8);
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+#[test]
+fn our_cli_shows_and_lists_a_python_trace() {
+    let script = r#"
+import sys
+from osprofiler import notifier, profiler
+notifier.set(notifier.create(sys.argv[1], project="pyproj", service="pysvc", host="pyhost", conf={}))
+profiler.init("key")
+with profiler.Trace("wsgi", info={"request": {"path": "/py", "method": "GET", "query": "", "scheme": "http"}}):
+    with profiler.Trace("db", info={"db": {"statement": "SELECT 'from python'"}}):
+        pass
+    try:
+        with profiler.Trace("db", info={"db": {"statement": "SELEC broken"}}):
+            raise ValueError("bad sql")
+    except ValueError:
+        pass
+print(profiler.get().get_base_id())
+"#;
+    let id = run(Command::new(python()).args(["-c", script, REDIS]))
+        .trim()
+        .to_owned();
+    let shown = ours(&["trace", "show", &id]);
+    assert!(shown.contains("SELECT 'from python'"), "{shown}");
+    assert!(
+        shown.contains("[pysvc@") && shown.contains("ERROR ValueError"),
+        "{shown}"
+    );
+    let ours_json: Value = serde_json::from_str(&ours(&["trace", "show", &id, "--json"])).unwrap();
+    assert_eq!(ours_json, pythons_show(&id));
+    let list = ours(&["trace", "list"]);
+    assert!(list.lines().any(|l| l.starts_with(&id)), "{list}");
+}
