@@ -16,6 +16,18 @@ ensure_python_oracle() {
     || { echo "FAILED: pip install osprofiler==4.4.0 (the Python oracle)" >&2; return 1; }
 }
 
+# Headless Chromium and ChromeDriver (Debian's chromium, chromium-driver) for the HTML report test.
+ensure_chromium() {
+  if command -v chromium >/dev/null && command -v chromedriver >/dev/null; then
+    return 0
+  fi
+  echo "installing chromium and chromium-driver (the HTML report test drives them)" >&2
+  export DEBIAN_FRONTEND=noninteractive
+  apt-get install -y -q chromium chromium-driver >/dev/null 2>&1 \
+    || { apt-get update -q >/dev/null 2>&1 && apt-get install -y -q chromium chromium-driver >/dev/null 2>&1; } \
+    || { echo "FAILED: apt-get install chromium chromium-driver (needed by the HTML report test)" >&2; return 1; }
+}
+
 # Waits until "$@" succeeds, up to $1 seconds; names the service on failure.
 wait_for() {
   local name=$1 secs=$2; shift 2

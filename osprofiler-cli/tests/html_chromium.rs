@@ -1,0 +1,259 @@
+//! The HTML report in a real browser: headless Chromium driven by ChromeDriver (W3C WebDriver
+//! over HTTP). The page is opened from a file with the network unused, a node is expanded, the
+//! rendered rows are checked, a `db` point's details are opened, and the filter box is used.
+
+use serde_json::{Value, json};
+use std::process::{Child, Command, Stdio};
+use std::time::Duration;
+
+/// A ChromeDriver process and one browser session; both end on drop.
+struct Browser {
+    driver: Child,
+    base: String,
+    session: String,
+    http: reqwest::Client,
+}
+
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+impl Browser {
+    async fn start() -> Browser {
+        let port = free_port();
+        let driver = Command::new("chromedriver")
+            .arg(format!("--port={port}"))
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect(
+                "chromedriver not found: the HTML report test needs Debian's chromium and \
+                 chromium-driver packages (scripts/test installs them)",
+            );
+        let base = format!("http://127.0.0.1:{port}");
+        let http = reqwest::Client::builder().no_proxy().build().unwrap();
+        let mut up = false;
+        for _ in 0..100 {
+            if http.get(format!("{base}/status")).send().await.is_ok() {
+                up = true;
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        assert!(up, "chromedriver did not answer on {base}");
+        let profile = std::env::temp_dir().join(format!("osp-chromium-{}", uuid::Uuid::new_v4()));
+        let caps = json!({"capabilities": {"alwaysMatch": {
+            "browserName": "chrome",
+            "goog:chromeOptions": {
+                "binary": "/usr/bin/chromium",
+                "args": ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic",
+                         "--no-first-run", "--disable-background-networking",
+                         "--disable-component-update", "--disable-sync",
+                         format!("--user-data-dir={}", profile.display())]
+            }
+        }}});
+        let mut b = Browser {
+            driver,
+            base,
+            session: String::new(),
+            http,
+        };
+        let v = b.call("POST", "/session", caps).await;
+        b.session = v["sessionId"]
+            .as_str()
+            .unwrap_or_else(|| panic!("no Chromium session: {v}"))
+            .to_owned();
+        b
+    }
+
+    async fn call(&self, method: &str, path: &str, body: Value) -> Value {
+        let url = if path == "/session" {
+            format!("{}{path}", self.base)
+        } else {
+            format!("{}/session/{}{path}", self.base, self.session)
+        };
+        let req = match method {
+            "POST" => self.http.post(url).body(body.to_string()),
+            "DELETE" => self.http.delete(url),
+            _ => self.http.get(url),
+        };
+        let resp = req
+            .header("content-type", "application/json")
+            .send()
+            .await
+            .expect("WebDriver request");
+        let status = resp.status();
+        let v: Value = serde_json::from_str(&resp.text().await.unwrap()).unwrap();
+        assert!(status.is_success(), "WebDriver {method} {path}: {v}");
+        v["value"].clone()
+    }
+
+    async fn js(&self, script: &str) -> Value {
+        self.call(
+            "POST",
+            "/execute/sync",
+            json!({"script": script, "args": []}),
+        )
+        .await
+    }
+
+    async fn element(&self, css: &str) -> String {
+        let v = self
+            .call(
+                "POST",
+                "/element",
+                json!({"using": "css selector", "value": css}),
+            )
+            .await;
+        v.as_object()
+            .and_then(|o| o.values().next())
+            .and_then(Value::as_str)
+            .unwrap_or_else(|| panic!("no element {css}"))
+            .to_owned()
+    }
+
+    async fn click(&self, css: &str) {
+        let id = self.element(css).await;
+        self.call("POST", &format!("/element/{id}/click"), json!({}))
+            .await;
+    }
+
+    async fn visible_rows(&self) -> Vec<String> {
+        let v = self
+            .js("return Array.from(document.querySelectorAll('tr.point')).filter(r => !r.hidden)\
+                 .map(r => r.dataset.depth + ':' + r.dataset.name + ':' + r.querySelector('td.what').textContent);")
+            .await;
+        serde_json::from_value(v).unwrap()
+    }
+}
+
+impl Drop for Browser {
+    fn drop(&mut self) {
+        let _ = self.driver.kill();
+        let _ = self.driver.wait();
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn html_report_expands_shows_details_and_filters_in_chromium() {
+    let tmp = std::env::temp_dir().join(format!("osp-html-{}", uuid::Uuid::new_v4()));
+    std::fs::create_dir_all(&tmp).unwrap();
+    let cs = format!("sqlite://{}", tmp.join("t.db").display());
+    let out = Command::new(env!("CARGO_BIN_EXE_osprofiler"))
+        .args(["demo", "--connection-string", &cs, "--dir"])
+        .arg(tmp.join("dbs"))
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let text = String::from_utf8(out.stdout).unwrap();
+    let id = text
+        .lines()
+        .find_map(|l| l.strip_prefix("trace ")?.split_whitespace().next())
+        .unwrap()
+        .to_owned();
+    let page = tmp.join("trace.html");
+    let st = Command::new(env!("CARGO_BIN_EXE_osprofiler"))
+        .args([
+            "trace",
+            "show",
+            &id,
+            "--html",
+            "--connection-string",
+            &cs,
+            "--out",
+        ])
+        .arg(&page)
+        .status()
+        .unwrap();
+    assert!(st.success());
+
+    let b = Browser::start().await;
+    b.call(
+        "POST",
+        "/url",
+        json!({"url": format!("file://{}", page.display())}),
+    )
+    .await;
+    let title = b.js("return document.title;").await;
+    assert_eq!(title, format!("OSProfiler trace {id}"));
+    assert_eq!(
+        b.js("return document.querySelectorAll('tr.point').length;")
+            .await,
+        11
+    );
+
+    // At first: the API's request and its direct children.
+    let rows = b.visible_rows().await;
+    assert_eq!(rows.len(), 5, "{rows:?}");
+    assert_eq!(rows[0], "0:wsgi:GET /orders/1");
+    assert!(
+        rows[1].starts_with("1:db:SELECT item FROM orders"),
+        "{rows:?}"
+    );
+    assert!(
+        rows[4].starts_with("1:http:GET http://127.0.0.1:"),
+        "{rows:?}"
+    );
+
+    // Expand the outgoing call, then the worker's request.
+    b.click("tr.point[data-depth='1'][data-name='http'] .toggle")
+        .await;
+    let rows = b.visible_rows().await;
+    assert_eq!(rows.len(), 6, "{rows:?}");
+    assert_eq!(rows[5], "2:wsgi:GET /stock/widget");
+    b.click("tr.point[data-depth='2'][data-name='wsgi'] .toggle")
+        .await;
+    let rows = b.visible_rows().await;
+    assert_eq!(rows.len(), 11, "{rows:?}");
+    assert_eq!(rows[8], "3:db:BEGIN");
+
+    // Details of a db point.
+    assert_eq!(
+        b.js("return document.getElementById('details').hidden;")
+            .await,
+        true
+    );
+    b.click("tr.point[data-depth='3']:nth-last-child(2)").await;
+    assert_eq!(
+        b.js("return document.getElementById('details').hidden;")
+            .await,
+        false
+    );
+    let statement = b
+        .js("return document.querySelector('#details .field-db-statement').textContent;")
+        .await;
+    assert_eq!(statement, "INSERT INTO reservations (item) VALUES (?)");
+    let raw_start = b
+        .js("return document.querySelector('#details .raw-start').textContent;")
+        .await;
+    let raw_start: Value = serde_json::from_str(raw_start.as_str().unwrap()).unwrap();
+    assert_eq!(raw_start["name"], "db-start");
+    assert_eq!(raw_start["service"], "worker");
+
+    // Filter: the matching point and its ancestors only.
+    let input = b.element("#filter").await;
+    b.call(
+        "POST",
+        &format!("/element/{input}/value"),
+        json!({"text": "reservations"}),
+    )
+    .await;
+    let rows = b.visible_rows().await;
+    let names: Vec<String> = rows
+        .iter()
+        .map(|r| r.splitn(3, ':').take(2).collect::<Vec<_>>().join(":"))
+        .collect();
+    assert_eq!(names, ["0:wsgi", "1:http", "2:wsgi", "3:db"], "{rows:?}");
+
+    b.call("DELETE", "", json!({})).await;
+    drop(b);
+    std::fs::remove_dir_all(&tmp).unwrap();
+}
