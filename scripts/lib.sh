@@ -5,14 +5,15 @@ OSP_VENV=${OSP_VENV:-$ROOT/.venv-osp}
 OSP_PYTHON=${OSPROFILER_PYTHON:-$OSP_VENV/bin/python}
 export OSPROFILER_PYTHON=$OSP_PYTHON
 
-# The Python OSProfiler 4.4.0 oracle, in a virtualenv of its own.
+# The Python OSProfiler 4.4.0 oracle, in a virtualenv of its own, with the Redis client and
+# oslo.messaging its redis:// and messaging:// drivers use.
 ensure_python_oracle() {
-  if [ -x "$OSP_PYTHON" ] && "$OSP_PYTHON" -c 'import importlib.metadata as m, sys; sys.exit(m.version("osprofiler") != "4.4.0")' 2>/dev/null; then
+  if [ -x "$OSP_PYTHON" ] && "$OSP_PYTHON" -c 'import importlib.metadata as m, sys, redis, oslo_messaging; sys.exit(m.version("osprofiler") != "4.4.0")' 2>/dev/null; then
     return 0
   fi
   echo "creating the Python oracle virtualenv in $OSP_VENV (osprofiler==4.4.0)" >&2
   python3 -m venv "$OSP_VENV" || { echo "FAILED: python3 -m venv (the Python oracle needs python3 with venv)" >&2; return 1; }
-  "$OSP_VENV/bin/pip" install --quiet --disable-pip-version-check 'osprofiler==4.4.0' redis \
+  "$OSP_VENV/bin/pip" install --quiet --disable-pip-version-check 'osprofiler==4.4.0' redis oslo.messaging \
     || { echo "FAILED: pip install osprofiler==4.4.0 (the Python oracle)" >&2; return 1; }
 }
 

@@ -7,6 +7,7 @@
 //! | `postgresql://user@host:port/db` (`postgres://`) | [`SqlDriver`] | `postgres` |
 //! | `mysql://user@host:port/db` (`mariadb://`) | [`SqlDriver`] | `mysql` |
 //! | `redis://[:password@]host[:port][/db]` | [`RedisDriver`], byte-compatible with Python's | `redis` |
+//! | `messaging://[user:pass@host:port/vhost]` | [`MessagingDriver`]: oslo.messaging notifications on RabbitMQ (the Ceilometer path) | `messaging` |
 //! | `jaeger://…` | an error pointing to OTLP (the Jaeger client protocol is retired) | |
 //!
 //! Call [`register`] once (or use [`init_from_conf`] / [`open`], which do) so that
@@ -41,11 +42,17 @@ use osprofiler_core::notifier::{Driver, DriverError};
 use osprofiler_core::{InitError, NotifierGuard, ProfilerConfig};
 use std::sync::{Arc, Once};
 
+#[cfg(feature = "messaging")]
+mod messaging;
 #[cfg(feature = "redis")]
 mod redis;
+#[cfg(feature = "_rt")]
+mod rt;
 #[cfg(feature = "_sql")]
 mod sql;
 
+#[cfg(feature = "messaging")]
+pub use crate::messaging::MessagingDriver;
 #[cfg(feature = "redis")]
 pub use crate::redis::RedisDriver;
 #[cfg(feature = "_sql")]
@@ -79,6 +86,10 @@ pub fn register() {
                 Ok(Arc::new(RedisDriver::open(cs, conf.filter_error_trace)?) as Arc<dyn Driver>)
             });
         }
+        #[cfg(feature = "messaging")]
+        osprofiler_core::register_driver("messaging", |cs, _| {
+            Ok(Arc::new(MessagingDriver::open(cs)?) as Arc<dyn Driver>)
+        });
         osprofiler_core::register_driver("jaeger", |_, _| {
             Err(DriverError::new(
                 "the Jaeger client protocol is retired and not supported; Jaeger ingests OTLP: \

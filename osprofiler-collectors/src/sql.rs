@@ -68,8 +68,7 @@ macro_rules! with_pool {
 pub struct SqlDriver {
     name: &'static str,
     pool: Pool,
-    /// `Some` until drop; a runtime of its own, so the driver works from any thread.
-    rt: Option<tokio::runtime::Runtime>,
+    rt: crate::rt::Rt,
     schema_ready: AtomicBool,
 }
 
@@ -97,12 +96,9 @@ impl SqlDriver {
             .next()
             .unwrap_or_default()
             .to_ascii_lowercase();
-        let rt = tokio::runtime::Builder::new_current_thread()
-            .enable_all()
-            .build()
-            .map_err(|e| db_err("cannot start the collector's runtime", e))?;
+        let rt = crate::rt::Rt::new()?;
         // sqlx pools must be created inside the runtime that drives their connections.
-        let _enter = rt.enter();
+        let _enter = rt.handle().enter();
         let (name, pool) = match backend.as_str() {
             #[cfg(feature = "sqlite")]
             "sqlite" => {
@@ -158,7 +154,7 @@ impl SqlDriver {
         let driver = SqlDriver {
             name,
             pool,
-            rt: Some(rt),
+            rt,
             schema_ready: AtomicBool::new(false),
         };
         if name == "sqlite" {
@@ -167,22 +163,11 @@ impl SqlDriver {
         Ok(driver)
     }
 
-    /// Runs `fut` on the driver's runtime. From inside another Tokio runtime (the CLI, a test)
-    /// blocking that runtime's thread is not allowed, so the work moves to a scoped thread.
     fn run<F: Future + Send>(&self, fut: F) -> F::Output
     where
         F::Output: Send,
     {
-        let rt = self.rt.as_ref().expect("runtime lives until drop");
-        if tokio::runtime::Handle::try_current().is_ok() {
-            std::thread::scope(|s| {
-                s.spawn(|| rt.block_on(fut))
-                    .join()
-                    .unwrap_or_else(|p| std::panic::resume_unwind(p))
-            })
-        } else {
-            rt.block_on(fut)
-        }
+        self.rt.run(fut)
     }
 
     fn create_table_sql(&self) -> String {
@@ -446,14 +431,5 @@ impl Driver for SqlDriver {
 
     fn list_error_traces(&self) -> Result<Vec<TraceSummary>, DriverError> {
         self.run(self.summaries(true))
-    }
-}
-
-impl Drop for SqlDriver {
-    fn drop(&mut self) {
-        // Dropping a runtime inside another runtime panics; this never blocks.
-        if let Some(rt) = self.rt.take() {
-            rt.shutdown_background();
-        }
     }
 }

@@ -1,0 +1,77 @@
+//! Collector throughput and report building. Each driver stores batches of 512 real messages
+//! (256 `db` points with a statement, as the notifier hands them over); criterion reports
+//! messages per second. Needs the local services: SQLite is a file under the temp directory,
+//! PostgreSQL at 127.0.0.1:5432 (database `test`), Redis at 127.0.0.1:6379.
+//! Run: `cargo bench -p osprofiler-benches --bench collectors`.
+#![allow(missing_docs)] // criterion_group! generates undocumented items
+use criterion::{Criterion, Throughput, criterion_group, criterion_main};
+use osprofiler_core::notifier::Driver;
+use osprofiler_core::{self as osp, Message, Report, Trace};
+use std::time::Duration;
+
+fn messages(points: usize) -> (String, Vec<Message>) {
+    osprofiler_testkit::captured_trace(|| {
+        let _wsgi = Trace::new(
+            "wsgi",
+            || osp::info!({"request": {"path": "/v2/servers", "method": "GET", "query": "", "scheme": "http"}}),
+        );
+        for i in 0..points - 1 {
+            drop(Trace::new("db", || {
+                osp::info!({"db": {"api": "fetch_all", "system": "postgresql", "namespace": "nova",
+                            "statement": format!("SELECT id, name, status FROM instances WHERE project_id = $1 AND id > {i}")}})
+            }));
+        }
+    })
+}
+
+fn bench(c: &mut Criterion) {
+    let (_, batch) = messages(256);
+    let dir = std::env::temp_dir().join(format!("osp-bench-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let drivers: Vec<(&str, Box<dyn Driver>)> = vec![
+        (
+            "sqlite_file",
+            Box::new(
+                osprofiler_collectors::SqlDriver::open(&format!(
+                    "sqlite://{}",
+                    dir.join("bench.db").display()
+                ))
+                .unwrap(),
+            ),
+        ),
+        (
+            "postgresql",
+            Box::new(
+                osprofiler_collectors::SqlDriver::open("postgresql://postgres@127.0.0.1:5432/test")
+                    .unwrap(),
+            ),
+        ),
+        (
+            "redis",
+            Box::new(
+                osprofiler_collectors::RedisDriver::open("redis://127.0.0.1:6379", false).unwrap(),
+            ),
+        ),
+    ];
+    let mut g = c.benchmark_group("collector_notify_512");
+    g.throughput(Throughput::Elements(batch.len() as u64));
+    g.measurement_time(Duration::from_secs(5));
+    for (name, d) in &drivers {
+        d.notify(&batch)
+            .unwrap_or_else(|e| panic!("{name} is needed for this benchmark: {e}"));
+        g.bench_function(*name, |b| b.iter(|| d.notify(&batch).unwrap()));
+    }
+    g.finish();
+
+    // One 10,000-point trace (20,000 messages) into a report.
+    let (_, big) = messages(10_000);
+    let values: Vec<serde_json::Value> = big.iter().map(Message::to_value).collect();
+    let mut g = c.benchmark_group("report");
+    g.sample_size(10);
+    g.bench_function("build_10k_points", |b| b.iter(|| Report::build(&values)));
+    g.finish();
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+criterion_group!(benches, bench);
+criterion_main!(benches);

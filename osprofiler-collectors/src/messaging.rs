@@ -1,0 +1,448 @@
+//! The messaging collector: OSProfiler's Ceilometer path, as oslo.messaging notifications on
+//! RabbitMQ.
+//!
+//! Each message is published exactly as Python's `messaging://` driver publishes it through
+//! oslo.messaging (notification format v1, no `oslo.message` envelope), so any oslo.messaging
+//! notification listener — Ceilometer included — receives it:
+//!
+//! * exchange `openstack` (the control exchange; topic type, not durable), routing key
+//!   `profiler.info`; the queue `profiler.info` is declared and bound, as oslo.messaging does,
+//!   so nothing is lost before a listener exists;
+//! * properties `content_type: application/json`, `content_encoding: utf-8`,
+//!   `delivery_mode: 2`, `priority: 0`;
+//! * body (Python-style JSON): `{"message_id", "publisher_id": <host>, "event_type":
+//!   "profiler.<service>", "priority": "INFO", "payload": <the message>, "timestamp":
+//!   "YYYY-MM-DD HH:MM:SS.ffffff", "_unique_id"}`.
+//!
+//! Batches are published with publisher confirms. Reading a trace back takes only that
+//! trace's notifications from the queue: the others are returned to it (Python's reader
+//! drains the whole topic).
+
+use crate::rt::Rt;
+use lapin::options::{
+    BasicAckOptions, BasicGetOptions, BasicNackOptions, BasicPublishOptions, ConfirmSelectOptions,
+    ExchangeDeclareOptions, QueueBindOptions, QueueDeclareOptions,
+};
+use lapin::types::FieldTable;
+use lapin::{BasicProperties, Channel, Connection, ConnectionProperties, ExchangeKind};
+use osprofiler_core::Message;
+use osprofiler_core::notifier::{Driver, DriverError, TraceSummary};
+use serde_json::{Value, json};
+use std::time::Duration;
+use tokio::sync::Mutex;
+
+/// The broker used by `messaging://` with nothing after it.
+pub const DEFAULT_TRANSPORT_URL: &str = "amqp://guest:guest@127.0.0.1:5672/%2f";
+const EXCHANGE: &str = "openstack";
+const TOPIC: &str = "profiler.info";
+
+/// A collector publishing oslo.messaging notifications (see the [module docs](self)).
+///
+/// Connection strings: `messaging://` (RabbitMQ on 127.0.0.1:5672 as guest),
+/// `messaging://user:password@host:port/vhost`, or
+/// `messaging://?transport_url=rabbit://user:password@host:port/` as in oslo.config;
+/// `&exchange=<name>` changes the control exchange.
+///
+/// ```no_run
+/// use osprofiler_collectors::MessagingDriver;
+/// use osprofiler_core::notifier::Driver;
+/// let bus = MessagingDriver::open("messaging://").unwrap();
+/// for t in bus.list_traces().unwrap() {
+///     println!("{} {}", t.base_id, t.timestamp);
+/// }
+/// ```
+pub struct MessagingDriver {
+    url: String,
+    exchange: String,
+    rt: Rt,
+    channel: Mutex<Option<(Connection, Channel)>>,
+}
+
+impl std::fmt::Debug for MessagingDriver {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("MessagingDriver")
+            .field("url", &osprofiler_core::redact(&self.url))
+            .field("exchange", &self.exchange)
+            .finish_non_exhaustive()
+    }
+}
+
+fn amqp_err(what: &str, e: lapin::Error) -> DriverError {
+    DriverError::with_source(what.to_owned(), e)
+}
+
+/// `%XX` decoding for query values (transport URLs are usually percent-encoded there).
+fn percent_decode(s: &str) -> String {
+    let b = s.as_bytes();
+    let mut out = Vec::with_capacity(b.len());
+    let mut i = 0;
+    while i < b.len() {
+        if b[i] == b'%'
+            && i + 2 < b.len()
+            && b[i + 1].is_ascii_hexdigit()
+            && b[i + 2].is_ascii_hexdigit()
+        {
+            let hex = |c: u8| (c as char).to_digit(16).unwrap_or(0) as u8;
+            out.push(hex(b[i + 1]) * 16 + hex(b[i + 2]));
+            i += 3;
+            continue;
+        }
+        out.push(b[i]);
+        i += 1;
+    }
+    String::from_utf8_lossy(&out).into_owned()
+}
+
+/// The AMQP URL and exchange of a `messaging://` connection string.
+fn parse(connection_string: &str) -> Result<(String, String), DriverError> {
+    let rest = connection_string
+        .split_once("://")
+        .map(|(_, r)| r)
+        .unwrap_or_default();
+    let (authority, query) = rest.split_once('?').unwrap_or((rest, ""));
+    let mut url = if authority.is_empty() {
+        DEFAULT_TRANSPORT_URL.to_owned()
+    } else {
+        amqp_url(authority)
+    };
+    let mut exchange = EXCHANGE.to_owned();
+    for pair in query.split('&').filter(|p| !p.is_empty()) {
+        let (k, v) = pair.split_once('=').unwrap_or((pair, ""));
+        match k {
+            "transport_url" => {
+                let v = percent_decode(v);
+                let (scheme, rest) = v
+                    .split_once("://")
+                    .ok_or_else(|| DriverError::new(format!("transport_url {v:?} is not a URL")))?;
+                if !matches!(scheme, "rabbit" | "amqp" | "kombu") {
+                    return Err(DriverError::new(format!(
+                        "transport_url scheme {scheme:?} is not supported (rabbit:// or amqp://)"
+                    )));
+                }
+                url = amqp_url(rest);
+            }
+            "exchange" => exchange = percent_decode(v),
+            other => {
+                return Err(DriverError::new(format!(
+                    "unknown messaging:// option {other:?} (known: transport_url, exchange)"
+                )));
+            }
+        }
+    }
+    Ok((url, exchange))
+}
+
+/// `user:pass@host:port[/vhost]` as an AMQP URL; no vhost (oslo's `rabbit://host:port/`)
+/// means the default vhost `/`.
+fn amqp_url(rest: &str) -> String {
+    let (auth, vhost) = rest.split_once('/').unwrap_or((rest, ""));
+    let vhost = if vhost.is_empty() { "%2f" } else { vhost };
+    format!("amqp://{auth}/{vhost}")
+}
+
+/// Python's `str(datetime.utcnow())`: microseconds omitted when zero.
+fn python_utcnow() -> String {
+    let us = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_micros() as i64);
+    let iso = osprofiler_core::format_timestamp(us);
+    let text = iso.replacen('T', " ", 1);
+    text.strip_suffix(".000000")
+        .map(str::to_owned)
+        .unwrap_or(text)
+}
+
+/// The notification body for one message.
+fn notification(m: &Message) -> Vec<u8> {
+    let identity = m.identity();
+    let body = json!({
+        "message_id": uuid::Uuid::new_v4().to_string(),
+        "publisher_id": identity.host(),
+        "event_type": format!("profiler.{}", identity.service().unwrap_or("None")),
+        "priority": "INFO",
+        "payload": m,
+        "timestamp": python_utcnow(),
+        "_unique_id": uuid::Uuid::new_v4().simple().to_string(),
+    });
+    // serde_json's map is sorted; write the keys in oslo.messaging's order.
+    let mut out = Vec::with_capacity(512);
+    out.push(b'{');
+    for (i, k) in [
+        "message_id",
+        "publisher_id",
+        "event_type",
+        "priority",
+        "payload",
+        "timestamp",
+        "_unique_id",
+    ]
+    .iter()
+    .enumerate()
+    {
+        if i > 0 {
+            out.extend_from_slice(b", ");
+        }
+        osprofiler_core::pyjson::write(&mut out, *k);
+        out.extend_from_slice(b": ");
+        if *k == "payload" {
+            osprofiler_core::pyjson::write(&mut out, m);
+        } else {
+            osprofiler_core::pyjson::write(&mut out, &body[*k]);
+        }
+    }
+    out.push(b'}');
+    out
+}
+
+impl MessagingDriver {
+    /// A driver for a `messaging://` connection string (see the type's docs). Connects on
+    /// first use and again after any error.
+    pub fn open(connection_string: &str) -> Result<MessagingDriver, DriverError> {
+        let (url, exchange) = parse(connection_string)?;
+        Ok(MessagingDriver {
+            url,
+            exchange,
+            rt: Rt::new()?,
+            channel: Mutex::new(None),
+        })
+    }
+
+    async fn connect(&self) -> Result<(Connection, Channel), DriverError> {
+        let conn = tokio::time::timeout(
+            Duration::from_secs(5),
+            Connection::connect(&self.url, ConnectionProperties::default()),
+        )
+        .await
+        .map_err(|_| DriverError::new("timed out connecting to RabbitMQ"))?
+        .map_err(|e| amqp_err("cannot connect to RabbitMQ", e))?;
+        let ch = conn
+            .create_channel()
+            .await
+            .map_err(|e| amqp_err("cannot open an AMQP channel", e))?;
+        ch.exchange_declare(
+            self.exchange.as_str().into(),
+            ExchangeKind::Topic,
+            ExchangeDeclareOptions::default(),
+            FieldTable::default(),
+        )
+        .await
+        .map_err(|e| amqp_err("cannot declare the notification exchange", e))?;
+        ch.queue_declare(
+            TOPIC.into(),
+            QueueDeclareOptions::default(),
+            FieldTable::default(),
+        )
+        .await
+        .map_err(|e| amqp_err("cannot declare the profiler.info queue", e))?;
+        ch.queue_bind(
+            TOPIC.into(),
+            self.exchange.as_str().into(),
+            TOPIC.into(),
+            QueueBindOptions::default(),
+            FieldTable::default(),
+        )
+        .await
+        .map_err(|e| amqp_err("cannot bind the profiler.info queue", e))?;
+        ch.confirm_select(ConfirmSelectOptions::default())
+            .await
+            .map_err(|e| amqp_err("cannot enable publisher confirms", e))?;
+        Ok((conn, ch))
+    }
+
+    /// Runs `f` with the channel, connecting first if needed; forgets the connection after an
+    /// error so the next call reconnects.
+    async fn with_channel<T, F, Fut>(&self, f: F) -> Result<T, DriverError>
+    where
+        F: FnOnce(Channel) -> Fut,
+        Fut: std::future::Future<Output = Result<T, DriverError>>,
+    {
+        let mut guard = self.channel.lock().await;
+        if guard
+            .as_ref()
+            .is_none_or(|(c, ch)| !c.status().connected() || !ch.status().connected())
+        {
+            *guard = Some(self.connect().await?);
+        }
+        let ch = guard.as_ref().map(|(_, ch)| ch.clone()).expect("connected");
+        let r = f(ch).await;
+        if r.is_err() {
+            *guard = None;
+        }
+        r
+    }
+
+    async fn publish(&self, batch: &[Message]) -> Result<(), DriverError> {
+        let exchange = self.exchange.clone();
+        self.with_channel(|ch| async move {
+            let props = BasicProperties::default()
+                .with_content_type("application/json".into())
+                .with_content_encoding("utf-8".into())
+                .with_delivery_mode(2)
+                .with_priority(0)
+                .with_headers(FieldTable::default());
+            let mut confirms = Vec::with_capacity(batch.len());
+            for m in batch {
+                let c = ch
+                    .basic_publish(
+                        exchange.as_str().into(),
+                        TOPIC.into(),
+                        BasicPublishOptions::default(),
+                        &notification(m),
+                        props.clone(),
+                    )
+                    .await
+                    .map_err(|e| amqp_err("cannot publish a notification", e))?;
+                confirms.push(c);
+            }
+            for c in confirms {
+                let confirmation = c
+                    .await
+                    .map_err(|e| amqp_err("the broker did not confirm a notification", e))?;
+                if confirmation.is_nack() {
+                    return Err(DriverError::new("the broker refused a notification"));
+                }
+            }
+            Ok(())
+        })
+        .await
+    }
+
+    /// Takes every ready notification from `profiler.info`, keeps (acks) those `keep` selects
+    /// and puts the others back in the queue, in their order.
+    async fn sweep(&self, keep: impl Fn(&Value) -> bool + Send) -> Result<Vec<Value>, DriverError> {
+        self.with_channel(|ch| async move {
+            let mut kept = Vec::new();
+            let mut returned = Vec::new();
+            loop {
+                let got = ch
+                    .basic_get(TOPIC.into(), BasicGetOptions::default())
+                    .await
+                    .map_err(|e| amqp_err("cannot read profiler.info", e))?;
+                let Some(msg) = got else { break };
+                let tag = msg.delivery.delivery_tag;
+                let payload = serde_json::from_slice::<Value>(&msg.delivery.data)
+                    .ok()
+                    .map(|mut v| v["payload"].take());
+                match payload {
+                    Some(p) if keep(&p) => {
+                        kept.push(p);
+                        ch.basic_ack(tag, BasicAckOptions::default())
+                            .await
+                            .map_err(|e| amqp_err("cannot ack a notification", e))?;
+                    }
+                    _ => returned.push(tag),
+                }
+                if msg.message_count == 0 {
+                    break;
+                }
+            }
+            for tag in returned {
+                ch.basic_nack(
+                    tag,
+                    BasicNackOptions {
+                        requeue: true,
+                        ..Default::default()
+                    },
+                )
+                .await
+                .map_err(|e| amqp_err("cannot return a notification to its queue", e))?;
+            }
+            Ok(kept)
+        })
+        .await
+    }
+
+    async fn peek_all(&self) -> Result<Vec<Value>, DriverError> {
+        // Everything is returned to the queue; the payloads are copied out on the way.
+        let seen = std::sync::Mutex::new(Vec::new());
+        self.sweep(|p| {
+            seen.lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .push(p.clone());
+            false
+        })
+        .await?;
+        Ok(seen.into_inner().unwrap_or_else(|e| e.into_inner()))
+    }
+}
+
+fn summaries(payloads: &[Value], only_errors: bool) -> Vec<TraceSummary> {
+    let mut out: Vec<TraceSummary> = Vec::new();
+    for p in payloads {
+        let Some(base_id) = p["base_id"].as_str() else {
+            continue;
+        };
+        if only_errors && p["info"].get("etype").is_none_or(Value::is_null) {
+            continue;
+        }
+        let ts = p["timestamp"].as_str().unwrap_or_default();
+        match out.iter_mut().find(|s| s.base_id == base_id) {
+            Some(s) if ts < s.timestamp.as_str() => s.timestamp = ts.to_owned(),
+            Some(_) => {}
+            None => out.push(TraceSummary {
+                base_id: base_id.to_owned(),
+                timestamp: ts.to_owned(),
+            }),
+        }
+    }
+    out.sort_by(|a, b| a.timestamp.cmp(&b.timestamp));
+    out
+}
+
+impl Driver for MessagingDriver {
+    fn name(&self) -> &str {
+        "messaging"
+    }
+
+    fn notify(&self, batch: &[Message]) -> Result<(), DriverError> {
+        if batch.is_empty() {
+            return Ok(());
+        }
+        self.rt.run(self.publish(batch))
+    }
+
+    /// Takes the trace's notifications off `profiler.info` (a listener such as Ceilometer
+    /// would have taken them too); other traces' notifications stay in the queue.
+    fn trace_messages(&self, base_id: &str) -> Result<Vec<Value>, DriverError> {
+        self.rt.run(self.sweep(|p| p["base_id"] == base_id))
+    }
+
+    fn list_traces(&self) -> Result<Vec<TraceSummary>, DriverError> {
+        Ok(summaries(&self.rt.run(self.peek_all())?, false))
+    }
+
+    fn list_error_traces(&self) -> Result<Vec<TraceSummary>, DriverError> {
+        Ok(summaries(&self.rt.run(self.peek_all())?, true))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn connection_strings() {
+        assert_eq!(
+            parse("messaging://").unwrap(),
+            (DEFAULT_TRANSPORT_URL.to_owned(), "openstack".to_owned())
+        );
+        assert_eq!(
+            parse("messaging://u:p@mq:5673/vh").unwrap().0,
+            "amqp://u:p@mq:5673/vh"
+        );
+        assert_eq!(
+            parse("messaging://?transport_url=rabbit%3A%2F%2Fu%3Ap%40mq%3A5672%2F&exchange=nova")
+                .unwrap(),
+            ("amqp://u:p@mq:5672/%2f".to_owned(), "nova".to_owned())
+        );
+        assert!(parse("messaging://?transport_url=kafka://x").is_err());
+        assert!(parse("messaging://?colour=blue").is_err());
+    }
+
+    #[test]
+    fn timestamp_is_pythons_str_of_a_datetime() {
+        let t = python_utcnow();
+        assert_eq!(&t[10..11], " ");
+        assert!(t.len() == 19 || t.len() == 26, "{t}");
+    }
+}
