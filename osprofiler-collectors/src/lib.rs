@@ -8,6 +8,7 @@
 //! | `mysql://user@host:port/db` (`mariadb://`) | [`SqlDriver`] | `mysql` |
 //! | `redis://[:password@]host[:port][/db]` | [`RedisDriver`], byte-compatible with Python's | `redis` |
 //! | `messaging://[user:pass@host:port/vhost]` | [`MessagingDriver`]: oslo.messaging notifications on RabbitMQ (the Ceilometer path) | `messaging` |
+//! | `otlp://host:port[/path]` | [`OtlpDriver`]: spans over OTLP/HTTP (Jaeger, Tempo, the OTel Collector); export only | `otlp` |
 //! | `jaeger://…` | an error pointing to OTLP (the Jaeger client protocol is retired) | |
 //!
 //! Call [`register`] once (or use [`init_from_conf`] / [`open`], which do) so that
@@ -44,6 +45,8 @@ use std::sync::{Arc, Once};
 
 #[cfg(feature = "messaging")]
 mod messaging;
+#[cfg(feature = "otlp")]
+mod otlp;
 #[cfg(feature = "redis")]
 mod redis;
 #[cfg(feature = "_rt")]
@@ -53,6 +56,8 @@ mod sql;
 
 #[cfg(feature = "messaging")]
 pub use crate::messaging::MessagingDriver;
+#[cfg(feature = "otlp")]
+pub use crate::otlp::OtlpDriver;
 #[cfg(feature = "redis")]
 pub use crate::redis::RedisDriver;
 #[cfg(feature = "_sql")]
@@ -89,6 +94,10 @@ pub fn register() {
         #[cfg(feature = "messaging")]
         osprofiler_core::register_driver("messaging", |cs, _| {
             Ok(Arc::new(MessagingDriver::open(cs)?) as Arc<dyn Driver>)
+        });
+        #[cfg(feature = "otlp")]
+        osprofiler_core::register_driver("otlp", |cs, _| {
+            Ok(Arc::new(OtlpDriver::open(cs)?) as Arc<dyn Driver>)
         });
         osprofiler_core::register_driver("jaeger", |_, _| {
             Err(DriverError::new(

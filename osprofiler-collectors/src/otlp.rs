@@ -1,0 +1,459 @@
+//! The OTLP collector: spans over OTLP/HTTP (protobuf), which Jaeger, Tempo and the
+//! OpenTelemetry Collector ingest.
+//!
+//! Ids and names follow Python OSProfiler's `otlp` driver: the trace id is the 128 bits of
+//! `base_id`, a span id the low 64 bits of the point's `trace_id`, the parent span the low 64
+//! bits of `parent_id` (none when `parent_id == base_id`); span names are
+//! `WSGI_<METHOD>_<path>` for server requests, `SQL_<FIRST WORD>` for statements,
+//! `REQUESTS_<METHOD>_<hostname>` for client requests, else the point name; attributes are
+//! Python's (`db.statement`, `http.*`, `name`, `args`, …) plus `db.system`/`db.namespace`.
+//! An error point gets `error=true`, a `log` event with `error.kind` and `message`, and status
+//! ERROR.
+//!
+//! Unlike Python, which pairs a stop with the last start on a process-wide stack (wrong as
+//! soon as two requests overlap), a stop is paired with its start by point id, also across
+//! batches. Spans of a batch go in one request; a failed export is retried by the notifier
+//! with nothing lost or sent twice.
+//!
+//! This driver builds the OTLP messages itself with `opentelemetry-proto` (the types the
+//! OpenTelemetry SDK's exporter sends) because the spans carry OSProfiler's own ids and
+//! times, which the SDK's tracer would replace.
+
+use crate::rt::Rt;
+use opentelemetry_proto::tonic::collector::trace::v1::ExportTraceServiceRequest;
+use opentelemetry_proto::tonic::common::v1::{AnyValue, InstrumentationScope, KeyValue, any_value};
+use opentelemetry_proto::tonic::resource::v1::Resource;
+use opentelemetry_proto::tonic::trace::v1::span::{Event, SpanKind};
+use opentelemetry_proto::tonic::trace::v1::status::StatusCode;
+use opentelemetry_proto::tonic::trace::v1::{ResourceSpans, ScopeSpans, Span, Status};
+use osprofiler_core::notifier::{Driver, DriverError, TraceSummary};
+use osprofiler_core::{Message, parse_timestamp};
+use prost::Message as _;
+use serde_json::Value;
+use std::collections::{BTreeMap, HashMap};
+use std::sync::Mutex;
+use std::time::{Duration, Instant};
+
+/// Starts waiting for their stop are kept at most this long (a point that never stops).
+const PENDING_TTL: Duration = Duration::from_secs(600);
+
+/// A collector exporting spans over OTLP/HTTP (see the [module docs](self)).
+///
+/// `otlp://host:port[/path]` posts to `http://host:port[/path]/v1/traces`, as Python does.
+/// Export only: reading traces back is the tracing back end's job (`trace show` from this
+/// driver says so).
+///
+/// ```
+/// use osprofiler_collectors::OtlpDriver;
+/// let d = OtlpDriver::open("otlp://127.0.0.1:4318").unwrap();
+/// assert_eq!(d.endpoint(), "http://127.0.0.1:4318/v1/traces");
+/// ```
+pub struct OtlpDriver {
+    endpoint: String,
+    rt: Rt,
+    client: reqwest::Client,
+    pending: Mutex<HashMap<String, (Value, Instant)>>,
+}
+
+impl std::fmt::Debug for OtlpDriver {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("OtlpDriver")
+            .field("endpoint", &self.endpoint)
+            .finish_non_exhaustive()
+    }
+}
+
+impl OtlpDriver {
+    /// A driver for `otlp://host:port[/path]`. Nothing is connected until the first export.
+    pub fn open(connection_string: &str) -> Result<OtlpDriver, DriverError> {
+        let rest = connection_string
+            .split_once("://")
+            .map(|(_, r)| r)
+            .unwrap_or_default();
+        let (authority, path) = match rest.find('/') {
+            Some(i) => (&rest[..i], rest[i..].trim_end_matches('/')),
+            None => (rest, ""),
+        };
+        if authority.is_empty() {
+            return Err(DriverError::new(
+                "expected otlp://host:port[/path] (the OTLP/HTTP receiver, port 4318 by default)",
+            ));
+        }
+        let authority = if authority.contains(':') {
+            authority.to_owned()
+        } else {
+            format!("{authority}:4318")
+        };
+        let path = if path.ends_with("/v1/traces") {
+            path.to_owned()
+        } else {
+            format!("{path}/v1/traces")
+        };
+        let client = reqwest::Client::builder()
+            .no_proxy()
+            .timeout(Duration::from_secs(10))
+            .build()
+            .map_err(|e| DriverError::with_source("cannot create the HTTP client", e))?;
+        Ok(OtlpDriver {
+            endpoint: format!("http://{authority}{path}"),
+            rt: Rt::new()?,
+            client,
+            pending: Mutex::new(HashMap::new()),
+        })
+    }
+
+    /// The URL spans are posted to.
+    pub fn endpoint(&self) -> &str {
+        &self.endpoint
+    }
+
+    async fn post(&self, body: Vec<u8>) -> Result<(), DriverError> {
+        let resp = self
+            .client
+            .post(&self.endpoint)
+            .header("content-type", "application/x-protobuf")
+            .body(body)
+            .send()
+            .await
+            .map_err(|e| {
+                DriverError::with_source(format!("cannot export spans to {}", self.endpoint), e)
+            })?;
+        if !resp.status().is_success() {
+            return Err(DriverError::new(format!(
+                "the OTLP receiver at {} answered {}",
+                self.endpoint,
+                resp.status()
+            )));
+        }
+        Ok(())
+    }
+}
+
+fn uuid_bytes(id: &str) -> Option<[u8; 16]> {
+    uuid::Uuid::try_parse(id).ok().map(|u| *u.as_bytes())
+}
+
+/// The 128-bit trace id of a base id; a non-UUID id gets a stable hash instead of Python's
+/// fresh random id (so all of its spans stay in one trace).
+fn trace_id(base_id: &str) -> Vec<u8> {
+    uuid_bytes(base_id).map_or_else(|| stable_hash(base_id, 16), |b| b.to_vec())
+}
+
+/// The low 64 bits of a point id.
+fn span_id(id: &str) -> Vec<u8> {
+    uuid_bytes(id).map_or_else(|| stable_hash(id, 8), |b| b[8..].to_vec())
+}
+
+fn stable_hash(s: &str, len: usize) -> Vec<u8> {
+    // FNV-1a, twice with different offsets for 16 bytes: stable across processes and builds.
+    let mut out = Vec::with_capacity(16);
+    for seed in [0xcbf2_9ce4_8422_2325_u64, 0x6c62_272e_07bb_0142] {
+        let mut h = seed;
+        for b in s.bytes() {
+            h ^= u64::from(b);
+            h = h.wrapping_mul(0x0100_0000_01b3);
+        }
+        out.extend_from_slice(&h.to_be_bytes());
+    }
+    out.truncate(len);
+    out
+}
+
+fn kv(key: &str, v: &Value) -> Option<KeyValue> {
+    let value = match v {
+        Value::Null => return None,
+        Value::String(s) => any_value::Value::StringValue(s.clone()),
+        Value::Bool(b) => any_value::Value::BoolValue(*b),
+        Value::Number(n) => match n.as_i64() {
+            Some(i) => any_value::Value::IntValue(i),
+            None => any_value::Value::DoubleValue(n.as_f64().unwrap_or(0.0)),
+        },
+        other => any_value::Value::StringValue(osprofiler_core::pyjson::to_string(other)),
+    };
+    Some(KeyValue {
+        key: key.to_owned(),
+        value: Some(AnyValue { value: Some(value) }),
+        ..Default::default()
+    })
+}
+
+fn point_name(message_name: &str) -> &str {
+    message_name
+        .strip_suffix("-start")
+        .or_else(|| message_name.strip_suffix("-stop"))
+        .unwrap_or(message_name)
+}
+
+/// Python's span name.
+fn span_name(start: &Value) -> String {
+    let info = &start["info"];
+    let s = |v: &Value| v.as_str().unwrap_or_default().to_owned();
+    if info["request"].is_object() {
+        format!(
+            "WSGI_{}_{}",
+            s(&info["request"]["method"]),
+            s(&info["request"]["path"])
+        )
+    } else if let Some(sql) = info["db"]["statement"].as_str() {
+        format!(
+            "SQL_{}",
+            sql.split(' ').next().unwrap_or_default().to_uppercase()
+        )
+    } else if info["requests"].is_object() {
+        format!(
+            "REQUESTS_{}_{}",
+            s(&info["requests"]["method"]),
+            s(&info["requests"]["hostname"])
+        )
+    } else {
+        point_name(start["name"].as_str().unwrap_or_default()).to_owned()
+    }
+}
+
+fn span_kind(point: &str) -> SpanKind {
+    if point.contains("wsgi") {
+        SpanKind::Server
+    } else if point.contains("db") || point.contains("http") || point.contains("api") {
+        SpanKind::Client
+    } else {
+        SpanKind::Internal
+    }
+}
+
+/// Python's span attributes (`create_span_tags`), plus the db target when known.
+fn start_attributes(start: &Value) -> Vec<KeyValue> {
+    let info = &start["info"];
+    let mut out = Vec::new();
+    let mut add = |k: &str, v: &Value| out.extend(kv(k, v));
+    if let Some(db) = info["db"].as_object() {
+        for (attr, key) in [
+            ("db.statement", "statement"),
+            ("db.params", "params"),
+            ("db.system", "system"),
+            ("db.namespace", "namespace"),
+            ("db.operation", "api"),
+            ("server.address", "server"),
+        ] {
+            if let Some(v) = db.get(key) {
+                if key == "params" {
+                    add(attr, &Value::String(osprofiler_core::pyjson::to_string(v)));
+                } else {
+                    add(attr, v);
+                }
+            }
+        }
+    } else if let Some(r) = info["request"].as_object() {
+        for k in ["path", "query", "method", "scheme"] {
+            add(&format!("http.{k}"), r.get(k).unwrap_or(&Value::Null));
+        }
+    } else if let Some(r) = info["requests"].as_object() {
+        for k in ["path", "query", "method", "scheme", "hostname", "port"] {
+            add(&format!("http.{k}"), r.get(k).unwrap_or(&Value::Null));
+        }
+    } else if let Some(f) = info["function"].as_object() {
+        for k in ["args", "kwargs", "name"] {
+            if let Some(v) = f.get(k) {
+                add(k, v);
+            }
+        }
+    }
+    out
+}
+
+fn nanos(ts: &Value) -> u64 {
+    ts.as_str()
+        .and_then(parse_timestamp)
+        .map_or(0, |us| (us.max(0) as u64) * 1000)
+}
+
+/// One span from a start and its stop.
+fn span(start: &Value, stop: &Value) -> Span {
+    let base = start["base_id"].as_str().unwrap_or_default();
+    let parent = start["parent_id"].as_str().unwrap_or_default();
+    let point = point_name(start["name"].as_str().unwrap_or_default());
+    let mut attributes = start_attributes(start);
+    let sinfo = &stop["info"];
+    for call in ["db", "function"] {
+        if let Some(r) = sinfo[call].get("result") {
+            attributes.extend(kv("result", r));
+        }
+    }
+    if let Some(code) = sinfo["requests"].get("status_code") {
+        attributes.extend(kv("status_code", code));
+    }
+    if let Some(code) = sinfo["response"].get("status_code") {
+        attributes.extend(kv("http.status_code", code));
+    }
+    let mut events = Vec::new();
+    let mut status = None;
+    if let Some(etype) = sinfo.get("etype").filter(|e| !e.is_null()) {
+        attributes.extend(kv("error", &Value::Bool(true)));
+        let message = sinfo.get("message").cloned().unwrap_or(Value::Null);
+        events.push(Event {
+            time_unix_nano: nanos(&stop["timestamp"]),
+            name: "log".into(),
+            attributes: [kv("error.kind", etype), kv("message", &message)]
+                .into_iter()
+                .flatten()
+                .collect(),
+            dropped_attributes_count: 0,
+        });
+        status = Some(Status {
+            message: format!(
+                "{}: {}",
+                etype.as_str().unwrap_or_default(),
+                message.as_str().unwrap_or_default()
+            ),
+            code: StatusCode::Error as i32,
+        });
+    }
+    Span {
+        trace_id: trace_id(base),
+        span_id: span_id(start["trace_id"].as_str().unwrap_or_default()),
+        parent_span_id: if parent == base {
+            Vec::new()
+        } else {
+            span_id(parent)
+        },
+        flags: 0x100 | 0x1, // sampled; the parent's "is remote" flag is known
+        name: span_name(start),
+        kind: span_kind(point) as i32,
+        start_time_unix_nano: nanos(&start["timestamp"]),
+        end_time_unix_nano: nanos(&stop["timestamp"]),
+        attributes,
+        events,
+        status,
+        ..Default::default()
+    }
+}
+
+/// Python's service name: `<project>-<service>`.
+fn service_name(m: &Value) -> String {
+    let s = |k: &str| m[k].as_str().unwrap_or("None").to_owned();
+    format!("{}-{}", s("project"), s("service"))
+}
+
+fn request(spans: BTreeMap<String, Vec<Span>>) -> ExportTraceServiceRequest {
+    ExportTraceServiceRequest {
+        resource_spans: spans
+            .into_iter()
+            .map(|(service, spans)| ResourceSpans {
+                resource: Some(Resource {
+                    attributes: kv("service.name", &Value::String(service))
+                        .into_iter()
+                        .collect(),
+                    ..Default::default()
+                }),
+                scope_spans: vec![ScopeSpans {
+                    scope: Some(InstrumentationScope {
+                        name: "osprofiler-rs".into(),
+                        version: env!("CARGO_PKG_VERSION").into(),
+                        ..Default::default()
+                    }),
+                    spans,
+                    ..Default::default()
+                }],
+                ..Default::default()
+            })
+            .collect(),
+    }
+}
+
+impl Driver for OtlpDriver {
+    fn name(&self) -> &str {
+        "otlp"
+    }
+
+    fn notify(&self, batch: &[Message]) -> Result<(), DriverError> {
+        let mut spans: BTreeMap<String, Vec<Span>> = BTreeMap::new();
+        // Starts paired in this call, put back if the export fails (the notifier retries the
+        // same batch, whose stops pair with them again).
+        let mut consumed: Vec<(String, (Value, Instant))> = Vec::new();
+        let mut added: Vec<String> = Vec::new();
+        {
+            let mut pending = self.pending.lock().unwrap_or_else(|e| e.into_inner());
+            pending.retain(|_, (_, at)| at.elapsed() < PENDING_TTL);
+            for m in batch {
+                let v = m.to_value();
+                let id = v["trace_id"].as_str().unwrap_or_default().to_owned();
+                if v["name"].as_str().is_some_and(|n| n.ends_with("-start")) {
+                    added.push(id.clone());
+                    pending.insert(id, (v, Instant::now()));
+                    continue;
+                }
+                // A stop without its start (lost, or from before a restart): a span of zero
+                // length at the stop.
+                let (start, at) = pending
+                    .remove(&id)
+                    .unwrap_or_else(|| (v.clone(), Instant::now()));
+                spans
+                    .entry(service_name(&start))
+                    .or_default()
+                    .push(span(&start, &v));
+                if !added.contains(&id) {
+                    consumed.push((id, (start, at)));
+                }
+            }
+        }
+        if spans.is_empty() {
+            return Ok(());
+        }
+        let body = request(spans).encode_to_vec();
+        let result = self.rt.run(self.post(body));
+        if result.is_err() {
+            let mut pending = self.pending.lock().unwrap_or_else(|e| e.into_inner());
+            for id in added {
+                pending.remove(&id);
+            }
+            pending.extend(consumed);
+        }
+        result
+    }
+
+    fn trace_messages(&self, _base_id: &str) -> Result<Vec<Value>, DriverError> {
+        Err(DriverError::new(
+            "the otlp:// collector exports spans only: read the trace in Jaeger, Tempo or your OTLP back end",
+        ))
+    }
+
+    fn list_traces(&self) -> Result<Vec<TraceSummary>, DriverError> {
+        self.trace_messages("").map(|_| Vec::new())
+    }
+
+    fn list_error_traces(&self) -> Result<Vec<TraceSummary>, DriverError> {
+        self.list_traces()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn endpoints_follow_python() {
+        let e = |cs: &str| OtlpDriver::open(cs).unwrap().endpoint;
+        assert_eq!(
+            e("otlp://collector:4318"),
+            "http://collector:4318/v1/traces"
+        );
+        assert_eq!(e("otlp://collector"), "http://collector:4318/v1/traces");
+        assert_eq!(e("otlp://c:1/otel/"), "http://c:1/otel/v1/traces");
+        assert_eq!(e("otlp://c:1/v1/traces"), "http://c:1/v1/traces");
+        assert!(OtlpDriver::open("otlp://").is_err());
+    }
+
+    #[test]
+    fn ids_are_the_references() {
+        let u = "0f0e0d0c-0b0a-4908-8706-050403020100";
+        assert_eq!(
+            trace_id(u),
+            uuid::Uuid::parse_str(u).unwrap().as_bytes().to_vec()
+        );
+        assert_eq!(
+            span_id(u),
+            vec![0x87, 0x06, 0x05, 0x04, 0x03, 0x02, 0x01, 0x00]
+        );
+        assert_eq!(trace_id("not-a-uuid"), trace_id("not-a-uuid"));
+        assert_eq!(trace_id("not-a-uuid").len(), 16);
+    }
+}

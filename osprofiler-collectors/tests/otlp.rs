@@ -1,0 +1,238 @@
+//! The OTLP collector against an in-process OTLP/HTTP receiver: the request is decoded with
+//! the OpenTelemetry protobuf types and checked span by span (ids, parents, names, error
+//! status); stops pair with their starts by id across batches and interleavings; a failed
+//! export loses nothing and sends nothing twice.
+
+use axum::Router;
+use axum::body::Bytes;
+use axum::http::StatusCode;
+use axum::routing::post;
+use opentelemetry_proto::tonic::collector::trace::v1::ExportTraceServiceRequest;
+use opentelemetry_proto::tonic::common::v1::any_value::Value as Any;
+use opentelemetry_proto::tonic::trace::v1::Span;
+use osprofiler_collectors::OtlpDriver;
+use osprofiler_core::notifier::Driver;
+use osprofiler_core::{self as osp, Message, Trace};
+use osprofiler_testkit::captured_trace;
+use prost::Message as _;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+
+#[derive(Clone, Default)]
+struct Receiver {
+    requests: Arc<Mutex<Vec<ExportTraceServiceRequest>>>,
+    fail_next: Arc<AtomicUsize>,
+}
+
+impl Receiver {
+    fn spans(&self) -> Vec<(String, Span)> {
+        let mut out = Vec::new();
+        for r in self.requests.lock().unwrap().iter() {
+            for rs in &r.resource_spans {
+                let service = rs.resource.as_ref().unwrap().attributes[0]
+                    .value
+                    .as_ref()
+                    .and_then(|v| match &v.value {
+                        Some(Any::StringValue(s)) => Some(s.clone()),
+                        _ => None,
+                    })
+                    .unwrap();
+                for ss in &rs.scope_spans {
+                    out.extend(ss.spans.iter().map(|s| (service.clone(), s.clone())));
+                }
+            }
+        }
+        out
+    }
+}
+
+async fn receiver() -> (String, Receiver) {
+    let r = Receiver::default();
+    let state = r.clone();
+    let app = Router::new().route(
+        "/v1/traces",
+        post(move |body: Bytes| {
+            let state = state.clone();
+            async move {
+                if state
+                    .fail_next
+                    .fetch_update(Ordering::SeqCst, Ordering::SeqCst, |n| n.checked_sub(1))
+                    .is_ok()
+                {
+                    return StatusCode::SERVICE_UNAVAILABLE;
+                }
+                let req = ExportTraceServiceRequest::decode(body).expect("a protobuf OTLP request");
+                state.requests.lock().unwrap().push(req);
+                StatusCode::OK
+            }
+        }),
+    );
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let url = format!("otlp://{}", listener.local_addr().unwrap());
+    tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
+    (url, r)
+}
+
+fn low64(id: &str) -> Vec<u8> {
+    uuid::Uuid::parse_str(id).unwrap().as_bytes()[8..].to_vec()
+}
+
+fn attr(span: &Span, key: &str) -> Option<Any> {
+    span.attributes
+        .iter()
+        .find(|kv| kv.key == key)
+        .and_then(|kv| kv.value.clone()?.value)
+}
+
+fn starts(msgs: &[Message]) -> Vec<&Message> {
+    msgs.iter()
+        .filter(|m| m.name().ends_with("-start"))
+        .collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn spans_carry_the_reference_ids_names_and_errors() {
+    let (url, rx) = receiver().await;
+    let (base, msgs) = captured_trace(|| {
+        let _wsgi = Trace::new(
+            "wsgi",
+            || osp::info!({"request": {"path": "/v2/servers", "method": "GET", "query": "", "scheme": "http"}}),
+        );
+        drop(Trace::new(
+            "db",
+            || osp::info!({"db": {"statement": "select * from instances", "system": "postgresql"}}),
+        ));
+        drop(Trace::new(
+            "http",
+            || osp::info!({"requests": {"method": "GET", "hostname": "glance", "port": 9292, "path": "/v2/images", "query": "", "scheme": "http"}}),
+        ));
+        let mut bad = Trace::new("db", || osp::info!({"db": {"statement": "SELEC 1"}}));
+        bad.error_with("ProgrammingError", "syntax error at or near \"SELEC\"");
+    });
+    let d = OtlpDriver::open(&url).unwrap();
+    d.notify(&msgs).unwrap();
+
+    let spans = rx.spans();
+    assert_eq!(spans.len(), 4);
+    let trace_bytes = uuid::Uuid::parse_str(&base).unwrap().as_bytes().to_vec();
+    for (service, s) in &spans {
+        assert_eq!(service, "proj-svc");
+        assert_eq!(s.trace_id, trace_bytes);
+    }
+    // Spans come in stop order: find each by its id.
+    let started = starts(&msgs);
+    let by_id = |m: &Message| {
+        spans
+            .iter()
+            .map(|(_, s)| s)
+            .find(|s| s.span_id == low64(&m.trace_id().to_text()))
+            .unwrap_or_else(|| panic!("no span for {}", m.name()))
+            .clone()
+    };
+    let (wsgi, db, http, bad) = (
+        by_id(started[0]),
+        by_id(started[1]),
+        by_id(started[2]),
+        by_id(started[3]),
+    );
+    assert!(
+        wsgi.parent_span_id.is_empty(),
+        "the root has no parent span"
+    );
+    for child in [&db, &http, &bad] {
+        assert_eq!(child.parent_span_id, wsgi.span_id);
+    }
+    assert_eq!(wsgi.name, "WSGI_GET_/v2/servers");
+    assert_eq!(db.name, "SQL_SELECT");
+    assert_eq!(http.name, "REQUESTS_GET_glance");
+    assert_eq!(bad.name, "SQL_SELEC");
+    assert_eq!(
+        attr(&db, "db.statement"),
+        Some(Any::StringValue("select * from instances".into()))
+    );
+    assert_eq!(attr(&http, "http.port"), Some(Any::IntValue(9292)));
+    assert!(db.end_time_unix_nano >= db.start_time_unix_nano && db.start_time_unix_nano > 0);
+    assert!(wsgi.start_time_unix_nano <= db.start_time_unix_nano);
+
+    let status = bad.status.as_ref().expect("error status");
+    assert_eq!(status.code, 2, "STATUS_CODE_ERROR");
+    assert_eq!(attr(&bad, "error"), Some(Any::BoolValue(true)));
+    let ev = &bad.events[0];
+    assert_eq!(ev.name, "log");
+    assert_eq!(
+        ev.attributes
+            .iter()
+            .map(|kv| kv.key.as_str())
+            .collect::<Vec<_>>(),
+        ["error.kind", "message"]
+    );
+    assert!(db.status.is_none() && db.events.is_empty());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn overlapping_points_pair_by_id_across_batches() {
+    let (url, rx) = receiver().await;
+    let (_, msgs) = captured_trace(|| {
+        drop(Trace::new(
+            "db",
+            || osp::info!({"db": {"statement": "SELECT 1"}}),
+        ));
+        drop(Trace::new(
+            "db",
+            || osp::info!({"db": {"statement": "UPDATE t"}}),
+        ));
+    });
+    let [a_start, a_stop, b_start, b_stop] = <[Message; 4]>::try_from(msgs).ok().unwrap();
+    let d = OtlpDriver::open(&url).unwrap();
+    // Both start, then both stop in start order: a stack would give A's stop to B's start.
+    d.notify(&[a_start.clone(), b_start.clone()]).unwrap();
+    assert!(rx.spans().is_empty(), "nothing is exported before a stop");
+    d.notify(&[a_stop, b_stop]).unwrap();
+    let spans = rx.spans();
+    assert_eq!(spans.len(), 2);
+    for (start, name) in [(&a_start, "SQL_SELECT"), (&b_start, "SQL_UPDATE")] {
+        let s = spans
+            .iter()
+            .map(|(_, s)| s)
+            .find(|s| s.span_id == low64(&start.trace_id().to_text()))
+            .unwrap();
+        assert_eq!(s.name, name);
+        assert_eq!(
+            s.start_time_unix_nano,
+            start.timestamp_micros() as u64 * 1000
+        );
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_failed_export_is_retried_without_loss_or_duplicates() {
+    let (url, rx) = receiver().await;
+    let (_, msgs) = captured_trace(|| {
+        let _outer = Trace::new(
+            "wsgi",
+            || osp::info!({"request": {"path": "/", "method": "GET", "query": "", "scheme": "http"}}),
+        );
+        drop(Trace::new(
+            "db",
+            || osp::info!({"db": {"statement": "SELECT 1"}}),
+        ));
+    });
+    let d = OtlpDriver::open(&url).unwrap();
+    // wsgi start alone; then the rest, whose first export fails.
+    d.notify(&msgs[..1]).unwrap();
+    rx.fail_next.store(1, Ordering::SeqCst);
+    assert!(d.notify(&msgs[1..]).is_err());
+    assert!(rx.spans().is_empty());
+    d.notify(&msgs[1..]).unwrap(); // what the notifier does: the same batch again
+    let spans = rx.spans();
+    let mut names: Vec<&str> = spans.iter().map(|(_, s)| s.name.as_str()).collect();
+    names.sort();
+    assert_eq!(names, ["SQL_SELECT", "WSGI_GET_/"]);
+}
+
+#[test]
+fn reading_back_points_to_the_tracing_back_end() {
+    let d = OtlpDriver::open("otlp://127.0.0.1:4318").unwrap();
+    let e = d.trace_messages("x").unwrap_err().to_string();
+    assert!(e.contains("Jaeger"), "{e}");
+}
