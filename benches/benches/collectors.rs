@@ -30,6 +30,10 @@ fn bench(c: &mut Criterion) {
     std::fs::create_dir_all(&dir).unwrap();
     let drivers: Vec<(&str, Box<dyn Driver>)> = vec![
         (
+            "sqlite_memory",
+            Box::new(osprofiler_collectors::SqlDriver::open("sqlite://:memory:").unwrap()),
+        ),
+        (
             "sqlite_file",
             Box::new(
                 osprofiler_collectors::SqlDriver::open(&format!(
@@ -68,7 +72,22 @@ fn bench(c: &mut Criterion) {
     let values: Vec<serde_json::Value> = big.iter().map(Message::to_value).collect();
     let mut g = c.benchmark_group("report");
     g.sample_size(10);
-    g.bench_function("build_10k_points", |b| b.iter(|| Report::build(&values)));
+    // What `trace show` does: the driver's messages moved into the report.
+    g.bench_function("build_10k_points", |b| {
+        b.iter_batched(
+            || values.clone(),
+            |v| Report::build_owned(v, Default::default()),
+            criterion::BatchSize::LargeInput,
+        )
+    });
+    // From borrowed messages (each copied into the report).
+    g.bench_function("build_10k_points_borrowed", |b| {
+        b.iter_batched(
+            || (),
+            |()| Report::build(&values),
+            criterion::BatchSize::LargeInput,
+        )
+    });
     g.finish();
     let _ = std::fs::remove_dir_all(&dir);
 }

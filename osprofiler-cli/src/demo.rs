@@ -286,6 +286,21 @@ fn spawn_worker(
 /// Runs the demo: both services, one traced request, the trace read back from the collector.
 /// `exe` is the `osprofiler` binary (it runs the worker); `dir` holds the services' databases.
 pub async fn run(exe: &FsPath, connection_string: &str, dir: &FsPath) -> Result<DemoRun, CliError> {
+    let lower = connection_string.to_ascii_lowercase();
+    if lower.starts_with("sqlite://:memory:") || lower == "sqlite://" {
+        return Err(CliError(
+            "demo: an in-memory SQLite collector cannot be shared by the demo's two processes; \
+             use a file (sqlite://osprofiler.db)"
+                .into(),
+        ));
+    }
+    if lower.starts_with("otlp://") {
+        return Err(CliError(
+            "demo: the otlp:// collector exports spans but cannot read them back for the tree; \
+             send the demo to sqlite://, postgresql://, redis:// or messaging://"
+                .into(),
+        ));
+    }
     std::fs::create_dir_all(dir).map_err(|e| fail("create the demo directory")(e.to_string()))?;
     let guard =
         osprofiler_collectors::init_from_conf(&conf(connection_string), "demo", "api", None)

@@ -82,7 +82,7 @@ pub fn load_report(
             osprofiler_core::redact(connection_string)
         )));
     }
-    Ok(Report::build_with(&messages, opts).into_value())
+    Ok(Report::build_owned(messages, opts).into_value())
 }
 
 /// The default view: the tree with start..end and duration in milliseconds, service@host,

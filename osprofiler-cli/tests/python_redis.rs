@@ -25,6 +25,23 @@ fn ours(args: &[&str]) -> String {
         .args(["--connection-string", REDIS]))
 }
 
+/// Runs our demo with its points sent to Redis; returns the trace id.
+fn rust_trace_in_redis() -> String {
+    let dir = std::env::temp_dir().join(format!("osp-pyredis-{}", uuid::Uuid::new_v4()));
+    let out = run(Command::new(env!("CARGO_BIN_EXE_osprofiler")).args([
+        "demo",
+        "--connection-string",
+        REDIS,
+        "--dir",
+        dir.to_str().unwrap(),
+    ]));
+    let _ = std::fs::remove_dir_all(&dir);
+    out.lines()
+        .find_map(|l| l.strip_prefix("trace ")?.split_whitespace().next())
+        .unwrap_or_else(|| panic!("no trace id in the demo's output:\n{out}"))
+        .to_owned()
+}
+
 fn pythons_show(id: &str) -> Value {
     let text = run(Command::new(python_tool("osprofiler")).args([
         "trace",
@@ -39,24 +56,11 @@ fn pythons_show(id: &str) -> Value {
 
 #[test]
 fn python_cli_shows_a_rust_trace_as_ours_does() {
-    let dir = std::env::temp_dir().join(format!("osp-pyredis-{}", uuid::Uuid::new_v4()));
-    let out = run(Command::new(env!("CARGO_BIN_EXE_osprofiler")).args([
-        "demo",
-        "--connection-string",
-        REDIS,
-        "--dir",
-        dir.to_str().unwrap(),
-    ]));
-    let id = out
-        .lines()
-        .find_map(|l| l.strip_prefix("trace ")?.split_whitespace().next())
-        .unwrap()
-        .to_owned();
+    let id = rust_trace_in_redis();
     let ours: Value = serde_json::from_str(&ours(&["trace", "show", &id, "--json"])).unwrap();
     let theirs = pythons_show(&id);
     assert_eq!(ours, theirs);
     assert_eq!(theirs["stats"]["db"]["count"], 8);
-    let _ = std::fs::remove_dir_all(&dir);
 }
 
 #[test]
@@ -87,6 +91,14 @@ print(profiler.get().get_base_id())
     );
     let ours_json: Value = serde_json::from_str(&ours(&["trace", "show", &id, "--json"])).unwrap();
     assert_eq!(ours_json, pythons_show(&id));
+    let rust_id = rust_trace_in_redis();
     let list = ours(&["trace", "list"]);
-    assert!(list.lines().any(|l| l.starts_with(&id)), "{list}");
+    assert!(
+        list.lines().any(|l| l.starts_with(&id)),
+        "Python's trace not listed: {list}"
+    );
+    assert!(
+        list.lines().any(|l| l.starts_with(&rust_id)),
+        "our trace not listed: {list}"
+    );
 }

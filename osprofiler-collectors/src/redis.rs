@@ -106,15 +106,29 @@ impl Driver for RedisDriver {
         if batch.is_empty() {
             return Ok(());
         }
+        // One LPUSH per run of messages of the same trace: `LPUSH k a b` leaves the list as
+        // `LPUSH k a; LPUSH k b` does (newest first), in one command.
         let mut pipe = ::redis::pipe();
-        let mut key = String::new();
+        let mut run: Option<(String, ::redis::Cmd)> = None;
         for m in batch {
             let base_id = m.base_id().to_text();
-            key.clear();
-            key.push_str(OPT);
-            key.push_str(&base_id);
-            pipe.cmd("LPUSH").arg(&key).arg(m.to_json()).ignore();
+            match &mut run {
+                Some((id, cmd)) if *id == *base_id => {
+                    cmd.arg(m.to_json());
+                }
+                _ => {
+                    if let Some((_, cmd)) = run.take() {
+                        pipe.add_command(cmd).ignore();
+                    }
+                    let mut cmd = ::redis::cmd("LPUSH");
+                    cmd.arg(format!("{OPT}{base_id}")).arg(m.to_json());
+                    run = Some((base_id.to_string(), cmd));
+                }
+            }
             if self.filter_error_trace && m.error_type().is_some() {
+                if let Some((_, cmd)) = run.take() {
+                    pipe.add_command(cmd).ignore();
+                }
                 let marker = osprofiler_core::pyjson::to_string(&serde_json::json!({
                     "base_id": base_id,
                     "timestamp": m.timestamp(),
@@ -124,6 +138,9 @@ impl Driver for RedisDriver {
                     .arg(marker)
                     .ignore();
             }
+        }
+        if let Some((_, cmd)) = run.take() {
+            pipe.add_command(cmd).ignore();
         }
         self.with_conn("cannot store messages in Redis", |c| pipe.query::<()>(c))
     }

@@ -346,6 +346,9 @@ pub fn format_timestamp(micros: i64) -> String {
 /// Parses a timestamp in OSProfiler's format (fraction optional, 1 to 6 digits) into
 /// microseconds since the epoch.
 pub fn parse_timestamp(s: &str) -> Option<i64> {
+    if let Some(us) = parse_canonical(s.as_bytes()) {
+        return Some(us);
+    }
     let s = s.trim();
     let (date, time) = s.split_once('T').or_else(|| s.split_once(' '))?;
     let mut dp = date.splitn(3, '-');
@@ -390,6 +393,33 @@ fn civil_from_days(z: i64) -> (i64, u32, u32) {
     let d = (doy - (153 * mp + 2) / 5 + 1) as u32;
     let m = if mp < 10 { mp + 3 } else { mp - 9 } as u32;
     (if m <= 2 { y + 1 } else { y }, m, d)
+}
+
+/// The common case, `YYYY-MM-DDTHH:MM:SS.ffffff` exactly (what every writer produces), without
+/// splitting or UTF-8 parsing: reports parse one timestamp per message.
+fn parse_canonical(b: &[u8]) -> Option<i64> {
+    if b.len() != 26
+        || b[4] != b'-'
+        || b[7] != b'-'
+        || b[10] != b'T'
+        || b[13] != b':'
+        || b[16] != b':'
+        || b[19] != b'.'
+    {
+        return None;
+    }
+    let num = |r: std::ops::Range<usize>| -> Option<i64> {
+        b[r].iter().try_fold(0i64, |acc, &c| {
+            c.is_ascii_digit().then(|| acc * 10 + i64::from(c - b'0'))
+        })
+    };
+    let (y, m, d) = (num(0..4)?, num(5..7)?, num(8..10)?);
+    let (hh, mm, ss, us) = (num(11..13)?, num(14..16)?, num(17..19)?, num(20..26)?);
+    if !(1..=12).contains(&m) || !(1..=31).contains(&d) || hh > 23 || mm > 59 || ss > 60 {
+        return None;
+    }
+    let days = days_from_civil(y, m as u32, d as u32);
+    Some(((days * 86_400) + hh * 3600 + mm * 60 + ss) * 1_000_000 + us)
 }
 
 fn days_from_civil(y: i64, m: u32, d: u32) -> i64 {
@@ -461,6 +491,17 @@ impl Message {
     /// `parent_id`, `timestamp`, `info` (with `host`), `project`, `service`.
     pub fn to_value(&self) -> Value {
         serde_json::to_value(self).unwrap_or(Value::Null)
+    }
+
+    /// The message's `info` object (with `host`) as Python-style JSON text: what SQL
+    /// collectors store, without building the whole message as a `Value`.
+    pub fn info_json(&self) -> String {
+        crate::pyjson::to_string(&InfoWithHost(
+            &self.info,
+            &self.identity.host,
+            self.function.as_ref(),
+            self.lazy.as_deref(),
+        ))
     }
 
     /// The message as Python-style JSON text (what the Redis driver pushes).

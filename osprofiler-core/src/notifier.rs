@@ -151,7 +151,10 @@ pub trait Driver: Send + Sync + 'static {
 
     /// The report of one trace (OSProfiler's `get_report`).
     fn get_report(&self, base_id: &str) -> Result<Report, DriverError> {
-        Ok(Report::build(&self.trace_messages(base_id)?))
+        Ok(Report::build_owned(
+            self.trace_messages(base_id)?,
+            crate::ReportOptions::default(),
+        ))
     }
 
     /// All stored traces.

@@ -53,6 +53,25 @@ impl Report {
 
     /// [`Report::build`] with options.
     pub fn build_with(messages: &[Value], opts: ReportOptions) -> Report {
+        Self::build_from(messages.iter().map(std::borrow::Cow::Borrowed), opts)
+    }
+
+    /// [`Report::build_with`] taking the messages by value: each is moved into its node's
+    /// `meta.raw_payload.*` instead of copied (what drivers use: they read owned messages).
+    ///
+    /// ```
+    /// use osprofiler_core::{Report, ReportOptions};
+    /// let r = Report::build_owned(Vec::new(), ReportOptions::default());
+    /// assert!(r.is_empty());
+    /// ```
+    pub fn build_owned(messages: Vec<Value>, opts: ReportOptions) -> Report {
+        Self::build_from(messages.into_iter().map(std::borrow::Cow::Owned), opts)
+    }
+
+    fn build_from<'a>(
+        messages: impl Iterator<Item = std::borrow::Cow<'a, Value>>,
+        opts: ReportOptions,
+    ) -> Report {
         let mut nodes: Vec<Node> = Vec::new();
         let mut index: HashMap<String, usize> = HashMap::new();
         let (mut started_at, mut finished_at, mut last_started): (
@@ -105,16 +124,18 @@ impl Report {
                 });
                 nodes.len() - 1
             });
-            let node = &mut nodes[i];
-            node.info
-                .insert(format!("meta.raw_payload.{name}"), m.clone());
-            if name.ends_with("stop") {
-                node.finished = Some(ts);
-                let exc = m
-                    .get("info")
+            let key = format!("meta.raw_payload.{name}");
+            let is_stop = name.ends_with("stop");
+            let exc = is_stop.then(|| {
+                m.get("info")
                     .and_then(|i| i.get("etype"))
                     .cloned()
-                    .unwrap_or_else(|| "None".into());
+                    .unwrap_or_else(|| "None".into())
+            });
+            let node = &mut nodes[i];
+            node.info.insert(key, m.into_owned());
+            if let Some(exc) = exc {
+                node.finished = Some(ts);
                 node.info.insert("exception".into(), exc);
             } else {
                 node.started = Some(ts);
@@ -180,7 +201,14 @@ impl Report {
                     .filter(|v| !v.is_null())
                     .collect()
             };
-            json!({"info": Value::Object(n.info), "trace_id": n.trace_id, "parent_id": n.parent_id, "children": kids})
+            // Built by moving, not with json!: that macro serializes its values again (a deep
+            // copy of every subtree at every level).
+            let mut node = Map::with_capacity(4);
+            node.insert("info".into(), Value::Object(n.info));
+            node.insert("trace_id".into(), Value::String(n.trace_id));
+            node.insert("parent_id".into(), n.parent_id);
+            node.insert("children".into(), Value::Array(kids));
+            Value::Object(node)
         }
         let mut slots: Vec<Option<Node>> = nodes.into_iter().map(Some).collect();
         let tree: Vec<Value> = roots
@@ -192,12 +220,15 @@ impl Report {
             (Some(s), Some(t)) => json!(msec(t - s)),
             _ => Value::Null,
         };
+        let mut root = Map::with_capacity(3);
+        root.insert(
+            "info".into(),
+            json!({"name": "total", "started": 0, "finished": total(finished_at), "last_trace_started": total(last_started)}),
+        );
+        root.insert("children".into(), Value::Array(tree));
+        root.insert("stats".into(), Value::Object(stats));
         Report {
-            value: json!({
-                "info": {"name": "total", "started": 0, "finished": total(finished_at), "last_trace_started": total(last_started)},
-                "children": tree,
-                "stats": stats,
-            }),
+            value: Value::Object(root),
         }
     }
 
