@@ -196,3 +196,94 @@ pub fn python() -> std::path::PathBuf {
 pub fn python_tool(name: &str) -> std::path::PathBuf {
     python().with_file_name(name)
 }
+
+const WARM_UP: usize = 50;
+
+/// Checks that `wrapped` allocations per round equal `raw` ones: same median and same mode.
+/// Drivers' buffer reuse makes the extremes wander by a couple of allocations from run to run;
+/// an allocation added per call moves the median and the mode.
+pub fn assert_same_allocations(what: &str, mut raw: Vec<usize>, mut wrapped: Vec<usize>) {
+    raw.sort_unstable();
+    wrapped.sort_unstable();
+    let n = raw.len();
+    println!(
+        "{what}: allocations per round: raw min/median/max {}/{}/{}, traced (no trace) {}/{}/{}",
+        raw[0],
+        raw[n / 2],
+        raw[n - 1],
+        wrapped[0],
+        wrapped[n / 2],
+        wrapped[n - 1]
+    );
+    assert!(
+        raw[0] > 0,
+        "{what}: the counter sees the library's allocations"
+    );
+    assert_eq!(wrapped[n / 2], raw[n / 2], "{what}: median per round");
+    assert_eq!(
+        mode(&wrapped),
+        mode(&raw),
+        "{what}: most common count per round"
+    );
+}
+
+/// Runs `raw(i)` and `traced(i)` for `n` rounds (after a warm-up), alternating which goes
+/// first so position favours neither, and asserts they allocate alike
+/// ([`assert_same_allocations`]). Needs [`Counting`] as the global allocator.
+pub async fn assert_alloc_parity(
+    what: &str,
+    n: usize,
+    mut raw: impl AsyncFnMut(i64),
+    mut traced: impl AsyncFnMut(i64),
+) {
+    let (mut r, mut t) = (Vec::with_capacity(n), Vec::with_capacity(n));
+    for i in 0..(n + WARM_UP) {
+        let a = allocations();
+        if i % 2 == 0 {
+            raw(i as i64).await;
+        } else {
+            traced(i as i64).await;
+        }
+        let b = allocations();
+        if i % 2 == 0 {
+            traced(i as i64).await;
+        } else {
+            raw(i as i64).await;
+        }
+        let c = allocations();
+        if i >= WARM_UP {
+            let (x, y) = if i % 2 == 0 {
+                (b - a, c - b)
+            } else {
+                (c - b, b - a)
+            };
+            r.push(x);
+            t.push(y);
+        }
+    }
+    assert_same_allocations(what, r, t);
+}
+
+/// [`assert_alloc_parity`] for blocking calls.
+pub fn assert_alloc_parity_sync(
+    what: &str,
+    n: usize,
+    mut raw: impl FnMut(i64),
+    mut traced: impl FnMut(i64),
+) {
+    let rt = std::cell::RefCell::new((&mut raw, &mut traced));
+    let fut = assert_alloc_parity(
+        what,
+        n,
+        async |i| (rt.borrow_mut().0)(i),
+        async |i| (rt.borrow_mut().1)(i),
+    );
+    // The closures never wait: one poll completes the future.
+    let waker = std::task::Waker::noop();
+    let mut cx = std::task::Context::from_waker(waker);
+    let mut fut = std::pin::pin!(fut);
+    assert!(
+        fut.as_mut().poll(&mut cx).is_ready(),
+        "blocking closures completed in one poll"
+    );
+}
