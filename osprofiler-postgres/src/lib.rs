@@ -67,6 +67,37 @@ impl AsClient for Arc<Client> {
     }
 }
 
+#[cfg(feature = "deadpool")]
+mod deadpool_impls {
+    use super::{AsClient, AsClientMut};
+    use deadpool_postgres::{ClientWrapper, Object};
+    use tokio_postgres::Client;
+
+    impl AsClient for Object {
+        fn as_client(&self) -> &Client {
+            self
+        }
+    }
+
+    impl AsClientMut for Object {
+        fn as_client_mut(&mut self) -> &mut Client {
+            self
+        }
+    }
+
+    impl AsClient for ClientWrapper {
+        fn as_client(&self) -> &Client {
+            self
+        }
+    }
+
+    impl AsClientMut for ClientWrapper {
+        fn as_client_mut(&mut self) -> &mut Client {
+            self
+        }
+    }
+}
+
 /// SQL accepted by the traced methods: text (`&str`, `String`), a tokio-postgres
 /// [`Statement`] (its text is not known, so none is recorded), or a [`TracedStatement`] from
 /// [`Traced::prepare`], which remembers its text.
