@@ -215,6 +215,23 @@ pub fn instrument_with<C: diesel::Connection>(conn: &mut C, target: DbTarget) {
     conn.set_instrumentation(OsProfilerInstrumentation::new().target(target));
 }
 
+/// Installs the instrumentation on a diesel-async connection (feature `async`): the same
+/// points as a sync connection, and since diesel-async runs the query in the caller's task,
+/// no `spawn_blocking` is involved.
+///
+/// ```no_run
+/// # async fn demo() -> diesel::ConnectionResult<()> {
+/// use diesel_async::{AsyncConnection, AsyncPgConnection};
+/// let url = "postgres://postgres@127.0.0.1/test";
+/// let mut conn = AsyncPgConnection::establish(url).await?;
+/// osprofiler_diesel::instrument_async(&mut conn, osprofiler_diesel::target_of_url(url));
+/// # Ok(()) }
+/// ```
+#[cfg(feature = "async")]
+pub fn instrument_async<C: diesel_async::AsyncConnection>(conn: &mut C, target: DbTarget) {
+    conn.set_instrumentation(OsProfilerInstrumentation::new().target(target));
+}
+
 fn boxed() -> Option<Box<dyn Instrumentation>> {
     Some(Box::new(OsProfilerInstrumentation::new()))
 }
