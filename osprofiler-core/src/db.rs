@@ -173,6 +173,14 @@ impl DbPoint {
         sql: impl FnOnce() -> Option<SqlText>,
         params: impl FnOnce() -> Option<String>,
     ) -> DbPoint {
+        if !crate::is_active() {
+            // Nothing to record: no call, no closure built, and a guard whose drop is one
+            // null check.
+            return DbPoint {
+                trace: Trace::inactive(),
+                done: true,
+            };
+        }
         let trace = Trace::new_detached("db", || {
             let with_sql = switches::trace_sql();
             let statement = if with_sql { sql() } else { None };

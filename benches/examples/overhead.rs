@@ -1,0 +1,235 @@
+//! The DB adapters' overhead over the raw libraries, for `benches/interleaved.sh`: raw and
+//! traced calls alternated and timed one by one (wall-clock time on this VM drifts by ±15%
+//! between criterion runs; drifts hit both sides of a pair alike). The single-mode loops can
+//! also be run under `valgrind --tool=callgrind --toggle-collect='*counted_loop*'`.
+//!
+//! Usage: `overhead <adapter> <query> <mode> <iterations>`
+//! - adapter: `postgres` (tokio-postgres), `sqlx-pg`, `sqlx-sqlite`, `diesel-sqlite`,
+//!   `sea-orm-sqlite`
+//! - query: `select_1` or `select_100`
+//! - mode: `raw`, `no_trace`, `in_trace`, `trace_sql` (one loop, for callgrind), or
+//!   `ab-no_trace`, `ab-in_trace`, `ab-trace_sql`: raw and traced calls alternated and timed,
+//!   printing the paired difference with a 95% confidence interval
+//!
+//! Only `counted_loop` is counted (callgrind `--toggle-collect`): set-up and a warm-up of the
+//! same length run outside it. Points go to a queue whose driver discards them, so the count is
+//! the request thread's own work; building the messages' JSON happens on the notifier's thread.
+#![allow(missing_docs)]
+
+use diesel::RunQueryDsl as _;
+use osprofiler_core as osp;
+use sea_orm::ConnectionTrait as _;
+
+const PG: &str = "postgres://postgres@127.0.0.1:5432/test";
+const HUNDRED_PG: &str = "SELECT g, 'row ' || g FROM generate_series(1, 100) g";
+const HUNDRED_SQLITE: &str =
+    "WITH RECURSIVE c(x) AS (SELECT 1 UNION ALL SELECT x + 1 FROM c WHERE x < 100) SELECT x FROM c";
+
+/// The warm-up: the same calls, not counted.
+#[inline(never)]
+fn warm_up(n: usize, op: &mut dyn FnMut()) {
+    for _ in 0..n {
+        op();
+    }
+}
+
+/// The counted calls (`callgrind --toggle-collect='*counted_loop*'`).
+#[inline(never)]
+fn counted_loop(n: usize, op: &mut dyn FnMut()) {
+    for _ in 0..n {
+        op();
+    }
+}
+
+fn main() {
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    let [adapter, query, mode, n] = &args[..] else {
+        eprintln!(
+            "usage: overhead <adapter> <select_1|select_100> <raw|no_trace|in_trace|trace_sql> <iterations>"
+        );
+        std::process::exit(2);
+    };
+    let n: usize = n.parse().expect("iterations");
+    let hundred = query == "select_100";
+    let raw = mode == "raw";
+    type Op<'a> = Box<dyn FnMut() + 'a>;
+    let _notifier = osprofiler_benches::install_discard();
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+
+    let (mut raw_op, mut traced_op): (Op<'_>, Op<'_>) = match adapter.as_str() {
+        "postgres" => {
+            let client = rt.block_on(async {
+                let (client, conn) = tokio_postgres::connect(
+                    "host=127.0.0.1 port=5432 user=postgres dbname=test",
+                    tokio_postgres::NoTls,
+                )
+                .await
+                .expect("PostgreSQL at 127.0.0.1:5432");
+                tokio::spawn(conn);
+                client
+            });
+            let client: &'static tokio_postgres::Client = Box::leak(Box::new(client));
+            let traced = osprofiler_postgres::Traced::new(client).database("test");
+            let sql = if hundred { HUNDRED_PG } else { "SELECT 1" };
+            let stmt = rt.block_on(traced.prepare(sql)).unwrap();
+            let rt = &rt;
+            let plain = stmt.inner().clone();
+            (
+                Box::new(move || {
+                    rt.block_on(client.query(&plain, &[])).unwrap();
+                }),
+                Box::new(move || {
+                    rt.block_on(traced.query(&stmt, &[])).unwrap();
+                }),
+            )
+        }
+        "sqlx-pg" | "sqlx-sqlite" => {
+            let pg = adapter == "sqlx-pg";
+            let sql: &'static str = match (pg, hundred) {
+                (true, true) => HUNDRED_PG,
+                (false, true) => HUNDRED_SQLITE,
+                _ => "SELECT 1",
+            };
+            if pg {
+                let pool = rt
+                    .block_on(
+                        sqlx::postgres::PgPoolOptions::new()
+                            .max_connections(1)
+                            .connect(PG),
+                    )
+                    .expect("PostgreSQL at 127.0.0.1:5432");
+                let traced = osprofiler_sqlx::Traced::new(pool.clone());
+                let rt = &rt;
+                (
+                    Box::new(move || {
+                        rt.block_on(sqlx::query(sql).fetch_all(&pool)).unwrap();
+                    }),
+                    Box::new(move || {
+                        rt.block_on(sqlx::query(sql).fetch_all(&traced)).unwrap();
+                    }),
+                )
+            } else {
+                let pool = rt
+                    .block_on(
+                        sqlx::sqlite::SqlitePoolOptions::new()
+                            .max_connections(1)
+                            .connect("sqlite::memory:"),
+                    )
+                    .unwrap();
+                let traced = osprofiler_sqlx::Traced::new(pool.clone());
+                let rt = &rt;
+                (
+                    Box::new(move || {
+                        rt.block_on(sqlx::query(sql).fetch_all(&pool)).unwrap();
+                    }),
+                    Box::new(move || {
+                        rt.block_on(sqlx::query(sql).fetch_all(&traced)).unwrap();
+                    }),
+                )
+            }
+        }
+        "diesel-sqlite" => {
+            use diesel::Connection as _;
+            let mut plain = diesel::SqliteConnection::establish(":memory:").unwrap();
+            let mut conn = diesel::SqliteConnection::establish(":memory:").unwrap();
+            osprofiler_diesel::instrument(&mut conn);
+            let sql = if hundred { HUNDRED_SQLITE } else { "SELECT 1" };
+            (
+                Box::new(move || {
+                    diesel::sql_query(sql).execute(&mut plain).unwrap();
+                }),
+                Box::new(move || {
+                    diesel::sql_query(sql).execute(&mut conn).unwrap();
+                }),
+            )
+        }
+        "sea-orm-sqlite" => {
+            let db = rt
+                .block_on(sea_orm::Database::connect("sqlite::memory:"))
+                .unwrap();
+            let traced = osprofiler_sea_orm::Traced::new(db.clone());
+            let sql = if hundred { HUNDRED_SQLITE } else { "SELECT 1" };
+            let stmt = sea_orm::Statement::from_string(sea_orm::DbBackend::Sqlite, sql);
+            let stmt2 = stmt.clone();
+            let rt = &rt;
+            (
+                Box::new(move || {
+                    rt.block_on(db.query_all_raw(stmt.clone())).unwrap();
+                }),
+                Box::new(move || {
+                    rt.block_on(traced.query_all_raw(stmt2.clone())).unwrap();
+                }),
+            )
+        }
+        other => panic!("unknown adapter {other}"),
+    };
+
+    let _trace = match mode.trim_start_matches("ab-") {
+        "raw" | "no_trace" => None,
+        "in_trace" => osp::init("k", None, None),
+        "trace_sql" => {
+            osp::set_trace_sql(true);
+            osp::init("k", None, None)
+        }
+        other => panic!("unknown mode {other}"),
+    };
+    if let Some(m) = mode.strip_prefix("ab-") {
+        return interleaved(m, n, &mut *raw_op, &mut *traced_op);
+    }
+    let op = if raw { &mut *raw_op } else { &mut *traced_op };
+    warm_up(n, op);
+    counted_loop(n, op);
+}
+
+/// Raw and traced calls alternated (which goes first alternates too), timed one by one: the
+/// machine's slow drifts hit both alike, and the paired differences give the overhead with a
+/// confidence interval.
+fn interleaved(mode: &str, n: usize, raw: &mut dyn FnMut(), traced: &mut dyn FnMut()) {
+    use std::time::Instant;
+    warm_up(n / 10 + 1, raw);
+    warm_up(n / 10 + 1, traced);
+    let (mut r, mut t, mut d) = (
+        Vec::with_capacity(n),
+        Vec::with_capacity(n),
+        Vec::with_capacity(n),
+    );
+    for i in 0..n {
+        let time = |f: &mut dyn FnMut()| {
+            let s = Instant::now();
+            f();
+            s.elapsed().as_nanos() as f64
+        };
+        let (a, b) = if i % 2 == 0 {
+            let a = time(raw);
+            (a, time(traced))
+        } else {
+            let b = time(traced);
+            (time(raw), b)
+        };
+        r.push(a);
+        t.push(b);
+        d.push(b - a);
+    }
+    let median = |v: &mut Vec<f64>| {
+        v.sort_by(f64::total_cmp);
+        v[v.len() / 2]
+    };
+    let mean = d.iter().sum::<f64>() / n as f64;
+    let var = d.iter().map(|x| (x - mean).powi(2)).sum::<f64>() / (n as f64 - 1.0);
+    let ci = 1.96 * (var / n as f64).sqrt();
+    let (mr, mt, md) = (median(&mut r), median(&mut t), median(&mut d));
+    println!(
+        "{mode}: raw median {:.1} µs, traced median {:.1} µs; paired difference median {:+.2} µs ({:+.2}%), mean {:+.2} ± {:.2} µs ({:+.2}% ± {:.2}%)",
+        mr / 1e3,
+        mt / 1e3,
+        md / 1e3,
+        100.0 * md / mr,
+        mean / 1e3,
+        ci / 1e3,
+        100.0 * mean / mr,
+        100.0 * ci / mr
+    );
+}
