@@ -93,41 +93,38 @@ fn main() {
                 (false, true) => HUNDRED_SQLITE,
                 _ => "SELECT 1",
             };
+            // The same pair of closures over either pool type.
+            macro_rules! pair {
+                ($pool:expr) => {{
+                    let pool = $pool;
+                    let traced = osprofiler_sqlx::Traced::new(pool.clone());
+                    let rt = &rt;
+                    let raw: Op<'_> = Box::new(move || {
+                        rt.block_on(sqlx::query(sql).fetch_all(&pool)).unwrap();
+                    });
+                    let wrapped: Op<'_> = Box::new(move || {
+                        rt.block_on(sqlx::query(sql).fetch_all(&traced)).unwrap();
+                    });
+                    (raw, wrapped)
+                }};
+            }
             if pg {
-                let pool = rt
-                    .block_on(
+                pair!(
+                    rt.block_on(
                         sqlx::postgres::PgPoolOptions::new()
                             .max_connections(1)
-                            .connect(PG),
+                            .connect(PG)
                     )
-                    .expect("PostgreSQL at 127.0.0.1:5432");
-                let traced = osprofiler_sqlx::Traced::new(pool.clone());
-                let rt = &rt;
-                (
-                    Box::new(move || {
-                        rt.block_on(sqlx::query(sql).fetch_all(&pool)).unwrap();
-                    }),
-                    Box::new(move || {
-                        rt.block_on(sqlx::query(sql).fetch_all(&traced)).unwrap();
-                    }),
+                    .expect("PostgreSQL at 127.0.0.1:5432")
                 )
             } else {
-                let pool = rt
-                    .block_on(
+                pair!(
+                    rt.block_on(
                         sqlx::sqlite::SqlitePoolOptions::new()
                             .max_connections(1)
                             .connect("sqlite::memory:"),
                     )
-                    .unwrap();
-                let traced = osprofiler_sqlx::Traced::new(pool.clone());
-                let rt = &rt;
-                (
-                    Box::new(move || {
-                        rt.block_on(sqlx::query(sql).fetch_all(&pool)).unwrap();
-                    }),
-                    Box::new(move || {
-                        rt.block_on(sqlx::query(sql).fetch_all(&traced)).unwrap();
-                    }),
+                    .unwrap()
                 )
             }
         }

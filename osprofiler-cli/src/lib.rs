@@ -85,106 +85,11 @@ pub fn load_report(
     Ok(Report::build_owned(messages, opts).into_value())
 }
 
-/// The default view: the tree with start..end and duration in milliseconds, service@host,
-/// errors, and the statement of `db` points.
+/// The default view: the tree with each point's start and duration to the microsecond,
+/// service@host, errors and the statement of `db` points, then per-name totals
+/// ([`Report::render_tree_of`]).
 pub fn render_terminal(report: &Value) -> String {
-    // Report::render_tree works on a built report; the JSON is the same shape.
-    let mut out = String::new();
-    let total = report["info"]["finished"].as_i64().unwrap_or(0);
-    let points: i64 = report["stats"]
-        .as_object()
-        .map_or(0, |s| s.values().filter_map(|x| x["count"].as_i64()).sum());
-    let _ = writeln!(out, "total {total} ms ({points} points)");
-    walk_terminal(
-        &mut out,
-        report["children"].as_array().map_or(&[], Vec::as_slice),
-        "",
-    );
-    if let Some(stats) = report["stats"].as_object().filter(|s| !s.is_empty()) {
-        out.push('\n');
-        for (name, s) in stats {
-            let _ = writeln!(
-                out,
-                "{name:>12}: {} calls, {} ms",
-                s["count"].as_i64().unwrap_or(0),
-                s["duration"].as_i64().unwrap_or(0)
-            );
-        }
-    }
-    out
-}
-
-/// A one-line summary of what a point did: SQL, HTTP request, or function.
-pub fn point_summary(info: &Value) -> Option<String> {
-    let name = info["name"].as_str()?;
-    let start = info
-        .as_object()?
-        .iter()
-        .find(|(k, _)| k.starts_with("meta.raw_payload.") && k.ends_with("-start"))
-        .map(|(_, v)| &v["info"])?;
-    let _ = name;
-    if let Some(sql) = start["db"]["statement"].as_str() {
-        return Some(sql.split_whitespace().collect::<Vec<_>>().join(" "));
-    }
-    if let Some(api) = start["db"]["api"].as_str() {
-        return Some(api.to_owned());
-    }
-    if let Some(r) = start["request"].as_object() {
-        return Some(format!(
-            "{} {}",
-            r.get("method").and_then(Value::as_str).unwrap_or(""),
-            r.get("path").and_then(Value::as_str).unwrap_or("")
-        ));
-    }
-    if let Some(r) = start["requests"].as_object() {
-        return Some(format!(
-            "{} {}://{}:{}{}",
-            r.get("method").and_then(Value::as_str).unwrap_or(""),
-            r.get("scheme").and_then(Value::as_str).unwrap_or(""),
-            r.get("hostname").and_then(Value::as_str).unwrap_or(""),
-            r.get("port")
-                .map(|p| p.to_string().replace('"', ""))
-                .unwrap_or_default(),
-            r.get("path").and_then(Value::as_str).unwrap_or("")
-        ));
-    }
-    start["function"]["name"].as_str().map(str::to_owned)
-}
-
-fn walk_terminal(out: &mut String, nodes: &[Value], prefix: &str) {
-    for (i, n) in nodes.iter().enumerate() {
-        let last = i + 1 == nodes.len();
-        let info = &n["info"];
-        let name = info["name"].as_str().unwrap_or("?");
-        let (s, f) = (
-            info["started"].as_i64().unwrap_or(0),
-            info["finished"].as_i64().unwrap_or(0),
-        );
-        let _ = write!(
-            out,
-            "{prefix}{}{name}  {s}..{f} ms ({} ms)",
-            if last { "└─ " } else { "├─ " },
-            f - s
-        );
-        let who: Vec<&str> = [&info["service"], &info["host"]]
-            .iter()
-            .filter_map(|x| x.as_str())
-            .collect();
-        if !who.is_empty() {
-            let _ = write!(out, "  [{}]", who.join("@"));
-        }
-        if let Some(e) = info["exception"].as_str().filter(|e| *e != "None") {
-            let _ = write!(out, "  ERROR {e}");
-        }
-        if let Some(what) = point_summary(info) {
-            let _ = write!(out, "  {what}");
-        }
-        out.push('\n');
-        if let Some(kids) = n["children"].as_array() {
-            let deeper = format!("{prefix}{}", if last { "   " } else { "│  " });
-            walk_terminal(out, kids, &deeper);
-        }
-    }
+    Report::render_tree_of(report)
 }
 
 /// Python's `osprofiler trace show --json` output: `json.dumps(report, indent=2,

@@ -281,14 +281,6 @@ fn connection_strings_pick_drivers_and_bad_ones_are_named() {
     assert!(!e.to_string().is_empty());
 }
 
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
-
 /// A Redis server of the test's own, so it can be stopped and started.
 fn start_redis(port: u16) -> std::process::Child {
     let mut child = std::process::Command::new("redis-server")
@@ -312,7 +304,7 @@ fn start_redis(port: u16) -> std::process::Child {
 fn redis_down_then_up_gets_every_queued_message() {
     use osprofiler_core::notifier::{Notifier, QueueNotifier, QueueOptions};
     use std::time::Duration;
-    let port = free_port();
+    let port = osprofiler_testkit::free_port();
     let driver = std::sync::Arc::new(
         RedisDriver::open(&format!("redis://127.0.0.1:{port}"), false).unwrap(),
     );

@@ -3,6 +3,7 @@
 use crate::message::parse_timestamp;
 use serde_json::{Map, Value, json};
 use std::collections::HashMap;
+use std::fmt::Write as _;
 
 /// A trace report: the tree of points with times in milliseconds since the trace's first
 /// message, plus per-name statistics. [`Report::to_value`] gives the JSON of
@@ -242,78 +243,166 @@ impl Report {
         self.value
     }
 
-    /// A plain-text tree of the trace: one line per point with start, end and duration in
-    /// milliseconds, service and host, the error type if any, and the SQL of `db` points.
+    /// [`Report::render_tree_of`] this report.
     ///
     /// ```
     /// let r = osprofiler_core::Report::build(&[]);
     /// assert!(r.render_tree().starts_with("total"));
     /// ```
     pub fn render_tree(&self) -> String {
-        use std::fmt::Write as _;
-        let v = &self.value;
+        Self::render_tree_of(&self.value)
+    }
+
+    /// A plain-text tree of a report's JSON (as built by [`Report::build`] or read from a saved
+    /// `--json` report): each point's start (from the trace's first message) and duration in
+    /// milliseconds to the microsecond (from the raw messages; whole milliseconds when they are
+    /// missing), service@host, the error type if any, and what the point did (the SQL of `db`
+    /// points, the request of `wsgi`/`http` points, the function of `rpc` points); then the
+    /// per-name totals.
+    ///
+    /// ```
+    /// let r = osprofiler_core::Report::build(&[]);
+    /// assert!(osprofiler_core::Report::render_tree_of(r.to_value()).starts_with("total 0 ms, 0 points"));
+    /// ```
+    pub fn render_tree_of(report: &Value) -> String {
         let mut out = String::new();
+        let t0 = earliest_start(report);
+        let total = report["info"]["finished"].as_i64().unwrap_or(0);
+        let points: i64 = report["stats"]
+            .as_object()
+            .map_or(0, |s| s.values().filter_map(|x| x["count"].as_i64()).sum());
         let _ = writeln!(
             out,
-            "total {} ms ({} points)",
-            v["info"]["finished"].as_i64().unwrap_or(0),
-            v["stats"].as_object().map_or(0, |s| s
-                .values()
-                .filter_map(|x| x["count"].as_i64())
-                .sum::<i64>())
+            "total {total} ms, {points} point{}",
+            if points == 1 { "" } else { "s" }
         );
-        fn walk(out: &mut String, nodes: &[Value], prefix: &str) {
-            for (i, n) in nodes.iter().enumerate() {
-                let last = i + 1 == nodes.len();
-                let info = &n["info"];
-                let name = info["name"].as_str().unwrap_or("?");
-                let (s, f) = (
-                    info["started"].as_i64().unwrap_or(0),
-                    info["finished"].as_i64().unwrap_or(0),
+        walk_terminal(
+            &mut out,
+            report["children"].as_array().map_or(&[], Vec::as_slice),
+            "",
+            t0,
+        );
+        if let Some(stats) = report["stats"].as_object().filter(|s| !s.is_empty()) {
+            out.push('\n');
+            for (name, s) in stats {
+                let count = s["count"].as_i64().unwrap_or(0);
+                let _ = writeln!(
+                    out,
+                    "{name:>12}: {count} call{}, {} ms",
+                    if count == 1 { "" } else { "s" },
+                    s["duration"].as_i64().unwrap_or(0)
                 );
-                let mut line = format!(
-                    "{prefix}{}{name}  {s}..{f} ms ({} ms)",
-                    if last { "└─ " } else { "├─ " },
-                    f - s
-                );
-                let who: Vec<&str> = [&info["service"], &info["host"]]
-                    .iter()
-                    .filter_map(|x| x.as_str())
-                    .collect();
-                if !who.is_empty() {
-                    let _ = write!(line, "  [{}]", who.join("@"));
-                }
-                if let Some(e) = info["exception"].as_str().filter(|e| *e != "None") {
-                    let _ = write!(line, "  ERROR {e}");
-                }
-                let start = &info[&format!("meta.raw_payload.{name}-start")]["info"];
-                if let Some(sql) = start["db"]["statement"].as_str() {
-                    let one_line: String = sql.split_whitespace().collect::<Vec<_>>().join(" ");
-                    let _ = write!(line, "  {one_line}");
-                } else if let Some(fname) = start["function"]["name"].as_str() {
-                    let _ = write!(line, "  {fname}");
-                }
-                out.push_str(&line);
-                out.push('\n');
-                if let Some(kids) = n["children"].as_array() {
-                    walk(
-                        out,
-                        kids,
-                        &format!("{prefix}{}", if last { "   " } else { "│  " }),
-                    );
-                }
             }
         }
-        walk(
-            &mut out,
-            v["children"].as_array().map_or(&[], Vec::as_slice),
-            "",
-        );
         out
     }
 
     /// True when the trace had no messages.
     pub fn is_empty(&self) -> bool {
         self.value["children"].as_array().is_none_or(Vec::is_empty)
+    }
+}
+
+/// Microseconds since the epoch of a point's start and stop messages.
+fn raw_times(info: &Value) -> (Option<i64>, Option<i64>) {
+    let name = info["name"].as_str().unwrap_or_default();
+    let ts = |phase: &str| {
+        info[format!("meta.raw_payload.{name}-{phase}").as_str()]["timestamp"]
+            .as_str()
+            .and_then(crate::message::parse_timestamp)
+    };
+    (ts("start"), ts("stop"))
+}
+
+fn earliest_start(node: &Value) -> Option<i64> {
+    let own = raw_times(&node["info"]).0;
+    node["children"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter_map(earliest_start)
+        .chain(own)
+        .min()
+}
+
+/// A one-line summary of what a point did: SQL, HTTP request, or function.
+fn point_summary(info: &Value) -> Option<String> {
+    let name = info["name"].as_str()?;
+    let start = info
+        .as_object()?
+        .iter()
+        .find(|(k, _)| k.starts_with("meta.raw_payload.") && k.ends_with("-start"))
+        .map(|(_, v)| &v["info"])?;
+    let _ = name;
+    if let Some(sql) = start["db"]["statement"].as_str() {
+        return Some(sql.split_whitespace().collect::<Vec<_>>().join(" "));
+    }
+    if let Some(api) = start["db"]["api"].as_str() {
+        return Some(api.to_owned());
+    }
+    if let Some(r) = start["request"].as_object() {
+        return Some(format!(
+            "{} {}",
+            r.get("method").and_then(Value::as_str).unwrap_or(""),
+            r.get("path").and_then(Value::as_str).unwrap_or("")
+        ));
+    }
+    if let Some(r) = start["requests"].as_object() {
+        return Some(format!(
+            "{} {}://{}:{}{}",
+            r.get("method").and_then(Value::as_str).unwrap_or(""),
+            r.get("scheme").and_then(Value::as_str).unwrap_or(""),
+            r.get("hostname").and_then(Value::as_str).unwrap_or(""),
+            r.get("port")
+                .map(|p| p.to_string().replace('"', ""))
+                .unwrap_or_default(),
+            r.get("path").and_then(Value::as_str).unwrap_or("")
+        ));
+    }
+    start["function"]["name"].as_str().map(str::to_owned)
+}
+
+fn walk_terminal(out: &mut String, nodes: &[Value], prefix: &str, t0: Option<i64>) {
+    for (i, n) in nodes.iter().enumerate() {
+        let last = i + 1 == nodes.len();
+        let info = &n["info"];
+        let name = info["name"].as_str().unwrap_or("?");
+        let branch = if last { "└─ " } else { "├─ " };
+        match (t0, raw_times(info)) {
+            (Some(t0), (Some(s), f)) => {
+                let f = f.unwrap_or(s);
+                let _ = write!(
+                    out,
+                    "{prefix}{branch}{name}  @{:.3} ms  {:.3} ms",
+                    (s - t0) as f64 / 1000.0,
+                    (f - s) as f64 / 1000.0
+                );
+            }
+            _ => {
+                let (s, f) = (
+                    info["started"].as_i64().unwrap_or(0),
+                    info["finished"].as_i64().unwrap_or(0),
+                );
+                let _ = write!(out, "{prefix}{branch}{name}  @{s} ms  {} ms", f - s);
+            }
+        }
+        let who: Vec<&str> = [&info["service"], &info["host"]]
+            .iter()
+            .filter_map(|x| x.as_str())
+            .collect();
+        if !who.is_empty() {
+            let _ = write!(out, "  [{}]", who.join("@"));
+        }
+        if let Some(e) = info["exception"].as_str().filter(|e| *e != "None") {
+            let _ = write!(out, "  ERROR {e}");
+        }
+        if let Some(what) = point_summary(info) {
+            let _ = write!(out, "  {what}");
+        }
+        out.push('\n');
+        if let Some(kids) = n["children"].as_array() {
+            let deeper = format!("{prefix}{}", if last { "   " } else { "│  " });
+            walk_terminal(out, kids, &deeper, t0);
+        }
     }
 }

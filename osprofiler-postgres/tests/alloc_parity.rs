@@ -1,6 +1,8 @@
 //! Free when off: with no active trace, a traced client allocates exactly what the raw client
 //! does for the same calls. One test in this file: it counts allocations process-wide.
 
+mod common;
+
 #[global_allocator]
 static GLOBAL: osprofiler_testkit::Counting = osprofiler_testkit::Counting;
 
@@ -11,15 +13,7 @@ fn traced_client_allocates_like_the_raw_one_without_a_trace() {
         .build()
         .unwrap();
     rt.block_on(async {
-        let (client, conn) = tokio_postgres::connect(
-            "host=127.0.0.1 port=5432 user=postgres dbname=test",
-            tokio_postgres::NoTls,
-        )
-        .await
-        .unwrap_or_else(|e| {
-            panic!("PostgreSQL at 127.0.0.1:5432 (user postgres, database test) is required: {e}")
-        });
-        tokio::spawn(conn);
+        let client = common::connect().await;
         let traced = osprofiler_postgres::Traced::new(&client).database("test");
         let stmt = client.prepare("SELECT $1::int4").await.unwrap();
         osprofiler_testkit::assert_alloc_parity(

@@ -287,3 +287,11 @@ pub fn assert_alloc_parity_sync(
         "blocking closures completed in one poll"
     );
 }
+
+/// A TCP port on 127.0.0.1 that was free a moment ago (for a server the test starts itself).
+pub fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .map(|a| a.port())
+        .expect("bind 127.0.0.1:0")
+}
