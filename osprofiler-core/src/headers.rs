@@ -170,9 +170,22 @@ fn hmac_hex(data: &[u8], key: &str) -> [u8; 40] {
 /// let h = signed_pack(&TraceData { base_id: "b".into(), parent_id: None }, "old");
 /// assert_eq!(keys.verify(&h.x_trace_info, &h.x_trace_hmac).unwrap().hmac_key, "old");
 /// ```
-#[derive(Clone)]
 pub struct HmacKeys {
     keys: Vec<(String, Hmac<Sha1>)>,
+    /// The key that verified last, tried first: during a rotation most requests carry one of
+    /// the keys, so a verification costs one MAC instead of up to one per key.
+    last: std::sync::atomic::AtomicUsize,
+}
+
+impl Clone for HmacKeys {
+    fn clone(&self) -> Self {
+        HmacKeys {
+            keys: self.keys.clone(),
+            last: std::sync::atomic::AtomicUsize::new(
+                self.last.load(std::sync::atomic::Ordering::Relaxed),
+            ),
+        }
+    }
 }
 
 impl std::fmt::Debug for HmacKeys {
@@ -196,6 +209,7 @@ impl HmacKeys {
                     (k, mac)
                 })
                 .collect(),
+            last: std::sync::atomic::AtomicUsize::new(0),
         }
     }
 
@@ -220,10 +234,15 @@ impl HmacKeys {
             return None;
         }
         let got = parse_mac(hmac.trim_ascii())?;
-        let (key, _) = self
-            .keys
-            .iter()
-            .find(|(_, mac)| digests_equal(&finish_raw(mac.clone(), info), &got))?;
+        let n = self.keys.len();
+        let first = self.last.load(std::sync::atomic::Ordering::Relaxed);
+        let i = (0..n)
+            .map(|k| (first + k) % n)
+            .find(|&i| digests_equal(&finish_raw(self.keys[i].1.clone(), info), &got))?;
+        if i != first {
+            self.last.store(i, std::sync::atomic::Ordering::Relaxed);
+        }
+        let key = &self.keys[i].0;
         let (base_id, parent_id) = decode(info)?;
         Some(Verified {
             base_id,
@@ -465,6 +484,36 @@ pub fn trace_headers() -> Option<TraceHeaders> {
 
 #[cfg(test)]
 mod tests {
+
+    #[test]
+    fn keys_verify_whichever_matched_last_and_report_the_right_one() {
+        let keys = HmacKeys::new(["new", "old", "older"]);
+        let signed = |k: &str| {
+            signed_pack(
+                &TraceData {
+                    base_id: "b".into(),
+                    parent_id: None,
+                },
+                k,
+            )
+        };
+        for k in ["old", "old", "new", "older", "new", "old"] {
+            let h = signed(k);
+            assert_eq!(
+                keys.verify(&h.x_trace_info, &h.x_trace_hmac)
+                    .unwrap()
+                    .hmac_key,
+                k
+            );
+        }
+        let h = signed("other");
+        assert!(keys.verify(&h.x_trace_info, &h.x_trace_hmac).is_none());
+        assert!(
+            HmacKeys::new(Vec::<String>::new())
+                .verify(&h.x_trace_info, &h.x_trace_hmac)
+                .is_none()
+        );
+    }
     use super::*;
 
     fn pack_raw(json: &str, key: &str) -> (String, String) {
