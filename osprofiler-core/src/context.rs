@@ -195,6 +195,19 @@ impl Profiler {
         if !switches::is_enabled() {
             return None;
         }
+        Self::new_root_shared(Arc::from(hmac_key), base_id, parent_id)
+    }
+
+    /// [`Profiler::new_root`] with a key already shared (a verified request's key from
+    /// [`crate::headers::HmacKeys`]): no copy of the key.
+    pub(crate) fn new_root_shared(
+        hmac_key: Arc<str>,
+        base_id: Option<&str>,
+        parent_id: Option<&str>,
+    ) -> Option<Profiler> {
+        if !switches::is_enabled() {
+            return None;
+        }
         crate::message::clock::warm_up();
         let base_id = match base_id {
             Some(b) if !b.is_empty() => Id::from(b),
@@ -207,7 +220,7 @@ impl Profiler {
         let root = Arc::new(Root {
             base_id,
             identity: crate::identity(),
-            hmac_key: Arc::from(hmac_key),
+            hmac_key,
             mac: std::sync::OnceLock::new(),
             notifier: notifier::get(),
         });

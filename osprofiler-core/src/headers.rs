@@ -76,16 +76,17 @@ pub struct Verified {
     pub base_id: String,
     /// The caller's point (absent when the caller sent only `base_id`).
     pub parent_id: Option<String>,
-    /// The configured key that matched; sign onward calls with it.
-    pub hmac_key: String,
+    /// The configured key that matched; sign onward calls with it. Shared with the
+    /// [`HmacKeys`] it came from (no copy per request).
+    pub hmac_key: std::sync::Arc<str>,
 }
 
 impl Verified {
     /// A trace root for these ids and key, not installed anywhere
     /// ([`crate::Profiler::new_root`]): run a handler in it.
     pub fn profiler(&self) -> Option<crate::Profiler> {
-        crate::Profiler::new_root(
-            &self.hmac_key,
+        crate::Profiler::new_root_shared(
+            self.hmac_key.clone(),
             Some(&self.base_id),
             self.parent_id.as_deref(),
         )
@@ -168,10 +169,10 @@ fn hmac_hex(data: &[u8], key: &str) -> [u8; 40] {
 /// use osprofiler_core::headers::{signed_pack, HmacKeys, TraceData};
 /// let keys = HmacKeys::new(["new", "old"]);
 /// let h = signed_pack(&TraceData { base_id: "b".into(), parent_id: None }, "old");
-/// assert_eq!(keys.verify(&h.x_trace_info, &h.x_trace_hmac).unwrap().hmac_key, "old");
+/// assert_eq!(keys.verify(&h.x_trace_info, &h.x_trace_hmac).unwrap().hmac_key, "old".into());
 /// ```
 pub struct HmacKeys {
-    keys: Vec<(String, Hmac<Sha1>)>,
+    keys: Vec<(std::sync::Arc<str>, Hmac<Sha1>)>,
     /// The key that verified last, tried first: during a rotation most requests carry one of
     /// the keys, so a verification costs one MAC instead of up to one per key.
     last: std::sync::atomic::AtomicUsize,
@@ -204,9 +205,9 @@ impl HmacKeys {
             keys: keys
                 .into_iter()
                 .map(|k| {
-                    let k = k.into();
+                    let k: String = k.into();
                     let mac = keyed(&k);
-                    (k, mac)
+                    (std::sync::Arc::from(k), mac)
                 })
                 .collect(),
             last: std::sync::atomic::AtomicUsize::new(0),
@@ -331,7 +332,7 @@ pub(crate) fn pack_with(
 /// use osprofiler_core::headers::{signed_pack, signed_unpack, TraceData};
 /// let h = signed_pack(&TraceData { base_id: "b".into(), parent_id: None }, "new");
 /// let v = signed_unpack(&h.x_trace_info, &h.x_trace_hmac, &["old", "new"]).unwrap();
-/// assert_eq!((v.base_id.as_str(), v.hmac_key.as_str()), ("b", "new"));
+/// assert_eq!((v.base_id.as_str(), &*v.hmac_key), ("b", "new"));
 /// assert!(signed_unpack(&h.x_trace_info, &h.x_trace_hmac, &["old"]).is_none());
 /// ```
 pub fn signed_unpack<K: AsRef<str>>(info: &str, hmac: &str, hmac_keys: &[K]) -> Option<Verified> {
@@ -356,7 +357,7 @@ pub fn signed_unpack_bytes<K: AsRef<str>>(
     Some(Verified {
         base_id,
         parent_id,
-        hmac_key: key.to_owned(),
+        hmac_key: std::sync::Arc::from(key),
     })
 }
 
@@ -500,7 +501,8 @@ mod tests {
         for k in ["old", "old", "new", "older", "new", "old"] {
             let h = signed(k);
             assert_eq!(
-                keys.verify(&h.x_trace_info, &h.x_trace_hmac)
+                &*keys
+                    .verify(&h.x_trace_info, &h.x_trace_hmac)
                     .unwrap()
                     .hmac_key,
                 k

@@ -39,7 +39,7 @@ fn golden_vectors_pack_and_verify() {
         )
         .unwrap();
         assert_eq!(
-            (got.base_id, got.parent_id, got.hmac_key.as_str()),
+            (got.base_id, got.parent_id, &*got.hmac_key),
             (data.base_id, data.parent_id, key)
         );
         assert!(signed_unpack(&h.x_trace_info, &h.x_trace_hmac, &["wrong"]).is_none());

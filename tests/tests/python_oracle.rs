@@ -108,8 +108,8 @@ fn python_signs_rust_verifies_byte_identical() {
         )
         .unwrap();
         assert_eq!(
-            (&v.base_id, &v.parent_id, &v.hmac_key),
-            (&data.base_id, &data.parent_id, key)
+            (&v.base_id, &v.parent_id, &*v.hmac_key),
+            (&data.base_id, &data.parent_id, key.as_str())
         );
     }
 }
@@ -159,7 +159,7 @@ fn rust_signs_python_verifies_with_rotation() {
         )
         .unwrap()
         .hmac_key,
-        "new"
+        "new".into()
     );
     assert_eq!(
         signed_unpack(
@@ -169,7 +169,7 @@ fn rust_signs_python_verifies_with_rotation() {
         )
         .unwrap()
         .hmac_key,
-        "old"
+        "old".into()
     );
     assert!(
         signed_unpack(
