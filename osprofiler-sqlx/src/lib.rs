@@ -18,14 +18,16 @@
 //! Every executor method called through the wrapper inside a trace is a `db` point named after
 //! the method (`fetch_all`, `execute`, ...), with `{"db": {"api", "system", "namespace",
 //! "server"}}`, the SQL text when `trace_sql` is on (raw SQL from `sqlx::raw_sql` sanitized),
-//! `params` when `trace_sql_params` is on (the `Debug` text of sqlx's bound arguments: values
-//! for SQLite; for PostgreSQL and MySQL sqlx has already encoded them to the wire format, so
-//! the text shows types and encoded bytes), and `{"db": {"rows": n}}` or the error when it
-//! stops.
+//! `params` when `trace_sql_params` is on (the bound values, e.g. `[7, "alice", null]`: sqlx
+//! has already encoded PostgreSQL and MySQL arguments to the wire format, so the common types
+//! are decoded back; SQLite's arguments are shown as sqlx prints them), and
+//! `{"db": {"rows": n}}` or the error when it stops.
 //! Pool `acquire`, `begin`, `commit` and `rollback` are points too. With no active trace the
 //! wrapper hands the query to sqlx unchanged: no box, no copy.
 //!
 //! [sqlx]: sqlx
+
+mod params;
 
 use futures_util::FutureExt;
 use futures_util::future::BoxFuture;
@@ -301,7 +303,7 @@ where
             })
         },
         || match &arguments {
-            Ok(Some(args)) => Some(format!("{args:?}")),
+            Ok(Some(args)) => Some(params::readable(format!("{args:?}"))),
             _ => None,
         },
     );

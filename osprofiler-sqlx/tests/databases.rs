@@ -107,15 +107,18 @@ macro_rules! scenario {
                     params,
                     "params only with trace_sql_params"
                 );
-                if $system == "sqlite" {
-                    // SQLite's arguments keep their values; PostgreSQL's and MySQL's are already
-                    // encoded to the wire format when bound (see the crate docs).
-                    assert_eq!(
-                        serde_json::to_string(&msgs)
-                            .unwrap()
-                            .contains("secret-value"),
-                        params
-                    );
+                // The bound value itself, also where sqlx has encoded it to the wire format
+                // (PostgreSQL, MySQL): decoded back for db.params.
+                assert_eq!(
+                    serde_json::to_string(&msgs)
+                        .unwrap()
+                        .contains("secret-value"),
+                    params,
+                    "the bound text only with trace_sql_params"
+                );
+                if params && $system != "sqlite" {
+                    let p = starts[0]["info"]["db"]["params"].as_str().unwrap();
+                    assert_eq!(p, format!(r#"[{n}, "secret-value"]"#));
                 }
             }
             osp::set_trace_sql(true);
