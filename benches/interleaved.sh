@@ -7,7 +7,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 n=${1:-10000}
 cargo build --release -q -p osprofiler-benches --example overhead
-for adapter in postgres sqlx-pg sqlx-sqlite diesel-sqlite sea-orm-sqlite; do
+for adapter in postgres sqlx-pg sqlx-sqlite diesel-pg diesel-sqlite sea-orm-pg sea-orm-sqlite; do
   for query in select_1 select_100; do
     for mode in ab-no_trace ab-trace_sql; do
       printf '%-15s %-11s ' "$adapter" "$query"

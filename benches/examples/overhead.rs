@@ -4,8 +4,8 @@
 //! also be run under `valgrind --tool=callgrind --toggle-collect='*counted_loop*'`.
 //!
 //! Usage: `overhead <adapter> <query> <mode> <iterations>`
-//! - adapter: `postgres` (tokio-postgres), `sqlx-pg`, `sqlx-sqlite`, `diesel-sqlite`,
-//!   `sea-orm-sqlite`
+//! - adapter: `postgres` (tokio-postgres), `sqlx-pg`, `sqlx-sqlite`, `diesel-pg`,
+//!   `diesel-sqlite`, `sea-orm-pg`, `sea-orm-sqlite`
 //! - query: `select_1` or `select_100`
 //! - mode: `raw`, `no_trace`, `in_trace`, `trace_sql` (one loop, for callgrind), or
 //!   `ab-no_trace`, `ab-in_trace`, `ab-trace_sql`: raw and traced calls alternated and timed,
@@ -128,28 +128,79 @@ fn main() {
                 )
             }
         }
-        "diesel-sqlite" => {
+        "diesel-sqlite" | "diesel-pg" => {
             use diesel::Connection as _;
-            let mut plain = diesel::SqliteConnection::establish(":memory:").unwrap();
-            let mut conn = diesel::SqliteConnection::establish(":memory:").unwrap();
-            osprofiler_diesel::instrument(&mut conn);
-            let sql = if hundred { HUNDRED_SQLITE } else { "SELECT 1" };
-            (
-                Box::new(move || {
+            // One connection (two would be two server processes, which this 2-core VM
+            // schedules differently): each call first installs its instrumentation, the raw
+            // one a no-op, so both sides pay the same small swap.
+            struct Noop;
+            impl diesel::connection::Instrumentation for Noop {
+                fn on_connection_event(&mut self, _: diesel::connection::InstrumentationEvent<'_>) {
+                }
+            }
+            macro_rules! pair {
+                ($conn:ty, $url:expr, $sql:expr) => {{
+                    let conn = std::rc::Rc::new(std::cell::RefCell::new(
+                        <$conn>::establish($url).expect("the database"),
+                    ));
+                    let conn2 = conn.clone();
+                    let sql = $sql;
+                    let raw: Op<'_> = Box::new(move || {
+                        let mut c = conn.borrow_mut();
+                        c.set_instrumentation(Noop);
+                        diesel::sql_query(sql).execute(&mut *c).unwrap();
+                    });
+                    let wrapped: Op<'_> = Box::new(move || {
+                        let mut c = conn2.borrow_mut();
+                        osprofiler_diesel::instrument(&mut *c);
+                        diesel::sql_query(sql).execute(&mut *c).unwrap();
+                    });
+                    (raw, wrapped)
+                }};
+            }
+            if adapter == "diesel-pg" {
+                pair!(
+                    diesel::PgConnection,
+                    PG,
+                    if hundred { HUNDRED_PG } else { "SELECT 1" }
+                )
+            } else {
+                // In memory no server is involved, and a swap would cost more than the query:
+                // a plain connection and an instrumented one.
+                let mut plain = diesel::SqliteConnection::establish(":memory:").unwrap();
+                let mut conn = diesel::SqliteConnection::establish(":memory:").unwrap();
+                osprofiler_diesel::instrument(&mut conn);
+                let sql = if hundred { HUNDRED_SQLITE } else { "SELECT 1" };
+                let raw: Op<'_> = Box::new(move || {
                     diesel::sql_query(sql).execute(&mut plain).unwrap();
-                }),
-                Box::new(move || {
+                });
+                let wrapped: Op<'_> = Box::new(move || {
                     diesel::sql_query(sql).execute(&mut conn).unwrap();
-                }),
-            )
+                });
+                (raw, wrapped)
+            }
         }
-        "sea-orm-sqlite" => {
+        "sea-orm-sqlite" | "sea-orm-pg" => {
+            let pg = adapter == "sea-orm-pg";
             let db = rt
-                .block_on(sea_orm::Database::connect("sqlite::memory:"))
-                .unwrap();
+                .block_on(sea_orm::Database::connect(if pg {
+                    PG
+                } else {
+                    "sqlite::memory:"
+                }))
+                .expect("the database");
             let traced = osprofiler_sea_orm::Traced::new(db.clone());
-            let sql = if hundred { HUNDRED_SQLITE } else { "SELECT 1" };
-            let stmt = sea_orm::Statement::from_string(sea_orm::DbBackend::Sqlite, sql);
+            let sql = match (pg, hundred) {
+                (true, true) => HUNDRED_PG,
+                (false, true) => HUNDRED_SQLITE,
+                _ => "SELECT 1",
+            };
+            let backend = if pg {
+                sea_orm::DbBackend::Postgres
+            } else {
+                sea_orm::DbBackend::Sqlite
+            };
+            let stmt = sea_orm::Statement::from_string(backend, sql);
             let stmt2 = stmt.clone();
             let rt = &rt;
             (
