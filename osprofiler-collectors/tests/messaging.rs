@@ -4,8 +4,7 @@
 //! notification listener receives our notifications intact; reading one trace back leaves the
 //! others in the queue.
 
-use futures_util::StreamExt as _;
-use lapin::options::{BasicAckOptions, BasicConsumeOptions, QueueBindOptions, QueueDeclareOptions};
+use lapin::options::{QueueBindOptions, QueueDeclareOptions};
 use lapin::types::FieldTable;
 use lapin::{Connection, ConnectionProperties};
 use osprofiler_collectors::MessagingDriver;
@@ -30,8 +29,9 @@ fn a_trace() -> (String, Vec<Message>) {
     })
 }
 
-/// A private queue bound like oslo.messaging's `profiler.info`, to see what is published.
-async fn tap() -> (Connection, lapin::Consumer) {
+/// A private queue bound like oslo.messaging's `profiler.info`, to see what is published. Read
+/// with `basic.get` (nothing is pushed to a consumer that could be in flight at the end).
+async fn tap() -> (Connection, lapin::Channel, String) {
     let conn = Connection::connect(AMQP, ConnectionProperties::default())
         .await
         .expect("RabbitMQ at 127.0.0.1:5672 (guest/guest) is needed");
@@ -62,30 +62,35 @@ async fn tap() -> (Connection, lapin::Consumer) {
     )
     .await
     .unwrap();
-    let consumer = ch
-        .basic_consume(
-            name.as_str().into(),
-            "tap".into(),
-            BasicConsumeOptions::default(),
-            FieldTable::default(),
-        )
-        .await
-        .unwrap();
-    (conn, consumer)
+    (conn, ch, name)
 }
 
-/// The next notification of trace `base_id` (other tests publish to the exchange too).
-async fn next(consumer: &mut lapin::Consumer, base_id: &str) -> lapin::message::Delivery {
+/// The next notification of trace `base_id` on the tap (other tests publish to the exchange
+/// too).
+async fn next(ch: &lapin::Channel, queue: &str, base_id: &str) -> lapin::message::Delivery {
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
     loop {
-        let d = tokio::time::timeout(Duration::from_secs(10), consumer.next())
+        let got = ch
+            .basic_get(
+                queue.into(),
+                lapin::options::BasicGetOptions { no_ack: true },
+            )
             .await
-            .expect("no notification within 10 s")
-            .unwrap()
             .unwrap();
-        d.ack(BasicAckOptions::default()).await.unwrap();
-        let body: Value = serde_json::from_slice(&d.data).unwrap();
-        if body["payload"]["base_id"] == base_id {
-            return d;
+        match got {
+            Some(m) => {
+                let body: Value = serde_json::from_slice(&m.delivery.data).unwrap();
+                if body["payload"]["base_id"] == base_id {
+                    return m.delivery;
+                }
+            }
+            None => {
+                assert!(
+                    std::time::Instant::now() < deadline,
+                    "no notification within 10 s"
+                );
+                tokio::time::sleep(Duration::from_millis(20)).await;
+            }
         }
     }
 }
@@ -116,12 +121,12 @@ fn shape(body: &[u8]) -> String {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn publishes_what_python_publishes() {
-    let (_conn, mut consumer) = tap().await;
+    let (conn, tap_ch, tap_q) = tap().await;
     let (base_id, msgs) = a_trace();
     let stop = msgs.iter().find(|m| m.error_type().is_some()).unwrap();
     let d = MessagingDriver::open("messaging://").unwrap();
     d.notify(std::slice::from_ref(stop)).unwrap();
-    let ours = next(&mut consumer, &base_id).await;
+    let ours = next(&tap_ch, &tap_q, &base_id).await;
 
     // The same message through Python OSProfiler's messaging driver (oslo.messaging).
     // Python's driver sets project and service on the dict it is given: passing them already
@@ -147,7 +152,7 @@ d.notify(json.loads(sys.argv[1]))
         "Python messaging driver failed (oslo.messaging in the oracle virtualenv, RabbitMQ): {}",
         String::from_utf8_lossy(&out.stderr)
     );
-    let theirs = next(&mut consumer, &base_id).await;
+    let theirs = next(&tap_ch, &tap_q, &base_id).await;
 
     assert_eq!(ours.exchange.as_str(), "openstack");
     assert_eq!(ours.exchange, theirs.exchange);
@@ -167,6 +172,7 @@ d.notify(json.loads(sys.argv[1]))
     assert_eq!(body["event_type"], "profiler.svc");
     assert_eq!(body["publisher_id"], "test-host");
     assert_eq!(body["payload"], stop.to_value());
+    conn.close(200, "done".into()).await.unwrap();
 }
 
 #[test]
@@ -179,15 +185,18 @@ from oslo_config import cfg
 import oslo_messaging
 
 class Endpoint:
+    # The threading executor calls info() from several threads: one line at a time.
+    lock = threading.Lock()
     def __init__(self, want, done):
         self.want, self.done, self.got = want, done, 0
     def info(self, ctxt, publisher_id, event_type, payload, metadata):
-        print(json.dumps({"publisher_id": publisher_id, "event_type": event_type,
-                          "payload": payload}), flush=True)
-        if payload.get("base_id") == self.want:
-            self.got += 1
-            if self.got == 4:
-                self.done.set()
+        with self.lock:
+            print(json.dumps({"publisher_id": publisher_id, "event_type": event_type,
+                              "payload": payload}), flush=True)
+            if payload.get("base_id") == self.want:
+                self.got += 1
+                if self.got == 4:
+                    self.done.set()
 
 transport = oslo_messaging.get_notification_transport(
     cfg.CONF, url="rabbit://guest:guest@127.0.0.1:5672/")
