@@ -364,9 +364,15 @@ pub fn signed_unpack_bytes<K: AsRef<str>>(
 /// Decodes base64 the way Python's `urlsafe_b64decode` does (either alphabet, characters
 /// outside the alphabet skipped, padding required), then the JSON object.
 fn decode(info: &[u8]) -> Option<(String, Option<String>)> {
-    // What we and Python send decodes in place; anything else takes Python's lenient path.
-    let raw = if let Ok(raw) = LENIENT_URL_SAFE.decode(info) {
-        raw
+    // What we and Python send decodes in place, into a stack buffer when it fits (a header is
+    // ~110 bytes decoded); anything else takes Python's lenient path.
+    let mut stack = [0u8; 512];
+    let heap;
+    let raw: &[u8] = if let Ok(n) = LENIENT_URL_SAFE.decode_slice(info, &mut stack) {
+        &stack[..n]
+    } else if let Ok(v) = LENIENT_URL_SAFE.decode(info) {
+        heap = v;
+        &heap
     } else {
         let cleaned: Vec<u8> = info
             .iter()
@@ -377,9 +383,10 @@ fn decode(info: &[u8]) -> Option<(String, Option<String>)> {
                 _ => None,
             })
             .collect();
-        LENIENT_STANDARD.decode(cleaned).ok()?
+        heap = LENIENT_STANDARD.decode(cleaned).ok()?;
+        &heap
     };
-    if let Some(fast) = parse_plain(&raw) {
+    if let Some(fast) = parse_plain(raw) {
         return fast;
     }
     // Only `base_id` (required) and `parent_id`, both strings; anything else is rejected.
@@ -389,7 +396,7 @@ fn decode(info: &[u8]) -> Option<(String, Option<String>)> {
         base_id: String,
         parent_id: Option<String>,
     }
-    let wire: Wire = serde_json::from_slice(&raw).ok()?;
+    let wire: Wire = serde_json::from_slice(raw).ok()?;
     Some((wire.base_id, wire.parent_id))
 }
 
