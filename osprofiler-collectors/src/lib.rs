@@ -44,15 +44,15 @@ use osprofiler_core::{InitError, NotifierGuard, ProfilerConfig};
 use std::sync::{Arc, Once};
 
 #[cfg(feature = "messaging")]
-mod messaging;
+pub mod messaging;
 #[cfg(feature = "otlp")]
-mod otlp;
+pub mod otlp;
 #[cfg(feature = "redis")]
-mod redis;
+pub mod redis;
 #[cfg(feature = "_rt")]
 mod rt;
 #[cfg(feature = "_sql")]
-mod sql;
+pub mod sql;
 
 #[cfg(feature = "messaging")]
 pub use crate::messaging::MessagingDriver;
