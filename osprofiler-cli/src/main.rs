@@ -21,8 +21,9 @@ struct Cli {
 
 #[derive(Args, Clone)]
 struct Conn {
-    /// Where traces are stored: sqlite://PATH, postgresql://…, mysql://…, redis://HOST:PORT
-    #[arg(long = "connection-string", env = "OSPROFILER_CONNECTION_STRING", default_value = DEFAULT_CONNECTION_STRING)]
+    /// Where traces are stored: sqlite://PATH, postgresql://…, mysql://…, redis://HOST:PORT,
+    /// messaging://[USER:PASS@HOST:PORT/VHOST]
+    #[arg(long = "connection-string", value_name = "URL", env = "OSPROFILER_CONNECTION_STRING", default_value = DEFAULT_CONNECTION_STRING)]
     connection_string: String,
 }
 
