@@ -144,6 +144,16 @@ fn run(cli: Cli) -> Result<(), CliError> {
                 ));
                 osprofiler_cli::load_report(&trace, &conn.connection_string, opts)?
             };
+            if conn.connection_string.starts_with("messaging://")
+                && !std::path::Path::new(&trace).is_file()
+                && !json
+            {
+                eprintln!(
+                    "note: reading from messaging:// takes the trace's notifications off the \
+                     profiler.info queue (as Python's reader does); keep this report with \
+                     `--json --out FILE` to show it again"
+                );
+            }
             let text = if json {
                 osprofiler_cli::render_json(&report)
             } else if html {
@@ -201,11 +211,22 @@ fn run(cli: Cli) -> Result<(), CliError> {
             } else {
                 format!(" --connection-string '{}'", conn.connection_string)
             };
-            text.push_str(&format!(
-                "\ntrace {id} stored in {store}\n  osprofiler trace show {id}{cs} --html --out trace.html   # the interactive report\n  osprofiler trace show {id}{cs} --json                      # Python's JSON report\n",
-                id = run.base_id,
-                store = osprofiler_core::redact(&conn.connection_string),
-            ));
+            let store = osprofiler_core::redact(&conn.connection_string);
+            if conn.connection_string.starts_with("messaging://") {
+                // Reading took the notifications off the queue: keep the report in a file.
+                let file = format!("trace-{}.json", run.base_id);
+                std::fs::write(&file, osprofiler_cli::render_json(&run.report))
+                    .map_err(|e| CliError(format!("cannot write {file}: {e}")))?;
+                text.push_str(&format!(
+                    "\ntrace {id} sent to {store} and read back (which takes it off the queue); saved as {file}\n  osprofiler trace show {file} --html --out trace.html   # the interactive report\n",
+                    id = run.base_id,
+                ));
+            } else {
+                text.push_str(&format!(
+                    "\ntrace {id} stored in {store}\n  osprofiler trace show {id}{cs} --html --out trace.html   # the interactive report\n  osprofiler trace show {id}{cs} --json                      # Python's JSON report\n",
+                    id = run.base_id,
+                ));
+            }
             write_out(None, &text)
         }
         Command::DemoWorker { conn, dir } => {

@@ -260,3 +260,34 @@ fn connection_string_comes_from_the_environment_as_in_python() {
     assert!(ok(&out).contains(&id));
     std::fs::remove_dir_all(&tmp).unwrap();
 }
+
+#[test]
+fn demo_over_messaging_keeps_the_report_it_took_off_the_queue() {
+    let tmp = temp_dir();
+    let out = Command::new(env!("CARGO_BIN_EXE_osprofiler"))
+        .current_dir(&tmp)
+        .args(["demo", "--connection-string", "messaging://", "--dir"])
+        .arg(tmp.join("dbs"))
+        .env_remove("OSPROFILER_CONNECTION_STRING")
+        .output()
+        .unwrap();
+    let text = ok(&out);
+    let file = text
+        .split_whitespace()
+        .find(|w| w.starts_with("trace-") && w.ends_with(".json"))
+        .unwrap_or_else(|| {
+            panic!("no saved report named (RabbitMQ at 127.0.0.1:5672 is needed):\n{text}")
+        })
+        .to_owned();
+    let shown = Command::new(env!("CARGO_BIN_EXE_osprofiler"))
+        .current_dir(&tmp)
+        .args(["trace", "show", &file])
+        .output()
+        .unwrap();
+    let shown = ok(&shown);
+    assert!(
+        shown.contains("[worker@") && shown.contains("SELECT qty FROM stock"),
+        "{shown}"
+    );
+    std::fs::remove_dir_all(&tmp).unwrap();
+}
