@@ -173,6 +173,8 @@ d.notify(json.loads(sys.argv[1]))
     assert_eq!(body["publisher_id"], "test-host");
     assert_eq!(body["payload"], stop.to_value());
     conn.close(200, "done".into()).await.unwrap();
+    // Both notifications also wait in profiler.info: take them (and leave the queue as found).
+    assert_eq!(d.trace_messages(&base_id).unwrap().len(), 2);
 }
 
 #[test]
@@ -209,6 +211,11 @@ print("READY", flush=True)
 done.wait(30)
 listener.stop()
 listener.wait()
+# The pool's queue outlives the listener (not auto-delete): remove it, or it would collect
+# every later profiler notification.
+import kombu
+with kombu.Connection("amqp://guest:guest@127.0.0.1:5672//") as conn:
+    conn.channel().queue_delete(sys.argv[2])
 "#;
     let (base_id, msgs) = a_trace();
     let mut child = Command::new(python())
@@ -234,6 +241,9 @@ listener.wait()
     }
     assert!(child.wait().unwrap().success());
     assert_eq!(got.len(), 4, "{got:#?}");
+    // They also wait in profiler.info: take them (and leave the queue as found).
+    let driver = MessagingDriver::open("messaging://").unwrap();
+    assert_eq!(driver.trace_messages(&base_id).unwrap().len(), 4);
     for (v, m) in got.iter().zip(&msgs) {
         assert_eq!(v["payload"], m.to_value());
         assert_eq!(v["event_type"], "profiler.svc");
