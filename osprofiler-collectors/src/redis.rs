@@ -87,6 +87,14 @@ impl RedisDriver {
         })
     }
 
+    /// Deletes one trace's messages and its error marker (retention, clean-up); returns how
+    /// many keys went.
+    pub fn delete_trace(&self, base_id: &str) -> Result<u64, DriverError> {
+        self.with_conn("cannot delete the trace from Redis", |c| {
+            c.del((format!("{OPT}{base_id}"), format!("{ERROR}{base_id}")))
+        })
+    }
+
     fn scan(conn: &mut Connection, pattern: &str) -> Result<Vec<String>, RedisError> {
         let mut keys: Vec<String> = conn.scan_match(pattern)?.collect::<Result<_, _>>()?;
         keys.sort();

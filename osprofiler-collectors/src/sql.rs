@@ -294,6 +294,32 @@ impl SqlDriver {
         Ok(out)
     }
 
+    /// Deletes every stored message of one trace (retention, clean-up); returns how many.
+    ///
+    /// ```
+    /// use osprofiler_collectors::SqlDriver;
+    /// let db = SqlDriver::open("sqlite://:memory:").unwrap();
+    /// assert_eq!(db.delete_trace("no-such-trace").unwrap(), 0);
+    /// ```
+    pub fn delete_trace(&self, base_id: &str) -> Result<u64, DriverError> {
+        self.run(async {
+            self.ensure_schema().await?;
+            let sql = if self.name == "postgresql" {
+                "DELETE FROM data WHERE base_id = $1"
+            } else {
+                "DELETE FROM data WHERE base_id = ?"
+            };
+            Ok(with_pool!(&self.pool, p => {
+                sqlx::query(sql)
+                    .bind(base_id)
+                    .execute(p)
+                    .await
+                    .map_err(|e| db_err("cannot delete the trace", e))?
+                    .rows_affected()
+            }))
+        })
+    }
+
     async fn summaries(&self, only_errors: bool) -> Result<Vec<TraceSummary>, DriverError> {
         self.ensure_schema().await?;
         let mut out = Vec::new();

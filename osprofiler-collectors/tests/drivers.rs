@@ -75,8 +75,8 @@ fn as_stored(driver: &dyn Driver, msgs: &[Message]) -> Vec<Value> {
     v
 }
 
-/// The checks every driver must pass.
-fn round_trip(driver: &dyn Driver) {
+/// The checks every driver must pass; returns the traces it stored.
+fn round_trip(driver: &dyn Driver) -> Vec<String> {
     let hint = service_hint(driver.name());
     let (bad, bad_msgs) = error_trace();
     let (good, good_msgs) = ok_trace();
@@ -126,10 +126,11 @@ fn round_trip(driver: &dyn Driver) {
         driver.name()
     );
     assert!(driver.trace_messages("no-such-trace").unwrap().is_empty());
+    vec![bad, good]
 }
 
-/// More rows than one INSERT statement takes, in one batch.
-fn big_batch(driver: &dyn Driver) {
+/// More rows than one INSERT statement takes, in one batch; returns the trace.
+fn big_batch(driver: &dyn Driver) -> String {
     let (base, msgs) = captured_trace(|| {
         for i in 0..1500 {
             drop(Trace::new("db", || osp::info!({"i": i})));
@@ -139,13 +140,30 @@ fn big_batch(driver: &dyn Driver) {
     driver.notify(&msgs).unwrap();
     let back = driver.trace_messages(&base).unwrap();
     same(&back, &as_stored(driver, &msgs), driver.name());
+    base
+}
+
+/// Deletes what a test stored in a server that keeps it (and checks deletion works).
+fn clean_up(traces: &[String], delete: impl Fn(&str) -> u64, driver: &dyn Driver) {
+    for t in traces {
+        assert!(delete(t) > 0, "{} kept nothing of {t}", driver.name());
+        assert!(driver.trace_messages(t).unwrap().is_empty());
+        assert!(
+            !driver
+                .list_traces()
+                .unwrap()
+                .iter()
+                .any(|s| &s.base_id == t)
+        );
+    }
 }
 
 #[test]
 fn sqlite_in_memory() {
     let d = SqlDriver::open("sqlite://:memory:").unwrap();
-    round_trip(&d);
-    big_batch(&d);
+    let mut traces = round_trip(&d);
+    traces.push(big_batch(&d));
+    clean_up(&traces, |t| d.delete_trace(t).unwrap(), &d);
 }
 
 #[test]
@@ -175,21 +193,23 @@ fn sqlite_file_uses_wal_and_keeps_data_across_opens() {
 #[test]
 fn postgresql() {
     let d = SqlDriver::open(PG).unwrap();
-    round_trip(&d);
-    big_batch(&d);
+    let mut traces = round_trip(&d);
+    traces.push(big_batch(&d));
+    clean_up(&traces, |t| d.delete_trace(t).unwrap(), &d);
 }
 
 #[test]
 fn mysql_on_mariadb() {
     let d = SqlDriver::open(MY).unwrap();
-    round_trip(&d);
+    let traces = round_trip(&d);
+    clean_up(&traces, |t| d.delete_trace(t).unwrap(), &d);
 }
 
 #[test]
 fn redis_layout_is_pythons() {
     let d = RedisDriver::open(REDIS, true).unwrap();
-    round_trip(&d);
-    big_batch(&d);
+    let mut traces = round_trip(&d);
+    traces.push(big_batch(&d));
 
     // Byte level: one list per trace, newest first, Python-style JSON; the error marker.
     let (base, msgs) = error_trace();
@@ -222,6 +242,14 @@ fn redis_layout_is_pythons() {
             failed_stop.timestamp()
         )
     );
+    traces.push(base);
+    clean_up(&traces, |t| d.delete_trace(t).unwrap(), &d);
+    assert!(
+        !d.list_error_traces()
+            .unwrap()
+            .iter()
+            .any(|s| traces.contains(&s.base_id))
+    );
 }
 
 #[test]
@@ -236,6 +264,7 @@ fn redis_without_filter_error_trace_sets_no_marker() {
             .any(|t| t.base_id == base)
     );
     assert_eq!(d.trace_messages(&base).unwrap().len(), msgs.len());
+    clean_up(&[base], |t| d.delete_trace(t).unwrap(), &d);
 }
 
 fn open_err(cs: &str) -> String {
