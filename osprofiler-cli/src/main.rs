@@ -21,9 +21,14 @@ struct Cli {
 
 #[derive(Args, Clone)]
 struct Conn {
-    /// Where traces are stored: sqlite://PATH, postgresql://…, mysql://…, redis://HOST:PORT,
-    /// messaging://[USER:PASS@HOST:PORT/VHOST]
-    #[arg(long = "connection-string", value_name = "URL", env = "OSPROFILER_CONNECTION_STRING", default_value = DEFAULT_CONNECTION_STRING)]
+    /// The collector's connection string (the help text lists the forms).
+    #[arg(
+        long = "connection-string",
+        value_name = "URL",
+        env = "OSPROFILER_CONNECTION_STRING",
+        default_value = DEFAULT_CONNECTION_STRING,
+        help = "Where traces are stored: sqlite://PATH, postgresql://…, mysql://…, redis://HOST:PORT, messaging://[USER:PASS@HOST:PORT/VHOST]"
+    )]
     connection_string: String,
 }
 
