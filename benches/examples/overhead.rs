@@ -131,29 +131,46 @@ fn main() {
         "diesel-sqlite" | "diesel-pg" => {
             use diesel::Connection as _;
             // One connection (two would be two server processes, which this 2-core VM
-            // schedules differently): each call first installs its instrumentation, the raw
-            // one a no-op, so both sides pay the same small swap.
-            struct Noop;
-            impl diesel::connection::Instrumentation for Noop {
-                fn on_connection_event(&mut self, _: diesel::connection::InstrumentationEvent<'_>) {
+            // schedules differently) with one instrumentation installed once, switched per
+            // call: off for the raw side (returns at once), on for the traced side.
+            struct Switched {
+                on: std::sync::Arc<std::sync::atomic::AtomicBool>,
+                inner: osprofiler_diesel::OsProfilerInstrumentation,
+            }
+            impl diesel::connection::Instrumentation for Switched {
+                fn on_connection_event(
+                    &mut self,
+                    event: diesel::connection::InstrumentationEvent<'_>,
+                ) {
+                    if self.on.load(std::sync::atomic::Ordering::Relaxed) {
+                        self.inner.on_connection_event(event);
+                    }
                 }
             }
             macro_rules! pair {
                 ($conn:ty, $url:expr, $sql:expr) => {{
-                    let conn = std::rc::Rc::new(std::cell::RefCell::new(
-                        <$conn>::establish($url).expect("the database"),
-                    ));
+                    let mut c = <$conn>::establish($url).expect("the database");
+                    let on = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+                    c.set_instrumentation(Switched {
+                        on: on.clone(),
+                        inner: osprofiler_diesel::OsProfilerInstrumentation::new()
+                            .target(osprofiler_diesel::target_of_url($url)),
+                    });
+                    let conn = std::rc::Rc::new(std::cell::RefCell::new(c));
                     let conn2 = conn.clone();
+                    let on2 = on.clone();
                     let sql = $sql;
                     let raw: Op<'_> = Box::new(move || {
-                        let mut c = conn.borrow_mut();
-                        c.set_instrumentation(Noop);
-                        diesel::sql_query(sql).execute(&mut *c).unwrap();
+                        on.store(false, std::sync::atomic::Ordering::Relaxed);
+                        diesel::sql_query(sql)
+                            .execute(&mut *conn.borrow_mut())
+                            .unwrap();
                     });
                     let wrapped: Op<'_> = Box::new(move || {
-                        let mut c = conn2.borrow_mut();
-                        osprofiler_diesel::instrument(&mut *c);
-                        diesel::sql_query(sql).execute(&mut *c).unwrap();
+                        on2.store(true, std::sync::atomic::Ordering::Relaxed);
+                        diesel::sql_query(sql)
+                            .execute(&mut *conn2.borrow_mut())
+                            .unwrap();
                     });
                     (raw, wrapped)
                 }};
