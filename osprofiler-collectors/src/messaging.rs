@@ -26,7 +26,7 @@ use lapin::options::{
 use lapin::types::FieldTable;
 use lapin::{BasicProperties, Channel, Connection, ConnectionProperties, ExchangeKind};
 use osprofiler_core::Message;
-use osprofiler_core::notifier::{Driver, DriverError, TraceSummary};
+use osprofiler_core::notifier::{Driver, DriverError, TraceSummary, summarize};
 use serde_json::{Value, json};
 use std::time::Duration;
 use tokio::sync::Mutex;
@@ -366,29 +366,6 @@ impl MessagingDriver {
     }
 }
 
-fn summaries(payloads: &[Value], only_errors: bool) -> Vec<TraceSummary> {
-    let mut out: Vec<TraceSummary> = Vec::new();
-    for p in payloads {
-        let Some(base_id) = p["base_id"].as_str() else {
-            continue;
-        };
-        if only_errors && p["info"].get("etype").is_none_or(Value::is_null) {
-            continue;
-        }
-        let ts = p["timestamp"].as_str().unwrap_or_default();
-        match out.iter_mut().find(|s| s.base_id == base_id) {
-            Some(s) if ts < s.timestamp.as_str() => s.timestamp = ts.to_owned(),
-            Some(_) => {}
-            None => out.push(TraceSummary {
-                base_id: base_id.to_owned(),
-                timestamp: ts.to_owned(),
-            }),
-        }
-    }
-    out.sort_by(|a, b| a.timestamp.cmp(&b.timestamp));
-    out
-}
-
 impl Driver for MessagingDriver {
     fn name(&self) -> &str {
         "messaging"
@@ -408,11 +385,11 @@ impl Driver for MessagingDriver {
     }
 
     fn list_traces(&self) -> Result<Vec<TraceSummary>, DriverError> {
-        Ok(summaries(&self.rt.run(self.peek_all())?, false))
+        Ok(summarize(&self.rt.run(self.peek_all())?, false))
     }
 
     fn list_error_traces(&self) -> Result<Vec<TraceSummary>, DriverError> {
-        Ok(summaries(&self.rt.run(self.peek_all())?, true))
+        Ok(summarize(&self.rt.run(self.peek_all())?, true))
     }
 }
 

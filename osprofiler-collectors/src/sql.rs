@@ -74,6 +74,7 @@ macro_rules! with_pool {
 /// ```
 pub struct SqlDriver {
     name: &'static str,
+    dialect: Dialect,
     pool: Pool,
     rt: crate::rt::Rt,
     schema_ready: AtomicBool,
@@ -84,6 +85,39 @@ impl std::fmt::Debug for SqlDriver {
         f.debug_struct("SqlDriver")
             .field("backend", &self.name)
             .finish_non_exhaustive()
+    }
+}
+
+/// What differs between the backends' SQL, decided once at open.
+#[derive(Debug, Clone, Copy)]
+struct Dialect {
+    /// The first bind placeholder.
+    placeholder: &'static str,
+    /// `data` read as text (MySQL's and PostgreSQL's JSON columns do not decode as strings).
+    data_text: &'static str,
+    /// Appended to the `data` placeholder on insert (PostgreSQL takes no text for JSON).
+    json_cast: &'static str,
+}
+
+impl Dialect {
+    fn of(name: &str) -> Dialect {
+        match name {
+            "postgresql" => Dialect {
+                placeholder: "$1",
+                data_text: "data::text",
+                json_cast: "::json",
+            },
+            "mysql" => Dialect {
+                placeholder: "?",
+                data_text: "CAST(data AS CHAR)",
+                json_cast: "",
+            },
+            _ => Dialect {
+                placeholder: "?",
+                data_text: "data",
+                json_cast: "",
+            },
+        }
     }
 }
 
@@ -165,6 +199,7 @@ impl SqlDriver {
         drop(_enter);
         let driver = SqlDriver {
             name,
+            dialect: Dialect::of(name),
             pool,
             rt,
             schema_ready: AtomicBool::new(false),
@@ -231,11 +266,7 @@ impl SqlDriver {
     async fn insert(&self, batch: &[Message]) -> Result<(), DriverError> {
         self.ensure_schema().await?;
         let rows: Vec<[Option<String>; 9]> = batch.iter().map(row_of).collect();
-        let cast = if self.name == "postgresql" {
-            "::json"
-        } else {
-            ""
-        };
+        let cast = self.dialect.json_cast;
         with_pool!(&self.pool, p => {
             let mut tx = p.begin().await.map_err(|e| db_err("cannot begin", e))?;
             let mut rows = rows.into_iter().peekable();
@@ -264,17 +295,14 @@ impl SqlDriver {
 
     async fn select_trace(&self, base_id: &str) -> Result<Vec<Value>, DriverError> {
         self.ensure_schema().await?;
-        let data = if self.name == "sqlite" {
-            "data"
-        } else if self.name == "mysql" {
-            "CAST(data AS CHAR)"
-        } else {
-            "data::text"
-        };
+        let Dialect {
+            data_text,
+            placeholder,
+            ..
+        } = self.dialect;
         let sql = format!(
-            "SELECT {}, {data} FROM data WHERE base_id = {} ORDER BY id",
-            COLUMNS.join(", "),
-            if self.name == "postgresql" { "$1" } else { "?" }
+            "SELECT {}, {data_text} FROM data WHERE base_id = {placeholder} ORDER BY id",
+            COLUMNS.join(", ")
         );
         let mut out = Vec::new();
         with_pool!(&self.pool, p => {
@@ -304,13 +332,12 @@ impl SqlDriver {
     pub fn delete_trace(&self, base_id: &str) -> Result<u64, DriverError> {
         self.run(async {
             self.ensure_schema().await?;
-            let sql = if self.name == "postgresql" {
-                "DELETE FROM data WHERE base_id = $1"
-            } else {
-                "DELETE FROM data WHERE base_id = ?"
-            };
+            let sql = format!(
+                "DELETE FROM data WHERE base_id = {}",
+                self.dialect.placeholder
+            );
             Ok(with_pool!(&self.pool, p => {
-                sqlx::query(sql)
+                sqlx::query(AssertSqlSafe(sql))
                     .bind(base_id)
                     .execute(p)
                     .await
@@ -337,11 +364,7 @@ impl SqlDriver {
             return Ok(out);
         }
         // Candidates by text, confirmed by parsing: an error message's info has a non-null etype.
-        let data = match self.name {
-            "mysql" => "CAST(data AS CHAR)",
-            "postgresql" => "data::text",
-            _ => "data",
-        };
+        let data = self.dialect.data_text;
         let sql = format!(
             "SELECT base_id, timestamp, {data} FROM data WHERE {data} LIKE '%\"etype\"%' ORDER BY timestamp"
         );
@@ -352,7 +375,7 @@ impl SqlDriver {
                 let data: Option<String> = r.try_get(2).map_err(|e| db_err("bad row", e))?;
                 let is_error = data
                     .and_then(|d| serde_json::from_str::<Value>(&d).ok())
-                    .is_some_and(|d| d["info"].get("etype").is_some_and(|e| !e.is_null()));
+                    .is_some_and(|d| osprofiler_core::notifier::is_error(&d));
                 if let (true, Some(base_id)) = (is_error, base_id)
                     && !out.iter().any(|s: &TraceSummary| s.base_id == base_id)
                 {

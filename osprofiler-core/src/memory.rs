@@ -45,33 +45,6 @@ impl MemoryCollector {
     fn lock(&self) -> std::sync::MutexGuard<'_, Vec<Value>> {
         self.messages.lock().unwrap_or_else(|e| e.into_inner())
     }
-
-    fn summaries(&self, only_errors: bool) -> Vec<TraceSummary> {
-        let msgs = self.lock();
-        let mut out: Vec<TraceSummary> = Vec::new();
-        for m in msgs.iter() {
-            let Some(base_id) = m["base_id"].as_str() else {
-                continue;
-            };
-            if only_errors && m["info"].get("etype").is_none_or(Value::is_null) {
-                continue;
-            }
-            if out.iter().any(|s| s.base_id == base_id) {
-                continue;
-            }
-            let first = msgs
-                .iter()
-                .filter(|x| x["base_id"] == base_id)
-                .filter_map(|x| x["timestamp"].as_str())
-                .min()
-                .unwrap_or_default();
-            out.push(TraceSummary {
-                base_id: base_id.to_owned(),
-                timestamp: first.to_owned(),
-            });
-        }
-        out
-    }
 }
 
 impl Driver for MemoryCollector {
@@ -90,10 +63,10 @@ impl Driver for MemoryCollector {
     }
 
     fn list_traces(&self) -> Result<Vec<TraceSummary>, DriverError> {
-        Ok(self.summaries(false))
+        Ok(crate::notifier::summarize(self.lock().iter(), false))
     }
 
     fn list_error_traces(&self) -> Result<Vec<TraceSummary>, DriverError> {
-        Ok(self.summaries(true))
+        Ok(crate::notifier::summarize(self.lock().iter(), true))
     }
 }

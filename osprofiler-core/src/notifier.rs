@@ -136,6 +136,61 @@ pub struct TraceSummary {
     pub timestamp: String,
 }
 
+/// Whether a stored message (as JSON) is an error point's stop: its `info.etype` is set.
+///
+/// ```
+/// use osprofiler_core::notifier::is_error;
+/// assert!(is_error(&serde_json::json!({"info": {"etype": "ValueError"}})));
+/// assert!(!is_error(&serde_json::json!({"info": {"etype": null}})));
+/// ```
+pub fn is_error(message: &Value) -> bool {
+    message["info"].get("etype").is_some_and(|e| !e.is_null())
+}
+
+/// The traces among `messages`, each with the timestamp of its first message, oldest first;
+/// with `only_errors`, only those with an error point ([`is_error`]). For drivers that read
+/// whole messages to list traces.
+///
+/// ```
+/// use osprofiler_core::notifier::summarize;
+/// use serde_json::json;
+/// let msgs = [
+///     json!({"base_id": "b", "timestamp": "2024-01-01T00:00:01.000000", "info": {}}),
+///     json!({"base_id": "a", "timestamp": "2024-01-01T00:00:02.000000", "info": {"etype": "E"}}),
+///     json!({"base_id": "b", "timestamp": "2024-01-01T00:00:00.000000", "info": {}}),
+/// ];
+/// let all: Vec<_> = summarize(&msgs, false).into_iter().map(|s| (s.base_id, s.timestamp)).collect();
+/// assert_eq!(all, [("b".into(), "2024-01-01T00:00:00.000000".into()), ("a".into(), "2024-01-01T00:00:02.000000".into())]);
+/// assert_eq!(summarize(&msgs, true)[0].base_id, "a");
+/// ```
+pub fn summarize<'a>(
+    messages: impl IntoIterator<Item = &'a Value>,
+    only_errors: bool,
+) -> Vec<TraceSummary> {
+    let mut traces: std::collections::HashMap<&str, (&str, bool)> = Default::default();
+    for m in messages {
+        let Some(base_id) = m["base_id"].as_str() else {
+            continue;
+        };
+        let ts = m["timestamp"].as_str().unwrap_or_default();
+        let e = traces.entry(base_id).or_insert((ts, false));
+        if ts < e.0 {
+            e.0 = ts;
+        }
+        e.1 |= is_error(m);
+    }
+    let mut out: Vec<TraceSummary> = traces
+        .into_iter()
+        .filter(|(_, (_, err))| *err || !only_errors)
+        .map(|(base_id, (ts, _))| TraceSummary {
+            base_id: base_id.to_owned(),
+            timestamp: ts.to_owned(),
+        })
+        .collect();
+    out.sort_by(|a, b| (&a.timestamp, &a.base_id).cmp(&(&b.timestamp, &b.base_id)));
+    out
+}
+
 /// A collector back end (OSProfiler's `drivers.base.Driver`): stores batches and reads traces.
 ///
 /// Called from the notifier's worker thread, never from traced code, so it may block.
