@@ -363,9 +363,6 @@ pub fn parse_timestamp(s: &str) -> Option<i64> {
     let hh: i64 = tp.next()?.parse().ok()?;
     let mm: i64 = tp.next()?.parse().ok()?;
     let ss: i64 = tp.next()?.parse().ok()?;
-    if !(1..=12).contains(&m) || !(1..=31).contains(&d) || hh > 23 || mm > 59 || ss > 60 {
-        return None;
-    }
     if frac.len() > 6 || !frac.bytes().all(|b| b.is_ascii_digit()) {
         return None;
     }
@@ -377,7 +374,15 @@ pub fn parse_timestamp(s: &str) -> Option<i64> {
     for _ in frac.len()..6 {
         us *= 10;
     }
-    let days = days_from_civil(y, m, d);
+    micros_of(y, m.into(), d.into(), hh, mm, ss, us)
+}
+
+/// Microseconds since the epoch of a UTC date and time, `None` when a field is out of range.
+fn micros_of(y: i64, m: i64, d: i64, hh: i64, mm: i64, ss: i64, us: i64) -> Option<i64> {
+    if !(1..=12).contains(&m) || !(1..=31).contains(&d) || hh > 23 || mm > 59 || ss > 60 {
+        return None;
+    }
+    let days = days_from_civil(y, m as u32, d as u32);
     Some(((days * 86_400) + hh * 3600 + mm * 60 + ss) * 1_000_000 + us)
 }
 
@@ -415,11 +420,7 @@ fn parse_canonical(b: &[u8]) -> Option<i64> {
     };
     let (y, m, d) = (num(0..4)?, num(5..7)?, num(8..10)?);
     let (hh, mm, ss, us) = (num(11..13)?, num(14..16)?, num(17..19)?, num(20..26)?);
-    if !(1..=12).contains(&m) || !(1..=31).contains(&d) || hh > 23 || mm > 59 || ss > 60 {
-        return None;
-    }
-    let days = days_from_civil(y, m as u32, d as u32);
-    Some(((days * 86_400) + hh * 3600 + mm * 60 + ss) * 1_000_000 + us)
+    micros_of(y, m, d, hh, mm, ss, us)
 }
 
 fn days_from_civil(y: i64, m: u32, d: u32) -> i64 {

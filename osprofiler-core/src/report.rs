@@ -303,13 +303,25 @@ impl Report {
     }
 }
 
+/// A node's raw `<name>-start` or `-stop` message (`phase` is "start" or "stop"), found by
+/// suffix: the node's name may have been cut at its first `-` (`compute-api` → `compute`).
+fn raw_message<'a>(info: &'a Value, phase: &str) -> Option<&'a Value> {
+    info.as_object()?
+        .iter()
+        .find(|(k, _)| {
+            k.strip_prefix("meta.raw_payload.")
+                .and_then(|rest| rest.strip_suffix(phase))
+                .is_some_and(|rest| rest.ends_with('-'))
+        })
+        .map(|(_, v)| v)
+}
+
 /// Microseconds since the epoch of a point's start and stop messages.
 fn raw_times(info: &Value) -> (Option<i64>, Option<i64>) {
-    let name = info["name"].as_str().unwrap_or_default();
-    let ts = |phase: &str| {
-        info[format!("meta.raw_payload.{name}-{phase}").as_str()]["timestamp"]
+    let ts = |phase| {
+        raw_message(info, phase)?["timestamp"]
             .as_str()
-            .and_then(crate::message::parse_timestamp)
+            .and_then(parse_timestamp)
     };
     (ts("start"), ts("stop"))
 }
@@ -327,13 +339,7 @@ fn earliest_start(node: &Value) -> Option<i64> {
 
 /// A one-line summary of what a point did: SQL, HTTP request, or function.
 fn point_summary(info: &Value) -> Option<String> {
-    let name = info["name"].as_str()?;
-    let start = info
-        .as_object()?
-        .iter()
-        .find(|(k, _)| k.starts_with("meta.raw_payload.") && k.ends_with("-start"))
-        .map(|(_, v)| &v["info"])?;
-    let _ = name;
+    let start = &raw_message(info, "start")?["info"];
     if let Some(sql) = start["db"]["statement"].as_str() {
         return Some(sql.split_whitespace().collect::<Vec<_>>().join(" "));
     }
@@ -404,5 +410,26 @@ fn walk_terminal(out: &mut String, nodes: &[Value], prefix: &str, t0: Option<i64
             let deeper = format!("{prefix}{}", if last { "   " } else { "│  " });
             walk_terminal(out, kids, &deeper, t0);
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_tree_finds_raw_messages_of_names_cut_at_a_dash() {
+        let msg = |phase: &str, ts: &str| {
+            json!({"name": format!("compute-api-{phase}"), "base_id": "b", "trace_id": "t",
+                   "parent_id": "b", "timestamp": ts, "project": null, "service": "nova",
+                   "info": {"host": "h", "db": {"statement": "SELECT 1"}}})
+        };
+        let r = Report::build(&[
+            msg("start", "2024-01-01T00:00:00.000100"),
+            msg("stop", "2024-01-01T00:00:00.001350"),
+        ]);
+        let tree = r.render_tree();
+        assert!(tree.contains("└─ compute  @0.000 ms  1.250 ms"), "{tree}");
+        assert!(tree.contains("SELECT 1"), "{tree}");
     }
 }
