@@ -41,8 +41,8 @@ fn conf(connection_string: &str) -> ProfilerConfig {
         .build()
 }
 
-fn fail(what: &str) -> impl Fn(String) -> CliError + '_ {
-    move |e| CliError(format!("demo: {what}: {e}"))
+fn fail(what: &str, e: impl std::fmt::Display) -> CliError {
+    CliError(format!("demo: {what}: {e}"))
 }
 
 /// One service's databases: the same SQLite file through each adapter.
@@ -65,20 +65,20 @@ async fn open_dbs(file: &FsPath, schema: &[&str]) -> Result<Dbs, CliError> {
         .busy_timeout(Duration::from_secs(5));
     let pool = sqlx::SqlitePool::connect_with(opts)
         .await
-        .map_err(|e| fail("open the sqlx pool")(e.to_string()))?;
+        .map_err(|e| fail("open the sqlx pool", e))?;
     // Schema and data set up before any trace exists: no points.
     for stmt in schema {
         sqlx::raw_sql(sqlx::AssertSqlSafe(stmt.to_string()))
             .execute(&pool)
             .await
-            .map_err(|e| fail("create the demo schema")(e.to_string()))?;
+            .map_err(|e| fail("create the demo schema", e))?;
     }
     let sea = sea_orm::Database::connect(format!("sqlite://{}?mode=rwc", file.display()))
         .await
-        .map_err(|e| fail("open the sea-orm connection")(e.to_string()))?;
+        .map_err(|e| fail("open the sea-orm connection", e))?;
     let url = file.display().to_string();
     let mut diesel = diesel::SqliteConnection::establish(&url)
-        .map_err(|e| fail("open the diesel connection")(e.to_string()))?;
+        .map_err(|e| fail("open the diesel connection", e))?;
     osprofiler_diesel::instrument_with(
         &mut diesel,
         osp::db::DbTarget::new("sqlite").namespace(name.clone()),
@@ -112,31 +112,24 @@ fn client() -> reqwest_middleware::ClientWithMiddleware {
         .build()
 }
 
+/// Serves `app` on a loopback port until `shutdown` completes; returns the address and the
+/// server's task.
 async fn serve(
     app: Router,
-) -> Result<
-    (
-        String,
-        tokio::sync::oneshot::Sender<()>,
-        tokio::task::JoinHandle<()>,
-    ),
-    CliError,
-> {
+    shutdown: impl std::future::Future<Output = ()> + Send + 'static,
+) -> Result<(std::net::SocketAddr, tokio::task::JoinHandle<()>), CliError> {
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
         .await
-        .map_err(|e| fail("listen on 127.0.0.1")(e.to_string()))?;
+        .map_err(|e| fail("listen on 127.0.0.1", e))?;
     let addr = listener
         .local_addr()
-        .map_err(|e| fail("listen on 127.0.0.1")(e.to_string()))?;
-    let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
+        .map_err(|e| fail("listen on 127.0.0.1", e))?;
     let task = tokio::spawn(async move {
         let _ = axum::serve(listener, app)
-            .with_graceful_shutdown(async {
-                let _ = stop_rx.await;
-            })
+            .with_graceful_shutdown(shutdown)
             .await;
     });
-    Ok((format!("http://{addr}"), stop_tx, task))
+    Ok((addr, task))
 }
 
 // ----- the worker service (child process) -----
@@ -173,7 +166,7 @@ pub async fn worker_main(connection_string: &str, dir: &FsPath) -> Result<(), Cl
         osprofiler_collectors::init_from_conf(&conf(connection_string), "demo", "worker", None)
             .map_err(|e| CliError(e.to_string()))?;
     let db = Arc::new(open_dbs(&dir.join("worker.db"), WORKER_SCHEMA).await?);
-    let (shutdown_tx, shutdown_rx) = tokio::sync::mpsc::channel::<()>(1);
+    let (shutdown_tx, mut shutdown_rx) = tokio::sync::mpsc::channel::<()>(1);
     let app = Router::new()
         .route("/stock/{item}", get(stock))
         .with_state(db)
@@ -188,12 +181,11 @@ pub async fn worker_main(connection_string: &str, dir: &FsPath) -> Result<(), Cl
                 }
             }),
         );
-    let (url, stop, task) = serve(app).await?;
-    let port = url.rsplit(':').next().unwrap_or_default().to_owned();
-    println!("PORT {port}");
-    let mut rx = shutdown_rx;
-    let _ = rx.recv().await;
-    let _ = stop.send(());
+    let (addr, task) = serve(app, async move {
+        let _ = shutdown_rx.recv().await;
+    })
+    .await?;
+    println!("PORT {}", addr.port());
     let _ = task.await;
     if !guard.flush(Duration::from_secs(10)) {
         return Err(CliError(
@@ -267,7 +259,7 @@ fn spawn_worker(
         .arg(dir)
         .stdout(std::process::Stdio::piped())
         .spawn()
-        .map_err(|e| fail("start the worker process")(e.to_string()))?;
+        .map_err(|e| fail("start the worker process", e))?;
     let stdout = child.stdout.take().expect("piped");
     let mut line = String::new();
     let _ = std::io::BufReader::new(stdout).read_line(&mut line);
@@ -301,7 +293,7 @@ pub async fn run(exe: &FsPath, connection_string: &str, dir: &FsPath) -> Result<
                 .into(),
         ));
     }
-    std::fs::create_dir_all(dir).map_err(|e| fail("create the demo directory")(e.to_string()))?;
+    std::fs::create_dir_all(dir).map_err(|e| fail("create the demo directory", e))?;
     let guard =
         osprofiler_collectors::init_from_conf(&conf(connection_string), "demo", "api", None)
             .map_err(|e| CliError(e.to_string()))?;
@@ -317,7 +309,12 @@ pub async fn run(exe: &FsPath, connection_string: &str, dir: &FsPath) -> Result<
             .route("/orders/{id}", get(order))
             .with_state(api)
             .layer(OsProfilerLayer::new([DEMO_KEY]));
-        let (api_url, stop, task) = serve(app).await?;
+        let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+        let (addr, task) = serve(app, async {
+            let _ = stopped.await;
+        })
+        .await?;
+        let api_url = format!("http://{addr}");
 
         // The caller: starts the trace and sends signed headers, as `openstack --profile` does.
         let (base_id, body) = osp::trace_scope(async {
@@ -333,10 +330,7 @@ pub async fn run(exe: &FsPath, connection_string: &str, dir: &FsPath) -> Result<
             for (k, v) in headers.pairs() {
                 req = req.header(k, v);
             }
-            let resp = req
-                .send()
-                .await
-                .map_err(|e| fail("call the API")(e.to_string()))?;
+            let resp = req.send().await.map_err(|e| fail("call the API", e))?;
             let status = resp.status();
             let body = resp.text().await.unwrap_or_default();
             if !status.is_success() {

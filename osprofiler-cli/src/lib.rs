@@ -4,7 +4,8 @@
 //! turns it into the four views of `osprofiler trace show`:
 //!
 //! * [`render_terminal`] — the tree with durations and the SQL of `db` points (the default);
-//! * [`render_json`] — byte for byte the layout of Python's `osprofiler trace show --json`;
+//! * [`render_json`] — the layout of Python's `osprofiler trace show --json` (indent,
+//!   separators, `\uXXXX` escapes; keys sorted, where Python keeps insertion order);
 //! * [`render_dot`] — a Graphviz digraph with Python's node labels;
 //! * [`render_html`] — one self-contained page (no network needed): a collapsible tree with a
 //!   timeline bar per point, a filter box and the raw messages of each point.
@@ -36,12 +37,6 @@ impl std::fmt::Display for CliError {
 }
 
 impl std::error::Error for CliError {}
-
-impl From<String> for CliError {
-    fn from(s: String) -> Self {
-        CliError(s)
-    }
-}
 
 /// Opens the collector named by `connection_string` (password redacted in errors).
 pub fn open_driver(connection_string: &str) -> Result<std::sync::Arc<dyn Driver>, CliError> {

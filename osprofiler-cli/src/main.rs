@@ -107,22 +107,18 @@ fn write_out(out: Option<&PathBuf>, text: &str) -> Result<(), CliError> {
     }
 }
 
-fn slow_notice(what: String) -> impl Drop {
-    struct Notice(Option<std::sync::mpsc::Sender<()>>);
-    impl Drop for Notice {
-        fn drop(&mut self) {
-            self.0.take();
-        }
-    }
+/// Prints "<what> (still working)…" if the returned guard is still alive after 2 s.
+fn slow_notice(what: String) -> std::sync::mpsc::Sender<()> {
     let (tx, rx) = std::sync::mpsc::channel::<()>();
     std::thread::spawn(move || {
+        // Dropping the sender ends the wait early with Disconnected: nothing is printed.
         if let Err(std::sync::mpsc::RecvTimeoutError::Timeout) =
             rx.recv_timeout(std::time::Duration::from_secs(2))
         {
             eprintln!("{what} (still working)…");
         }
     });
-    Notice(Some(tx))
+    tx
 }
 
 fn run(cli: Cli) -> Result<(), CliError> {
