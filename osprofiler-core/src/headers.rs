@@ -492,6 +492,7 @@ pub fn trace_headers() -> Option<TraceHeaders> {
 
 #[cfg(test)]
 mod tests {
+    use super::*;
 
     #[test]
     fn keys_verify_whichever_matched_last_and_report_the_right_one() {
@@ -523,8 +524,6 @@ mod tests {
                 .is_none()
         );
     }
-    use super::*;
-
     fn pack_raw(json: &str, key: &str) -> (String, String) {
         let info = URL_SAFE_PADDED.encode(json);
         let mac = generate_hmac(&info, key);
