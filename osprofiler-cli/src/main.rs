@@ -107,7 +107,7 @@ fn write_out(out: Option<&PathBuf>, text: &str) -> Result<(), CliError> {
     }
 }
 
-/// Prints "<what> (still working)…" if the returned guard is still alive after 2 s.
+/// Prints `what` followed by "(still working)…" if the returned guard is still alive after 2 s.
 fn slow_notice(what: String) -> std::sync::mpsc::Sender<()> {
     let (tx, rx) = std::sync::mpsc::channel::<()>();
     std::thread::spawn(move || {
