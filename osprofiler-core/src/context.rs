@@ -164,6 +164,11 @@ impl Profiler {
 /// osp::clean();
 /// ```
 pub fn init(hmac_key: &str, base_id: Option<&str>, parent_id: Option<&str>) -> Option<Profiler> {
+    init_with(|| Profiler::new_root(hmac_key, base_id, parent_id))
+}
+
+/// [`init`] with the root made by `root` (called only when no trace is active yet).
+pub(crate) fn init_with(root: impl FnOnce() -> Option<Profiler>) -> Option<Profiler> {
     if !switches::is_enabled() {
         return None;
     }
@@ -171,7 +176,7 @@ pub fn init(hmac_key: &str, base_id: Option<&str>, parent_id: Option<&str>) -> O
         return Some(Profiler { frame });
     }
     warn_if_unscoped_task();
-    let p = Profiler::new_root(hmac_key, base_id, parent_id)?;
+    let p = root()?;
     replace_current(Some(p.frame.clone()));
     Some(p)
 }
@@ -195,28 +200,27 @@ impl Profiler {
         if !switches::is_enabled() {
             return None;
         }
-        Self::new_root_shared(Arc::from(hmac_key), base_id, parent_id)
+        Self::new_root_ids(
+            Arc::from(hmac_key),
+            base_id.map(Id::from),
+            parent_id.map(Id::from),
+        )
     }
 
-    /// [`Profiler::new_root`] with a key already shared (a verified request's key from
-    /// [`crate::headers::HmacKeys`]): no copy of the key.
-    pub(crate) fn new_root_shared(
+    /// [`Profiler::new_root`] with the ids already parsed and a key already shared (a verified
+    /// request's, from [`crate::headers::HmacKeys`]): no copy of either.
+    pub(crate) fn new_root_ids(
         hmac_key: Arc<str>,
-        base_id: Option<&str>,
-        parent_id: Option<&str>,
+        base_id: Option<Id>,
+        parent_id: Option<Id>,
     ) -> Option<Profiler> {
         if !switches::is_enabled() {
             return None;
         }
         crate::message::clock::warm_up();
-        let base_id = match base_id {
-            Some(b) if !b.is_empty() => Id::from(b),
-            _ => Id::new_v4(),
-        };
-        let parent = match parent_id {
-            Some(p) if !p.is_empty() => Id::from(p),
-            _ => base_id.clone(),
-        };
+        let given = |id: Option<Id>| id.filter(|i| !matches!(i, Id::Text(t) if t.is_empty()));
+        let base_id = given(base_id).unwrap_or_else(Id::new_v4);
+        let parent = given(parent_id).unwrap_or_else(|| base_id.clone());
         let root = Arc::new(Root {
             base_id,
             identity: crate::identity(),
@@ -575,6 +579,28 @@ impl Trace {
 
     /// Stops the point now (same as dropping the guard).
     pub fn finish(self) {}
+
+    /// Stops the point now, adding `info` built when the stop message is serialized: the same
+    /// as [`Trace::stop_lazy`] then dropping the guard, minus a heap allocation.
+    ///
+    /// ```
+    /// use osprofiler_core::{self as osp, Info, LazyInfo, Trace};
+    /// struct Rows(u64);
+    /// impl LazyInfo for Rows {
+    ///     fn write(&self, info: &mut Info) {
+    ///         info.insert("rows".into(), self.0.into());
+    ///     }
+    /// }
+    /// osp::init("key", None, None);
+    /// Trace::new("db", Info::new).finish_lazy(Rows(3));
+    /// osp::clean();
+    /// ```
+    #[inline]
+    pub fn finish_lazy(mut self, info: impl LazyInfo) {
+        if let Some(active) = self.active.take() {
+            active.stop_with(Some(Arc::new(info)));
+        }
+    }
 }
 
 impl Drop for Trace {
@@ -589,8 +615,18 @@ impl Drop for Trace {
 impl Active {
     #[inline(never)]
     fn stop(self) {
+        self.stop_with(None);
+    }
+
+    /// Emits the stop message; `lazy`, if given, replaces the lazy info set so far.
+    #[inline(never)]
+    fn stop_with(self, lazy: Option<Arc<dyn LazyInfo>>) {
         let Active { frame, stop } = self;
-        close(&frame, stop.map(|b| *b).unwrap_or_default());
+        let mut info = stop.map(|b| *b).unwrap_or_default();
+        if lazy.is_some() {
+            info.1 = lazy;
+        }
+        close(&frame, info);
         let _ = CURRENT.try_with(|c| {
             let mut c = c.borrow_mut();
             if c.as_ref().is_some_and(|cur| Arc::ptr_eq(cur, &frame)) {

@@ -210,7 +210,7 @@ impl DbPoint {
     #[inline]
     pub fn ok(mut self, rows: u64) {
         self.done = true;
-        self.trace.stop_lazy(Rows(rows));
+        std::mem::replace(&mut self.trace, Trace::inactive()).finish_lazy(Rows(rows));
     }
 
     /// Stops the point with no row count.
@@ -222,7 +222,7 @@ impl DbPoint {
     /// Stops the point with an error.
     pub fn err(mut self, error: DbError) {
         self.done = true;
-        self.trace.stop_lazy(error);
+        std::mem::replace(&mut self.trace, Trace::inactive()).finish_lazy(error);
     }
 
     /// Stops the point with the outcome of a call: `rows` of a success (`None`: no count), or
@@ -314,7 +314,7 @@ impl Drop for DbPoint {
     #[inline]
     fn drop(&mut self) {
         if !self.done && self.trace.is_active() {
-            self.trace.stop_lazy(Cancelled);
+            std::mem::replace(&mut self.trace, Trace::inactive()).finish_lazy(Cancelled);
         }
     }
 }

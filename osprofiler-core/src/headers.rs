@@ -7,6 +7,7 @@
 //! WSGI middleware's validity check accept — except that it never fails on odd input: anything
 //! it does not accept is simply `None` (the request runs untraced).
 
+use crate::message::Id;
 use base64::Engine as _;
 use base64::alphabet;
 use base64::engine::{DecodePaddingMode, GeneralPurpose, GeneralPurposeConfig};
@@ -70,12 +71,16 @@ impl TraceHeaders {
 }
 
 /// Verified trace data from an incoming request.
+///
+/// The ids are [`Id`]s: canonical uuids (what OSProfiler sends) are kept as 16 bytes, so
+/// verifying a request allocates nothing for them. Compare them with text directly
+/// (`v.base_id == "..."`) or format them (`to_string`, `to_text`).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Verified {
     /// The trace's id.
-    pub base_id: String,
+    pub base_id: Id,
     /// The caller's point (absent when the caller sent only `base_id`).
-    pub parent_id: Option<String>,
+    pub parent_id: Option<Id>,
     /// The configured key that matched; sign onward calls with it. Shared with the
     /// [`HmacKeys`] it came from (no copy per request).
     pub hmac_key: std::sync::Arc<str>,
@@ -85,20 +90,16 @@ impl Verified {
     /// A trace root for these ids and key, not installed anywhere
     /// ([`crate::Profiler::new_root`]): run a handler in it.
     pub fn profiler(&self) -> Option<crate::Profiler> {
-        crate::Profiler::new_root_shared(
+        crate::Profiler::new_root_ids(
             self.hmac_key.clone(),
-            Some(&self.base_id),
-            self.parent_id.as_deref(),
+            Some(self.base_id.clone()),
+            self.parent_id.clone(),
         )
     }
 
     /// Starts the trace in the current scope ([`crate::init`] with these ids and key).
     pub fn init(&self) -> Option<crate::Profiler> {
-        crate::init(
-            &self.hmac_key,
-            Some(&self.base_id),
-            self.parent_id.as_deref(),
-        )
+        crate::context::init_with(|| self.profiler())
     }
 }
 
@@ -115,19 +116,17 @@ fn finish_raw(mut mac: Hmac<Sha1>, data: &[u8]) -> [u8; 20] {
 /// The received MAC as bytes: exactly 40 lowercase hex digits (Python compares the hex text,
 /// so uppercase never matches).
 fn parse_mac(hex: &[u8]) -> Option<[u8; 20]> {
-    if hex.len() != 40 {
-        return None;
-    }
-    let nibble = |c: u8| match c {
-        b'0'..=b'9' => Some(c - b'0'),
-        b'a'..=b'f' => Some(c - b'a' + 10),
-        _ => None,
+    const PAIRS: [usize; 20] = {
+        let mut at = [0; 20];
+        let mut i = 0;
+        while i < 20 {
+            at[i] = 2 * i;
+            i += 1;
+        }
+        at
     };
     let mut out = [0u8; 20];
-    for (i, pair) in hex.chunks_exact(2).enumerate() {
-        out[i] = (nibble(pair[0])? << 4) | nibble(pair[1])?;
-    }
-    Some(out)
+    (hex.len() == 40 && crate::message::decode_hex_pairs(hex, &PAIRS, &mut out)).then_some(out)
 }
 
 /// Constant-time comparison of two digests, a word at a time.
@@ -332,7 +331,7 @@ pub(crate) fn pack_with(
 /// use osprofiler_core::headers::{signed_pack, signed_unpack, TraceData};
 /// let h = signed_pack(&TraceData { base_id: "b".into(), parent_id: None }, "new");
 /// let v = signed_unpack(&h.x_trace_info, &h.x_trace_hmac, &["old", "new"]).unwrap();
-/// assert_eq!((v.base_id.as_str(), &*v.hmac_key), ("b", "new"));
+/// assert!(v.base_id == "b" && &*v.hmac_key == "new");
 /// assert!(signed_unpack(&h.x_trace_info, &h.x_trace_hmac, &["old"]).is_none());
 /// ```
 pub fn signed_unpack<K: AsRef<str>>(info: &str, hmac: &str, hmac_keys: &[K]) -> Option<Verified> {
@@ -363,7 +362,7 @@ pub fn signed_unpack_bytes<K: AsRef<str>>(
 
 /// Decodes base64 the way Python's `urlsafe_b64decode` does (either alphabet, characters
 /// outside the alphabet skipped, padding required), then the JSON object.
-fn decode(info: &[u8]) -> Option<(String, Option<String>)> {
+fn decode(info: &[u8]) -> Option<(Id, Option<Id>)> {
     // What we and Python send decodes in place, into a stack buffer when it fits (a header is
     // ~110 bytes decoded); anything else takes Python's lenient path.
     let mut stack = [0u8; 512];
@@ -386,8 +385,11 @@ fn decode(info: &[u8]) -> Option<(String, Option<String>)> {
         heap = LENIENT_STANDARD.decode(cleaned).ok()?;
         &heap
     };
-    if let Some(fast) = parse_plain(raw) {
-        return fast;
+    if let Some(ids) = parse_uuids(raw) {
+        return Some(ids);
+    }
+    if let Some(plain) = parse_plain(raw) {
+        return plain.map(|(b, p)| (Id::from(b), p.map(Id::from)));
     }
     // Only `base_id` (required) and `parent_id`, both strings; anything else is rejected.
     #[derive(serde::Deserialize)]
@@ -397,14 +399,30 @@ fn decode(info: &[u8]) -> Option<(String, Option<String>)> {
         parent_id: Option<String>,
     }
     let wire: Wire = serde_json::from_slice(raw).ok()?;
-    Some((wire.base_id, wire.parent_id))
+    Some((
+        Id::from(wire.base_id.as_str()),
+        wire.parent_id.as_deref().map(Id::from),
+    ))
+}
+
+/// What OSProfiler (Python's `json.dumps`, and [`signed_pack`]) sends for two uuids, parsed
+/// in one pass; `None` for any other text, which the general parsers then take.
+fn parse_uuids(raw: &[u8]) -> Option<(Id, Option<Id>)> {
+    const HEAD: &[u8] = b"{\"base_id\": \"";
+    const MID: &[u8] = b"\", \"parent_id\": \"";
+    const TAIL: &[u8] = b"\"}";
+    let rest = raw.strip_prefix(HEAD)?;
+    let base = crate::message::canonical_uuid(rest.get(..36)?)?;
+    let rest = rest[36..].strip_prefix(MID)?;
+    let parent = crate::message::canonical_uuid(rest.get(..36)?)?;
+    (&rest[36..] == TAIL).then_some((Id::Uuid(base), Some(Id::Uuid(parent))))
 }
 
 /// The common case without serde: an object whose keys and string values contain no escapes
 /// or control characters, in any layout. `None` means "not that simple": the caller then
 /// parses with serde, so both paths accept and reject exactly the same texts.
 #[allow(clippy::type_complexity)]
-fn parse_plain(raw: &[u8]) -> Option<Option<(String, Option<String>)>> {
+fn parse_plain(raw: &[u8]) -> Option<Option<(&str, Option<&str>)>> {
     if raw.contains(&b'\\') {
         return None;
     }
@@ -470,7 +488,7 @@ fn parse_plain(raw: &[u8]) -> Option<Option<(String, Option<String>)>> {
     if i != raw.len() {
         return None;
     }
-    Some(base.map(|b| (b.to_owned(), parent.flatten().map(str::to_owned))))
+    Some(base.map(|b| (b, parent.flatten())))
 }
 
 /// Signed headers for an outgoing call from the current point, or `None` when no trace is
@@ -612,11 +630,27 @@ mod parse_tests {
             r#"[]"#,
             r#"{"base_id": "b""#,
             r#"{"base_id": "b", "parent_id": nullx}"#,
+            // The two-uuid fast path, and texts just off it.
+            r#"{"base_id": "6f1c5b4e-2a3d-4c5b-8e9f-0a1b2c3d4e5f", "parent_id": "00000000-0000-4000-8000-00000000000a"}"#,
+            r#"{"base_id": "6F1C5B4E-2A3D-4C5B-8E9F-0A1B2C3D4E5F", "parent_id": "00000000-0000-4000-8000-00000000000a"}"#,
+            r#"{"base_id": "6f1c5b4e-2a3d-4c5b-8e9f-0a1b2c3d4e5f", "parent_id": "00000000-0000-4000-8000-00000000000a"} "#,
+            r#"{"base_id": "6f1c5b4e-2a3d-4c5b-8e9f-0a1b2c3d4e5f", "parent_id": "00000000-0000-4000-8000-00000000000a""#,
+            r#"{"base_id": "6f1c5b4e-2a3d-4c5b-8e9f-0a1b2c3d4e5f", "parent_id": "0000000000000-4000-8000-00000000000a"}"#,
+            r#"{"base_id": "6f1c5b4e-2a3d-4c5b-8e9f-0a1b2c3d4e5f", "parent_id": null}"#,
+            r#"{"base_id": "6f1c5b4e2a3d4c5b8e9f0a1b2c3d4e5f"}"#,
         ] {
             if let Some(fast) = parse_plain(t.as_bytes()) {
-                assert_eq!(fast, serde(t), "{t:?}");
+                let owned = fast.map(|(b, p)| (b.to_owned(), p.map(str::to_owned)));
+                assert_eq!(owned, serde(t), "{t:?}");
             }
-            let full = decode(URL_SAFE_PADDED.encode(t).as_bytes());
+            if let Some((b, p)) = parse_uuids(t.as_bytes()) {
+                assert!(
+                    matches!((&b, &p), (Id::Uuid(_), Some(Id::Uuid(_)))),
+                    "{t:?}"
+                );
+            }
+            let full = decode(URL_SAFE_PADDED.encode(t).as_bytes())
+                .map(|(b, p)| (b.to_string(), p.map(|p| p.to_string())));
             assert_eq!(full, serde(t), "{t:?}");
         }
     }

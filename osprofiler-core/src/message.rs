@@ -62,16 +62,80 @@ impl From<&str> for Id {
     /// A canonical uuid text (lowercase, dashed) is kept as 16 bytes — it serializes back to the
     /// same text — anything else as text.
     fn from(s: &str) -> Self {
-        if s.len() == 36 {
-            if let Ok(u) = Uuid::try_parse(s) {
-                let mut buf = Uuid::encode_buffer();
-                if u.hyphenated().encode_lower(&mut buf) == s {
-                    return Id::Uuid(u);
-                }
-            }
+        match canonical_uuid(s.as_bytes()) {
+            Some(u) => Id::Uuid(u),
+            None => Id::Text(Arc::from(s)),
         }
-        Id::Text(Arc::from(s))
     }
+}
+
+impl PartialEq<str> for Id {
+    /// Compares the id's text.
+    ///
+    /// ```
+    /// use osprofiler_core::Id;
+    /// let id = Id::from("6f1c5b4e-2a3d-4c5b-8e9f-0a1b2c3d4e5f");
+    /// assert!(id == "6f1c5b4e-2a3d-4c5b-8e9f-0a1b2c3d4e5f" && Id::from("x") == "x");
+    /// ```
+    fn eq(&self, other: &str) -> bool {
+        match self {
+            Id::Uuid(u) => u.hyphenated().encode_lower(&mut Uuid::encode_buffer()) == other,
+            Id::Text(t) => **t == *other,
+        }
+    }
+}
+
+impl PartialEq<&str> for Id {
+    fn eq(&self, other: &&str) -> bool {
+        *self == **other
+    }
+}
+
+/// The value of each lowercase hex digit; 0xff for every other byte.
+pub(crate) const HEX_DIGIT: [u8; 256] = {
+    let mut t = [0xff; 256];
+    let mut i = 0;
+    while i < 10 {
+        t[b'0' as usize + i] = i as u8;
+        i += 1;
+    }
+    let mut i = 0;
+    while i < 6 {
+        t[b'a' as usize + i] = 10 + i as u8;
+        i += 1;
+    }
+    t
+};
+
+/// Decodes lowercase hex pairs at `at` (offsets into `s`) into `out`; false if any character
+/// is not a lowercase hex digit.
+#[inline(always)]
+pub(crate) fn decode_hex_pairs<const N: usize>(
+    s: &[u8],
+    at: &[usize; N],
+    out: &mut [u8; N],
+) -> bool {
+    let mut bad = 0u8;
+    for (o, &i) in out.iter_mut().zip(at) {
+        let (hi, lo) = (
+            HEX_DIGIT[usize::from(s[i])],
+            HEX_DIGIT[usize::from(s[i + 1])],
+        );
+        bad |= hi | lo;
+        *o = (hi << 4) | (lo & 0x0f);
+    }
+    bad & 0xf0 == 0
+}
+
+/// The uuid of a canonical uuid text — 36 characters, lowercase hex digits, dashes at 8, 13,
+/// 18 and 23 — the only texts that format back to themselves; `None` for any other text.
+pub(crate) fn canonical_uuid(s: &[u8]) -> Option<Uuid> {
+    const PAIRS: [usize; 16] = [0, 2, 4, 6, 9, 11, 14, 16, 19, 21, 24, 26, 28, 30, 32, 34];
+    if s.len() != 36 || s[8] != b'-' || s[13] != b'-' || s[18] != b'-' || s[23] != b'-' {
+        return None;
+    }
+    let mut bytes = [0u8; 16];
+    decode_hex_pairs(s, &PAIRS, &mut bytes).then(|| Uuid::from_bytes(bytes))
 }
 
 impl Serialize for Id {
@@ -441,6 +505,29 @@ impl fmt::Debug for Message {
     }
 }
 
+/// The heap memory a delivered message still owns (its info, `#[trace]` arguments and lazy
+/// info), taken out so that the notifier can hand it back to a traced thread to free.
+pub(crate) struct Leftover {
+    _info: Info,
+    _args: Option<String>,
+    _lazy: Option<Arc<dyn LazyInfo>>,
+}
+
+impl Message {
+    /// Takes what this message owns on the heap; `None` when it owns nothing.
+    pub(crate) fn take_leftover(&mut self) -> Option<Leftover> {
+        let args = self.function.as_mut().and_then(|f| f.args.take());
+        if self.info.is_empty() && args.is_none() && self.lazy.is_none() {
+            return None;
+        }
+        Some(Leftover {
+            _info: std::mem::take(&mut self.info),
+            _args: args,
+            _lazy: self.lazy.take(),
+        })
+    }
+}
+
 impl Message {
     /// The full message name, `<name>-start` or `<name>-stop`.
     pub fn name(&self) -> String {
@@ -613,6 +700,29 @@ mod tests {
         let upper = "0F0E0D0C-0B0A-4908-8706-050403020100";
         assert!(matches!(Id::from(upper), Id::Text(_)));
         assert_eq!(Id::from(upper).to_string(), upper);
+        // Binary exactly when the uuid crate's lowercase text gives the text back.
+        let mut texts: Vec<String> = (0..200).map(|_| Uuid::new_v4().to_string()).collect();
+        for t in [
+            canon.replace('-', ""),
+            format!("{{{canon}}}"),
+            format!("urn:uuid:{canon}"),
+            canon.replacen('-', "_", 1),
+            canon.replacen('0', "g", 1),
+            canon.replacen('f', "F", 1),
+            format!("{canon}0"),
+            canon[1..].to_owned(),
+            String::new(),
+        ] {
+            texts.push(t);
+        }
+        for t in &texts {
+            let by_uuid_crate = Uuid::try_parse(t)
+                .ok()
+                .filter(|u| u.hyphenated().to_string() == *t);
+            assert_eq!(canonical_uuid(t.as_bytes()), by_uuid_crate, "{t}");
+            assert_eq!(Id::from(t.as_str()).to_string(), *t);
+            assert!(PartialEq::<str>::eq(&Id::from(t.as_str()), t));
+        }
     }
 
     #[test]

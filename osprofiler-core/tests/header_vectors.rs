@@ -39,7 +39,11 @@ fn golden_vectors_pack_and_verify() {
         )
         .unwrap();
         assert_eq!(
-            (got.base_id, got.parent_id, &*got.hmac_key),
+            (
+                got.base_id.to_string(),
+                got.parent_id.map(|p| p.to_string()),
+                &*got.hmac_key
+            ),
             (data.base_id, data.parent_id, key)
         );
         assert!(signed_unpack(&h.x_trace_info, &h.x_trace_hmac, &["wrong"]).is_none());

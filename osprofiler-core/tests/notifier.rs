@@ -218,3 +218,44 @@ fn init_from_conf_wires_the_notifier_and_reports_driver_errors() {
     );
     osp::set_enabled(true);
 }
+
+/// Lazy info that records which thread dropped it.
+struct DropSpy(Arc<Mutex<Vec<std::thread::ThreadId>>>);
+
+impl osp::LazyInfo for DropSpy {
+    fn write(&self, info: &mut osp::Info) {
+        info.insert("spy".into(), true.into());
+    }
+}
+
+impl Drop for DropSpy {
+    fn drop(&mut self) {
+        self.0.lock().unwrap().push(std::thread::current().id());
+    }
+}
+
+#[test]
+fn delivered_messages_memory_is_freed_by_the_traced_thread() {
+    let _s = SERIAL.lock().unwrap();
+    let driver = Arc::new(Flaky::default());
+    let n = install(driver.clone(), 1024);
+    let drops = Arc::new(Mutex::new(Vec::new()));
+    let p = osp::init("k", None, None).unwrap();
+    for _ in 0..10 {
+        Trace::new("spied", || osp::lazy(DropSpy(drops.clone()))).finish();
+    }
+    assert!(n.flush_for(Duration::from_secs(10)));
+    let stored = driver.trace_messages(&p.base_id().to_string()).unwrap();
+    assert_eq!(stored.len(), 20);
+    assert!(stored.iter().filter(|m| m["info"]["spy"] == true).count() == 10);
+    assert!(drops.lock().unwrap().is_empty(), "delivered, not yet freed");
+    // Each later message frees one delivered message's memory, here.
+    for _ in 0..5 {
+        Trace::new("other", osp::Info::new).finish();
+    }
+    osp::clean();
+    let here = std::thread::current().id();
+    assert_eq!(*drops.lock().unwrap(), vec![here; 10]);
+    notifier::set(Arc::new(notifier::NoopNotifier));
+    drop(n);
+}

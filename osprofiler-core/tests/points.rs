@@ -185,8 +185,8 @@ fn trace_headers_carry_the_innermost_point_and_the_admitting_key() {
     let d =
         osp::headers::signed_unpack(&plain.x_trace_info, &plain.x_trace_hmac, &["old"]).unwrap();
     assert_eq!(
-        (d.base_id.as_str(), d.parent_id.as_deref()),
-        ("hdr-base", Some("up"))
+        (d.base_id.to_string(), d.parent_id.map(|p| p.to_string())),
+        ("hdr-base".to_owned(), Some("up".to_owned()))
     );
     let point = Trace::new("http", osp::Info::new);
     let h2 = osp::trace_headers().unwrap();
@@ -195,7 +195,7 @@ fn trace_headers_carry_the_innermost_point_and_the_admitting_key() {
         "signed with the admitting key only"
     );
     let d2 = osp::headers::signed_unpack(&h2.x_trace_info, &h2.x_trace_hmac, &["old"]).unwrap();
-    assert_eq!(d2.parent_id, point.id().map(ToString::to_string));
+    assert_eq!(d2.parent_id.as_ref(), point.id());
     drop(point);
     osp::clean();
     // No key, no headers (as Python).

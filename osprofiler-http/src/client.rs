@@ -59,11 +59,7 @@ pub(crate) fn start_client_point(
 ) -> Trace {
     let scheme = url.scheme_str().unwrap_or("http");
     let point = Trace::new_detached(point_name(scheme), || {
-        osprofiler_core::lazy(RequestInfo {
-            uri: url.clone(),
-            method: method.clone(),
-            client: true,
-        })
+        osprofiler_core::lazy(RequestInfo::new(method, url, true))
     });
     if let Some(h) = point.profiler().and_then(|p| p.headers()) {
         // Base64 and hex are always valid header values.
@@ -87,12 +83,12 @@ pub(crate) fn start_client_point(
 }
 
 pub(crate) fn finish_client_point<E: std::fmt::Display + ?Sized>(
-    point: &mut Trace,
+    mut point: Trace,
     result: Result<http::StatusCode, &E>,
     etype: &str,
 ) {
     match result {
-        Ok(status) => point.stop_lazy(StatusInfo("requests", status.as_u16())),
+        Ok(status) => point.finish_lazy(StatusInfo("requests", status.as_u16())),
         Err(e) => point.error_with(etype, e),
     }
 }
@@ -162,9 +158,9 @@ where
             TraceClientFutureProj::Untraced { inner } => inner.poll(cx),
             TraceClientFutureProj::Traced { inner, point } => {
                 let out = std::task::ready!(inner.poll(cx));
-                if let Some(mut point) = point.take() {
+                if let Some(point) = point.take() {
                     finish_client_point(
-                        &mut point,
+                        point,
                         out.as_ref().map(http::Response::status),
                         std::any::type_name::<E>(),
                     );

@@ -34,28 +34,86 @@ pub(crate) static X_TRACE_HMAC: http::HeaderName = http::HeaderName::from_static
 
 /// `{"request": {"path", "query", "method", "scheme"}}` (server) or
 /// `{"requests": {"method", "query", "path", "hostname", "port", "scheme"}}` (client), built
-/// by the notifier's worker from the request's URI and method (cheap clones).
+/// by the notifier's worker from what the request thread copied: the method, scheme and port,
+/// and host, path and query in one inline buffer (no allocation beyond the info itself for
+/// URIs up to [`INLINE_URI`] bytes; a clone of the `Uri` would allocate and share its buffer).
 pub(crate) struct RequestInfo {
-    pub(crate) uri: http::Uri,
-    pub(crate) method: http::Method,
-    pub(crate) client: bool,
+    method: http::Method,
+    scheme: Option<http::uri::Scheme>,
+    port: Option<u16>,
+    /// Host (client only), path and query, back to back.
+    text: UriText,
+    host_len: usize,
+    path_len: usize,
+    client: bool,
+}
+
+/// Host, path and query that fit in a request info's own allocation.
+const INLINE_URI: usize = 96;
+
+enum UriText {
+    Inline(u8, [u8; INLINE_URI]),
+    Heap(Box<str>),
+}
+
+impl RequestInfo {
+    pub(crate) fn new(method: &http::Method, uri: &http::Uri, client: bool) -> RequestInfo {
+        let host = if client { uri.host().unwrap_or("") } else { "" };
+        let path = uri.path();
+        let query = uri.query().unwrap_or("");
+        let len = host.len() + path.len() + query.len();
+        let text = if len <= INLINE_URI {
+            let mut buf = [0u8; INLINE_URI];
+            let mut at = 0;
+            for part in [host, path, query] {
+                buf[at..at + part.len()].copy_from_slice(part.as_bytes());
+                at += part.len();
+            }
+            UriText::Inline(len as u8, buf)
+        } else {
+            UriText::Heap([host, path, query].concat().into_boxed_str())
+        };
+        RequestInfo {
+            method: method.clone(),
+            scheme: uri.scheme().cloned(),
+            port: uri.port_u16(),
+            text,
+            host_len: host.len(),
+            path_len: path.len(),
+            client,
+        }
+    }
+
+    /// Host, path and query.
+    fn parts(&self) -> (&str, &str, &str) {
+        let text = match &self.text {
+            // The bytes of three whole `&str`s: valid UTF-8, split at char boundaries.
+            UriText::Inline(len, buf) => {
+                std::str::from_utf8(&buf[..usize::from(*len)]).expect("copied from str")
+            }
+            UriText::Heap(s) => s,
+        };
+        let (host, rest) = text.split_at(self.host_len);
+        let (path, query) = rest.split_at(self.path_len);
+        (host, path, query)
+    }
 }
 
 impl osprofiler_core::LazyInfo for RequestInfo {
     fn write(&self, info: &mut osprofiler_core::Info) {
-        let uri = &self.uri;
-        let scheme = uri.scheme_str().unwrap_or("http");
+        let (host, path, query) = self.parts();
+        let scheme = self.scheme.as_ref().map_or("http", |s| s.as_str());
         if self.client {
-            let port = uri
-                .port_u16()
+            let port = self
+                .port
                 .unwrap_or(if scheme == "https" { 443 } else { 80 });
             info.insert(
                 "requests".into(),
                 json!({
                     "method": self.method.as_str(),
-                    "query": uri.query().unwrap_or(""),
-                    "path": uri.path(),
-                    "hostname": uri.host().unwrap_or(""),
+                    "query": query,
+                    "path": path,
+                    "hostname": host,
                     "port": port,
                     "scheme": scheme,
                 }),
@@ -64,8 +122,8 @@ impl osprofiler_core::LazyInfo for RequestInfo {
             info.insert(
                 "request".into(),
                 json!({
-                    "path": uri.path(),
-                    "query": uri.query().unwrap_or(""),
+                    "path": path,
+                    "query": query,
                     "method": self.method.as_str(),
                     "scheme": scheme,
                 }),
@@ -89,5 +147,60 @@ pub(crate) fn point_name(scheme: &str) -> &'static str {
         "https"
     } else {
         "http"
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use osprofiler_core::LazyInfo as _;
+
+    fn written(info: &RequestInfo) -> serde_json::Value {
+        let mut map = osprofiler_core::Info::new();
+        info.write(&mut map);
+        serde_json::Value::Object(map)
+    }
+
+    #[test]
+    fn request_info_copies_short_and_long_uris_exactly() {
+        let long_path = format!("/v2/{}", "servers/".repeat(20));
+        for (uri, path, query) in [
+            (
+                "https://api.example:8443/v2/servers?limit=5",
+                "/v2/servers",
+                "limit=5",
+            ),
+            ("http://h/", "/", ""),
+            (
+                &*format!("http://a-rather-long-host-name.example.org{long_path}?q=1"),
+                &*long_path,
+                "q=1",
+            ),
+        ] {
+            let parsed: http::Uri = uri.parse().unwrap();
+            let client = written(&RequestInfo::new(&http::Method::POST, &parsed, true));
+            let r = &client["requests"];
+            assert_eq!(r["hostname"], parsed.host().unwrap(), "{uri}");
+            assert_eq!(
+                (r["path"].as_str(), r["query"].as_str()),
+                (Some(path), Some(query))
+            );
+            assert_eq!(r["method"], "POST");
+            let default_port = if uri.starts_with("https") { 443 } else { 80 };
+            assert_eq!(r["port"], parsed.port_u16().unwrap_or(default_port));
+            let server = written(&RequestInfo::new(&http::Method::GET, &parsed, false));
+            let r = &server["request"];
+            assert_eq!(
+                (r["path"].as_str(), r["query"].as_str()),
+                (Some(path), Some(query))
+            );
+            assert_eq!(r["scheme"], parsed.scheme_str().unwrap());
+        }
+        let origin_form: http::Uri = "/only/path".parse().unwrap();
+        let server = written(&RequestInfo::new(&http::Method::GET, &origin_form, false));
+        assert_eq!(
+            server,
+            json!({"request": {"path": "/only/path", "query": "", "method": "GET", "scheme": "http"}})
+        );
     }
 }

@@ -47,18 +47,14 @@ impl reqwest_middleware::Middleware for TraceMiddleware {
             return next.run(req, extensions).await;
         };
         let method = req.method().clone();
-        let mut point = start_client_point(&method, &uri, req.headers_mut(), self.traceparent);
+        let point = start_client_point(&method, &uri, req.headers_mut(), self.traceparent);
         let ctx = point.profiler();
         let result = next.run(req, extensions).in_trace(ctx).await;
         let etype = match &result {
             Err(reqwest_middleware::Error::Reqwest(_)) => "reqwest::Error",
             _ => "reqwest_middleware::Error",
         };
-        finish_client_point(
-            &mut point,
-            result.as_ref().map(reqwest::Response::status),
-            etype,
-        );
+        finish_client_point(point, result.as_ref().map(reqwest::Response::status), etype);
         result
     }
 }

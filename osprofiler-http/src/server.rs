@@ -162,11 +162,7 @@ where
             };
         };
         let point = root.child(self.layer.name, || {
-            osprofiler_core::lazy(RequestInfo {
-                uri: req.uri().clone(),
-                method: req.method().clone(),
-                client: false,
-            })
+            osprofiler_core::lazy(RequestInfo::new(req.method(), req.uri(), false))
         });
         let ctx = point.profiler();
         if let Some(verified) = verified {
@@ -216,10 +212,10 @@ where
                     match &out {
                         Ok(resp) => {
                             let status = resp.status();
-                            point.stop_lazy(StatusInfo("response", status.as_u16()));
                             if status.is_server_error() {
                                 point.error_with("HTTPServerError", status);
                             }
+                            point.finish_lazy(StatusInfo("response", status.as_u16()));
                         }
                         Err(e) => point.error_with(std::any::type_name::<E>(), e),
                     }

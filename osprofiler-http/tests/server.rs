@@ -13,7 +13,7 @@ async fn whoami(ext: Option<axum::Extension<Verified>>) -> String {
         "base": p.as_ref().map(|p| p.base_id().to_string()),
         "parent": p.as_ref().map(|p| p.parent_id().to_string()),
         "key": p.as_ref().map(|p| p.hmac_key().to_owned()),
-        "verified": ext.map(|e| e.0.base_id.clone()),
+        "verified": ext.map(|e| e.0.base_id.to_string()),
         "onward": osp::trace_headers().map(|h| h.x_trace_info),
     })
     .to_string()
@@ -110,7 +110,10 @@ async fn verified_request_runs_in_the_callers_trace_with_a_wsgi_point() {
         &["old"],
     )
     .unwrap();
-    assert_eq!(v.parent_id.as_deref(), start["trace_id"].as_str());
+    assert_eq!(
+        v.parent_id.map(|p| p.to_string()).as_deref(),
+        start["trace_id"].as_str()
+    );
 }
 
 #[tokio::test]
