@@ -2,37 +2,12 @@
 //! Run: `cargo bench -p osprofiler-benches --bench http`.
 #![allow(missing_docs)] // criterion_group! generates undocumented items
 use criterion::{Criterion, criterion_group, criterion_main};
+use osprofiler_benches::{Ok200, run};
 use osprofiler_core::headers::{TraceData, signed_pack};
 use osprofiler_core::{self as osp, notifier};
 use osprofiler_http::{OsProfilerLayer, TraceClientLayer};
-use std::convert::Infallible;
-use std::future::{Future, Ready, ready};
-use std::task::{Context, Poll, Waker};
 use std::time::{Duration, Instant};
-use tower::{Layer, Service};
-
-/// The cheapest possible service: answers 200 at once.
-#[derive(Clone, Copy)]
-struct Ok200;
-impl<B> Service<http::Request<B>> for Ok200 {
-    type Response = http::Response<()>;
-    type Error = Infallible;
-    type Future = Ready<Result<http::Response<()>, Infallible>>;
-    fn poll_ready(&mut self, _: &mut Context<'_>) -> Poll<Result<(), Infallible>> {
-        Poll::Ready(Ok(()))
-    }
-    fn call(&mut self, _: http::Request<B>) -> Self::Future {
-        ready(Ok(http::Response::new(())))
-    }
-}
-
-fn run<S: Service<http::Request<()>>>(svc: &mut S, req: http::Request<()>) -> Option<S::Response> {
-    let mut fut = std::pin::pin!(svc.call(req));
-    match fut.as_mut().poll(&mut Context::from_waker(Waker::noop())) {
-        Poll::Ready(r) => r.ok(),
-        Poll::Pending => None,
-    }
-}
+use tower::Layer;
 
 fn bench(c: &mut Criterion) {
     let n = osprofiler_benches::install_discard();

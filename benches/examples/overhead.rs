@@ -17,6 +17,7 @@
 #![allow(missing_docs)]
 
 use diesel::RunQueryDsl as _;
+use osprofiler_benches::{counted_loop, interleaved, warm_up};
 use osprofiler_core as osp;
 use sea_orm::ConnectionTrait as _;
 
@@ -24,22 +25,6 @@ const PG: &str = "postgres://postgres@127.0.0.1:5432/test";
 const HUNDRED_PG: &str = "SELECT g, 'row ' || g FROM generate_series(1, 100) g";
 const HUNDRED_SQLITE: &str =
     "WITH RECURSIVE c(x) AS (SELECT 1 UNION ALL SELECT x + 1 FROM c WHERE x < 100) SELECT x FROM c";
-
-/// The warm-up: the same calls, not counted.
-#[inline(never)]
-fn warm_up(n: usize, op: &mut dyn FnMut()) {
-    for _ in 0..n {
-        op();
-    }
-}
-
-/// The counted calls (`callgrind --toggle-collect='*counted_loop*'`).
-#[inline(never)]
-fn counted_loop(n: usize, op: &mut dyn FnMut()) {
-    for _ in 0..n {
-        op();
-    }
-}
 
 fn main() {
     let args: Vec<String> = std::env::args().skip(1).collect();
@@ -247,54 +232,4 @@ fn main() {
     let op = if raw { &mut *raw_op } else { &mut *traced_op };
     warm_up(n, op);
     counted_loop(n, op);
-}
-
-/// Raw and traced calls alternated (which goes first alternates too), timed one by one: the
-/// machine's slow drifts hit both alike, and the paired differences give the overhead with a
-/// confidence interval.
-fn interleaved(mode: &str, n: usize, raw: &mut dyn FnMut(), traced: &mut dyn FnMut()) {
-    use std::time::Instant;
-    warm_up(n / 10 + 1, raw);
-    warm_up(n / 10 + 1, traced);
-    let (mut r, mut t, mut d) = (
-        Vec::with_capacity(n),
-        Vec::with_capacity(n),
-        Vec::with_capacity(n),
-    );
-    for i in 0..n {
-        let time = |f: &mut dyn FnMut()| {
-            let s = Instant::now();
-            f();
-            s.elapsed().as_nanos() as f64
-        };
-        let (a, b) = if i % 2 == 0 {
-            let a = time(raw);
-            (a, time(traced))
-        } else {
-            let b = time(traced);
-            (time(raw), b)
-        };
-        r.push(a);
-        t.push(b);
-        d.push(b - a);
-    }
-    let median = |v: &mut Vec<f64>| {
-        v.sort_by(f64::total_cmp);
-        v[v.len() / 2]
-    };
-    let mean = d.iter().sum::<f64>() / n as f64;
-    let var = d.iter().map(|x| (x - mean).powi(2)).sum::<f64>() / (n as f64 - 1.0);
-    let ci = 1.96 * (var / n as f64).sqrt();
-    let (mr, mt, md) = (median(&mut r), median(&mut t), median(&mut d));
-    println!(
-        "{mode}: raw median {:.1} µs, traced median {:.1} µs; paired difference median {:+.2} µs ({:+.2}%), mean {:+.2} ± {:.2} µs ({:+.2}% ± {:.2}%)",
-        mr / 1e3,
-        mt / 1e3,
-        md / 1e3,
-        100.0 * md / mr,
-        mean / 1e3,
-        ci / 1e3,
-        100.0 * mean / mr,
-        100.0 * ci / mr
-    );
 }

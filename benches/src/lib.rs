@@ -43,3 +43,130 @@ pub fn install_discard() -> Arc<QueueNotifier> {
     notifier::set(n.clone());
     n
 }
+
+/// The warm-up: the same calls, not counted.
+#[inline(never)]
+pub fn warm_up(n: usize, op: &mut dyn FnMut()) {
+    for _ in 0..n {
+        op();
+    }
+}
+
+/// The counted calls (`callgrind --toggle-collect='*counted_loop*'`).
+#[inline(never)]
+pub fn counted_loop(n: usize, op: &mut dyn FnMut()) {
+    for i in 0..n {
+        op();
+        // Keeps this body different from `warm_up`'s, which the compiler would otherwise fold
+        // into one function (and callgrind would count the warm-up too, or nothing).
+        black_box(i);
+    }
+}
+
+/// Raw and traced calls alternated (which goes first alternates too), timed one by one: the
+/// machine's slow drifts hit both alike, and the paired differences give the overhead with a
+/// confidence interval. Prints one line headed `mode`.
+pub fn interleaved(mode: &str, n: usize, raw: &mut dyn FnMut(), traced: &mut dyn FnMut()) {
+    interleaved_with(mode, n, &mut || (), &mut |()| raw(), &mut |()| traced());
+}
+
+/// [`interleaved`] where each call takes an input made by `prepare` outside the timing (an
+/// HTTP request, say).
+pub fn interleaved_with<T>(
+    mode: &str,
+    n: usize,
+    prepare: &mut dyn FnMut() -> T,
+    raw: &mut dyn FnMut(T),
+    traced: &mut dyn FnMut(T),
+) {
+    use std::time::Instant;
+    for _ in 0..n / 10 + 1 {
+        raw(prepare());
+        traced(prepare());
+    }
+    let (mut r, mut t, mut d) = (
+        Vec::with_capacity(n),
+        Vec::with_capacity(n),
+        Vec::with_capacity(n),
+    );
+    for i in 0..n {
+        let (x, y) = (prepare(), prepare());
+        let time = |f: &mut dyn FnMut(T), input: T| {
+            let s = Instant::now();
+            f(input);
+            s.elapsed().as_nanos() as f64
+        };
+        let (a, b) = if i % 2 == 0 {
+            let a = time(raw, x);
+            (a, time(traced, y))
+        } else {
+            let b = time(traced, y);
+            (time(raw, x), b)
+        };
+        r.push(a);
+        t.push(b);
+        d.push(b - a);
+    }
+    let median = |v: &mut Vec<f64>| {
+        v.sort_by(f64::total_cmp);
+        v[v.len() / 2]
+    };
+    let mean = d.iter().sum::<f64>() / n as f64;
+    let var = d.iter().map(|x| (x - mean).powi(2)).sum::<f64>() / (n as f64 - 1.0);
+    let ci = 1.96 * (var / n as f64).sqrt();
+    let (mr, mt, md) = (median(&mut r), median(&mut t), median(&mut d));
+    let unit = if mr < 10_000.0 {
+        ("ns", 1.0)
+    } else {
+        ("µs", 1e3)
+    };
+    let u = |x: f64| x / unit.1;
+    println!(
+        "{mode}: raw median {:.1} {u0}, traced median {:.1} {u0}; paired difference median {:+.2} {u0} ({:+.2}%), mean {:+.2} ± {:.2} {u0} ({:+.2}% ± {:.2}%)",
+        u(mr),
+        u(mt),
+        u(md),
+        100.0 * md / mr,
+        u(mean),
+        u(ci),
+        100.0 * mean / mr,
+        100.0 * ci / mr,
+        u0 = unit.0,
+    );
+}
+
+/// The cheapest possible HTTP service: answers 200 at once (so a layer's cost is all there is).
+#[derive(Debug, Clone, Copy)]
+pub struct Ok200;
+
+impl<B> tower::Service<http::Request<B>> for Ok200 {
+    type Response = http::Response<()>;
+    type Error = std::convert::Infallible;
+    type Future = std::future::Ready<Result<http::Response<()>, std::convert::Infallible>>;
+    fn poll_ready(
+        &mut self,
+        _: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<Result<(), std::convert::Infallible>> {
+        std::task::Poll::Ready(Ok(()))
+    }
+    fn call(&mut self, _: http::Request<B>) -> Self::Future {
+        std::future::ready(Ok(http::Response::new(())))
+    }
+}
+
+/// Calls `svc` and polls the response future once (the services here answer at once).
+pub fn run<S: tower::Service<http::Request<()>>>(
+    svc: &mut S,
+    req: http::Request<()>,
+) -> Option<S::Response> {
+    use std::future::Future as _;
+    let mut fut = std::pin::pin!(svc.call(req));
+    let waker = std::task::Waker::noop();
+    match fut
+        .as_mut()
+        .poll(&mut std::task::Context::from_waker(waker))
+    {
+        std::task::Poll::Ready(r) => r.ok(),
+        std::task::Poll::Pending => None,
+    }
+}

@@ -1,0 +1,106 @@
+//! The HTTP layers' overhead per request, measured by interleaving (see `benches/README.md`):
+//! raw and layered requests alternate and are timed one by one, requests built outside the
+//! timing, so this VM's drifts hit both sides of each pair alike.
+//!
+//! Usage: `http_overhead <mode> <pairs>`
+//! - `point`: an empty point (`Trace::new` + stop) in a trace, against nothing — the point
+//!   cost the traced-request goal is stated on top of
+//! - `server-untraced`: the server layer with a request without trace headers
+//! - `server-traced`: the server layer with a signed request (verify + `wsgi` point)
+//! - `client`: the client layer in a trace (an `http` point + signed headers)
+//! - `server-traced-loop`, `raw-loop`: signed requests through the server layer, or straight
+//!   to the service, in `counted_loop` only, for
+//!   `valgrind --tool=callgrind --toggle-collect='*counted_loop*'` (instruction counts are
+//!   repeatable where times on this VM are not)
+//!
+//! Points go to the default-sized queue in front of a driver that discards them.
+#![allow(missing_docs)]
+
+use osprofiler_benches::{Discard, Ok200, counted_loop, interleaved_with, run, warm_up};
+use osprofiler_core::headers::{TraceData, signed_pack};
+use osprofiler_core::notifier::{self, QueueNotifier, QueueOptions};
+use osprofiler_core::{self as osp, Trace};
+use osprofiler_http::{OsProfilerLayer, TraceClientLayer};
+use std::sync::Arc;
+use tower::Layer;
+
+fn main() {
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    let [mode, n] = &args[..] else {
+        eprintln!(
+            "usage: http_overhead <point|server-untraced|server-traced|client|server-traced-loop|raw-loop> <pairs>"
+        );
+        std::process::exit(2);
+    };
+    let n: usize = n.parse().expect("pairs: a number");
+    let queue = QueueNotifier::start(Arc::new(Discard), QueueOptions::default()).unwrap();
+    notifier::set(queue.clone());
+
+    let h = signed_pack(
+        &TraceData {
+            base_id: "11111111-1111-4111-8111-111111111111".into(),
+            parent_id: Some("22222222-2222-4222-8222-222222222222".into()),
+        },
+        "old-key",
+    );
+    let plain = || http::Request::get("/v2/servers?limit=5").body(()).unwrap();
+    let signed = || {
+        http::Request::get("/v2/servers?limit=5")
+            .header("X-Trace-Info", h.x_trace_info.as_str())
+            .header("X-Trace-HMAC", h.x_trace_hmac.as_str())
+            .body(())
+            .unwrap()
+    };
+    let mut raw = Ok200;
+    let mut server = OsProfilerLayer::new(["new-key", "old-key"]).layer(Ok200);
+    let mut client = TraceClientLayer::new().layer(Ok200);
+    match mode.as_str() {
+        "point" => {
+            osp::init("key", None, None).unwrap();
+            interleaved_with(mode, n, &mut || (), &mut |()| {}, &mut |()| {
+                Trace::new("wsgi", osp::Info::new).finish()
+            });
+            osp::clean();
+        }
+        "server-untraced" => interleaved_with(
+            mode,
+            n,
+            &mut plain.clone(),
+            &mut |r| drop(run(&mut raw, r)),
+            &mut |r| drop(run(&mut server, r)),
+        ),
+        "server-traced" => interleaved_with(
+            mode,
+            n,
+            &mut signed.clone(),
+            &mut |r| drop(run(&mut raw, r)),
+            &mut |r| drop(run(&mut server, r)),
+        ),
+        "client" => {
+            osp::init("key", None, None).unwrap();
+            interleaved_with(
+                mode,
+                n,
+                &mut plain.clone(),
+                &mut |r| drop(run(&mut raw, r)),
+                &mut |r| drop(run(&mut client, r)),
+            );
+            osp::clean();
+        }
+        "raw-loop" => {
+            let mut op = || drop(run(&mut raw, signed()));
+            warm_up(n, &mut op);
+            counted_loop(n, &mut op);
+        }
+        "server-traced-loop" => {
+            let mut op = || drop(run(&mut server, signed()));
+            warm_up(n, &mut op);
+            counted_loop(n, &mut op);
+        }
+        _ => {
+            eprintln!("unknown mode {mode}");
+            std::process::exit(2);
+        }
+    }
+    assert!(queue.flush_for(std::time::Duration::from_secs(30)));
+}
