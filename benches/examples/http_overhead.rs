@@ -18,7 +18,7 @@
 
 use osprofiler_benches::{Discard, Ok200, counted_loop, interleaved_with, run, warm_up};
 use osprofiler_core::headers::{TraceData, signed_pack};
-use osprofiler_core::notifier::{self, QueueNotifier, QueueOptions};
+use osprofiler_core::notifier::{self, Notifier as _, QueueNotifier, QueueOptions};
 use osprofiler_core::{self as osp, Trace};
 use osprofiler_http::{OsProfilerLayer, TraceClientLayer};
 use std::sync::Arc;
@@ -103,4 +103,9 @@ fn main() {
         }
     }
     assert!(queue.flush_for(std::time::Duration::from_secs(30)));
+    let stats = queue.stats();
+    assert_eq!(
+        stats.dropped_full, 0,
+        "the queue dropped messages: the numbers are not valid"
+    );
 }

@@ -23,11 +23,31 @@ use std::task::{Context, Poll};
 /// What every point of one trace in this process shares.
 pub(crate) struct Root {
     pub(crate) base_id: Id,
+    /// The caller's point given to `init` (the root frame's id): the parent of top-level points.
+    pub(crate) top_id: Id,
     pub(crate) identity: &'static Identity,
     pub(crate) hmac_key: Arc<str>,
     /// The key's HMAC schedule, computed the first time headers are signed.
     pub(crate) mac: std::sync::OnceLock<Option<hmac::Hmac<sha1::Sha1>>>,
     pub(crate) notifier: Arc<dyn Notifier>,
+}
+
+impl Root {
+    /// Empty ids count as absent: `base_id` defaults to a new uuid4, `parent_id` to `base_id`.
+    fn new(hmac_key: Arc<str>, base_id: Option<Id>, parent_id: Option<Id>) -> Arc<Root> {
+        crate::message::clock::warm_up();
+        let given = |id: Option<Id>| id.filter(|i| !matches!(i, Id::Text(t) if t.is_empty()));
+        let base_id = given(base_id).unwrap_or_else(Id::new_v4);
+        let top_id = given(parent_id).unwrap_or_else(|| base_id.clone());
+        Arc::new(Root {
+            base_id,
+            top_id,
+            identity: crate::identity(),
+            hmac_key,
+            mac: std::sync::OnceLock::new(),
+            notifier: notifier::get(),
+        })
+    }
 }
 
 /// One level of the trace stack: the root (ids given to `init`) or an open point.
@@ -36,7 +56,22 @@ pub(crate) struct Frame {
     pub(crate) id: Id,
     /// `None` for the root frame.
     pub(crate) name: Option<Cow<'static, str>>,
+    /// `None` for the root frame, and for a point opened as the trace's first (see
+    /// [`Profiler::root_point`]), whose parent is the root's `top_id`.
     pub(crate) parent: Option<Arc<Frame>>,
+}
+
+impl Frame {
+    /// The id its messages carry as `parent_id` (a point's parent; for the root frame, the
+    /// base id, as OSProfiler's `get_parent_id` at the top).
+    #[inline]
+    fn parent_id(&self) -> &Id {
+        match (&self.parent, &self.name) {
+            (Some(p), _) => &p.id,
+            (None, Some(_)) => &self.root.top_id,
+            (None, None) => &self.root.base_id,
+        }
+    }
 }
 
 thread_local! {
@@ -113,10 +148,7 @@ impl Profiler {
     }
     /// The parent of [`Profiler::id`] (OSProfiler's `get_parent_id`): the base id at the top.
     pub fn parent_id(&self) -> &Id {
-        match &self.frame.parent {
-            Some(p) => &p.id,
-            None => &self.frame.root.base_id,
-        }
+        self.frame.parent_id()
     }
     /// The name of the innermost open point, if any.
     pub fn current_point(&self) -> Option<&str> {
@@ -217,24 +249,46 @@ impl Profiler {
         if !switches::is_enabled() {
             return None;
         }
-        crate::message::clock::warm_up();
-        let given = |id: Option<Id>| id.filter(|i| !matches!(i, Id::Text(t) if t.is_empty()));
-        let base_id = given(base_id).unwrap_or_else(Id::new_v4);
-        let parent = given(parent_id).unwrap_or_else(|| base_id.clone());
-        let root = Arc::new(Root {
-            base_id,
-            identity: crate::identity(),
-            hmac_key,
-            mac: std::sync::OnceLock::new(),
-            notifier: notifier::get(),
-        });
+        let root = Root::new(hmac_key, base_id, parent_id);
         let frame = Arc::new(Frame {
+            id: root.top_id.clone(),
             root,
-            id: parent,
             name: None,
             parent: None,
         });
         Some(Profiler { frame })
+    }
+
+    /// A new trace (as [`Profiler::new_root`]) with its first point open — a child of
+    /// `parent_id` — in one step: what server middleware does with verified headers. The root
+    /// itself gets no frame, so this saves an allocation; when the point stops, no trace is
+    /// left current.
+    pub(crate) fn root_point(
+        hmac_key: Arc<str>,
+        base_id: Option<Id>,
+        parent_id: Option<Id>,
+        name: Cow<'static, str>,
+        info: impl IntoInfo,
+    ) -> Trace {
+        if !switches::is_enabled() {
+            return Trace::inactive();
+        }
+        let frame = Arc::new(Frame {
+            root: Root::new(hmac_key, base_id, parent_id),
+            id: Id::new_v4(),
+            name: Some(name),
+            parent: None,
+        });
+        emit(
+            &frame,
+            Phase::Start,
+            frame.parent_id(),
+            info.into_parts(),
+            None,
+        );
+        Trace {
+            active: Some(Active { frame, stop: None }),
+        }
     }
 
     /// Opens a point as a child of this profiler's current point, without installing it
@@ -327,8 +381,13 @@ fn open(
         name: Some(name),
         parent: Some(parent),
     });
-    let parent_id = &frame.parent.as_ref().map_or(&frame.root.base_id, |p| &p.id);
-    emit(&frame, Phase::Start, parent_id, info.into_parts(), function);
+    emit(
+        &frame,
+        Phase::Start,
+        frame.parent_id(),
+        info.into_parts(),
+        function,
+    );
     frame
 }
 
@@ -342,8 +401,13 @@ impl IntoInfo for StopInfo {
 }
 
 fn close(frame: &Frame, info: impl IntoInfo) {
-    let parent_id = frame.parent.as_ref().map_or(&frame.root.base_id, |p| &p.id);
-    emit(frame, Phase::Stop, parent_id, info.into_parts(), None);
+    emit(
+        frame,
+        Phase::Stop,
+        frame.parent_id(),
+        info.into_parts(),
+        None,
+    );
 }
 
 /// Opens a point named `name` in the current trace (OSProfiler's `profiler.start`).

@@ -70,7 +70,7 @@ fn install(driver: Arc<Flaky>, capacity: usize) -> Arc<QueueNotifier> {
 
 #[test]
 fn full_queue_drops_and_counts_without_blocking() {
-    let _s = SERIAL.lock().unwrap();
+    let _s = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
     let driver = Arc::new(Flaky::default());
     driver.slow.store(true, Ordering::SeqCst); // the worker is stuck in the driver
     let n = install(driver.clone(), 64);
@@ -101,7 +101,7 @@ fn full_queue_drops_and_counts_without_blocking() {
 
 #[test]
 fn failing_driver_is_retried_and_delivery_resumes() {
-    let _s = SERIAL.lock().unwrap();
+    let _s = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
     let driver = Arc::new(Flaky::default());
     driver.down.store(true, Ordering::SeqCst);
     let n = install(driver.clone(), 1024);
@@ -134,7 +134,7 @@ fn failing_driver_is_retried_and_delivery_resumes() {
 
 #[test]
 fn dropping_the_notifier_delivers_what_is_queued() {
-    let _s = SERIAL.lock().unwrap();
+    let _s = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
     let driver = Arc::new(Flaky::default());
     let n = QueueNotifier::start(
         driver.clone(),
@@ -157,7 +157,7 @@ fn dropping_the_notifier_delivers_what_is_queued() {
 
 #[test]
 fn init_from_conf_wires_the_notifier_and_reports_driver_errors() {
-    let _s = SERIAL.lock().unwrap();
+    let _s = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
     osp::register_driver("failing", |_, _| {
         Err(DriverError::new(
             "server at 127.0.0.1:1 refused the connection",
@@ -236,7 +236,7 @@ impl Drop for DropSpy {
 
 #[test]
 fn delivered_messages_memory_is_freed_by_the_traced_thread() {
-    let _s = SERIAL.lock().unwrap();
+    let _s = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
     let driver = Arc::new(Flaky::default());
     let n = install(driver.clone(), 1024);
     let drops = Arc::new(Mutex::new(Vec::new()));
@@ -256,6 +256,41 @@ fn delivered_messages_memory_is_freed_by_the_traced_thread() {
     osp::clean();
     let here = std::thread::current().id();
     assert_eq!(*drops.lock().unwrap(), vec![here; 10]);
+    notifier::set(Arc::new(notifier::NoopNotifier));
+    drop(n);
+}
+
+#[test]
+fn a_filling_queue_wakes_the_sleeping_worker() {
+    let _s = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
+    let driver = Arc::new(Flaky::default());
+    let opts = QueueOptions {
+        capacity: 1024,
+        batch_size: 64,
+        // Without an early wake-up the worker would sleep through the whole test.
+        interval: Duration::from_secs(600),
+        shutdown_timeout: Duration::from_millis(200),
+    };
+    let n = QueueNotifier::start(driver.clone(), opts).unwrap();
+    notifier::set(n.clone());
+    let p = osp::init("k", None, None).unwrap();
+    // 8,000 messages, eight times the capacity, in bursts of 800.
+    for _ in 0..10 {
+        for _ in 0..400 {
+            Trace::new("burst", osp::Info::new).finish();
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    osp::clean();
+    let stats = n.stats();
+    assert_eq!(stats.dropped_full, 0, "{stats:?}");
+    assert!(
+        stats.delivered >= 7_000,
+        "delivered while we ran: {stats:?}"
+    );
+    assert!(n.flush_for(Duration::from_secs(10)));
+    let stored = driver.trace_messages(&p.base_id().to_string()).unwrap();
+    assert_eq!(stored.len(), 8_000);
     notifier::set(Arc::new(notifier::NoopNotifier));
     drop(n);
 }

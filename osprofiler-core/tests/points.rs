@@ -205,6 +205,57 @@ fn trace_headers_carry_the_innermost_point_and_the_admitting_key() {
 }
 
 #[test]
+fn a_verified_request_starts_its_first_point_under_the_caller() {
+    collector();
+    let h = osp::headers::signed_pack(
+        &osp::headers::TraceData {
+            base_id: "sp-base".into(),
+            parent_id: Some("sp-caller".into()),
+        },
+        "k",
+    );
+    let v = osp::headers::signed_unpack(&h.x_trace_info, &h.x_trace_hmac, &["k"]).unwrap();
+    let point = v.start_point("wsgi", || osp::info!({"request": {"path": "/"}}));
+    let ctx = point.profiler().unwrap();
+    assert_eq!(
+        (ctx.base_id().to_string(), ctx.parent_id().to_string()),
+        ("sp-base".to_owned(), "sp-caller".to_owned())
+    );
+    assert!(osp::get().is_none(), "not installed");
+    // Work inside it nests under it; onward calls carry it as parent, signed with the key.
+    let inner_id = osp::with_trace(Some(ctx.clone()), || {
+        let db = Trace::new("db", osp::Info::new);
+        let h = osp::trace_headers().unwrap();
+        let d = osp::headers::signed_unpack(&h.x_trace_info, &h.x_trace_hmac, &["k"]).unwrap();
+        assert_eq!(d.parent_id.as_ref(), db.id());
+        db.id().unwrap().to_string()
+    });
+    drop(point);
+    let msgs = messages_of("sp-base");
+    let shape: Vec<(&str, &str, &str)> = msgs
+        .iter()
+        .map(|m| {
+            (
+                m["name"].as_str().unwrap(),
+                m["trace_id"].as_str().unwrap(),
+                m["parent_id"].as_str().unwrap(),
+            )
+        })
+        .collect();
+    let wsgi = ctx.id().to_string();
+    assert_eq!(
+        shape,
+        [
+            ("wsgi-start", &*wsgi, "sp-caller"),
+            ("db-start", &*inner_id, &*wsgi),
+            ("db-stop", &*inner_id, &*wsgi),
+            ("wsgi-stop", &*wsgi, "sp-caller"),
+        ]
+    );
+    assert_eq!(msgs[0]["info"]["request"]["path"], "/");
+}
+
+#[test]
 fn threads_have_their_own_context_and_with_trace_carries_it() {
     collector();
     let p = osp::init("k", None, None).unwrap();

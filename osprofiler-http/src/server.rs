@@ -86,22 +86,25 @@ impl OsProfilerLayer {
 }
 
 impl OsProfilerLayer {
-    /// The trace a request continues, if any: verified OSProfiler headers, else (when
-    /// accepted) a valid `traceparent`.
-    fn admit<B>(&self, req: &http::Request<B>) -> Option<(Profiler, Option<Verified>)> {
+    /// The request's point, if it continues a trace: verified OSProfiler headers, else (when
+    /// accepted) a valid `traceparent`. Also the verified headers, for the extensions.
+    fn admit<B>(&self, req: &http::Request<B>) -> Option<(Trace, Option<Verified>)> {
         if !self.enabled || !osprofiler_core::is_enabled() {
             return None;
         }
+        let info = || osprofiler_core::lazy(RequestInfo::new(req.method(), req.uri(), false));
         if req.headers().contains_key(&X_TRACE_INFO) {
             if let Some(v) = verify_request(req, &self.keys) {
-                return Some((v.profiler()?, Some(v)));
+                let point = v.start_point(self.name, info);
+                return point.is_active().then_some((point, Some(v)));
             }
         }
         if self.traceparent {
             let value = req.headers().get(crate::w3c::TRACEPARENT)?.to_str().ok()?;
             let (base, parent) = crate::w3c::parse(value)?;
             let key = self.first_key.as_deref().unwrap_or("");
-            return Some((Profiler::new_root(key, Some(&base), Some(&parent))?, None));
+            let root = Profiler::new_root(key, Some(&base), Some(&parent))?;
+            return Some((root.child(self.name, info), None));
         }
         None
     }
@@ -154,16 +157,13 @@ where
     }
 
     fn call(&mut self, mut req: http::Request<ReqBody>) -> Self::Future {
-        let Some((root, verified)) = self.layer.admit(&req) else {
+        let Some((point, verified)) = self.layer.admit(&req) else {
             return ResponseFuture {
                 kind: ResponseFutureKind::Untraced {
                     inner: self.inner.call(req),
                 },
             };
         };
-        let point = root.child(self.layer.name, || {
-            osprofiler_core::lazy(RequestInfo::new(req.method(), req.uri(), false))
-        });
         let ctx = point.profiler();
         if let Some(verified) = verified {
             req.extensions_mut().insert(verified);
