@@ -8,8 +8,8 @@
 //! - `server-untraced`: the server layer with a request without trace headers
 //! - `server-traced`: the server layer with a signed request (verify + `wsgi` point)
 //! - `client`: the client layer in a trace (an `http` point + signed headers)
-//! - `server-traced-loop`, `raw-loop`: signed requests through the server layer, or straight
-//!   to the service, in `counted_loop` only, for
+//! - `server-traced-loop`, `client-loop`, `raw-loop`: requests through the server layer (signed),
+//!   the client layer (in a trace), or straight to the service, in `counted_loop` only, for
 //!   `valgrind --tool=callgrind --toggle-collect='*counted_loop*'` (instruction counts are
 //!   repeatable where times on this VM are not)
 //!
@@ -28,7 +28,7 @@ fn main() {
     let args: Vec<String> = std::env::args().skip(1).collect();
     let [mode, n] = &args[..] else {
         eprintln!(
-            "usage: http_overhead <point|server-untraced|server-traced|client|server-traced-loop|raw-loop> <pairs>"
+            "usage: http_overhead <point|server-untraced|server-traced|client|server-traced-loop|client-loop|raw-loop> <pairs>"
         );
         std::process::exit(2);
     };
@@ -85,6 +85,13 @@ fn main() {
                 &mut |r| drop(run(&mut raw, r)),
                 &mut |r| drop(run(&mut client, r)),
             );
+            osp::clean();
+        }
+        "client-loop" => {
+            osp::init("key", None, None).unwrap();
+            let mut op = || drop(run(&mut client, plain()));
+            warm_up(n, &mut op);
+            counted_loop(n, &mut op);
             osp::clean();
         }
         "raw-loop" => {

@@ -169,11 +169,11 @@ impl Profiler {
             .mac
             .get_or_init(|| crate::headers::keyed_mac(&root.hmac_key))
             .clone()?;
-        Some(crate::headers::pack_with(
-            &self.base_id().to_text(),
-            Some(&self.id().to_text()),
-            Some(mac),
-        ))
+        let pack = |base: &str| {
+            self.id()
+                .with_text(|id| crate::headers::pack_with(base, Some(id), Some(mac)))
+        };
+        Some(self.base_id().with_text(pack))
     }
 }
 

@@ -321,7 +321,7 @@ pub(crate) fn pack_with(
     mac: Option<Hmac<Sha1>>,
 ) -> TraceHeaders {
     // Python's json.dumps of {"base_id": ..., "parent_id": ...}, written directly.
-    let mut json = Vec::with_capacity(96);
+    let mut json = Vec::with_capacity(32 + base_id.len() + parent_id.map_or(0, str::len));
     fn string(out: &mut Vec<u8>, s: &str) {
         if s.bytes()
             .all(|b| (0x20..0x7f).contains(&b) && b != b'"' && b != b'\\')
@@ -342,10 +342,10 @@ pub(crate) fn pack_with(
     json.push(b'}');
     let info = URL_SAFE_PADDED.encode(&json);
     let hmac = match mac {
-        Some(mac) => finish_hex(mac, info.as_bytes())
-            .iter()
-            .map(|&b| char::from(b))
-            .collect(),
+        // Hex digits are ASCII.
+        Some(mac) => {
+            String::from_utf8(finish_hex(mac, info.as_bytes()).to_vec()).unwrap_or_default()
+        }
         None => String::new(),
     };
     TraceHeaders {

@@ -164,7 +164,28 @@ pub fn hostname() -> String {
     gethostname::gethostname().to_string_lossy().into_owned()
 }
 
+/// Bumped by [`set_identity`]: threads keep the identity they last read with the generation it
+/// belonged to, so a trace reads one shared counter instead of taking the lock (whose count
+/// every core would write to).
+static IDENTITY_GENERATION: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+
 pub(crate) fn identity() -> &'static Identity {
+    thread_local! {
+        static SEEN: std::cell::Cell<Option<(u64, &'static Identity)>> =
+            const { std::cell::Cell::new(None) };
+    }
+    let generation = IDENTITY_GENERATION.load(std::sync::atomic::Ordering::Acquire);
+    if let Ok(Some((g, id))) = SEEN.try_with(std::cell::Cell::get) {
+        if g == generation {
+            return id;
+        }
+    }
+    let id = locked_identity();
+    let _ = SEEN.try_with(|s| s.set(Some((generation, id))));
+    id
+}
+
+fn locked_identity() -> &'static Identity {
     if let Some(id) = *identity_slot().read().unwrap_or_else(|e| e.into_inner()) {
         return id;
     }
@@ -190,6 +211,8 @@ pub fn set_identity(project: Option<&str>, service: Option<&str>, host: Option<&
         host: host.map_or_else(hostname, str::to_owned).into(),
     };
     *identity_slot().write().unwrap_or_else(|e| e.into_inner()) = Some(Box::leak(Box::new(id)));
+    // After the new identity is in place: a thread that sees the new generation reads it.
+    IDENTITY_GENERATION.fetch_add(1, std::sync::atomic::Ordering::AcqRel);
 }
 
 fn keys_slot() -> &'static std::sync::RwLock<std::sync::Arc<[String]>> {

@@ -41,6 +41,15 @@ impl Id {
             Id::Text(t) => Cow::Borrowed(t),
         }
     }
+
+    /// Calls `f` with the id's text, formatted on the stack (no allocation).
+    #[inline]
+    pub(crate) fn with_text<R>(&self, f: impl FnOnce(&str) -> R) -> R {
+        match self {
+            Id::Uuid(u) => f(u.hyphenated().encode_lower(&mut Uuid::encode_buffer())),
+            Id::Text(t) => f(t),
+        }
+    }
 }
 
 impl fmt::Display for Id {

@@ -181,6 +181,9 @@ fn init_from_conf_wires_the_notifier_and_reports_driver_errors() {
         .hmac_keys(["new", "old"])
         .trace_sql(true)
         .build();
+    // A trace before: this thread has read (and keeps) the identity in use until now.
+    osp::init("k", None, None).unwrap();
+    osp::clean();
     let guard = osp::init_from_conf(&conf, "nova", "api", Some("node-1")).unwrap();
     assert_eq!(&*osp::hmac_keys(), ["new", "old"]);
     assert!(osp::trace_sql());

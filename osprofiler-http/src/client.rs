@@ -62,11 +62,10 @@ pub(crate) fn start_client_point(
         osprofiler_core::lazy(RequestInfo::new(method, url, true))
     });
     if let Some(h) = point.profiler().and_then(|p| p.headers()) {
-        // Base64 and hex are always valid header values.
-        if let (Ok(info), Ok(mac)) = (
-            http::HeaderValue::from_str(&h.x_trace_info),
-            http::HeaderValue::from_str(&h.x_trace_hmac),
-        ) {
+        // Base64 and hex are always valid header values; the strings' buffers become the
+        // values (no copy).
+        let value = |s: String| http::HeaderValue::from_maybe_shared(bytes::Bytes::from(s));
+        if let (Ok(info), Ok(mac)) = (value(h.x_trace_info), value(h.x_trace_hmac)) {
             headers.insert(X_TRACE_INFO.clone(), info);
             headers.insert(X_TRACE_HMAC.clone(), mac);
         }
