@@ -320,27 +320,44 @@ pub(crate) fn pack_with(
     parent_id: Option<&str>,
     mac: Option<Hmac<Sha1>>,
 ) -> TraceHeaders {
-    // Python's json.dumps of {"base_id": ..., "parent_id": ...}, written directly.
-    let mut json = Vec::with_capacity(32 + base_id.len() + parent_id.map_or(0, str::len));
-    fn string(out: &mut Vec<u8>, s: &str) {
-        if s.bytes()
-            .all(|b| (0x20..0x7f).contains(&b) && b != b'"' && b != b'\\')
+    // Python's json.dumps of {"base_id": ..., "parent_id": ...}, written directly: on the
+    // stack when the ids need no escaping (always, for uuids), else with Python's escapes.
+    const HEAD: &[u8] = b"{\"base_id\": \"";
+    const MID: &[u8] = b"\", \"parent_id\": \"";
+    let plain = |s: &str| {
+        s.bytes().fold(true, |ok, b| {
+            ok & (0x20..0x7f).contains(&b) & (b != b'"') & (b != b'\\')
+        })
+    };
+    let mut stack = [0u8; 160];
+    let heap: Vec<u8>;
+    let json: &[u8] = match parent_id {
+        Some(p)
+            if HEAD.len() + base_id.len() + MID.len() + p.len() + 2 <= stack.len()
+                && plain(base_id)
+                && plain(p) =>
         {
-            out.push(b'"');
-            out.extend_from_slice(s.as_bytes());
-            out.push(b'"');
-        } else {
-            crate::pyjson::write(out, s);
+            let mut at = 0;
+            for part in [HEAD, base_id.as_bytes(), MID, p.as_bytes(), b"\"}"] {
+                stack[at..at + part.len()].copy_from_slice(part);
+                at += part.len();
+            }
+            &stack[..at]
         }
-    }
-    json.extend_from_slice(b"{\"base_id\": ");
-    string(&mut json, base_id);
-    if let Some(p) = parent_id {
-        json.extend_from_slice(b", \"parent_id\": ");
-        string(&mut json, p);
-    }
-    json.push(b'}');
-    let info = URL_SAFE_PADDED.encode(&json);
+        _ => {
+            let mut out = Vec::with_capacity(32 + base_id.len() + parent_id.map_or(0, str::len));
+            out.extend_from_slice(b"{\"base_id\": ");
+            crate::pyjson::write(&mut out, base_id);
+            if let Some(p) = parent_id {
+                out.extend_from_slice(b", \"parent_id\": ");
+                crate::pyjson::write(&mut out, p);
+            }
+            out.push(b'}');
+            heap = out;
+            &heap
+        }
+    };
+    let info = URL_SAFE_PADDED.encode(json);
     let hmac = match mac {
         // Hex digits are ASCII.
         Some(mac) => {
