@@ -26,8 +26,6 @@ pub const MAX_TRACE_INFO_LEN: usize = 4096;
 /// Longest `X-Trace-HMAC` value considered (bytes, whitespace included).
 pub const MAX_TRACE_HMAC_LEN: usize = 256;
 
-const URL_SAFE_PADDED: GeneralPurpose =
-    GeneralPurpose::new(&alphabet::URL_SAFE, GeneralPurposeConfig::new());
 const LENIENT_URL_SAFE: GeneralPurpose = GeneralPurpose::new(
     &alphabet::URL_SAFE,
     GeneralPurposeConfig::new()
@@ -357,7 +355,7 @@ pub(crate) fn pack_with(
             &heap
         }
     };
-    let info = URL_SAFE_PADDED.encode(json);
+    let info = base64_simd::URL_SAFE.encode_to_string(json);
     let hmac = match mac {
         // Hex digits are ASCII.
         Some(mac) => {
@@ -413,12 +411,20 @@ pub fn signed_unpack_bytes<K: AsRef<str>>(
 /// Decodes base64 the way Python's `urlsafe_b64decode` does (either alphabet, characters
 /// outside the alphabet skipped, padding required), then the JSON object.
 fn decode(info: &[u8]) -> Option<(Id, Option<Id>)> {
-    // What we and Python send decodes in place, into a stack buffer when it fits (a header is
-    // ~110 bytes decoded); anything else takes Python's lenient path.
+    // What we and Python send is canonical URL-safe base64: decoded with SIMD into a stack
+    // buffer (a header is ~110 bytes decoded). Anything else takes Python's lenient path,
+    // which decodes canonical input to the same bytes.
     let mut stack = [0u8; 512];
     let heap;
-    let raw: &[u8] = if let Ok(n) = LENIENT_URL_SAFE.decode_slice(info, &mut stack) {
-        &stack[..n]
+    let simd = base64_simd::URL_SAFE;
+    let fast = (simd.estimated_decoded_length(info.len()) <= stack.len())
+        .then(|| {
+            simd.decode(info, base64_simd::Out::from_slice(&mut stack))
+                .ok()
+        })
+        .flatten();
+    let raw: &[u8] = if let Some(raw) = fast {
+        raw
     } else if let Ok(v) = LENIENT_URL_SAFE.decode(info) {
         heap = v;
         &heap
@@ -593,7 +599,7 @@ mod tests {
         );
     }
     fn pack_raw(json: &str, key: &str) -> (String, String) {
-        let info = URL_SAFE_PADDED.encode(json);
+        let info = base64_simd::URL_SAFE.encode_to_string(json);
         let mac = generate_hmac(&info, key);
         (info, mac)
     }
@@ -699,7 +705,7 @@ mod parse_tests {
                     "{t:?}"
                 );
             }
-            let full = decode(URL_SAFE_PADDED.encode(t).as_bytes())
+            let full = decode(base64_simd::URL_SAFE.encode_to_string(t).as_bytes())
                 .map(|(b, p)| (b.to_string(), p.map(|p| p.to_string())));
             assert_eq!(full, serde(t), "{t:?}");
         }
