@@ -128,7 +128,7 @@ fn bench(c: &mut Criterion) {
     });
     g.finish();
 
-    assert!(n.flush_for(Duration::from_secs(30)));
+    osprofiler_benches::assert_delivered_all(&n);
     let stats = osp::notifier::Notifier::stats(&*n);
     eprintln!("notifier after benches: {stats:?}");
 }

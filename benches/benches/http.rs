@@ -81,7 +81,7 @@ fn bench(c: &mut Criterion) {
     g.bench_function("traced_injection", |b| b.iter(|| run(&mut client, plain())));
     osp::clean();
     g.finish();
-    assert!(n.flush_for(Duration::from_secs(30)));
+    osprofiler_benches::assert_delivered_all(&n);
 }
 
 criterion_group! {

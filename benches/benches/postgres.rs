@@ -75,7 +75,7 @@ fn bench(c: &mut Criterion) {
         osp::clean();
         g.finish();
     }
-    assert!(n.flush_for(Duration::from_secs(30)));
+    osprofiler_benches::assert_delivered_all(&n);
 }
 
 criterion_group! {

@@ -96,7 +96,7 @@ fn bench(c: &mut Criterion) {
             || drop(rt.block_on(traced_db.query_all_raw(stmt())).unwrap()),
         );
     }
-    assert!(n.flush_for(Duration::from_secs(30)));
+    osprofiler_benches::assert_delivered_all(&n);
 }
 
 criterion_group! {

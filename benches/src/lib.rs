@@ -30,18 +30,37 @@ impl Driver for Discard {
     }
 }
 
-/// Installs a large-queue notifier in front of [`Discard`] as the global notifier.
+/// Installs a large queue notifier (2^20 messages) in front of [`Discard`] as the global
+/// notifier: criterion's tight loops emit points faster than the worker drains a
+/// default-sized queue (~14 million messages a second), which would drop some.
 pub fn install_discard() -> Arc<QueueNotifier> {
-    let n = QueueNotifier::start(
-        Arc::new(Discard),
-        QueueOptions {
-            capacity: 1 << 20,
-            ..QueueOptions::default()
-        },
-    )
-    .expect("start the benchmark notifier");
+    install_discard_with(1 << 20)
+}
+
+/// [`install_discard`] with a queue of `capacity` messages.
+pub fn install_discard_with(capacity: usize) -> Arc<QueueNotifier> {
+    let opts = QueueOptions {
+        capacity,
+        ..QueueOptions::default()
+    };
+    let n = QueueNotifier::start(Arc::new(Discard), opts).expect("start the benchmark notifier");
     notifier::set(n.clone());
     n
+}
+
+/// Waits for the queue to drain and fails if it dropped messages: a dropped message costs
+/// less than a delivered one, so the numbers would flatter.
+pub fn assert_delivered_all(n: &QueueNotifier) {
+    use osprofiler_core::notifier::Notifier as _;
+    assert!(
+        n.flush_for(std::time::Duration::from_secs(30)),
+        "queue not drained"
+    );
+    let stats = n.stats();
+    assert_eq!(
+        stats.dropped_full, 0,
+        "the queue dropped messages, the numbers are not valid: {stats:?}"
+    );
 }
 
 /// The warm-up: the same calls, not counted.
