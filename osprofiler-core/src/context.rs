@@ -665,6 +665,15 @@ impl Trace {
             active.stop_with(Some(Arc::new(info)));
         }
     }
+
+    /// Stops the point now with info shared with its start message (see
+    /// [`crate::lazy_shared`]): no allocation for the stop message's info.
+    #[inline]
+    pub fn finish_shared<L: LazyInfo>(mut self, info: Arc<L>) {
+        if let Some(active) = self.active.take() {
+            active.stop_with(Some(info));
+        }
+    }
 }
 
 impl Drop for Trace {

@@ -66,7 +66,7 @@ pub use headers::{TraceHeaders, trace_headers};
 pub use memory::MemoryCollector;
 pub use message::{
     Id, Identity, Info, IntoInfo, Lazy, LazyInfo, Message, Phase, format_timestamp, lazy,
-    parse_timestamp,
+    lazy_shared, parse_timestamp,
 };
 pub use report::{Report, ReportOptions};
 pub use switches::{

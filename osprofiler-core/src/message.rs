@@ -245,6 +245,14 @@ pub struct Message {
 pub trait LazyInfo: Send + Sync + 'static {
     /// Adds this info's entries to the message's `info` object.
     fn write(&self, info: &mut Info);
+
+    /// Adds the entries for a message of `phase`. By default [`LazyInfo::write`], whatever the
+    /// phase; info shared by a point's start and stop messages ([`lazy_shared`] and
+    /// [`crate::Trace::finish_shared`]: one allocation for both) tells them apart here.
+    fn write_for(&self, phase: Phase, info: &mut Info) {
+        let _ = phase;
+        self.write(info);
+    }
 }
 
 /// What a point's info closure may return: an [`Info`] map, or [`lazy`] info.
@@ -267,6 +275,34 @@ pub struct Lazy(Arc<dyn LazyInfo>);
 #[inline]
 pub fn lazy<L: LazyInfo>(info: L) -> Lazy {
     Lazy(Arc::new(info))
+}
+
+/// [`lazy`] for info the caller keeps a handle on: to update it before the point stops and
+/// give it to [`crate::Trace::finish_shared`], so that one allocation serves both messages
+/// ([`LazyInfo::write_for`] is told which one it writes).
+///
+/// ```
+/// use osprofiler_core::{self as osp, Info, LazyInfo, Phase, Trace};
+/// use std::sync::{Arc, atomic::{AtomicU64, Ordering}};
+/// struct Query { sql: &'static str, rows: AtomicU64 }
+/// impl LazyInfo for Query {
+///     fn write(&self, info: &mut Info) { self.write_for(Phase::Start, info) }
+///     fn write_for(&self, phase: Phase, info: &mut Info) {
+///         match phase {
+///             Phase::Start => info.insert("db".into(), serde_json::json!({"statement": self.sql})),
+///             Phase::Stop => info.insert("rows".into(), self.rows.load(Ordering::Relaxed).into()),
+///         };
+///     }
+/// }
+/// osp::init("key", None, None);
+/// let q = Arc::new(Query { sql: "SELECT 1", rows: AtomicU64::new(0) });
+/// let point = Trace::new("db", || osp::lazy_shared(q.clone()));
+/// q.rows.store(1, Ordering::Relaxed);
+/// point.finish_shared(q);
+/// osp::clean();
+/// ```
+pub fn lazy_shared<L: LazyInfo>(info: Arc<L>) -> Lazy {
+    Lazy(info)
 }
 
 impl IntoInfo for Lazy {
@@ -598,6 +634,7 @@ impl Message {
             &self.identity.host,
             self.function.as_ref(),
             self.lazy.as_deref(),
+            self.phase,
         ))
     }
 
@@ -612,14 +649,15 @@ struct InfoWithHost<'a>(
     &'a str,
     Option<&'a FnCall>,
     Option<&'a dyn LazyInfo>,
+    Phase,
 );
 
 impl Serialize for InfoWithHost<'_> {
     fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
         if let Some(lazy) = self.3 {
             let mut merged = self.0.clone();
-            lazy.write(&mut merged);
-            return InfoWithHost(&merged, self.1, self.2, None).serialize(s);
+            lazy.write_for(self.4, &mut merged);
+            return InfoWithHost(&merged, self.1, self.2, None, self.4).serialize(s);
         }
         let has_host = self.0.contains_key("host");
         let mut map = s.serialize_map(None)?;
@@ -662,6 +700,7 @@ impl Serialize for Message {
                 &self.identity.host,
                 self.function.as_ref(),
                 self.lazy.as_deref(),
+                self.phase,
             ),
         )?;
         map.serialize_entry("project", &self.identity.project.as_deref())?;

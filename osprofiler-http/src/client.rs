@@ -1,9 +1,10 @@
 //! The client side for `http::Request` services: [`TraceClientLayer`].
 
-use crate::{RequestInfo, StatusInfo, X_TRACE_HMAC, X_TRACE_INFO, point_name};
+use crate::{RequestInfo, X_TRACE_HMAC, X_TRACE_INFO, point_name};
 use osprofiler_core::{InTrace, Trace, TraceFutureExt};
 use std::future::Future;
 use std::pin::Pin;
+use std::sync::Arc;
 use std::task::{Context, Poll};
 use tower::{Layer, Service};
 
@@ -50,16 +51,45 @@ pub struct TraceClient<S> {
     traceparent: bool,
 }
 
+/// A client call's open point, with the info its start and stop messages share.
+pub(crate) struct ClientPoint {
+    trace: Trace,
+    info: Arc<RequestInfo>,
+}
+
+impl ClientPoint {
+    /// A profiler positioned at the point, to run the call in.
+    pub(crate) fn profiler(&self) -> Option<osprofiler_core::Profiler> {
+        self.trace.profiler()
+    }
+
+    /// Stops the point with the response status, or with the transport error.
+    pub(crate) fn finish<E: std::fmt::Display + ?Sized>(
+        mut self,
+        result: Result<http::StatusCode, &E>,
+        etype: &str,
+    ) {
+        match result {
+            Ok(status) => {
+                self.info.set_status(status);
+                self.trace.finish_shared(self.info);
+            }
+            Err(e) => self.trace.error_with(etype, e),
+        }
+    }
+}
+
 /// Opens the client point for a request and adds the signed headers to it.
 pub(crate) fn start_client_point(
     method: &http::Method,
     url: &http::Uri,
     headers: &mut http::HeaderMap,
     traceparent: bool,
-) -> Trace {
+) -> ClientPoint {
     let scheme = url.scheme_str().unwrap_or("http");
+    let info = Arc::new(RequestInfo::new(method, url, true));
     let point = Trace::new_detached(point_name(scheme), || {
-        osprofiler_core::lazy(RequestInfo::new(method, url, true))
+        osprofiler_core::lazy_shared(info.clone())
     });
     if let Some(h) = point.profiler().and_then(|p| p.headers()) {
         // Base64 and hex are always valid header values; the strings' buffers become the
@@ -78,18 +108,7 @@ pub(crate) fn start_client_point(
             headers.insert(crate::w3c::TRACEPARENT, v);
         }
     }
-    point
-}
-
-pub(crate) fn finish_client_point<E: std::fmt::Display + ?Sized>(
-    mut point: Trace,
-    result: Result<http::StatusCode, &E>,
-    etype: &str,
-) {
-    match result {
-        Ok(status) => point.finish_lazy(StatusInfo("requests", status.as_u16())),
-        Err(e) => point.error_with(etype, e),
-    }
+    ClientPoint { trace: point, info }
 }
 
 impl<S, B, ResBody> Service<http::Request<B>> for TraceClient<S>
@@ -106,7 +125,7 @@ where
         self.inner.poll_ready(cx)
     }
 
-    fn call(&mut self, mut req: http::Request<B>) -> Self::Future {
+    fn call(&mut self, req: http::Request<B>) -> Self::Future {
         if !osprofiler_core::is_active() {
             return TraceClientFuture {
                 kind: TraceClientFutureKind::Untraced {
@@ -114,9 +133,15 @@ where
                 },
             };
         }
-        let method = req.method().clone();
-        let uri = req.uri().clone();
-        let point = start_client_point(&method, &uri, req.headers_mut(), self.traceparent);
+        // Parts, to borrow the method and URI while adding headers (cloning the URI allocates).
+        let (mut parts, body) = req.into_parts();
+        let point = start_client_point(
+            &parts.method,
+            &parts.uri,
+            &mut parts.headers,
+            self.traceparent,
+        );
+        let req = http::Request::from_parts(parts, body);
         let ctx = point.profiler();
         let inner = osprofiler_core::with_trace(ctx.clone(), || self.inner.call(req));
         TraceClientFuture {
@@ -140,7 +165,7 @@ pin_project_lite::pin_project! {
     #[project = TraceClientFutureProj]
     enum TraceClientFutureKind<F> {
         Untraced { #[pin] inner: F },
-        Traced { #[pin] inner: InTrace<F>, point: Option<Trace> },
+        Traced { #[pin] inner: InTrace<F>, point: Option<ClientPoint> },
     }
 }
 
@@ -158,8 +183,7 @@ where
             TraceClientFutureProj::Traced { inner, point } => {
                 let out = std::task::ready!(inner.poll(cx));
                 if let Some(point) = point.take() {
-                    finish_client_point(
-                        point,
+                    point.finish(
                         out.as_ref().map(http::Response::status),
                         std::any::type_name::<E>(),
                     );

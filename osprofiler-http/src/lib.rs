@@ -37,7 +37,11 @@ pub(crate) static X_TRACE_HMAC: http::HeaderName = http::HeaderName::from_static
 /// by the notifier's worker from what the request thread copied: the method, scheme and port,
 /// and host, path and query in one inline buffer (no allocation beyond the info itself for
 /// URIs up to [`INLINE_URI`] bytes; a clone of the `Uri` would allocate and share its buffer).
+///
+/// The same value serves the point's stop message: `{"response": {"status_code"}}` (server) or
+/// `{"requests": {"status_code"}}` (client) once [`RequestInfo::set_status`] has been called.
 pub(crate) struct RequestInfo {
+    status: std::sync::atomic::AtomicU16,
     method: http::Method,
     scheme: Option<http::uri::Scheme>,
     port: Option<u16>,
@@ -74,6 +78,7 @@ impl RequestInfo {
             UriText::Heap([host, path, query].concat().into_boxed_str())
         };
         RequestInfo {
+            status: std::sync::atomic::AtomicU16::new(0),
             method: method.clone(),
             scheme: uri.scheme().cloned(),
             port: uri.port_u16(),
@@ -82,6 +87,13 @@ impl RequestInfo {
             path_len: path.len(),
             client,
         }
+    }
+
+    /// Records the response status for the stop message (before it is sent: the queue orders
+    /// the store before the worker's read).
+    pub(crate) fn set_status(&self, status: http::StatusCode) {
+        self.status
+            .store(status.as_u16(), std::sync::atomic::Ordering::Relaxed);
     }
 
     /// Host, path and query.
@@ -101,6 +113,18 @@ impl RequestInfo {
 
 impl osprofiler_core::LazyInfo for RequestInfo {
     fn write(&self, info: &mut osprofiler_core::Info) {
+        self.write_for(osprofiler_core::Phase::Start, info);
+    }
+
+    fn write_for(&self, phase: osprofiler_core::Phase, info: &mut osprofiler_core::Info) {
+        if phase == osprofiler_core::Phase::Stop {
+            let status = self.status.load(std::sync::atomic::Ordering::Relaxed);
+            if status != 0 {
+                let key = if self.client { "requests" } else { "response" };
+                info.insert(key.into(), json!({ "status_code": status }));
+            }
+            return;
+        }
         let (host, path, query) = self.parts();
         let scheme = self.scheme.as_ref().map_or("http", |s| s.as_str());
         if self.client {
@@ -129,15 +153,6 @@ impl osprofiler_core::LazyInfo for RequestInfo {
                 }),
             );
         }
-    }
-}
-
-/// `{"<key>": {"status_code": n}}`, built by the worker.
-pub(crate) struct StatusInfo(pub(crate) &'static str, pub(crate) u16);
-
-impl osprofiler_core::LazyInfo for StatusInfo {
-    fn write(&self, info: &mut osprofiler_core::Info) {
-        info.insert(self.0.into(), json!({"status_code": self.1}));
     }
 }
 

@@ -1,6 +1,6 @@
 //! [`TraceMiddleware`] for reqwest-middleware clients.
 
-use crate::client::{finish_client_point, start_client_point};
+use crate::client::start_client_point;
 use osprofiler_core::TraceFutureExt;
 
 /// reqwest-middleware middleware: when a trace is active, records an `http`/`https` point
@@ -54,7 +54,7 @@ impl reqwest_middleware::Middleware for TraceMiddleware {
             Err(reqwest_middleware::Error::Reqwest(_)) => "reqwest::Error",
             _ => "reqwest_middleware::Error",
         };
-        finish_client_point(point, result.as_ref().map(reqwest::Response::status), etype);
+        point.finish(result.as_ref().map(reqwest::Response::status), etype);
         result
     }
 }

@@ -1,6 +1,6 @@
 //! The server side: [`OsProfilerLayer`], the equivalent of OSProfiler's WSGI middleware.
 
-use crate::{RequestInfo, StatusInfo, X_TRACE_HMAC, X_TRACE_INFO};
+use crate::{RequestInfo, X_TRACE_HMAC, X_TRACE_INFO};
 use osprofiler_core::headers::{HmacKeys, Verified};
 use osprofiler_core::{InTrace, Profiler, Trace, TraceFutureExt};
 use std::future::Future;
@@ -86,28 +86,35 @@ impl OsProfilerLayer {
 }
 
 impl OsProfilerLayer {
-    /// The request's point, if it continues a trace: verified OSProfiler headers, else (when
-    /// accepted) a valid `traceparent`. Also the verified headers, for the extensions.
-    fn admit<B>(&self, req: &http::Request<B>) -> Option<(Trace, Option<Verified>)> {
+    /// The trace a request continues, if any: verified OSProfiler headers, else (when
+    /// accepted) a valid `traceparent`.
+    fn admit<B>(&self, req: &http::Request<B>) -> Option<Admitted> {
         if !self.enabled || !osprofiler_core::is_enabled() {
             return None;
         }
-        let info = || osprofiler_core::lazy(RequestInfo::new(req.method(), req.uri(), false));
         if req.headers().contains_key(&X_TRACE_INFO) {
             if let Some(v) = verify_request(req, &self.keys) {
-                let point = v.start_point(self.name, info);
-                return point.is_active().then_some((point, Some(v)));
+                return Some(Admitted::Headers(v));
             }
         }
         if self.traceparent {
             let value = req.headers().get(crate::w3c::TRACEPARENT)?.to_str().ok()?;
             let (base, parent) = crate::w3c::parse(value)?;
             let key = self.first_key.as_deref().unwrap_or("");
-            let root = Profiler::new_root(key, Some(&base), Some(&parent))?;
-            return Some((root.child(self.name, info), None));
+            return Some(Admitted::Traceparent(Profiler::new_root(
+                key,
+                Some(&base),
+                Some(&parent),
+            )?));
         }
         None
     }
+}
+
+/// How a request joined a trace.
+enum Admitted {
+    Headers(Verified),
+    Traceparent(Profiler),
 }
 
 impl<S> Layer<S> for OsProfilerLayer {
@@ -157,12 +164,20 @@ where
     }
 
     fn call(&mut self, mut req: http::Request<ReqBody>) -> Self::Future {
-        let Some((point, verified)) = self.layer.admit(&req) else {
+        let Some(admitted) = self.layer.admit(&req) else {
             return ResponseFuture {
                 kind: ResponseFutureKind::Untraced {
                     inner: self.inner.call(req),
                 },
             };
+        };
+        // One info for both messages: the request now, the status when the response is ready.
+        let info = Arc::new(RequestInfo::new(req.method(), req.uri(), false));
+        let start_info = || osprofiler_core::lazy_shared(info.clone());
+        let name = self.layer.name;
+        let (point, verified) = match admitted {
+            Admitted::Headers(v) => (v.start_point(name, start_info), Some(v)),
+            Admitted::Traceparent(root) => (root.child(name, start_info), None),
         };
         let ctx = point.profiler();
         if let Some(verified) = verified {
@@ -172,7 +187,7 @@ where
         ResponseFuture {
             kind: ResponseFutureKind::Traced {
                 inner: inner.in_trace(ctx),
-                point: Some(point),
+                point: Some((point, info)),
             },
         }
     }
@@ -191,7 +206,7 @@ pin_project_lite::pin_project! {
     #[project = ResponseFutureProj]
     enum ResponseFutureKind<F> {
         Untraced { #[pin] inner: F },
-        Traced { #[pin] inner: InTrace<F>, point: Option<Trace> },
+        Traced { #[pin] inner: InTrace<F>, point: Option<(Trace, Arc<RequestInfo>)> },
     }
 }
 
@@ -208,14 +223,15 @@ where
             ResponseFutureProj::Untraced { inner } => inner.poll(cx),
             ResponseFutureProj::Traced { inner, point } => {
                 let out = std::task::ready!(inner.poll(cx));
-                if let Some(mut point) = point.take() {
+                if let Some((mut point, info)) = point.take() {
                     match &out {
                         Ok(resp) => {
                             let status = resp.status();
                             if status.is_server_error() {
                                 point.error_with("HTTPServerError", status);
                             }
-                            point.finish_lazy(StatusInfo("response", status.as_u16()));
+                            info.set_status(status);
+                            point.finish_shared(info);
                         }
                         Err(e) => point.error_with(std::any::type_name::<E>(), e),
                     }

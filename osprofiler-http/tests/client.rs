@@ -82,8 +82,9 @@ async fn traced_request_carries_signed_headers_and_records_a_point() {
         serde_json::json!({"method": "GET", "query": "limit=5", "path": "/v2/servers", "hostname": "api.example.test", "port": 8443, "scheme": "https"})
     );
     assert_eq!(
-        one(&msgs, "https-stop")["info"]["requests"]["status_code"],
-        201
+        one(&msgs, "https-stop")["info"]["requests"],
+        serde_json::json!({"status_code": 201}),
+        "stop: the status only"
     );
     let tp = headers["traceparent"].to_str().unwrap();
     let point = osp::Id::from(start["trace_id"].as_str().unwrap());
