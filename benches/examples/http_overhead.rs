@@ -8,8 +8,9 @@
 //! - `server-untraced`: the server layer with a request without trace headers
 //! - `server-traced`: the server layer with a signed request (verify + `wsgi` point)
 //! - `client`: the client layer in a trace (an `http` point + signed headers)
-//! - `server-traced-loop`, `client-loop`, `raw-loop`: requests through the server layer (signed),
-//!   the client layer (in a trace), or straight to the service, in `counted_loop` only, for
+//! - `server-traced-loop`, `client-loop`, `raw-loop`, `raw-plain-loop`: requests through the
+//!   server layer (signed), the client layer (in a trace, unsigned request), or straight to the
+//!   service (signed or not), in `counted_loop` only, printing allocations per request, for
 //!   `valgrind --tool=callgrind --toggle-collect='*counted_loop*'` (instruction counts are
 //!   repeatable where times on this VM are not)
 //!
@@ -24,11 +25,25 @@ use osprofiler_core::{self as osp, Trace};
 use osprofiler_http::{OsProfilerLayer, TraceClientLayer};
 use tower::Layer;
 
+/// Counts allocations, for the loop modes' report.
+#[global_allocator]
+static ALLOC: osprofiler_testkit::Counting = osprofiler_testkit::Counting;
+
+/// The loop modes: `op` n times (warm-up), then n times counted, printing allocations per call
+/// (all threads; the worker allocates nothing per message).
+fn counted(mode: &str, n: usize, op: &mut dyn FnMut()) {
+    warm_up(n, op);
+    let before = osprofiler_testkit::allocations();
+    counted_loop(n, op);
+    let per_call = (osprofiler_testkit::allocations() - before) as f64 / n as f64;
+    println!("{mode}: {per_call:.2} allocations per request");
+}
+
 fn main() {
     let args: Vec<String> = std::env::args().skip(1).collect();
     let [mode, n] = &args[..] else {
         eprintln!(
-            "usage: http_overhead <point|server-untraced|server-traced|client|server-traced-loop|client-loop|raw-loop> <pairs>"
+            "usage: http_overhead <point|server-untraced|server-traced|client|server-traced-loop|client-loop|raw-loop|raw-plain-loop> <pairs>"
         );
         std::process::exit(2);
     };
@@ -88,21 +103,12 @@ fn main() {
         }
         "client-loop" => {
             osp::init("key", None, None).unwrap();
-            let mut op = || drop(run(&mut client, plain()));
-            warm_up(n, &mut op);
-            counted_loop(n, &mut op);
+            counted(mode, n, &mut || drop(run(&mut client, plain())));
             osp::clean();
         }
-        "raw-loop" => {
-            let mut op = || drop(run(&mut raw, signed()));
-            warm_up(n, &mut op);
-            counted_loop(n, &mut op);
-        }
-        "server-traced-loop" => {
-            let mut op = || drop(run(&mut server, signed()));
-            warm_up(n, &mut op);
-            counted_loop(n, &mut op);
-        }
+        "raw-loop" => counted(mode, n, &mut || drop(run(&mut raw, signed()))),
+        "raw-plain-loop" => counted(mode, n, &mut || drop(run(&mut raw, plain()))),
+        "server-traced-loop" => counted(mode, n, &mut || drop(run(&mut server, signed()))),
         _ => {
             eprintln!("unknown mode {mode}");
             std::process::exit(2);

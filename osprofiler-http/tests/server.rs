@@ -102,7 +102,10 @@ async fn verified_request_runs_in_the_callers_trace_with_a_wsgi_point() {
     let stop = one(&msgs, "wsgi-stop");
     assert_eq!(stop["info"]["response"]["status_code"], 200);
     assert!(stop["info"].get("etype").is_none());
-    assert!(stop["info"].get("request").is_none(), "request info on start only");
+    assert!(
+        stop["info"].get("request").is_none(),
+        "request info on start only"
+    );
     // Onward headers carry the wsgi point as parent.
     let onward = seen["onward"].as_str().unwrap();
     let v = osp::headers::signed_unpack(
