@@ -23,7 +23,7 @@ fuzz_target!(|data: &[u8]| {
     let b = keys.verify_bytes(info, mac);
     assert_eq!(a, b, "prepared and one-off verification agree");
     if let Some(v) = a {
-        assert_eq!(v.hmac_key, "k2");
+        assert_eq!(&*v.hmac_key, "k2");
         assert!(std::str::from_utf8(info).is_ok());
     }
     // The same bytes as real request headers through the server-side check.
