@@ -5,7 +5,7 @@
 //! the point with [`Rows`] or [`DbError`]. Everything textual — the SQL, sanitizing it, the
 //! JSON — happens in the notifier's worker, off the query's path.
 
-use crate::message::{Info, LazyInfo};
+use crate::message::{Info, LazyInfo, Phase};
 use crate::{Trace, switches};
 use serde_json::{Map, Value, json};
 use std::sync::Arc;
@@ -158,7 +158,40 @@ impl LazyInfo for Cancelled {
 #[derive(Debug)]
 pub struct DbPoint {
     trace: Trace,
+    /// The start message's info, which the stop message of a success shares (with the rows).
+    info: Option<Arc<DbInfo>>,
     done: bool,
+}
+
+/// A `db` point's call (start message) and, after a success, its rows (stop message): one
+/// allocation for both messages.
+#[derive(Debug)]
+struct DbInfo {
+    call: DbCall,
+    /// [`DbInfo::NO_ROWS`] until [`DbPoint::ok`].
+    rows: std::sync::atomic::AtomicU64,
+}
+
+impl DbInfo {
+    const NO_ROWS: u64 = u64::MAX;
+}
+
+impl LazyInfo for DbInfo {
+    fn write(&self, info: &mut Info) {
+        self.call.write(info);
+    }
+
+    fn write_for(&self, phase: Phase, info: &mut Info) {
+        match phase {
+            Phase::Start => self.call.write(info),
+            Phase::Stop => {
+                let rows = self.rows.load(std::sync::atomic::Ordering::Relaxed);
+                if rows != Self::NO_ROWS {
+                    Rows(rows).write(info);
+                }
+            }
+        }
+    }
 }
 
 impl DbPoint {
@@ -178,26 +211,33 @@ impl DbPoint {
             // null check.
             return DbPoint {
                 trace: Trace::inactive(),
+                info: None,
                 done: true,
             };
         }
-        let trace = Trace::new_detached("db", || {
-            let with_sql = switches::trace_sql();
-            let statement = if with_sql { sql() } else { None };
-            let params = if with_sql && switches::trace_sql_params() {
-                params()
-            } else {
-                None
-            };
-            crate::lazy(DbCall {
+        let with_sql = switches::trace_sql();
+        let statement = if with_sql { sql() } else { None };
+        let params = if with_sql && switches::trace_sql_params() {
+            params()
+        } else {
+            None
+        };
+        let info = Arc::new(DbInfo {
+            call: DbCall {
                 api,
                 target: target.clone(),
                 statement,
                 keep_literals,
                 params,
-            })
+            },
+            rows: std::sync::atomic::AtomicU64::new(DbInfo::NO_ROWS),
         });
-        DbPoint { trace, done: false }
+        let trace = Trace::new_detached("db", || crate::lazy_shared(info.clone()));
+        DbPoint {
+            trace,
+            info: Some(info),
+            done: false,
+        }
     }
 
     /// Whether the point is recorded (a trace is active).
@@ -210,7 +250,18 @@ impl DbPoint {
     #[inline]
     pub fn ok(mut self, rows: u64) {
         self.done = true;
-        std::mem::replace(&mut self.trace, Trace::inactive()).finish_lazy(Rows(rows));
+        let trace = std::mem::replace(&mut self.trace, Trace::inactive());
+        match self.info.take() {
+            Some(info) => {
+                // Before the stop message is queued, which orders it before the worker's read.
+                info.rows.store(
+                    rows.min(DbInfo::NO_ROWS - 1),
+                    std::sync::atomic::Ordering::Relaxed,
+                );
+                trace.finish_shared(info);
+            }
+            None => trace.finish_lazy(Rows(rows)),
+        }
     }
 
     /// Stops the point with no row count.
