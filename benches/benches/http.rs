@@ -2,8 +2,7 @@
 //! Run: `cargo bench -p osprofiler-benches --bench http`.
 #![allow(missing_docs)] // criterion_group! generates undocumented items
 use criterion::{Criterion, criterion_group, criterion_main};
-use osprofiler_benches::{Ok200, run};
-use osprofiler_core::headers::{TraceData, signed_pack};
+use osprofiler_benches::{Ok200, SERVER_KEYS, request_maker, run};
 use osprofiler_core::{self as osp, notifier};
 use osprofiler_http::{OsProfilerLayer, TraceClientLayer};
 use std::time::{Duration, Instant};
@@ -11,26 +10,12 @@ use tower::Layer;
 
 fn bench(c: &mut Criterion) {
     let n = osprofiler_benches::install_discard();
-    let plain = || http::Request::get("/v2/servers?limit=5").body(()).unwrap();
-    let h = signed_pack(
-        &TraceData {
-            base_id: "11111111-1111-4111-8111-111111111111".into(),
-            parent_id: Some("22222222-2222-4222-8222-222222222222".into()),
-        },
-        "old-key",
-    );
-    let signed = || {
-        http::Request::get("/v2/servers?limit=5")
-            .header("X-Trace-Info", h.x_trace_info.as_str())
-            .header("X-Trace-HMAC", h.x_trace_hmac.as_str())
-            .body(())
-            .unwrap()
-    };
+    let (plain, signed) = (request_maker(false), request_maker(true));
 
     let mut g = c.benchmark_group("server");
     let mut raw = Ok200;
     g.bench_function("raw_service", |b| b.iter(|| run(&mut raw, plain())));
-    let mut layered = OsProfilerLayer::new(["new-key", "old-key"]).layer(Ok200);
+    let mut layered = OsProfilerLayer::new(SERVER_KEYS).layer(Ok200);
     g.bench_function("untraced_request", |b| {
         b.iter(|| run(&mut layered, plain()))
     });

@@ -18,8 +18,9 @@
 //! the queue dropped messages fails instead of reporting flattering numbers.
 #![allow(missing_docs)]
 
-use osprofiler_benches::{Ok200, counted_loop, interleaved_with, run, warm_up};
-use osprofiler_core::headers::{TraceData, signed_pack};
+use osprofiler_benches::{
+    Ok200, SERVER_KEYS, counted_loop, interleaved_with, request_maker, run, warm_up,
+};
 use osprofiler_core::notifier::QueueOptions;
 use osprofiler_core::{self as osp, Trace};
 use osprofiler_http::{OsProfilerLayer, TraceClientLayer};
@@ -50,23 +51,9 @@ fn main() {
     let n: usize = n.parse().expect("pairs: a number");
     let queue = osprofiler_benches::install_discard_with(QueueOptions::default().capacity);
 
-    let h = signed_pack(
-        &TraceData {
-            base_id: "11111111-1111-4111-8111-111111111111".into(),
-            parent_id: Some("22222222-2222-4222-8222-222222222222".into()),
-        },
-        "old-key",
-    );
-    let plain = || http::Request::get("/v2/servers?limit=5").body(()).unwrap();
-    let signed = || {
-        http::Request::get("/v2/servers?limit=5")
-            .header("X-Trace-Info", h.x_trace_info.as_str())
-            .header("X-Trace-HMAC", h.x_trace_hmac.as_str())
-            .body(())
-            .unwrap()
-    };
+    let (plain, signed) = (request_maker(false), request_maker(true));
     let mut raw = Ok200;
-    let mut server = OsProfilerLayer::new(["new-key", "old-key"]).layer(Ok200);
+    let mut server = OsProfilerLayer::new(SERVER_KEYS).layer(Ok200);
     let mut client = TraceClientLayer::new().layer(Ok200);
     match mode.as_str() {
         "point" => {

@@ -189,3 +189,31 @@ pub fn run<S: tower::Service<http::Request<()>>>(
         std::task::Poll::Pending => None,
     }
 }
+
+/// The keys a benchmark server verifies against (a rotation: the request is signed with the
+/// second, as during one).
+pub const SERVER_KEYS: [&str; 2] = ["new-key", "old-key"];
+
+/// The benchmarks' request, `GET /v2/servers?limit=5`: without trace headers, or (`signed`)
+/// with a caller's headers signed with the second of [`SERVER_KEYS`].
+pub fn request_maker(signed: bool) -> impl Fn() -> http::Request<()> + Clone {
+    use osprofiler_core::headers::{TraceData, signed_pack};
+    let h = signed.then(|| {
+        signed_pack(
+            &TraceData {
+                base_id: "11111111-1111-4111-8111-111111111111".into(),
+                parent_id: Some("22222222-2222-4222-8222-222222222222".into()),
+            },
+            SERVER_KEYS[1],
+        )
+    });
+    move || {
+        let mut b = http::Request::get("/v2/servers?limit=5");
+        if let Some(h) = &h {
+            for (name, value) in h.pairs() {
+                b = b.header(name, value);
+            }
+        }
+        b.body(()).expect("a valid request")
+    }
+}
