@@ -263,12 +263,12 @@ impl Profiler {
     /// `parent_id` — in one step: what server middleware does with verified headers. The root
     /// itself gets no frame, so this saves an allocation; when the point stops, no trace is
     /// left current.
-    pub(crate) fn root_point(
+    pub(crate) fn root_point<I: IntoInfo>(
         hmac_key: Arc<str>,
         base_id: Option<Id>,
         parent_id: Option<Id>,
         name: Cow<'static, str>,
-        info: impl IntoInfo,
+        info: impl FnOnce() -> I,
     ) -> Trace {
         if !switches::is_enabled() {
             return Trace::inactive();
@@ -283,7 +283,7 @@ impl Profiler {
             &frame,
             Phase::Start,
             frame.parent_id(),
-            info.into_parts(),
+            info().into_parts(),
             None,
         );
         Trace {
@@ -660,9 +660,9 @@ impl Trace {
     /// osp::clean();
     /// ```
     #[inline]
-    pub fn finish_lazy(mut self, info: impl LazyInfo) {
-        if let Some(active) = self.active.take() {
-            active.stop_with(Some(Arc::new(info)));
+    pub fn finish_lazy(self, info: impl LazyInfo) {
+        if self.active.is_some() {
+            self.finish_shared(Arc::new(info));
         }
     }
 

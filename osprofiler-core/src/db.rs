@@ -160,7 +160,6 @@ pub struct DbPoint {
     trace: Trace,
     /// The start message's info, which the stop message of a success shares (with the rows).
     info: Option<Arc<DbInfo>>,
-    done: bool,
 }
 
 /// A `db` point's call (start message) and, after a success, its rows (stop message): one
@@ -212,7 +211,6 @@ impl DbPoint {
             return DbPoint {
                 trace: Trace::inactive(),
                 info: None,
-                done: true,
             };
         }
         let with_sql = switches::trace_sql();
@@ -236,7 +234,6 @@ impl DbPoint {
         DbPoint {
             trace,
             info: Some(info),
-            done: false,
         }
     }
 
@@ -249,31 +246,34 @@ impl DbPoint {
     /// Stops the point with the rows returned or affected.
     #[inline]
     pub fn ok(mut self, rows: u64) {
-        self.done = true;
-        let trace = std::mem::replace(&mut self.trace, Trace::inactive());
-        match self.info.take() {
-            Some(info) => {
-                // Before the stop message is queued, which orders it before the worker's read.
-                info.rows.store(
-                    rows.min(DbInfo::NO_ROWS - 1),
-                    std::sync::atomic::Ordering::Relaxed,
-                );
-                trace.finish_shared(info);
-            }
-            None => trace.finish_lazy(Rows(rows)),
+        let trace = self.take_trace();
+        // `None` only without a point.
+        if let Some(info) = self.info.take() {
+            // Before the stop message is queued, which orders it before the worker's read.
+            info.rows.store(
+                rows.min(DbInfo::NO_ROWS - 1),
+                std::sync::atomic::Ordering::Relaxed,
+            );
+            trace.finish_shared(info);
         }
     }
 
     /// Stops the point with no row count.
     #[inline]
     pub fn done(mut self) {
-        self.done = true;
+        self.take_trace().finish();
     }
 
     /// Stops the point with an error.
     pub fn err(mut self, error: DbError) {
-        self.done = true;
-        std::mem::replace(&mut self.trace, Trace::inactive()).finish_lazy(error);
+        self.take_trace().finish_lazy(error);
+    }
+
+    /// The point, leaving an inactive guard: a point taken out has been stopped, so the drop
+    /// of the `DbPoint` does not stop it again as cancelled.
+    #[inline]
+    fn take_trace(&mut self) -> Trace {
+        std::mem::replace(&mut self.trace, Trace::inactive())
     }
 
     /// Stops the point with the outcome of a call: `rows` of a success (`None`: no count), or
@@ -364,8 +364,8 @@ where
 impl Drop for DbPoint {
     #[inline]
     fn drop(&mut self) {
-        if !self.done && self.trace.is_active() {
-            std::mem::replace(&mut self.trace, Trace::inactive()).finish_lazy(Cancelled);
+        if self.trace.is_active() {
+            self.take_trace().finish_lazy(Cancelled);
         }
     }
 }

@@ -26,6 +26,12 @@ pub const MAX_TRACE_INFO_LEN: usize = 4096;
 /// Longest `X-Trace-HMAC` value considered (bytes, whitespace included).
 pub const MAX_TRACE_HMAC_LEN: usize = 256;
 
+/// Python's `json.dumps({"base_id": b, "parent_id": p})` around the two ids: what
+/// [`signed_pack`] writes and the one-pass parser of two uuids expects.
+const JSON_HEAD: &[u8] = b"{\"base_id\": \"";
+const JSON_MID: &[u8] = b"\", \"parent_id\": \"";
+const JSON_TAIL: &[u8] = b"\"}";
+
 const LENIENT_URL_SAFE: GeneralPurpose = GeneralPurpose::new(
     &alphabet::URL_SAFE,
     GeneralPurposeConfig::new()
@@ -116,15 +122,12 @@ impl Verified {
         F: FnOnce() -> I,
         I: crate::IntoInfo,
     {
-        if !crate::switches::is_enabled() {
-            return crate::Trace::inactive();
-        }
         crate::Profiler::root_point(
             self.hmac_key.clone(),
             Some(self.base_id.clone()),
             self.parent_id.clone(),
             name.into(),
-            info(),
+            info,
         )
     }
 
@@ -320,8 +323,6 @@ pub(crate) fn pack_with(
 ) -> TraceHeaders {
     // Python's json.dumps of {"base_id": ..., "parent_id": ...}, written directly: on the
     // stack when the ids need no escaping (always, for uuids), else with Python's escapes.
-    const HEAD: &[u8] = b"{\"base_id\": \"";
-    const MID: &[u8] = b"\", \"parent_id\": \"";
     let plain = |s: &str| {
         s.bytes().fold(true, |ok, b| {
             ok & (0x20..0x7f).contains(&b) & (b != b'"') & (b != b'\\')
@@ -331,12 +332,19 @@ pub(crate) fn pack_with(
     let heap: Vec<u8>;
     let json: &[u8] = match parent_id {
         Some(p)
-            if HEAD.len() + base_id.len() + MID.len() + p.len() + 2 <= stack.len()
+            if JSON_HEAD.len() + base_id.len() + JSON_MID.len() + p.len() + JSON_TAIL.len()
+                <= stack.len()
                 && plain(base_id)
                 && plain(p) =>
         {
             let mut at = 0;
-            for part in [HEAD, base_id.as_bytes(), MID, p.as_bytes(), b"\"}"] {
+            for part in [
+                JSON_HEAD,
+                base_id.as_bytes(),
+                JSON_MID,
+                p.as_bytes(),
+                JSON_TAIL,
+            ] {
                 stack[at..at + part.len()].copy_from_slice(part);
                 at += part.len();
             }
@@ -464,14 +472,11 @@ fn decode(info: &[u8]) -> Option<(Id, Option<Id>)> {
 /// What OSProfiler (Python's `json.dumps`, and [`signed_pack`]) sends for two uuids, parsed
 /// in one pass; `None` for any other text, which the general parsers then take.
 fn parse_uuids(raw: &[u8]) -> Option<(Id, Option<Id>)> {
-    const HEAD: &[u8] = b"{\"base_id\": \"";
-    const MID: &[u8] = b"\", \"parent_id\": \"";
-    const TAIL: &[u8] = b"\"}";
-    let rest = raw.strip_prefix(HEAD)?;
+    let rest = raw.strip_prefix(JSON_HEAD)?;
     let base = crate::message::canonical_uuid(rest.get(..36)?)?;
-    let rest = rest[36..].strip_prefix(MID)?;
+    let rest = rest[36..].strip_prefix(JSON_MID)?;
     let parent = crate::message::canonical_uuid(rest.get(..36)?)?;
-    (&rest[36..] == TAIL).then_some((Id::Uuid(base), Some(Id::Uuid(parent))))
+    (&rest[36..] == JSON_TAIL).then_some((Id::Uuid(base), Some(Id::Uuid(parent))))
 }
 
 /// The common case without serde: an object whose keys and string values contain no escapes

@@ -169,17 +169,22 @@ fn guard_records_errors_and_stops_its_own_point_out_of_order() {
     );
 }
 
+/// A caller's headers for `base`/`parent` signed with `key`, as verified against `keys`.
+fn verified(base: &str, parent: &str, key: &str, keys: &[&str]) -> osp::headers::Verified {
+    let h = osp::headers::signed_pack(
+        &osp::headers::TraceData {
+            base_id: base.into(),
+            parent_id: Some(parent.into()),
+        },
+        key,
+    );
+    osp::headers::signed_unpack(&h.x_trace_info, &h.x_trace_hmac, keys).unwrap()
+}
+
 #[test]
 fn trace_headers_carry_the_innermost_point_and_the_admitting_key() {
     collector();
-    let h = osp::headers::signed_pack(
-        &osp::headers::TraceData {
-            base_id: "hdr-base".into(),
-            parent_id: Some("up".into()),
-        },
-        "old",
-    );
-    let v = osp::headers::signed_unpack(&h.x_trace_info, &h.x_trace_hmac, &["new", "old"]).unwrap();
+    let v = verified("hdr-base", "up", "old", &["new", "old"]);
     v.init().unwrap();
     let plain = osp::trace_headers().unwrap();
     let d =
@@ -207,14 +212,7 @@ fn trace_headers_carry_the_innermost_point_and_the_admitting_key() {
 #[test]
 fn a_verified_request_starts_its_first_point_under_the_caller() {
     collector();
-    let h = osp::headers::signed_pack(
-        &osp::headers::TraceData {
-            base_id: "sp-base".into(),
-            parent_id: Some("sp-caller".into()),
-        },
-        "k",
-    );
-    let v = osp::headers::signed_unpack(&h.x_trace_info, &h.x_trace_hmac, &["k"]).unwrap();
+    let v = verified("sp-base", "sp-caller", "k", &["k"]);
     let point = v.start_point("wsgi", || osp::info!({"request": {"path": "/"}}));
     let ctx = point.profiler().unwrap();
     assert_eq!(
