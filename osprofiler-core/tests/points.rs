@@ -298,3 +298,50 @@ fn report_from_collected_messages() {
     assert_eq!(v["stats"]["db"]["count"], 1);
     assert!(kids[0]["info"]["meta.raw_payload.wsgi-start"].is_object());
 }
+
+#[test]
+fn db_points_stop_with_rows_nothing_an_error_or_as_cancelled() {
+    use osp::db::{DbError, DbPoint, DbTarget};
+    collector();
+    let target = std::sync::Arc::new(DbTarget::new("sqlite"));
+    let p = osp::init("k", None, None).unwrap();
+    let start = || DbPoint::start("query", &target, false, || None, || None);
+    start().ok(3);
+    start().done();
+    start().err(DbError {
+        etype: "E",
+        message: "boom".into(),
+        original_exception: None,
+        sqlstate: None,
+    });
+    drop(start());
+    osp::clean();
+    let msgs = messages_of(&base(&p));
+    let stops: Vec<&serde_json::Value> = msgs.iter().filter(|m| m["name"] == "db-stop").collect();
+    let starts = msgs.iter().filter(|m| m["name"] == "db-start");
+    assert!(
+        starts
+            .into_iter()
+            .all(|m| m["info"]["db"]["api"] == "query")
+    );
+    let without_host = |m: &serde_json::Value| {
+        let mut info = m["info"].clone();
+        info.as_object_mut().unwrap().remove("host");
+        info
+    };
+    assert_eq!(
+        without_host(stops[0]),
+        serde_json::json!({"db": {"rows": 3}})
+    );
+    assert_eq!(
+        without_host(stops[1]),
+        serde_json::json!({}),
+        "done: no rows, not cancelled"
+    );
+    assert_eq!(stops[2]["info"]["etype"], "E");
+    assert!(stops[2]["info"].get("cancelled").is_none());
+    assert_eq!(
+        without_host(stops[3]),
+        serde_json::json!({"cancelled": true})
+    );
+}
