@@ -268,7 +268,7 @@ fn a_filling_queue_wakes_the_sleeping_worker() {
     let _s = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
     let driver = Arc::new(Flaky::default());
     let opts = QueueOptions {
-        capacity: 1024,
+        capacity: 2048,
         batch_size: 64,
         // Without an early wake-up the worker would sleep through the whole test.
         interval: Duration::from_secs(600),
@@ -277,20 +277,28 @@ fn a_filling_queue_wakes_the_sleeping_worker() {
     let n = QueueNotifier::start(driver.clone(), opts).unwrap();
     notifier::set(n.clone());
     let p = osp::init("k", None, None).unwrap();
-    // 8,000 messages, eight times the capacity, in bursts of 800.
+    // 8,000 messages, four times the capacity, in bursts of 800. Each burst passes a quarter
+    // of the capacity (512), so the worker is woken; before the next burst, at most 512 may
+    // still wait (what arrived after its last wake-up), so no burst can overflow the queue.
+    let mut sent = 0;
     for _ in 0..10 {
         for _ in 0..400 {
             Trace::new("burst", osp::Info::new).finish();
         }
-        std::thread::sleep(Duration::from_millis(20));
+        sent += 800;
+        let t0 = Instant::now();
+        while sent - n.stats().delivered >= 512 {
+            assert!(
+                t0.elapsed() < Duration::from_secs(20),
+                "the worker was not woken: {:?}",
+                n.stats()
+            );
+            std::thread::sleep(Duration::from_millis(1));
+        }
     }
     osp::clean();
     let stats = n.stats();
     assert_eq!(stats.dropped_full, 0, "{stats:?}");
-    assert!(
-        stats.delivered >= 7_000,
-        "delivered while we ran: {stats:?}"
-    );
     assert!(n.flush_for(Duration::from_secs(10)));
     let stored = driver.trace_messages(&p.base_id().to_string()).unwrap();
     assert_eq!(stored.len(), 8_000);
