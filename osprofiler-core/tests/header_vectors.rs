@@ -1,15 +1,14 @@
-//! The golden vectors of the reference (`shared/reference/header-vectors.json`, produced by
-//! Python OSProfiler 4.4.0): byte-identical packing, and verification.
+//! The golden vectors of Python OSProfiler 4.4.0 (`tests/data/header-vectors.json`, made by
+//! `scripts/regen-header-vectors` from the oracle): byte-identical packing, and verification.
 use osprofiler_core::headers::{TraceData, signed_pack, signed_unpack};
 use std::path::PathBuf;
 
 #[test]
 fn golden_vectors_pack_and_verify() {
-    let path = PathBuf::from(env!("CARGO_MANIFEST_DIR"))
-        .join("../../shared/reference/header-vectors.json");
+    let path = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/data/header-vectors.json");
     let text = std::fs::read_to_string(&path).unwrap_or_else(|e| {
         panic!(
-            "the reference vectors are required at {} (shared/ beside the repository): {e}",
+            "the golden vectors are required at {} (scripts/regen-header-vectors makes them): {e}",
             path.display()
         )
     });
