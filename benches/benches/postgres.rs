@@ -4,9 +4,8 @@
 #![allow(missing_docs)] // criterion_group! generates undocumented items
 use criterion::{Criterion, black_box, criterion_group, criterion_main};
 use osprofiler_core as osp;
-use osprofiler_core::db::{DbPoint, DbTarget};
+use osprofiler_core::db::{DbEvent, DbTracer, Sql, SqlText};
 use osprofiler_postgres::Traced;
-use std::sync::Arc;
 use std::time::Duration;
 
 fn bench(c: &mut Criterion) {
@@ -33,18 +32,11 @@ fn bench(c: &mut Criterion) {
         .block_on(client.prepare("SELECT g, 'row ' || g FROM generate_series(1, 100) g"))
         .unwrap();
 
-    let target = Arc::new(DbTarget::new("postgresql"));
+    let tracer = DbTracer::new("postgresql");
     let mut g = c.benchmark_group("wrapper");
     g.bench_function("db_point_no_trace", |b| {
-        b.iter(|| {
-            drop(DbPoint::start(
-                black_box("query"),
-                &target,
-                false,
-                || None,
-                || None,
-            ))
-        })
+        let source = |_: bool| Some(Sql::new(SqlText::Static("SELECT 1"), 0));
+        b.iter(|| drop(tracer.start(black_box(DbEvent::Query(&source)))))
     });
     g.finish();
 

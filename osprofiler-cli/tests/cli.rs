@@ -99,7 +99,7 @@ fn demo_stores_one_tree_across_two_processes_and_every_view_shows_it() {
         [
             "SELECT item FROM orders WHERE id = ?",
             "SELECT id, name FROM customers ORDER BY id",
-            "UPDATE orders SET seen = seen + 1 WHERE id = 1"
+            "UPDATE orders SET seen = seen + ? WHERE id = ?"
         ]
     );
     let http = &api["children"][3];
@@ -115,14 +115,29 @@ fn demo_stores_one_tree_across_two_processes_and_every_view_shows_it() {
             "db@worker"
         ]
     );
-    let worker_sql: Vec<&str> = worker["children"]
+    let worker_db: Vec<(&str, Option<&str>)> = worker["children"]
         .as_array()
         .unwrap()
         .iter()
-        .map(|n| start_info(n)["db"]["statement"].as_str().unwrap())
+        .map(|n| {
+            let db = &start_info(n)["db"];
+            (db["api"].as_str().unwrap(), db["statement"].as_str())
+        })
         .collect();
-    assert_eq!(worker_sql[2], "BEGIN");
-    assert_eq!(worker_sql[4], "COMMIT");
+    assert_eq!(
+        worker_db,
+        [
+            ("query", Some("SELECT qty FROM stock WHERE item = ?")),
+            (
+                "query",
+                Some("UPDATE stock SET reserved = reserved + ? WHERE item = ?")
+            ),
+            ("begin", None),
+            ("query", Some("INSERT INTO reservations (item) VALUES (?)")),
+            ("commit", None),
+        ],
+        "one SQL policy for every adapter: no literal in any statement"
+    );
     assert_eq!(report["stats"]["db"]["count"], 8);
     // The JSON is Python's layout: two-space indent, ", "-free separators.
     assert!(json.starts_with("{\n  \""), "{json:.40}");

@@ -205,7 +205,7 @@ async fn html_report_expands_shows_details_and_filters_in_chromium() {
         .await;
     let rows = b.visible_rows().await;
     assert_eq!(rows.len(), 11, "{rows:?}");
-    assert_eq!(rows[8], "3:db:BEGIN");
+    assert_eq!(rows[8], "3:db:begin");
 
     // Details of a db point.
     assert_eq!(

@@ -253,6 +253,14 @@ pub trait LazyInfo: Send + Sync + 'static {
         let _ = phase;
         self.write(info);
     }
+
+    /// The `etype` this info writes into a message of `phase`, if it records an error: what
+    /// [`Message::error_type`] answers for a message whose error is lazy, so that collectors
+    /// index it without serializing the info. Default `None`.
+    fn error_type(&self, phase: Phase) -> Option<&str> {
+        let _ = phase;
+        None
+    }
 }
 
 /// What a point's info closure may return: an [`Info`] map, or [`lazy`] info.
@@ -606,8 +614,9 @@ impl Message {
     pub fn timestamp(&self) -> String {
         format_timestamp(self.stamp.micros())
     }
-    /// The user info, without `host` and the `#[trace]` call's `function` (which
-    /// serialization adds: see [`Message::to_value`]).
+    /// The info given as a map, without `host`, the `#[trace]` call's `function` and
+    /// [`LazyInfo`] (which serialization adds: see [`Message::to_value`]). To ask whether the
+    /// message records an error, use [`Message::error_type`], which knows both.
     pub fn info(&self) -> &Info {
         &self.info
     }
@@ -615,9 +624,13 @@ impl Message {
     pub fn identity(&self) -> &Identity {
         self.identity
     }
-    /// `info.etype` when the point recorded an error.
+    /// `info.etype` when the point recorded an error, whether the error was given as a map or
+    /// as [`LazyInfo`] (a DB error): what collectors index error traces by.
     pub fn error_type(&self) -> Option<&str> {
-        self.info.get("etype").and_then(Value::as_str)
+        if let Some(etype) = self.info.get("etype").and_then(Value::as_str) {
+            return Some(etype);
+        }
+        self.lazy.as_deref()?.error_type(self.phase)
     }
 
     /// The message as stored by OSProfiler's drivers: `name`, `base_id`, `trace_id`,

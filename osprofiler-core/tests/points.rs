@@ -301,19 +301,15 @@ fn report_from_collected_messages() {
 
 #[test]
 fn db_points_stop_with_rows_nothing_an_error_or_as_cancelled() {
-    use osp::db::{DbError, DbPoint, DbTarget};
+    use osp::db::{DbError, DbEvent, DbTracer};
     collector();
-    let target = std::sync::Arc::new(DbTarget::new("sqlite"));
+    let tracer = DbTracer::new("sqlite");
     let p = osp::init("k", None, None).unwrap();
-    let start = || DbPoint::start("query", &target, false, || None, || None);
+    let source = |_: bool| None;
+    let start = || tracer.start(DbEvent::Query(&source));
     start().ok(3);
     start().done();
-    start().err(DbError {
-        etype: "E",
-        message: "boom".into(),
-        original_exception: None,
-        sqlstate: None,
-    });
+    start().err(DbError::new("E", "boom".into()));
     drop(start());
     osp::clean();
     let msgs = messages_of(&base(&p));

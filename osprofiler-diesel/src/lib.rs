@@ -10,37 +10,51 @@
 //! osprofiler_diesel::install_default().unwrap();            // or every new connection
 //! ```
 //!
-//! Every query diesel runs inside a trace is a `db` point: `{"db": {"api", "system",
-//! "namespace", "server"}}` at the start, plus `statement` when `trace_sql` is on — the SQL
-//! without bind values, which diesel's text carries after `-- binds:` and which are recorded as
-//! `params` only when `trace_sql_params` is on; `{"db": {"rows"}}`-less stops, or the error.
-//! Transaction control gets its own api name (`begin`, `savepoint`, `commit`, `rollback`), and
-//! establishing a connection is a point (`connect`) with the server taken from the URL — never
-//! its credentials. Sync diesel calls made from async code through
-//! `osprofiler_core::spawn_blocking_traced` stay in the trace.
+//! Every query diesel runs inside a trace is a `db` point with the info every adapter records
+//! (the table in [`osprofiler_core::db`]): `api` `query`; the SQL when `trace_sql` is on —
+//! without its bind values, which are recorded as `params` only when `trace_sql_params` is on,
+//! and with every literal replaced by `?` when nothing is bound (`sql_query` text,
+//! `batch_execute`) unless [`OsProfilerInstrumentation::keep_literals`] is set; the error when
+//! it fails. Transaction control is `begin`/`commit`/`rollback`, nested transactions
+//! `savepoint`/`release_savepoint`/`rollback_to_savepoint`, with their depth; establishing a
+//! connection is a point (`connect`) with the server taken from the URL — never its
+//! credentials. diesel's instrumentation hook reports no row count and no SQLSTATE: these
+//! points have no `rows`, and an error records diesel's error kind as `db.code`.
+//! Sync diesel calls made from async code through `osprofiler_core::spawn_blocking_traced`
+//! stay in the trace.
 //!
 //! [diesel]: diesel
 
 use diesel::connection::{Instrumentation, InstrumentationEvent};
-use osprofiler_core::db::{DbError, DbPoint, DbTarget, SqlText};
-use std::sync::Arc;
+use osprofiler_core::db::{self, DbError, DbEvent, DbPoint, DbTarget, DbTracer};
+
+/// The transaction event whose statement comes next.
+#[derive(Debug, Clone, Copy)]
+enum Pending {
+    Begin(u32),
+    Commit(u32),
+    Rollback(u32),
+}
 
 /// The `Instrumentation` that records `db` points.
 #[derive(Debug)]
 pub struct OsProfilerInstrumentation {
-    target: Arc<DbTarget>,
-    /// Open query points, innermost last.
+    tracer: DbTracer,
+    /// Whether the target was set explicitly (then a connection URL does not replace it).
+    fixed_target: bool,
+    /// Open points, innermost last.
     open: Vec<DbPoint>,
-    /// The api name for the next query (set by transaction events).
-    next_api: Option<&'static str>,
+    /// The transaction event the next statement carries out.
+    pending: Option<Pending>,
 }
 
 impl Default for OsProfilerInstrumentation {
     fn default() -> Self {
         OsProfilerInstrumentation {
-            target: Arc::new(DbTarget::new("unknown")),
+            tracer: DbTracer::new("unknown"),
+            fixed_target: false,
             open: Vec::new(),
-            next_api: None,
+            pending: None,
         }
     }
 }
@@ -54,7 +68,16 @@ impl OsProfilerInstrumentation {
 
     /// Sets the target explicitly (for a connection instrumented after it was established).
     pub fn target(mut self, target: DbTarget) -> Self {
-        self.target = Arc::new(target);
+        let keep = self.tracer.keeps_literals();
+        self.tracer = DbTracer::for_target(target).keep_literals(keep);
+        self.fixed_target = true;
+        self
+    }
+
+    /// Records SQL without bound values (`sql_query` text, `batch_execute`) with its literals
+    /// instead of `?`.
+    pub fn keep_literals(mut self, keep: bool) -> Self {
+        self.tracer = self.tracer.keep_literals(keep);
         self
     }
 }
@@ -94,97 +117,150 @@ pub fn target_of_url(url: &str) -> DbTarget {
     t
 }
 
-/// Splits diesel's query text into the SQL and the bind values.
-fn split_binds(text: &str) -> (&str, Option<&str>) {
-    match text.rsplit_once(" -- binds: ") {
-        Some((sql, binds)) => (sql, Some(binds)),
-        None => (text, None),
+/// A diesel statement as its `Debug` text gives it: the SQL, and the bind values' text
+/// (`None` for text run as is, such as `batch_execute`'s).
+#[derive(Debug, PartialEq, Eq)]
+struct Parsed {
+    sql: String,
+    binds: Option<String>,
+}
+
+/// Reads diesel's `Debug` of a query: `Query { sql: "…", binds: [...] }` for a built or
+/// `sql_query` statement, `"…"` for text run as is. The SQL is a Rust string literal, so where
+/// it ends is certain whatever the SQL or the values contain; text in another shape is taken
+/// whole, as SQL without binds (sanitized, never leaking a value).
+fn parse_debug(text: &str) -> Parsed {
+    if let Some(rest) = text.strip_prefix("Query { sql: ")
+        && let Some((sql, after)) = rust_string(rest)
+        && let Some(binds) = after
+            .strip_prefix(", binds: ")
+            .and_then(|b| b.strip_suffix(" }"))
+    {
+        return Parsed {
+            sql,
+            binds: Some(binds.to_owned()),
+        };
     }
+    if let Some((sql, "")) = rust_string(text) {
+        return Parsed { sql, binds: None };
+    }
+    Parsed {
+        sql: text.to_owned(),
+        binds: None,
+    }
+}
+
+/// The value of the Rust string literal (as `Debug` writes it) at the start of `s`, and the
+/// text after it.
+fn rust_string(s: &str) -> Option<(String, &str)> {
+    let body = s.strip_prefix('"')?;
+    let mut out = String::with_capacity(body.len());
+    let mut chars = body.char_indices();
+    while let Some((i, c)) = chars.next() {
+        match c {
+            '"' => return Some((out, &body[i + 1..])),
+            '\\' => match chars.next()?.1 {
+                'n' => out.push('\n'),
+                'r' => out.push('\r'),
+                't' => out.push('\t'),
+                '0' => out.push('\0'),
+                'u' => {
+                    let (_, '{') = chars.next()? else {
+                        return None;
+                    };
+                    let mut code = 0u32;
+                    loop {
+                        let (_, d) = chars.next()?;
+                        if d == '}' {
+                            break;
+                        }
+                        code = code.checked_mul(16)?.checked_add(d.to_digit(16)?)?;
+                    }
+                    out.push(char::from_u32(code)?);
+                }
+                other => out.push(other),
+            },
+            c => out.push(c),
+        }
+    }
+    None
+}
+
+/// How many values a `Debug` list of binds (`[1, "a, b", None]`) holds: its top-level
+/// commas, outside strings and nested brackets.
+fn count_binds(list: &str) -> usize {
+    let inner = list.trim();
+    let Some(inner) = inner.strip_prefix('[').and_then(|l| l.strip_suffix(']')) else {
+        return 1;
+    };
+    if inner.trim().is_empty() {
+        return 0;
+    }
+    let (mut depth, mut in_str, mut escaped, mut n) = (0i32, false, false, 1);
+    for c in inner.chars() {
+        match (in_str, c) {
+            (true, _) if escaped => escaped = false,
+            (true, '\\') => escaped = true,
+            (true, '"') => in_str = false,
+            (true, _) => {}
+            (false, '"') => in_str = true,
+            (false, '[' | '(' | '{') => depth += 1,
+            (false, ']' | ')' | '}') => depth -= 1,
+            (false, ',') if depth == 0 => n += 1,
+            _ => {}
+        }
+    }
+    n
 }
 
 impl Instrumentation for OsProfilerInstrumentation {
     fn on_connection_event(&mut self, event: InstrumentationEvent<'_>) {
         match event {
             InstrumentationEvent::StartEstablishConnection { url, .. } => {
-                self.target = Arc::new(target_of_url(url));
-                if osprofiler_core::is_active() {
-                    self.open.push(DbPoint::start(
-                        "connect",
-                        &self.target,
-                        true,
-                        || None,
-                        || None,
-                    ));
+                if !self.fixed_target {
+                    let keep = self.tracer.keeps_literals();
+                    self.tracer = DbTracer::for_target(target_of_url(url)).keep_literals(keep);
                 }
+                self.open.push(self.tracer.start(DbEvent::Connect));
             }
             InstrumentationEvent::FinishEstablishConnection { error, .. } => {
                 if let Some(point) = self.open.pop() {
                     match error {
-                        Some(e) => point.err(DbError {
-                            etype: "diesel::result::ConnectionError",
-                            message: e.to_string(),
-                            original_exception: None,
-                            sqlstate: None,
-                        }),
+                        Some(e) => point.err(DbError::new(
+                            "diesel::result::ConnectionError",
+                            e.to_string(),
+                        )),
                         None => point.done(),
                     }
                 }
             }
             InstrumentationEvent::BeginTransaction { depth, .. } => {
-                self.next_api = Some(if depth.get() > 1 {
-                    "savepoint"
-                } else {
-                    "begin"
-                });
+                self.pending = Some(Pending::Begin(depth.get()));
             }
             InstrumentationEvent::CommitTransaction { depth, .. } => {
-                self.next_api = Some(if depth.get() > 1 {
-                    "release_savepoint"
-                } else {
-                    "commit"
-                });
+                self.pending = Some(Pending::Commit(depth.get()));
             }
             InstrumentationEvent::RollbackTransaction { depth, .. } => {
-                self.next_api = Some(if depth.get() > 1 {
-                    "rollback_to_savepoint"
-                } else {
-                    "rollback"
-                });
+                self.pending = Some(Pending::Rollback(depth.get()));
             }
             InstrumentationEvent::StartQuery { query, .. } => {
-                let api = self.next_api.take().unwrap_or("query");
-                if !osprofiler_core::is_active() {
-                    return;
-                }
-                // Formatting walks the query: done once, and only when SQL is recorded.
-                let text = std::cell::OnceCell::new();
-                let text_of = || {
-                    text.get_or_init(|| {
-                        // Sized up front: growing from empty reallocated several times per
-                        // statement, half of the formatting's cost.
-                        use std::fmt::Write as _;
-                        let mut s = String::with_capacity(256);
-                        let _ = write!(s, "{query}");
-                        s
-                    })
-                    .as_str()
+                let point = match self.pending.take() {
+                    Some(Pending::Begin(depth)) => self.tracer.start(DbEvent::Begin { depth }),
+                    Some(Pending::Commit(depth)) => self.tracer.start(DbEvent::Commit { depth }),
+                    Some(Pending::Rollback(depth)) => {
+                        self.tracer.start(DbEvent::Rollback { depth })
+                    }
+                    None => {
+                        // Formatting walks the query: only when the SQL is recorded.
+                        let source = |with_params: bool| {
+                            let parsed = parse_debug(&format!("{query:?}"));
+                            let binds = parsed.binds.as_deref().map_or(0, count_binds);
+                            let params = parsed.binds.filter(|_| with_params && binds > 0);
+                            Some(db::Sql::new(db::SqlText::Owned(parsed.sql), binds).params(params))
+                        };
+                        self.tracer.start(DbEvent::Query(&source))
+                    }
                 };
-                let point = DbPoint::start(
-                    api,
-                    &self.target,
-                    false,
-                    || {
-                        let (sql, binds) = split_binds(text_of());
-                        // Diesel's SQL is parameterized unless it has no binds at all (raw
-                        // `sql_query`/`batch_execute` text may carry literals).
-                        Some(if binds.is_some() {
-                            SqlText::Parameterized(Arc::from(sql))
-                        } else {
-                            SqlText::Raw(Arc::from(sql))
-                        })
-                    },
-                    || split_binds(text_of()).1.map(str::to_owned),
-                );
                 self.open.push(point);
             }
             InstrumentationEvent::FinishQuery { error, .. } => {
@@ -200,17 +276,27 @@ impl Instrumentation for OsProfilerInstrumentation {
     }
 }
 
-/// The error info of a diesel error.
+/// The error info of a diesel error: the database's message, and diesel's error kind as
+/// `db.code` (diesel exposes no SQLSTATE).
 pub fn error_info(e: &diesel::result::Error) -> DbError {
-    let original = match e {
-        diesel::result::Error::DatabaseError(_, info) => Some(info.message().to_owned()),
-        _ => None,
+    use diesel::result::Error as E;
+    let (original, code) = match e {
+        E::DatabaseError(kind, info) => (Some(info.message().to_owned()), format!("{kind:?}")),
+        E::NotFound => (None, "NotFound".to_owned()),
+        E::QueryBuilderError(_) => (None, "QueryBuilderError".to_owned()),
+        E::DeserializationError(_) => (None, "DeserializationError".to_owned()),
+        E::SerializationError(_) => (None, "SerializationError".to_owned()),
+        E::RollbackErrorOnCommit { .. } => (None, "RollbackErrorOnCommit".to_owned()),
+        E::RollbackTransaction => (None, "RollbackTransaction".to_owned()),
+        E::AlreadyInTransaction => (None, "AlreadyInTransaction".to_owned()),
+        E::NotInTransaction => (None, "NotInTransaction".to_owned()),
+        E::BrokenTransactionManager => (None, "BrokenTransactionManager".to_owned()),
+        _ => (None, "Other".to_owned()),
     };
     DbError {
-        etype: "diesel::result::Error",
-        message: e.to_string(),
         original_exception: original,
-        sqlstate: None,
+        code: Some(code),
+        ..DbError::new("diesel::result::Error", e.to_string())
     }
 }
 
@@ -242,17 +328,30 @@ pub fn instrument_async<C: diesel_async::AsyncConnection>(conn: &mut C, target: 
     conn.set_instrumentation(OsProfilerInstrumentation::new().target(target));
 }
 
+static DEFAULT_KEEPS_LITERALS: std::sync::atomic::AtomicBool =
+    std::sync::atomic::AtomicBool::new(false);
+
 fn boxed() -> Option<Box<dyn Instrumentation>> {
-    Some(Box::new(OsProfilerInstrumentation::new()))
+    let keep = DEFAULT_KEEPS_LITERALS.load(std::sync::atomic::Ordering::Relaxed);
+    Some(Box::new(
+        OsProfilerInstrumentation::new().keep_literals(keep),
+    ))
 }
 
 /// Makes every connection established from now on instrumented (diesel's default
 /// instrumentation).
 pub fn install_default() -> diesel::QueryResult<()> {
+    install_default_with(false)
+}
+
+/// [`install_default`], recording SQL without bound values with its literals when
+/// `keep_literals` (see [`OsProfilerInstrumentation::keep_literals`]).
+pub fn install_default_with(keep_literals: bool) -> diesel::QueryResult<()> {
+    DEFAULT_KEEPS_LITERALS.store(keep_literals, std::sync::atomic::Ordering::Relaxed);
     diesel::connection::set_default_instrumentation(boxed)
 }
 
-/// An r2d2 connection customizer that instruments every pooled connection.
+/// An r2d2 connection customizer that instruments every pooled connection (feature `r2d2`).
 ///
 /// ```no_run
 /// use diesel::r2d2::{ConnectionManager, Pool};
@@ -264,12 +363,22 @@ pub fn install_default() -> diesel::QueryResult<()> {
 #[derive(Debug, Clone)]
 pub struct Customizer {
     target: DbTarget,
+    keep_literals: bool,
 }
 
 impl Customizer {
     /// A customizer recording `target` for every connection.
     pub fn new(target: DbTarget) -> Self {
-        Customizer { target }
+        Customizer {
+            target,
+            keep_literals: false,
+        }
+    }
+
+    /// See [`OsProfilerInstrumentation::keep_literals`].
+    pub fn keep_literals(mut self, keep: bool) -> Self {
+        self.keep_literals = keep;
+        self
     }
 }
 
@@ -277,7 +386,11 @@ impl<C: diesel::Connection> diesel::r2d2::CustomizeConnection<C, diesel::r2d2::E
     for Customizer
 {
     fn on_acquire(&self, conn: &mut C) -> Result<(), diesel::r2d2::Error> {
-        instrument_with(conn, self.target.clone());
+        conn.set_instrumentation(
+            OsProfilerInstrumentation::new()
+                .target(self.target.clone())
+                .keep_literals(self.keep_literals),
+        );
         Ok(())
     }
 }
@@ -309,11 +422,28 @@ mod tests {
     }
 
     #[test]
-    fn binds_are_split_off() {
+    fn debug_text_splits_into_sql_and_binds_whatever_they_contain() {
+        // A value that looks like the separator, and SQL that does.
+        let sql = "SELECT ' -- binds: [1]' \"q\" \\ é\n";
+        let binds = vec![" -- binds: ", "\" }"];
+        let text = format!("Query {{ sql: {sql:?}, binds: {binds:?} }}");
         assert_eq!(
-            split_binds("SELECT $1 -- binds: [1]"),
-            ("SELECT $1", Some("[1]"))
+            parse_debug(&text),
+            Parsed {
+                sql: sql.to_owned(),
+                binds: Some(format!("{binds:?}"))
+            }
         );
-        assert_eq!(split_binds("BEGIN"), ("BEGIN", None));
+        assert_eq!(count_binds(&format!("{binds:?}")), 2);
+        assert_eq!(count_binds("[]"), 0);
+        assert_eq!(count_binds("[1, Some([2, 3]), \"a, b\"]"), 3);
+        assert_eq!(
+            parse_debug(&format!("{:?}", "BEGIN; SELECT '\u{1}'")),
+            Parsed {
+                sql: "BEGIN; SELECT '\u{1}'".to_owned(),
+                binds: None
+            }
+        );
+        assert_eq!(parse_debug("odd").sql, "odd");
     }
 }

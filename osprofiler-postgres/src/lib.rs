@@ -13,16 +13,19 @@
 //! # Ok(()) }
 //! ```
 //!
-//! Start info `{"db": {"api", "system": "postgresql", "namespace", "server"}}`, plus
-//! `statement` when `trace_sql` is on and `params` when `trace_sql_params` is on too; stop info
-//! `{"db": {"rows": n}}`, or `etype`/`message`/`db.original_exception`/`db.sqlstate` for an
-//! error (the caller gets the error unchanged). Raw SQL (`batch_execute`, `simple_query`) is
-//! recorded with its literals replaced by `?` unless [`Traced::keep_literals`] is set.
-//! With no active trace every method calls tokio-postgres directly.
+//! Each call is a `db` point with the info every adapter records (the table in
+//! [`osprofiler_core::db`]): `api` `query` for `query*`, `execute`, `batch_execute`,
+//! `simple_query` and `copy_*`, `prepare`, `begin`/`commit`/`rollback` for a transaction and
+//! `savepoint`/`release_savepoint`/`rollback_to_savepoint` for a nested one; the SQL when
+//! `trace_sql` is on — with its literals replaced by `?` when no value is bound to it
+//! (`batch_execute`, `simple_query`, a query without parameters) unless
+//! [`Traced::keep_literals`] is set — and `params` with `trace_sql_params`; rows, or the error
+//! with its SQLSTATE (the caller gets the error unchanged). With no active trace every method
+//! is tokio-postgres's call and a branch.
 //!
 //! [tokio-postgres]: tokio_postgres
 
-use osprofiler_core::db::{DbError, DbPoint, DbTarget, SqlText};
+use osprofiler_core::db::{self, DbError, DbEvent, DbStream, DbTracer, SqlText, rows};
 use std::ops::Deref;
 use std::sync::Arc;
 use tokio_postgres::types::{BorrowToSql, ToSql};
@@ -116,7 +119,7 @@ impl Sql for str {
         self
     }
     fn text(&self) -> Option<SqlText> {
-        Some(SqlText::Parameterized(Arc::from(self)))
+        Some(self.into())
     }
 }
 
@@ -126,7 +129,7 @@ impl Sql for String {
         self
     }
     fn text(&self) -> Option<SqlText> {
-        Some(SqlText::Parameterized(Arc::from(self.as_str())))
+        Some(self.as_str().into())
     }
 }
 
@@ -171,34 +174,37 @@ impl Sql for TracedStatement {
         &self.statement
     }
     fn text(&self) -> Option<SqlText> {
-        Some(SqlText::Parameterized(self.text.clone()))
+        Some(SqlText::Shared(self.text.clone()))
     }
 }
 
-/// The error info of a tokio-postgres error: SQLSTATE and the server's message when there is
-/// one.
+/// The error info of a tokio-postgres error: its text with its cause (tokio-postgres's own
+/// `Display` says only "db error"), the server's message and SQLSTATE when there is one.
 pub fn error_info(e: &Error) -> DbError {
+    let message = match std::error::Error::source(e) {
+        Some(cause) => format!("{e}: {cause}"),
+        None => e.to_string(),
+    };
     DbError {
-        etype: "tokio_postgres::error::Error",
-        message: e.to_string(),
         original_exception: e.as_db_error().map(|d| d.message().to_owned()),
         sqlstate: e.code().map(|c| c.code().to_owned()),
+        ..DbError::new("tokio_postgres::error::Error", message)
     }
 }
 
-fn finish<T>(point: DbPoint, result: &Result<T, Error>, rows: impl FnOnce(&T) -> Option<u64>) {
-    point.finish(result, rows, error_info);
-}
-
-fn params_text(params: &[&(dyn ToSql + Sync)]) -> Option<String> {
-    Some(format!("{params:?}"))
-}
-
-/// Settings shared by a traced client and its transactions.
-#[derive(Debug, Clone)]
-struct Settings {
-    target: Arc<DbTarget>,
-    keep_literals: bool,
+/// The statement of a call with `binds` values bound, `params` their text if known.
+fn sql_of<'a, S: ?Sized + Sql>(
+    statement: &'a S,
+    binds: usize,
+    params: Option<&'a [&'a (dyn ToSql + Sync)]>,
+) -> impl Fn(bool) -> Option<db::Sql> + 'a {
+    move |with_params| {
+        let sql = db::Sql::new(statement.text()?, binds);
+        Some(match params {
+            Some(p) if with_params => sql.params(Some(format!("{p:?}"))),
+            _ => sql,
+        })
+    }
 }
 
 /// A tokio-postgres client (or [`Transaction`]) whose calls are `db` points.
@@ -207,7 +213,9 @@ struct Settings {
 #[derive(Debug)]
 pub struct Traced<C> {
     inner: C,
-    settings: Settings,
+    tracer: DbTracer,
+    /// 0 for a client, the transaction's depth for a transaction (2+: a savepoint).
+    depth: u32,
 }
 
 impl<C> Traced<C> {
@@ -215,30 +223,27 @@ impl<C> Traced<C> {
     pub fn new(inner: C) -> Self {
         Traced {
             inner,
-            settings: Settings {
-                target: Arc::new(DbTarget::new("postgresql")),
-                keep_literals: false,
-            },
+            tracer: DbTracer::new("postgresql"),
+            depth: 0,
         }
     }
 
     /// Records the database name (`db.namespace`).
     pub fn database(mut self, name: impl Into<String>) -> Self {
-        let t = (*self.settings.target).clone().namespace(name);
-        self.settings.target = Arc::new(t);
+        self.tracer = self.tracer.database(name);
         self
     }
 
     /// Records the server address (`db.server`, `host:port`; never put credentials here).
     pub fn server(mut self, server: impl Into<String>) -> Self {
-        let t = (*self.settings.target).clone().server(server);
-        self.settings.target = Arc::new(t);
+        self.tracer = self.tracer.server(server);
         self
     }
 
-    /// Records raw SQL (`batch_execute`, `simple_query`) with its literals instead of `?`.
+    /// Records SQL without bound values (`batch_execute`, `simple_query`, a query without
+    /// parameters) with its literals instead of `?`.
     pub fn keep_literals(mut self, keep: bool) -> Self {
-        self.settings.keep_literals = keep;
+        self.tracer = self.tracer.keep_literals(keep);
         self
     }
 
@@ -256,25 +261,6 @@ impl<C> Traced<C> {
     pub fn into_inner(self) -> C {
         self.inner
     }
-
-    fn point(
-        &self,
-        api: &'static str,
-        sql: impl FnOnce() -> Option<SqlText>,
-        params: impl FnOnce() -> Option<String>,
-    ) -> DbPoint {
-        DbPoint::start(
-            api,
-            &self.settings.target,
-            self.settings.keep_literals,
-            sql,
-            params,
-        )
-    }
-
-    fn raw(sql: &str) -> impl FnOnce() -> Option<SqlText> + '_ {
-        move || Some(SqlText::Raw(Arc::from(sql)))
-    }
 }
 
 /// The methods shared by traced clients and traced transactions; `$get` yields the object
@@ -287,13 +273,11 @@ macro_rules! traced_methods {
             statement: &S,
             params: &[&(dyn ToSql + Sync)],
         ) -> Result<Vec<Row>, Error> {
-            if !osprofiler_core::is_active() {
-                return self.$get().query(statement.statement(), params).await;
-            }
-            let point = self.point("query", || statement.text(), || params_text(params));
-            let r = self.$get().query(statement.statement(), params).await;
-            finish(point, &r, |rows| Some(rows.len() as u64));
-            r
+            let sql = sql_of(statement, params.len(), Some(params));
+            let fut = self.$get().query(statement.statement(), params);
+            self.tracer
+                .run(DbEvent::Query(&sql), fut, rows::len, error_info)
+                .await
         }
 
         /// Like `query_one`: exactly one row.
@@ -302,13 +286,11 @@ macro_rules! traced_methods {
             statement: &S,
             params: &[&(dyn ToSql + Sync)],
         ) -> Result<Row, Error> {
-            if !osprofiler_core::is_active() {
-                return self.$get().query_one(statement.statement(), params).await;
-            }
-            let point = self.point("query_one", || statement.text(), || params_text(params));
-            let r = self.$get().query_one(statement.statement(), params).await;
-            finish(point, &r, |_| Some(1));
-            r
+            let sql = sql_of(statement, params.len(), Some(params));
+            let fut = self.$get().query_one(statement.statement(), params);
+            self.tracer
+                .run(DbEvent::Query(&sql), fut, rows::one, error_info)
+                .await
         }
 
         /// Like `query_opt`: zero or one row.
@@ -317,17 +299,15 @@ macro_rules! traced_methods {
             statement: &S,
             params: &[&(dyn ToSql + Sync)],
         ) -> Result<Option<Row>, Error> {
-            if !osprofiler_core::is_active() {
-                return self.$get().query_opt(statement.statement(), params).await;
-            }
-            let point = self.point("query_opt", || statement.text(), || params_text(params));
-            let r = self.$get().query_opt(statement.statement(), params).await;
-            finish(point, &r, |row| Some(u64::from(row.is_some())));
-            r
+            let sql = sql_of(statement, params.len(), Some(params));
+            let fut = self.$get().query_opt(statement.statement(), params);
+            self.tracer
+                .run(DbEvent::Query(&sql), fut, rows::optional, error_info)
+                .await
         }
 
-        /// Like `query_raw`: a stream of rows. The point stops when the stream ends, at its
-        /// first error, or when it is dropped (then marked cancelled).
+        /// Like `query_raw`: a stream of rows. The point stops when the stream ends (with the
+        /// rows counted), at its first error, or when it is dropped (then marked cancelled).
         pub async fn query_raw<S, P, I>(
             &self,
             statement: &S,
@@ -339,18 +319,11 @@ macro_rules! traced_methods {
             I: IntoIterator<Item = P>,
             I::IntoIter: ExactSizeIterator,
         {
-            if !osprofiler_core::is_active() {
-                let inner = self.$get().query_raw(statement.statement(), params).await?;
-                return Ok(TracedRowStream::new(inner, None, one_row, error_info));
-            }
-            let point = self.point("query_raw", || statement.text(), || None);
+            let params = params.into_iter();
+            let sql = sql_of(statement, params.len(), None);
+            let point = self.tracer.start(DbEvent::Query(&sql));
             match self.$get().query_raw(statement.statement(), params).await {
-                Ok(inner) => Ok(TracedRowStream::new(
-                    inner,
-                    Some(point),
-                    one_row,
-                    error_info,
-                )),
+                Ok(inner) => Ok(TracedRowStream::new(inner, point, rows::each, error_info)),
                 Err(e) => {
                     point.err(error_info(&e));
                     Err(e)
@@ -364,58 +337,55 @@ macro_rules! traced_methods {
             statement: &S,
             params: &[&(dyn ToSql + Sync)],
         ) -> Result<u64, Error> {
-            if !osprofiler_core::is_active() {
-                return self.$get().execute(statement.statement(), params).await;
-            }
-            let point = self.point("execute", || statement.text(), || params_text(params));
-            let r = self.$get().execute(statement.statement(), params).await;
-            finish(point, &r, |n| Some(*n));
-            r
+            let sql = sql_of(statement, params.len(), Some(params));
+            let fut = self.$get().execute(statement.statement(), params);
+            self.tracer
+                .run(DbEvent::Query(&sql), fut, |n| Some(*n), error_info)
+                .await
         }
 
         /// Like `prepare`, returning a statement that remembers its text.
         pub async fn prepare(&self, query: &str) -> Result<TracedStatement, Error> {
-            let point = if osprofiler_core::is_active() {
-                Some(self.point("prepare", || query.text(), || None))
-            } else {
-                None
-            };
-            let r = self.$get().prepare(query).await;
-            if let Some(point) = point {
-                finish(point, &r, |_| None);
-            }
+            let sql = sql_of(query, 0, None);
+            let fut = self.$get().prepare(query);
+            let statement = self
+                .tracer
+                .run(DbEvent::Prepare(&sql), fut, rows::none, error_info)
+                .await?;
             Ok(TracedStatement {
-                statement: r?,
+                statement,
                 text: Arc::from(query),
             })
         }
 
-        /// Like `batch_execute` (raw SQL: literals sanitized unless kept).
+        /// Like `batch_execute` (SQL without bound values: literals replaced unless kept).
         pub async fn batch_execute(&self, query: &str) -> Result<(), Error> {
-            if !osprofiler_core::is_active() {
-                return self.$get().batch_execute(query).await;
-            }
-            let point = self.point("batch_execute", Self::raw(query), || None);
-            let r = self.$get().batch_execute(query).await;
-            finish(point, &r, |_| None);
-            r
+            let sql = sql_of(query, 0, None);
+            let fut = self.$get().batch_execute(query);
+            self.tracer
+                .run(DbEvent::Query(&sql), fut, rows::none, error_info)
+                .await
         }
 
-        /// Like `simple_query` (raw SQL: literals sanitized unless kept); rows = rows returned.
+        /// Like `simple_query` (SQL without bound values: literals replaced unless kept);
+        /// rows = rows returned.
         pub async fn simple_query(&self, query: &str) -> Result<Vec<SimpleQueryMessage>, Error> {
-            if !osprofiler_core::is_active() {
-                return self.$get().simple_query(query).await;
-            }
-            let point = self.point("simple_query", Self::raw(query), || None);
-            let r = self.$get().simple_query(query).await;
-            finish(point, &r, |msgs| {
-                Some(
-                    msgs.iter()
-                        .filter(|m| matches!(m, SimpleQueryMessage::Row(_)))
-                        .count() as u64,
+            let sql = sql_of(query, 0, None);
+            let fut = self.$get().simple_query(query);
+            self.tracer
+                .run(
+                    DbEvent::Query(&sql),
+                    fut,
+                    |msgs| {
+                        Some(
+                            msgs.iter()
+                                .filter(|m| matches!(m, SimpleQueryMessage::Row(_)))
+                                .count() as u64,
+                        )
+                    },
+                    error_info,
                 )
-            });
-            r
+                .await
         }
 
         /// Like `copy_out`: a stream of data; the point covers the call (the statement starting).
@@ -423,13 +393,11 @@ macro_rules! traced_methods {
             &self,
             statement: &S,
         ) -> Result<tokio_postgres::CopyOutStream, Error> {
-            if !osprofiler_core::is_active() {
-                return self.$get().copy_out(statement.statement()).await;
-            }
-            let point = self.point("copy_out", || statement.text(), || None);
-            let r = self.$get().copy_out(statement.statement()).await;
-            finish(point, &r, |_| None);
-            r
+            let sql = sql_of(statement, 0, None);
+            let fut = self.$get().copy_out(statement.statement());
+            self.tracer
+                .run(DbEvent::Query(&sql), fut, rows::none, error_info)
+                .await
         }
 
         /// Like `copy_in`: a sink for data; the point covers the call (the statement starting).
@@ -441,13 +409,11 @@ macro_rules! traced_methods {
             S: ?Sized + Sql,
             U: bytes::Buf + 'static + Send,
         {
-            if !osprofiler_core::is_active() {
-                return self.$get().copy_in(statement.statement()).await;
-            }
-            let point = self.point("copy_in", || statement.text(), || None);
-            let r = self.$get().copy_in(statement.statement()).await;
-            finish(point, &r, |_| None);
-            r
+            let sql = sql_of(statement, 0, None);
+            let fut = self.$get().copy_in(statement.statement());
+            self.tracer
+                .run(DbEvent::Query(&sql), fut, rows::none, error_info)
+                .await
         }
     };
 }
@@ -464,32 +430,17 @@ impl<C: AsClientMut> Traced<C> {
     /// Like `transaction`: `BEGIN` is a point (api `begin`), and so are the transaction's
     /// calls, `commit` and `rollback`.
     pub async fn transaction(&mut self) -> Result<Traced<Transaction<'_>>, Error> {
-        let settings = self.settings.clone();
-        let tx = begin(&settings, self.inner.as_client_mut().transaction()).await?;
+        let tracer = self.tracer.clone();
+        let fut = self.inner.as_client_mut().transaction();
+        let tx = tracer
+            .run(DbEvent::Begin { depth: 1 }, fut, rows::none, error_info)
+            .await?;
         Ok(Traced {
             inner: tx,
-            settings,
+            tracer,
+            depth: 1,
         })
     }
-}
-
-async fn begin<'a, F>(settings: &Settings, start: F) -> Result<Transaction<'a>, Error>
-where
-    F: std::future::Future<Output = Result<Transaction<'a>, Error>>,
-{
-    if !osprofiler_core::is_active() {
-        return start.await;
-    }
-    let point = DbPoint::start(
-        "begin",
-        &settings.target,
-        true,
-        || Some(SqlText::Raw(Arc::from("BEGIN"))),
-        || None,
-    );
-    let r = start.await;
-    finish(point, &r, |_| None);
-    r
 }
 
 impl<'a> Traced<Transaction<'a>> {
@@ -499,72 +450,56 @@ impl<'a> Traced<Transaction<'a>> {
 
     traced_methods!(client);
 
-    /// Commits (a point, api `commit`).
+    /// Commits (a point, api `commit`; `release_savepoint` for a nested transaction).
     pub async fn commit(self) -> Result<(), Error> {
-        let Traced { inner, settings } = self;
-        if !osprofiler_core::is_active() {
-            return inner.commit().await;
-        }
-        let point = DbPoint::start(
-            "commit",
-            &settings.target,
-            true,
-            || Some(SqlText::Raw(Arc::from("COMMIT"))),
-            || None,
-        );
-        let r = inner.commit().await;
-        finish(point, &r, |_| None);
-        r
+        let Traced {
+            inner,
+            tracer,
+            depth,
+        } = self;
+        tracer
+            .run(
+                DbEvent::Commit { depth },
+                inner.commit(),
+                rows::none,
+                error_info,
+            )
+            .await
     }
 
-    /// Rolls back (a point, api `rollback`).
+    /// Rolls back (a point, api `rollback`; `rollback_to_savepoint` for a nested transaction).
     pub async fn rollback(self) -> Result<(), Error> {
-        let Traced { inner, settings } = self;
-        if !osprofiler_core::is_active() {
-            return inner.rollback().await;
-        }
-        let point = DbPoint::start(
-            "rollback",
-            &settings.target,
-            true,
-            || Some(SqlText::Raw(Arc::from("ROLLBACK"))),
-            || None,
-        );
-        let r = inner.rollback().await;
-        finish(point, &r, |_| None);
-        r
+        let Traced {
+            inner,
+            tracer,
+            depth,
+        } = self;
+        tracer
+            .run(
+                DbEvent::Rollback { depth },
+                inner.rollback(),
+                rows::none,
+                error_info,
+            )
+            .await
     }
 
     /// A nested transaction (a savepoint; a point, api `savepoint`).
     pub async fn transaction(&mut self) -> Result<Traced<Transaction<'_>>, Error> {
-        let settings = self.settings.clone();
-        if !osprofiler_core::is_active() {
-            let tx = self.inner.transaction().await?;
-            return Ok(Traced {
-                inner: tx,
-                settings,
-            });
-        }
-        let point = DbPoint::start(
-            "savepoint",
-            &settings.target,
-            true,
-            || Some(SqlText::Raw(Arc::from("SAVEPOINT"))),
-            || None,
-        );
-        let r = self.inner.transaction().await;
-        finish(point, &r, |_| None);
+        let depth = self.depth + 1;
+        let tracer = self.tracer.clone();
+        let fut = self.inner.transaction();
+        let tx = tracer
+            .run(DbEvent::Begin { depth }, fut, rows::none, error_info)
+            .await?;
         Ok(Traced {
-            inner: r?,
-            settings,
+            inner: tx,
+            tracer,
+            depth,
         })
     }
 }
 
 /// The rows of [`Traced::query_raw`]; its point stops with the stream (at its end, first error
 /// or drop).
-pub type TracedRowStream = osprofiler_core::db::DbStream<RowStream, Row, Error>;
-
-fn one_row(_: &Row) -> u64 {
-    1
-}
+pub type TracedRowStream = DbStream<RowStream, Row, Error>;

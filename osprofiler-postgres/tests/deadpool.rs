@@ -35,10 +35,7 @@ async fn pooled_objects_are_traced_clients() {
     })
     .await;
     let apis: Vec<String> = db_points(&msgs).into_iter().map(|p| p.0).collect();
-    assert_eq!(
-        apis,
-        ["query_one", "batch_execute", "begin", "execute", "commit"]
-    );
+    assert_eq!(apis, ["query", "query", "begin", "query", "commit"]);
     // The object goes back to the pool when the wrapper is dropped.
     drop(db);
     assert_eq!(pool.status().available, 1);

@@ -11,11 +11,15 @@
 //! # Ok(()) }
 //! ```
 //!
-//! Points: `execute`, `execute_unprepared`, `query_one`, `query_all`, `stream` (stops at the
-//! end of the stream, its first error or when dropped), `begin`, `commit`, `rollback`. Start
-//! info `{"db": {"api", "system", "namespace", "server"}}` plus `statement` when `trace_sql` is
-//! on (sea-orm's SQL text; `execute_unprepared` text sanitized) and `params` (sea-orm's bound
-//! values) when `trace_sql_params` is on too.
+//! Every call is a `db` point with the info every adapter records (the table in
+//! [`osprofiler_core::db`]): `api` `query` for `execute`, `execute_unprepared`, `query_one`,
+//! `query_all` and streams (which stop at the end of the stream, its first error or when
+//! dropped), `begin`/`commit`/`rollback` for a transaction and
+//! `savepoint`/`release_savepoint`/`rollback_to_savepoint` for a nested one; the SQL when
+//! `trace_sql` is on — literals replaced by `?` when no value is bound to it
+//! (`execute_unprepared`, a statement without values) unless [`Traced::keep_literals`] is set —
+//! `params` (sea-orm's bound values) when `trace_sql_params` is on too; rows, or the error with
+//! its SQLSTATE (PostgreSQL, MySQL) or SQLite code.
 //!
 //! sea-orm's traits are `async_trait`s. With no trace active, the query methods hand back
 //! sea-orm's own boxed future: the wrapper adds no allocation (a counting-allocator test checks
@@ -23,15 +27,14 @@
 //!
 //! [sea-orm]: sea_orm
 
-use osprofiler_core::db::{DbError, DbPoint, DbTarget, SqlText};
+use osprofiler_core::db::{self, DbError, DbEvent, DbFuture, DbTracer, rows};
 use sea_orm::{
     AccessMode, ConnectionTrait, DbBackend, DbErr, ExecResult, IsolationLevel, QueryResult,
-    Statement, StreamTrait, TransactionError, TransactionOptions, TransactionSession,
+    RuntimeErr, Statement, StreamTrait, TransactionError, TransactionOptions, TransactionSession,
     TransactionTrait,
 };
 use std::future::Future;
 use std::pin::Pin;
-use std::sync::Arc;
 
 /// The future type of sea-orm's `async_trait` methods.
 type BoxedFuture<'a, T> = Pin<Box<dyn Future<Output = T> + Send + 'a>>;
@@ -40,7 +43,9 @@ type BoxedFuture<'a, T> = Pin<Box<dyn Future<Output = T> + Send + 'a>>;
 #[derive(Debug, Clone)]
 pub struct Traced<C> {
     inner: C,
-    target: Arc<DbTarget>,
+    tracer: DbTracer,
+    /// 0 for a connection, the transaction's depth for a transaction (2+: a savepoint).
+    depth: u32,
 }
 
 fn system_of(backend: DbBackend) -> &'static str {
@@ -55,21 +60,32 @@ fn system_of(backend: DbBackend) -> &'static str {
 impl<C: ConnectionTrait> Traced<C> {
     /// Wraps a connection (a `DatabaseConnection`, or a transaction).
     pub fn new(inner: C) -> Self {
-        let target = Arc::new(DbTarget::new(system_of(inner.get_database_backend())));
-        Traced { inner, target }
+        let tracer = DbTracer::new(system_of(inner.get_database_backend()));
+        Traced {
+            inner,
+            tracer,
+            depth: 0,
+        }
     }
 }
 
 impl<C> Traced<C> {
     /// Records the database name (`db.namespace`).
     pub fn database(mut self, name: impl Into<String>) -> Self {
-        self.target = Arc::new((*self.target).clone().namespace(name));
+        self.tracer = self.tracer.database(name);
         self
     }
 
     /// Records the server address (`db.server`, `host:port`; never credentials).
     pub fn server(mut self, server: impl Into<String>) -> Self {
-        self.target = Arc::new((*self.target).clone().server(server));
+        self.tracer = self.tracer.server(server);
+        self
+    }
+
+    /// Records SQL without bound values (`execute_unprepared`, a statement without values)
+    /// with its literals instead of `?`.
+    pub fn keep_literals(mut self, keep: bool) -> Self {
+        self.tracer = self.tracer.keep_literals(keep);
         self
     }
 
@@ -83,56 +99,53 @@ impl<C> Traced<C> {
         self.inner
     }
 
-    fn wrap<T>(&self, inner: T) -> Traced<T> {
+    fn wrap<T>(&self, inner: T, depth: u32) -> Traced<T> {
         Traced {
             inner,
-            target: self.target.clone(),
+            tracer: self.tracer.clone(),
+            depth,
         }
     }
+}
 
-    fn point(&self, api: &'static str, stmt: Option<&Statement>, raw: Option<&str>) -> DbPoint {
-        DbPoint::start(
-            api,
-            &self.target,
-            false,
-            || match (stmt, raw) {
-                (Some(s), _) if s.values.is_some() => {
-                    Some(SqlText::Parameterized(Arc::from(s.sql.as_str())))
-                }
-                (Some(s), _) => Some(SqlText::Raw(Arc::from(s.sql.as_str()))),
-                (None, Some(sql)) => Some(SqlText::Raw(Arc::from(sql))),
-                (None, None) => None,
-            },
-            || {
-                stmt.and_then(|s| s.values.as_ref())
-                    .map(|v| format!("{:?}", v.0))
-            },
-        )
-    }
-
-    fn fixed(&self, api: &'static str, sql: &'static str) -> DbPoint {
-        DbPoint::start(
-            api,
-            &self.target,
-            true,
-            || Some(SqlText::Raw(Arc::from(sql))),
-            || None,
-        )
+/// The statement of a sea-orm call.
+fn sql_of(stmt: &Statement) -> impl Fn(bool) -> Option<db::Sql> + '_ {
+    move |with_params| {
+        let binds = stmt.values.as_ref().map_or(0, |v| v.0.len());
+        let params = (with_params && binds > 0)
+            .then(|| stmt.values.as_ref().map(|v| format!("{:?}", v.0)))
+            .flatten();
+        Some(db::Sql::new(stmt.sql.as_str().into(), binds).params(params))
     }
 }
 
-/// The error info of a sea-orm error.
+fn affected(result: &ExecResult) -> Option<u64> {
+    Some(result.rows_affected())
+}
+
+/// The error info of a sea-orm error: with sea-orm's sqlx drivers, the database's message and
+/// its SQLSTATE (PostgreSQL, MySQL) or result code (SQLite).
 pub fn error_info(e: &DbErr) -> DbError {
-    DbError {
-        etype: "sea_orm::error::DbErr",
-        message: e.to_string(),
+    let mut info = DbError {
         original_exception: e.sql_err().map(|s| s.to_string()),
-        sqlstate: None,
+        ..DbError::new("sea_orm::error::DbErr", e.to_string())
+    };
+    if let DbErr::Exec(RuntimeErr::SqlxError(x))
+    | DbErr::Query(RuntimeErr::SqlxError(x))
+    | DbErr::Conn(RuntimeErr::SqlxError(x)) = e
+        && let Some(d) = x.as_database_error()
+    {
+        info.original_exception = Some(d.message().to_owned());
+        let code = d.code().map(|c| c.into_owned());
+        if d.try_downcast_ref::<sea_orm::sqlx::sqlite::SqliteError>()
+            .is_some()
+        {
+            info.code = code;
+        } else {
+            info.sqlstate = code;
+        }
     }
-}
-
-fn finish<T>(point: DbPoint, result: &Result<T, DbErr>, rows: impl FnOnce(&T) -> Option<u64>) {
-    point.finish(result, rows, error_info);
+    info
 }
 
 #[async_trait::async_trait]
@@ -141,8 +154,8 @@ impl<C: ConnectionTrait + Send + Sync> ConnectionTrait for Traced<C> {
         self.inner.get_database_backend()
     }
 
-    // The four query methods are written out (not `async fn`) so that with no trace active
-    // they return sea-orm's own boxed future: the wrapper then allocates nothing of its own.
+    // The query methods are written out (not `async fn`) so that with no trace active they
+    // return sea-orm's own boxed future: the wrapper then allocates nothing of its own.
     fn execute_raw<'life0, 'async_trait>(
         &'life0 self,
         stmt: Statement,
@@ -154,12 +167,13 @@ impl<C: ConnectionTrait + Send + Sync> ConnectionTrait for Traced<C> {
         if !osprofiler_core::is_active() {
             return self.inner.execute_raw(stmt);
         }
-        Box::pin(async move {
-            let point = self.point("execute", Some(&stmt), None);
-            let r = self.inner.execute_raw(stmt).await;
-            finish(point, &r, |e| Some(e.rows_affected()));
-            r
-        })
+        let point = self.tracer.start(DbEvent::Query(&sql_of(&stmt)));
+        Box::pin(DbFuture::new(
+            self.inner.execute_raw(stmt),
+            point,
+            affected,
+            error_info,
+        ))
     }
 
     fn execute_unprepared<'life0, 'life1, 'async_trait>(
@@ -174,12 +188,14 @@ impl<C: ConnectionTrait + Send + Sync> ConnectionTrait for Traced<C> {
         if !osprofiler_core::is_active() {
             return self.inner.execute_unprepared(sql);
         }
-        Box::pin(async move {
-            let point = self.point("execute_unprepared", None, Some(sql));
-            let r = self.inner.execute_unprepared(sql).await;
-            finish(point, &r, |e| Some(e.rows_affected()));
-            r
-        })
+        let source = |_: bool| Some(db::Sql::new(sql.into(), 0));
+        let point = self.tracer.start(DbEvent::Query(&source));
+        Box::pin(DbFuture::new(
+            self.inner.execute_unprepared(sql),
+            point,
+            affected,
+            error_info,
+        ))
     }
 
     fn query_one_raw<'life0, 'async_trait>(
@@ -193,12 +209,13 @@ impl<C: ConnectionTrait + Send + Sync> ConnectionTrait for Traced<C> {
         if !osprofiler_core::is_active() {
             return self.inner.query_one_raw(stmt);
         }
-        Box::pin(async move {
-            let point = self.point("query_one", Some(&stmt), None);
-            let r = self.inner.query_one_raw(stmt).await;
-            finish(point, &r, |row| Some(u64::from(row.is_some())));
-            r
-        })
+        let point = self.tracer.start(DbEvent::Query(&sql_of(&stmt)));
+        Box::pin(DbFuture::new(
+            self.inner.query_one_raw(stmt),
+            point,
+            rows::optional,
+            error_info,
+        ))
     }
 
     fn query_all_raw<'life0, 'async_trait>(
@@ -212,12 +229,13 @@ impl<C: ConnectionTrait + Send + Sync> ConnectionTrait for Traced<C> {
         if !osprofiler_core::is_active() {
             return self.inner.query_all_raw(stmt);
         }
-        Box::pin(async move {
-            let point = self.point("query_all", Some(&stmt), None);
-            let r = self.inner.query_all_raw(stmt).await;
-            finish(point, &r, |rows| Some(rows.len() as u64));
-            r
-        })
+        let point = self.tracer.start(DbEvent::Query(&sql_of(&stmt)));
+        Box::pin(DbFuture::new(
+            self.inner.query_all_raw(stmt),
+            point,
+            rows::len,
+            error_info,
+        ))
     }
 
     fn support_returning(&self) -> bool {
@@ -230,7 +248,7 @@ impl<C: ConnectionTrait + Send + Sync> ConnectionTrait for Traced<C> {
 }
 
 /// The rows of a traced stream; its point stops with the stream (end, first error or drop).
-pub type TracedStream<S> = osprofiler_core::db::DbStream<S, QueryResult, DbErr>;
+pub type TracedStream<S> = db::DbStream<S, QueryResult, DbErr>;
 
 impl<C: StreamTrait> StreamTrait for Traced<C> {
     type Stream<'a>
@@ -246,19 +264,13 @@ impl<C: StreamTrait> StreamTrait for Traced<C> {
         &'a self,
         stmt: Statement,
     ) -> Pin<Box<dyn Future<Output = Result<Self::Stream<'a>, DbErr>> + 'a + Send>> {
-        let point = if osprofiler_core::is_active() {
-            Some(self.point("stream", Some(&stmt), None))
-        } else {
-            None
-        };
+        let point = self.tracer.start(DbEvent::Query(&sql_of(&stmt)));
         let fut = self.inner.stream_raw(stmt);
         Box::pin(async move {
             match fut.await {
-                Ok(inner) => Ok(TracedStream::new(inner, point, |_| 1, error_info)),
+                Ok(inner) => Ok(TracedStream::new(inner, point, rows::each, error_info)),
                 Err(e) => {
-                    if let Some(p) = point {
-                        p.err(error_info(&e));
-                    }
+                    point.err(error_info(&e));
                     Err(e)
                 }
             }
@@ -283,27 +295,26 @@ where
         isolation_level: Option<IsolationLevel>,
         access_mode: Option<AccessMode>,
     ) -> Result<Self::Transaction, DbErr> {
-        let point = osprofiler_core::is_active().then(|| self.fixed("begin", "BEGIN"));
-        let r = self
-            .inner
-            .begin_with_config(isolation_level, access_mode)
-            .await;
-        if let Some(p) = point {
-            finish(p, &r, |_| None);
-        }
-        r.map(|tx| self.wrap(tx))
+        let depth = self.depth + 1;
+        let fut = self.inner.begin_with_config(isolation_level, access_mode);
+        let tx = self
+            .tracer
+            .run(DbEvent::Begin { depth }, fut, rows::none, error_info)
+            .await?;
+        Ok(self.wrap(tx, depth))
     }
 
     async fn begin_with_options(
         &self,
         options: TransactionOptions,
     ) -> Result<Self::Transaction, DbErr> {
-        let point = osprofiler_core::is_active().then(|| self.fixed("begin", "BEGIN"));
-        let r = self.inner.begin_with_options(options).await;
-        if let Some(p) = point {
-            finish(p, &r, |_| None);
-        }
-        r.map(|tx| self.wrap(tx))
+        let depth = self.depth + 1;
+        let fut = self.inner.begin_with_options(options);
+        let tx = self
+            .tracer
+            .run(DbEvent::Begin { depth }, fut, rows::none, error_info)
+            .await?;
+        Ok(self.wrap(tx, depth))
     }
 
     async fn transaction<F, T, E>(&self, callback: F) -> Result<T, TransactionError<E>>
@@ -353,20 +364,34 @@ where
 #[async_trait::async_trait]
 impl<C: TransactionSession + Send> TransactionSession for Traced<C> {
     async fn commit(self) -> Result<(), DbErr> {
-        let point = osprofiler_core::is_active().then(|| self.fixed("commit", "COMMIT"));
-        let r = self.inner.commit().await;
-        if let Some(p) = point {
-            finish(p, &r, |_| None);
-        }
-        r
+        let Traced {
+            inner,
+            tracer,
+            depth,
+        } = self;
+        tracer
+            .run(
+                DbEvent::Commit { depth },
+                inner.commit(),
+                rows::none,
+                error_info,
+            )
+            .await
     }
 
     async fn rollback(self) -> Result<(), DbErr> {
-        let point = osprofiler_core::is_active().then(|| self.fixed("rollback", "ROLLBACK"));
-        let r = self.inner.rollback().await;
-        if let Some(p) = point {
-            finish(p, &r, |_| None);
-        }
-        r
+        let Traced {
+            inner,
+            tracer,
+            depth,
+        } = self;
+        tracer
+            .run(
+                DbEvent::Rollback { depth },
+                inner.rollback(),
+                rows::none,
+                error_info,
+            )
+            .await
     }
 }

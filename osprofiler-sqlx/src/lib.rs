@@ -15,35 +15,37 @@
 //! # Ok(()) }
 //! ```
 //!
-//! Every executor method called through the wrapper inside a trace is a `db` point named after
-//! the method (`fetch_all`, `execute`, ...), with `{"db": {"api", "system", "namespace",
-//! "server"}}`, the SQL text when `trace_sql` is on (raw SQL from `sqlx::raw_sql` sanitized),
-//! `params` when `trace_sql_params` is on (the bound values, e.g. `[7, "alice", null]`: sqlx
-//! has already encoded PostgreSQL and MySQL arguments to the wire format, so the common types
-//! are decoded back; SQLite's arguments are shown as sqlx prints them), and
-//! `{"db": {"rows": n}}` or the error when it stops.
-//! Pool `acquire`, `begin`, `commit` and `rollback` are points too. With no active trace the
-//! wrapper hands the query to sqlx unchanged: no box, no copy.
+//! Every executor method called through the wrapper inside a trace is a `db` point with the
+//! info every adapter records (the table in [`osprofiler_core::db`]): `api` `query` (`prepare`
+//! for `prepare_with`), the SQL when `trace_sql` is on — with every literal replaced by `?`
+//! when no value is bound to it (`sqlx::raw_sql`, a `sqlx::query` without binds) unless
+//! [`Traced::keep_literals`] is set — `params` when `trace_sql_params` is on (the bound values,
+//! e.g. `[7, "alice", null]`: sqlx has already encoded PostgreSQL and MySQL arguments to the
+//! wire format, so the common types are decoded back; SQLite's arguments are shown as sqlx
+//! prints them), and the rows (returned, streamed or affected) or the error with its SQLSTATE
+//! when it stops. Pool `acquire`, `begin`, `commit` and `rollback` are points too, and so are
+//! nested transactions (`savepoint`, `release_savepoint`, `rollback_to_savepoint`). With no
+//! active trace the wrapper hands the query to sqlx unchanged: no box, no copy.
 //!
 //! [sqlx]: sqlx
 
 mod params;
 
-use futures_util::FutureExt;
 use futures_util::future::BoxFuture;
 use futures_util::stream::BoxStream;
-use osprofiler_core::db::{DbError, DbPoint, DbStream, DbTarget, SqlText};
+use osprofiler_core::db::{self, DbError, DbEvent, DbFuture, DbPoint, DbStream, DbTracer, rows};
 use sqlx::database::Database;
-use sqlx::{Either, Error, Execute, Executor, Pool, Transaction};
+use sqlx::{Arguments, Either, Error, Execute, Executor, Pool, Transaction};
 use sqlx_core::sql_str::SqlStr;
 use std::fmt;
 use std::ops::{Deref, DerefMut};
-use std::sync::Arc;
 
 /// The databases the wrapper knows: their system name and how to count affected rows.
 pub trait TracedDatabase: Database {
     /// OpenTelemetry `db.system`: `postgresql`, `sqlite`, `mysql`.
     const SYSTEM: &'static str;
+    /// Whether the database's error codes are SQLSTATEs (`db.sqlstate`) or its own (`db.code`).
+    const SQLSTATE: bool;
     /// Rows affected by a statement.
     fn rows_affected(result: &Self::QueryResult) -> u64;
 }
@@ -51,6 +53,7 @@ pub trait TracedDatabase: Database {
 #[cfg(feature = "postgres")]
 impl TracedDatabase for sqlx::Postgres {
     const SYSTEM: &'static str = "postgresql";
+    const SQLSTATE: bool = true;
     fn rows_affected(r: &sqlx::postgres::PgQueryResult) -> u64 {
         r.rows_affected()
     }
@@ -59,6 +62,7 @@ impl TracedDatabase for sqlx::Postgres {
 #[cfg(feature = "sqlite")]
 impl TracedDatabase for sqlx::Sqlite {
     const SYSTEM: &'static str = "sqlite";
+    const SQLSTATE: bool = false;
     fn rows_affected(r: &sqlx::sqlite::SqliteQueryResult) -> u64 {
         r.rows_affected()
     }
@@ -67,28 +71,26 @@ impl TracedDatabase for sqlx::Sqlite {
 #[cfg(feature = "mysql")]
 impl TracedDatabase for sqlx::MySql {
     const SYSTEM: &'static str = "mysql";
+    const SQLSTATE: bool = true;
     fn rows_affected(r: &sqlx::mysql::MySqlQueryResult) -> u64 {
         r.rows_affected()
     }
 }
 
-/// Settings shared by a traced pool and what it hands out.
-#[derive(Debug, Clone)]
-struct Settings {
-    target: Arc<DbTarget>,
-}
-
 /// A sqlx pool, transaction or connection whose calls are `db` points. See the crate docs.
 pub struct Traced<T> {
     inner: T,
-    settings: Settings,
+    tracer: DbTracer,
+    /// 0 outside a transaction, its depth inside one (2+: a savepoint).
+    depth: u32,
 }
 
 impl<T: fmt::Debug> fmt::Debug for Traced<T> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("Traced")
             .field("inner", &self.inner)
-            .field("target", &self.settings.target)
+            .field("tracer", &self.tracer)
+            .field("depth", &self.depth)
             .finish()
     }
 }
@@ -97,7 +99,8 @@ impl<T: Clone> Clone for Traced<T> {
     fn clone(&self) -> Self {
         Traced {
             inner: self.inner.clone(),
-            settings: self.settings.clone(),
+            tracer: self.tracer.clone(),
+            depth: self.depth,
         }
     }
 }
@@ -107,42 +110,34 @@ impl<DB: TracedDatabase> Traced<Pool<DB>> {
     pub fn new(pool: Pool<DB>) -> Self {
         Traced {
             inner: pool,
-            settings: Settings {
-                target: Arc::new(DbTarget::new(DB::SYSTEM)),
-            },
+            tracer: DbTracer::new(DB::SYSTEM),
+            depth: 0,
         }
     }
 
     /// A traced connection from the pool (`acquire` is a point).
     pub async fn acquire(&self) -> Result<Traced<sqlx::pool::PoolConnection<DB>>, Error> {
-        let conn = run(
-            "acquire",
-            &self.settings,
-            None,
-            self.inner.acquire(),
-            |_| None,
-        )
-        .await?;
-        Ok(Traced {
-            inner: conn,
-            settings: self.settings.clone(),
-        })
+        let fut = self.inner.acquire();
+        let conn = self
+            .tracer
+            .run(DbEvent::Acquire, fut, rows::none, error_info::<DB>)
+            .await?;
+        Ok(self.wrap(conn, 0))
     }
 
     /// A traced transaction (`begin` is a point; so are `commit` and `rollback`).
     pub async fn begin(&self) -> Result<Traced<Transaction<'static, DB>>, Error> {
-        let tx = run(
-            "begin",
-            &self.settings,
-            Some("BEGIN"),
-            self.inner.begin(),
-            |_| None,
-        )
-        .await?;
-        Ok(Traced {
-            inner: tx,
-            settings: self.settings.clone(),
-        })
+        let fut = self.inner.begin();
+        let tx = self
+            .tracer
+            .run(
+                DbEvent::Begin { depth: 1 },
+                fut,
+                rows::none,
+                error_info::<DB>,
+            )
+            .await?;
+        Ok(self.wrap(tx, 1))
     }
 }
 
@@ -155,21 +150,27 @@ impl<T> Traced<T> {
     {
         Traced {
             inner,
-            settings: Settings {
-                target: Arc::new(DbTarget::new(DB::SYSTEM)),
-            },
+            tracer: DbTracer::new(DB::SYSTEM),
+            depth: 0,
         }
     }
 
     /// Records the database name (`db.namespace`).
     pub fn database(mut self, name: impl Into<String>) -> Self {
-        self.settings.target = Arc::new((*self.settings.target).clone().namespace(name));
+        self.tracer = self.tracer.database(name);
         self
     }
 
     /// Records the server address (`db.server`, `host:port`; never credentials).
     pub fn server(mut self, server: impl Into<String>) -> Self {
-        self.settings.target = Arc::new((*self.settings.target).clone().server(server));
+        self.tracer = self.tracer.server(server);
+        self
+    }
+
+    /// Records SQL without bound values (`sqlx::raw_sql`, a query without binds) with its
+    /// literals instead of `?`.
+    pub fn keep_literals(mut self, keep: bool) -> Self {
+        self.tracer = self.tracer.keep_literals(keep);
         self
     }
 
@@ -187,71 +188,83 @@ impl<T> Traced<T> {
     pub fn into_inner(self) -> T {
         self.inner
     }
+
+    fn wrap<U>(&self, inner: U, depth: u32) -> Traced<U> {
+        Traced {
+            inner,
+            tracer: self.tracer.clone(),
+            depth,
+        }
+    }
 }
 
-impl<DB: TracedDatabase> Traced<Transaction<'static, DB>> {
-    /// Commits (a point, api `commit`).
-    pub async fn commit(self) -> Result<(), Error> {
-        let Traced { inner, settings } = self;
-        run("commit", &settings, Some("COMMIT"), inner.commit(), |_| {
-            None
+impl<'t, DB: TracedDatabase> Traced<Transaction<'t, DB>> {
+    /// A nested transaction: a savepoint (a point, api `savepoint`).
+    pub async fn begin(&mut self) -> Result<Traced<Transaction<'_, DB>>, Error> {
+        let depth = self.depth + 1;
+        let tracer = self.tracer.clone();
+        let fut = sqlx::Acquire::begin(&mut self.inner);
+        let tx = tracer
+            .run(DbEvent::Begin { depth }, fut, rows::none, error_info::<DB>)
+            .await?;
+        Ok(Traced {
+            inner: tx,
+            tracer,
+            depth,
         })
-        .await
     }
 
-    /// Rolls back (a point, api `rollback`).
+    /// Commits (a point, api `commit`; `release_savepoint` for a nested transaction).
+    pub async fn commit(self) -> Result<(), Error> {
+        let Traced {
+            inner,
+            tracer,
+            depth,
+        } = self;
+        tracer
+            .run(
+                DbEvent::Commit { depth },
+                inner.commit(),
+                rows::none,
+                error_info::<DB>,
+            )
+            .await
+    }
+
+    /// Rolls back (a point, api `rollback`; `rollback_to_savepoint` for a nested transaction).
     pub async fn rollback(self) -> Result<(), Error> {
-        let Traced { inner, settings } = self;
-        run(
-            "rollback",
-            &settings,
-            Some("ROLLBACK"),
-            inner.rollback(),
-            |_| None,
-        )
-        .await
+        let Traced {
+            inner,
+            tracer,
+            depth,
+        } = self;
+        tracer
+            .run(
+                DbEvent::Rollback { depth },
+                inner.rollback(),
+                rows::none,
+                error_info::<DB>,
+            )
+            .await
     }
 }
 
-/// Runs `fut` as a point (when a trace is active) with a fixed statement.
-async fn run<T, F>(
-    api: &'static str,
-    settings: &Settings,
-    sql: Option<&'static str>,
-    fut: F,
-    rows: impl FnOnce(&T) -> Option<u64>,
-) -> Result<T, Error>
-where
-    F: Future<Output = Result<T, Error>>,
-{
-    if !osprofiler_core::is_active() {
-        return fut.await;
-    }
-    let point = DbPoint::start(
-        api,
-        &settings.target,
-        true,
-        || sql.map(|s| SqlText::Raw(Arc::from(s))),
-        || None,
-    );
-    let r = fut.await;
-    finish(point, &r, rows);
-    r
-}
-
-/// The error info of a sqlx error: the database's message and SQLSTATE when there is one.
-pub fn error_info(e: &Error) -> DbError {
+/// The error info of a sqlx error: the database's message, and its SQLSTATE (PostgreSQL,
+/// MySQL) or result code (SQLite).
+pub fn error_info<DB: TracedDatabase>(e: &Error) -> DbError {
     let db = e.as_database_error();
+    let code = db.and_then(|d| d.code()).map(|c| c.into_owned());
+    let (sqlstate, code) = if DB::SQLSTATE {
+        (code, None)
+    } else {
+        (None, code)
+    };
     DbError {
-        etype: "sqlx_core::error::Error",
-        message: e.to_string(),
         original_exception: db.map(|d| d.message().to_owned()),
-        sqlstate: db.and_then(|d| d.code()).map(|c| c.into_owned()),
+        sqlstate,
+        code,
+        ..DbError::new("sqlx_core::error::Error", e.to_string())
     }
-}
-
-fn finish<T>(point: DbPoint, result: &Result<T, Error>, rows: impl FnOnce(&T) -> Option<u64>) {
-    point.finish(result, rows, error_info);
 }
 
 /// A query whose SQL text, arguments and statement were taken out up front, so that the text
@@ -279,7 +292,7 @@ impl<'q, DB: Database> Execute<'q, DB> for Captured<DB> {
 }
 
 /// Opens the point for `query` and returns the query to hand to sqlx.
-fn open<'q, DB, E>(api: &'static str, settings: &Settings, mut query: E) -> (DbPoint, Captured<DB>)
+fn open<'q, DB, E>(tracer: &DbTracer, mut query: E) -> (DbPoint, Captured<DB>)
 where
     DB: Database,
     E: Execute<'q, DB>,
@@ -289,24 +302,15 @@ where
     let statement = query.statement().cloned();
     let persistent = query.persistent();
     let sql = query.sql();
-    let point = DbPoint::start(
-        api,
-        &settings.target,
-        false,
-        || {
-            let text: Arc<str> = Arc::from(sql.as_str());
-            // A query without arguments may be raw SQL with inline literals: sanitize it.
-            Some(if matches!(arguments, Ok(Some(_))) {
-                SqlText::Parameterized(text)
-            } else {
-                SqlText::Raw(text)
-            })
-        },
-        || match &arguments {
-            Ok(Some(args)) => Some(params::readable(format!("{args:?}"))),
-            _ => None,
-        },
-    );
+    let args = arguments.as_ref().ok().and_then(Option::as_ref);
+    let source = |with_params: bool| {
+        let binds = args.map_or(0, Arguments::len);
+        let params = (with_params && binds > 0)
+            .then(|| args.map(|a| params::readable(format!("{a:?}"))))
+            .flatten();
+        Some(db::Sql::new(sql.as_str().into(), binds).params(params))
+    };
+    let point = tracer.start(DbEvent::Query(&source));
     (
         point,
         Captured {
@@ -325,8 +329,8 @@ fn either_rows<DB: TracedDatabase>(v: &Either<DB::QueryResult, DB::Row>) -> u64 
     }
 }
 
-/// The executor methods, each a point named after itself; `$inner` is the sqlx executor the
-/// wrapper delegates to.
+/// The executor methods, each a `db` point; `$inner` is the sqlx executor the wrapper delegates
+/// to. With no trace active each hands the query to sqlx as it came.
 macro_rules! traced_executor {
     ($db:ty, $self:ident => $inner:expr) => {
         type Database = $db;
@@ -346,13 +350,13 @@ macro_rules! traced_executor {
             if !osprofiler_core::is_active() {
                 return $inner.fetch_many(query);
             }
-            let (point, query) = open("fetch_many", &$self.settings, query);
+            let (point, query) = open(&$self.tracer, query);
             let inner = $inner.fetch_many(query);
             Box::pin(DbStream::new(
                 inner,
-                Some(point),
+                point,
                 either_rows::<$db>,
-                error_info,
+                error_info::<$db>,
             ))
         }
 
@@ -368,9 +372,9 @@ macro_rules! traced_executor {
             if !osprofiler_core::is_active() {
                 return $inner.fetch(query);
             }
-            let (point, query) = open("fetch", &$self.settings, query);
+            let (point, query) = open(&$self.tracer, query);
             let inner = $inner.fetch(query);
-            Box::pin(DbStream::new(inner, Some(point), |_| 1, error_info))
+            Box::pin(DbStream::new(inner, point, rows::each, error_info::<$db>))
         }
 
         fn execute_many<'e, 'q: 'e, E>(
@@ -385,13 +389,13 @@ macro_rules! traced_executor {
             if !osprofiler_core::is_active() {
                 return $inner.execute_many(query);
             }
-            let (point, query) = open("execute_many", &$self.settings, query);
+            let (point, query) = open(&$self.tracer, query);
             let inner = $inner.execute_many(query);
             Box::pin(DbStream::new(
                 inner,
-                Some(point),
+                point,
                 <$db as TracedDatabase>::rows_affected,
-                error_info,
+                error_info::<$db>,
             ))
         }
 
@@ -407,14 +411,13 @@ macro_rules! traced_executor {
             if !osprofiler_core::is_active() {
                 return $inner.execute(query);
             }
-            let (point, query) = open("execute", &$self.settings, query);
-            let fut = $inner.execute(query);
-            Box::pin(fut.map(move |r| {
-                finish(point, &r, |q| {
-                    Some(<$db as TracedDatabase>::rows_affected(q))
-                });
-                r
-            }))
+            let (point, query) = open(&$self.tracer, query);
+            Box::pin(DbFuture::new(
+                $inner.execute(query),
+                point,
+                |r| Some(<$db as TracedDatabase>::rows_affected(r)),
+                error_info::<$db>,
+            ))
         }
 
         fn fetch_all<'e, 'q: 'e, E>(
@@ -429,12 +432,13 @@ macro_rules! traced_executor {
             if !osprofiler_core::is_active() {
                 return $inner.fetch_all(query);
             }
-            let (point, query) = open("fetch_all", &$self.settings, query);
-            let fut = $inner.fetch_all(query);
-            Box::pin(fut.map(move |r| {
-                finish(point, &r, |rows| Some(rows.len() as u64));
-                r
-            }))
+            let (point, query) = open(&$self.tracer, query);
+            Box::pin(DbFuture::new(
+                $inner.fetch_all(query),
+                point,
+                rows::len,
+                error_info::<$db>,
+            ))
         }
 
         fn fetch_one<'e, 'q: 'e, E>(
@@ -449,12 +453,13 @@ macro_rules! traced_executor {
             if !osprofiler_core::is_active() {
                 return $inner.fetch_one(query);
             }
-            let (point, query) = open("fetch_one", &$self.settings, query);
-            let fut = $inner.fetch_one(query);
-            Box::pin(fut.map(move |r| {
-                finish(point, &r, |_| Some(1));
-                r
-            }))
+            let (point, query) = open(&$self.tracer, query);
+            Box::pin(DbFuture::new(
+                $inner.fetch_one(query),
+                point,
+                rows::one,
+                error_info::<$db>,
+            ))
         }
 
         fn fetch_optional<'e, 'q: 'e, E>(
@@ -469,12 +474,13 @@ macro_rules! traced_executor {
             if !osprofiler_core::is_active() {
                 return $inner.fetch_optional(query);
             }
-            let (point, query) = open("fetch_optional", &$self.settings, query);
-            let fut = $inner.fetch_optional(query);
-            Box::pin(fut.map(move |r| {
-                finish(point, &r, |row| Some(u64::from(row.is_some())));
-                r
-            }))
+            let (point, query) = open(&$self.tracer, query);
+            Box::pin(DbFuture::new(
+                $inner.fetch_optional(query),
+                point,
+                rows::optional,
+                error_info::<$db>,
+            ))
         }
 
         fn prepare_with<'e>(
@@ -489,19 +495,14 @@ macro_rules! traced_executor {
             if !osprofiler_core::is_active() {
                 return $inner.prepare_with(sql, parameters);
             }
-            let text: Arc<str> = Arc::from(sql.as_str());
-            let point = DbPoint::start(
-                "prepare",
-                &$self.settings.target,
-                false,
-                || Some(SqlText::Parameterized(text)),
-                || None,
-            );
-            let fut = $inner.prepare_with(sql, parameters);
-            Box::pin(fut.map(move |r| {
-                finish(point, &r, |_| None);
-                r
-            }))
+            let source = |_: bool| Some(db::Sql::new(sql.as_str().into(), 0));
+            let point = $self.tracer.start(DbEvent::Prepare(&source));
+            Box::pin(DbFuture::new(
+                $inner.prepare_with(sql, parameters),
+                point,
+                rows::none,
+                error_info::<$db>,
+            ))
         }
 
         fn describe<'e>(

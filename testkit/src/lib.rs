@@ -1,6 +1,8 @@
 //! Test helpers shared by the workspace's integration tests: one in-memory collector per test
 //! binary installed as the global notifier, and ways to read what a trace sent.
 
+pub mod conformance;
+
 use osprofiler_core::notifier::{self, QueueNotifier, QueueOptions};
 use osprofiler_core::{MemoryCollector, Profiler};
 use serde_json::Value;

@@ -1,0 +1,602 @@
+//! The `db` point: one model for every DB adapter.
+//!
+//! An adapter (`osprofiler-sqlx`, `osprofiler-diesel`, `osprofiler-sea-orm`,
+//! `osprofiler-postgres`) only translates its library's calls into [`DbEvent`]s; a [`DbTracer`]
+//! — what a traced pool or connection knows: where its queries go and how SQL text is recorded
+//! — turns an event into a point, and [`DbTracer::run`] runs the call's future as that point
+//! and stops it with the rows, the error, or as cancelled when the future is dropped. So every
+//! adapter records the same info for the same operation, checks for an active trace before
+//! doing anything else, and formats nothing on the query's path: the info is written when the
+//! notifier's worker serializes the message.
+//!
+//! ```
+//! use osprofiler_core::db::{DbError, DbEvent, DbTracer, Sql, SqlText};
+//! # async fn demo() {
+//! // Once per pool or connection:
+//! let tracer = DbTracer::new("postgresql").database("nova").server("db1:5432");
+//!
+//! // Per call: the event, the library's future, how to read its outcome.
+//! let sql = "SELECT name FROM users WHERE id = $1";
+//! let event = DbEvent::Query(&|_with_params: bool| Some(Sql::new(SqlText::Static(sql), 1)));
+//! let call = async { Ok::<_, std::io::Error>(vec!["alice".to_owned()]) };
+//! let error = |e: &std::io::Error| DbError::new("std::io::Error", e.to_string());
+//! let names = tracer.run(event, call, osprofiler_core::db::rows::len, error).await;
+//! # }
+//! ```
+//!
+//! # What a `db` point records
+//!
+//! The same for every adapter. The start message's info is `{"db": {…}}` with:
+//!
+//! | key | when | value |
+//! |---|---|---|
+//! | `api` | always | what the call does: `connect` (a new connection), `acquire` (a connection from a pool), `query` (a statement: rows returned, streamed or affected alike), `prepare`, `begin`, `commit`, `rollback`, `savepoint`, `release_savepoint`, `rollback_to_savepoint` |
+//! | `system` | always | `postgresql`, `mysql` (MySQL and MariaDB) or `sqlite` |
+//! | `namespace` | when known | the database name |
+//! | `server` | when known | `host:port`, never credentials |
+//! | `depth` | transaction control | 1 for the transaction, 2 and more for savepoints |
+//! | `statement` | `trace_sql` on; statements only | the SQL. With bound values, as sent (placeholders); without (raw SQL, `batch_execute`, `simple_query`, `sql_query`, a query with no binds), every literal replaced by `?` for the connection's [`Dialect`] — unless the adapter was told [`DbTracer::keep_literals`] |
+//! | `params` | `trace_sql` and `trace_sql_params` on; statements with bound values | the bound values as text |
+//!
+//! The stop message's info is one of:
+//!
+//! | outcome | info |
+//! |---|---|
+//! | success | `{"db": {"rows": n}}`: rows returned, streamed (counted to the stream's end) or affected; no `rows` where the call has none (transaction control, `prepare`, `connect`) |
+//! | error | `etype` (the library's error type), `message` (its text), `{"db": {"original_exception", "sqlstate", "code"}}`: the database's own message, the SQLSTATE (PostgreSQL, MySQL), or the database's code where it has no SQLSTATE (SQLite's result code) |
+//! | dropped before it finished | `{"cancelled": true}` |
+//!
+//! An error point is an error for every collector: its trace appears in `trace list
+//! --error-trace` ([`crate::Message::error_type`] sees it).
+//!
+//! Exceptions the libraries impose, and only these:
+//! - **diesel** reports no row count and no SQLSTATE through its instrumentation hook: its
+//!   points have no `rows`, and errors carry diesel's error kind in `code`
+//!   (`UniqueViolation`, `Unknown`, …).
+//! - `connect` exists where the library connects through the adapter (diesel), `acquire` where
+//!   it hands out pooled connections (sqlx); `prepare` where the library prepares explicitly
+//!   (sqlx, tokio-postgres).
+//! - `etype` is each library's own error type.
+
+mod point;
+mod sql;
+
+pub use point::{DbFuture, DbPoint, DbStream};
+pub use sql::{Dialect, sanitize, sanitize_into};
+
+use crate::message::{Info, LazyInfo, Phase};
+use serde_json::{Map, Value};
+use std::sync::Arc;
+
+/// Where queries go: the database system, the database name and the server, shared by every
+/// point of a pool or connection.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DbTarget {
+    /// `postgresql`, `sqlite` or `mysql` (OpenTelemetry's `db.system` names).
+    pub system: &'static str,
+    /// The database name, if known.
+    pub namespace: Option<String>,
+    /// `host:port` (never credentials), if known.
+    pub server: Option<String>,
+}
+
+impl DbTarget {
+    /// A target of `system` with nothing else known.
+    pub fn new(system: &'static str) -> Self {
+        DbTarget {
+            system,
+            namespace: None,
+            server: None,
+        }
+    }
+    /// With the database name.
+    pub fn namespace(mut self, name: impl Into<String>) -> Self {
+        self.namespace = Some(name.into());
+        self
+    }
+    /// With the server address.
+    pub fn server(mut self, server: impl Into<String>) -> Self {
+        self.server = Some(server.into());
+        self
+    }
+}
+
+/// Row counters for [`DbTracer::run`] and [`DbStream`]: how many rows a library's result
+/// stands for.
+pub mod rows {
+    /// A collected result: its length.
+    // `&Vec`, not a slice: it is used as `fn(&T) -> Option<u64>` where `T` is the `Vec`.
+    #[allow(clippy::ptr_arg)]
+    pub fn len<T>(rows: &Vec<T>) -> Option<u64> {
+        Some(rows.len() as u64)
+    }
+    /// Exactly one row.
+    pub fn one<T>(_: &T) -> Option<u64> {
+        Some(1)
+    }
+    /// Zero or one row.
+    pub fn optional<T>(row: &Option<T>) -> Option<u64> {
+        Some(u64::from(row.is_some()))
+    }
+    /// A call without rows (transaction control, `prepare`, `connect`).
+    pub fn none<T>(_: &T) -> Option<u64> {
+        None
+    }
+    /// One row per streamed item.
+    pub fn each<T>(_: &T) -> u64 {
+        1
+    }
+}
+
+/// What a traced pool or connection knows: its [`DbTarget`], its [`Dialect`] and whether raw
+/// SQL keeps its literals. Cheap to clone (one reference count); every adapter's `Traced`
+/// holds one and gives it each call as a [`DbEvent`].
+#[derive(Debug, Clone)]
+pub struct DbTracer {
+    settings: Arc<Settings>,
+}
+
+#[derive(Debug, Clone)]
+struct Settings {
+    target: DbTarget,
+    dialect: Dialect,
+    keep_literals: bool,
+}
+
+impl DbTracer {
+    /// A tracer for `system` (`postgresql`, `mysql`, `sqlite`); the dialect follows from it.
+    pub fn new(system: &'static str) -> Self {
+        Self::for_target(DbTarget::new(system))
+    }
+
+    /// A tracer for `target`.
+    pub fn for_target(target: DbTarget) -> Self {
+        DbTracer {
+            settings: Arc::new(Settings {
+                dialect: Dialect::of_system(target.system),
+                target,
+                keep_literals: false,
+            }),
+        }
+    }
+
+    fn with(mut self, f: impl FnOnce(&mut Settings)) -> Self {
+        f(Arc::make_mut(&mut self.settings));
+        self
+    }
+
+    /// Records the database name (`namespace`).
+    pub fn database(self, name: impl Into<String>) -> Self {
+        let name = name.into();
+        self.with(|s| s.target.namespace = Some(name))
+    }
+
+    /// Records the server address (`server`, `host:port`; never put credentials here).
+    pub fn server(self, server: impl Into<String>) -> Self {
+        let server = server.into();
+        self.with(|s| s.target.server = Some(server))
+    }
+
+    /// Records statements without bound values with their literals instead of `?` (default
+    /// false: a raw statement's literals are data, and data may be secret).
+    pub fn keep_literals(self, keep: bool) -> Self {
+        self.with(|s| s.keep_literals = keep)
+    }
+
+    /// Sets the dialect raw SQL is read in (by default the system's).
+    pub fn dialect(self, dialect: Dialect) -> Self {
+        self.with(|s| s.dialect = dialect)
+    }
+
+    /// Where the queries go.
+    pub fn target(&self) -> &DbTarget {
+        &self.settings.target
+    }
+
+    /// The dialect raw SQL is sanitized in.
+    pub fn sql_dialect(&self) -> Dialect {
+        self.settings.dialect
+    }
+
+    /// Whether raw SQL keeps its literals.
+    pub fn keeps_literals(&self) -> bool {
+        self.settings.keep_literals
+    }
+
+    /// Opens the point of `event` when a trace is active (an inactive [`DbPoint`] otherwise,
+    /// without looking at the event). The point is a child of the current point and is not
+    /// made current: nothing nests inside a DB call.
+    #[inline]
+    pub fn start(&self, event: DbEvent<'_>) -> DbPoint {
+        if !crate::is_active() {
+            return DbPoint::inactive();
+        }
+        DbPoint::open(self.call(event))
+    }
+
+    /// Runs `fut`, the library's future for `event`, as a `db` point: it stops when the
+    /// future completes, with `rows(&value)` or `error(&err)`, or as cancelled when the future
+    /// is dropped first. With no active trace it is `fut` and a branch.
+    #[inline]
+    pub fn run<F, T, E>(
+        &self,
+        event: DbEvent<'_>,
+        fut: F,
+        rows: fn(&T) -> Option<u64>,
+        error: fn(&E) -> DbError,
+    ) -> DbFuture<F, T, E>
+    where
+        F: Future<Output = Result<T, E>>,
+    {
+        DbFuture::new(fut, self.start(event), rows, error)
+    }
+
+    /// Builds the start info of `event` (only called with a trace active).
+    #[inline(never)]
+    fn call(&self, event: DbEvent<'_>) -> DbCall {
+        let (api, depth, source) = match event {
+            DbEvent::Connect => (Api::Connect, None, None),
+            DbEvent::Acquire => (Api::Acquire, None, None),
+            DbEvent::Query(sql) => (Api::Query, None, Some(sql)),
+            DbEvent::Prepare(sql) => (Api::Prepare, None, Some(sql)),
+            DbEvent::Begin { depth } => (
+                if depth > 1 {
+                    Api::Savepoint
+                } else {
+                    Api::Begin
+                },
+                Some(depth),
+                None,
+            ),
+            DbEvent::Commit { depth } => (
+                if depth > 1 {
+                    Api::ReleaseSavepoint
+                } else {
+                    Api::Commit
+                },
+                Some(depth),
+                None,
+            ),
+            DbEvent::Rollback { depth } => (
+                if depth > 1 {
+                    Api::RollbackToSavepoint
+                } else {
+                    Api::Rollback
+                },
+                Some(depth),
+                None,
+            ),
+        };
+        let sql = match source {
+            Some(source) if crate::trace_sql() => source.sql(crate::trace_sql_params()),
+            _ => None,
+        };
+        let (statement, params) = match sql {
+            Some(sql) => {
+                let raw = sql.binds == 0;
+                let params = if raw || !crate::trace_sql_params() {
+                    None
+                } else {
+                    sql.params
+                };
+                (
+                    Some(Statement {
+                        text: sql.text,
+                        sanitize: raw && !self.settings.keep_literals,
+                    }),
+                    params,
+                )
+            }
+            _ => (None, None),
+        };
+        DbCall {
+            api,
+            depth,
+            settings: self.settings.clone(),
+            statement,
+            params,
+        }
+    }
+}
+
+/// One DB call, as an adapter reports it. Built of references: making one costs nothing, and
+/// nothing in it is read unless a trace is active (the SQL only when `trace_sql` is on).
+#[derive(Clone, Copy)]
+#[non_exhaustive]
+pub enum DbEvent<'a> {
+    /// Establishing a connection (`api` `connect`).
+    Connect,
+    /// Taking a connection from a pool (`acquire`).
+    Acquire,
+    /// Running a statement (`query`), whatever the library returns: rows, a stream of rows, or
+    /// the number of rows affected.
+    Query(&'a dyn SqlSource),
+    /// Preparing a statement (`prepare`).
+    Prepare(&'a dyn SqlSource),
+    /// `BEGIN` at `depth` 1 (`begin`), a savepoint deeper (`savepoint`).
+    Begin {
+        /// 1 for the transaction, 2 and more for nested savepoints.
+        depth: u32,
+    },
+    /// `COMMIT` at `depth` 1 (`commit`), releasing a savepoint deeper (`release_savepoint`).
+    Commit {
+        /// The depth of the transaction or savepoint that ends.
+        depth: u32,
+    },
+    /// `ROLLBACK` at `depth` 1 (`rollback`), to a savepoint deeper (`rollback_to_savepoint`).
+    Rollback {
+        /// The depth of the transaction or savepoint that ends.
+        depth: u32,
+    },
+}
+
+impl std::fmt::Debug for DbEvent<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            DbEvent::Connect => f.write_str("Connect"),
+            DbEvent::Acquire => f.write_str("Acquire"),
+            DbEvent::Query(_) => f.write_str("Query(..)"),
+            DbEvent::Prepare(_) => f.write_str("Prepare(..)"),
+            DbEvent::Begin { depth } => write!(f, "Begin {{ depth: {depth} }}"),
+            DbEvent::Commit { depth } => write!(f, "Commit {{ depth: {depth} }}"),
+            DbEvent::Rollback { depth } => write!(f, "Rollback {{ depth: {depth} }}"),
+        }
+    }
+}
+
+/// A statement's SQL, read only when the point records SQL (`trace_sql` on). Closures
+/// `Fn(bool) -> Option<Sql>` are sources.
+pub trait SqlSource {
+    /// The statement's text and bound values (`None` when the text is not known);
+    /// `with_params` says whether [`Sql::params`] will be recorded (`trace_sql_params` on), so
+    /// that they need not be formatted otherwise.
+    fn sql(&self, with_params: bool) -> Option<Sql>;
+}
+
+impl<F: Fn(bool) -> Option<Sql>> SqlSource for F {
+    fn sql(&self, with_params: bool) -> Option<Sql> {
+        self(with_params)
+    }
+}
+
+/// A statement as an adapter hands it over: see [`SqlSource`].
+#[derive(Debug)]
+pub struct Sql {
+    /// The text as sent to the database.
+    pub text: SqlText,
+    /// How many values are bound to it. 0 means any data is inline, so the text's literals
+    /// are replaced (see the [module docs](self)).
+    pub binds: usize,
+    /// The bound values as text (`[7, "alice"]`), recorded as `params` with
+    /// `trace_sql_params`.
+    pub params: Option<String>,
+}
+
+impl Sql {
+    /// A statement with `binds` bound values and no parameter text.
+    pub fn new(text: SqlText, binds: usize) -> Self {
+        Sql {
+            text,
+            binds,
+            params: None,
+        }
+    }
+
+    /// With the bound values' text.
+    pub fn params(mut self, params: Option<String>) -> Self {
+        self.params = params;
+        self
+    }
+}
+
+/// SQL text handed to the notifier: a static string and shared text cost no copy.
+#[derive(Debug, Clone)]
+pub enum SqlText {
+    /// A string literal of the program.
+    Static(&'static str),
+    /// Shared text (a prepared statement's).
+    Shared(Arc<str>),
+    /// Text the adapter made or copied.
+    Owned(String),
+}
+
+impl SqlText {
+    /// The text.
+    pub fn as_str(&self) -> &str {
+        match self {
+            SqlText::Static(s) => s,
+            SqlText::Shared(s) => s,
+            SqlText::Owned(s) => s,
+        }
+    }
+}
+
+impl From<&str> for SqlText {
+    /// Copies the text.
+    fn from(s: &str) -> Self {
+        SqlText::Owned(s.to_owned())
+    }
+}
+
+/// The `api` of a `db` point (see the [module docs](self)).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Api {
+    Connect,
+    Acquire,
+    Query,
+    Prepare,
+    Begin,
+    Commit,
+    Rollback,
+    Savepoint,
+    ReleaseSavepoint,
+    RollbackToSavepoint,
+}
+
+impl Api {
+    fn as_str(self) -> &'static str {
+        match self {
+            Api::Connect => "connect",
+            Api::Acquire => "acquire",
+            Api::Query => "query",
+            Api::Prepare => "prepare",
+            Api::Begin => "begin",
+            Api::Commit => "commit",
+            Api::Rollback => "rollback",
+            Api::Savepoint => "savepoint",
+            Api::ReleaseSavepoint => "release_savepoint",
+            Api::RollbackToSavepoint => "rollback_to_savepoint",
+        }
+    }
+}
+
+/// A statement's text and whether its literals are replaced when it is serialized.
+#[derive(Debug)]
+struct Statement {
+    text: SqlText,
+    sanitize: bool,
+}
+
+/// The start info of a `db` point, written by the notifier's worker.
+#[derive(Debug)]
+struct DbCall {
+    api: Api,
+    depth: Option<u32>,
+    settings: Arc<Settings>,
+    statement: Option<Statement>,
+    params: Option<String>,
+}
+
+impl LazyInfo for DbCall {
+    fn write(&self, info: &mut Info) {
+        let target = &self.settings.target;
+        let mut db = Map::new();
+        db.insert("api".into(), self.api.as_str().into());
+        db.insert("system".into(), target.system.into());
+        if let Some(n) = &target.namespace {
+            db.insert("namespace".into(), n.as_str().into());
+        }
+        if let Some(s) = &target.server {
+            db.insert("server".into(), s.as_str().into());
+        }
+        if let Some(depth) = self.depth {
+            db.insert("depth".into(), depth.into());
+        }
+        if let Some(st) = &self.statement {
+            let text = st.text.as_str();
+            let text = if st.sanitize {
+                sanitize(text, self.settings.dialect)
+            } else {
+                text.to_owned()
+            };
+            db.insert("statement".into(), text.into());
+        }
+        if let Some(p) = &self.params {
+            db.insert("params".into(), p.as_str().into());
+        }
+        info.insert("db".into(), Value::Object(db));
+    }
+}
+
+/// Stop info of a failed call: `etype`, `message`, and `{"db": {"original_exception",
+/// "sqlstate", "code"}}` (see the [module docs](self)).
+#[derive(Debug, Clone)]
+pub struct DbError {
+    /// The error's type name.
+    pub etype: &'static str,
+    /// Its `Display` text.
+    pub message: String,
+    /// The database's own message, if the library gives it apart.
+    pub original_exception: Option<String>,
+    /// The SQLSTATE code (PostgreSQL, MySQL), when the database gave one.
+    pub sqlstate: Option<String>,
+    /// The database's or library's error code where there is no SQLSTATE (SQLite's result
+    /// code, diesel's error kind).
+    pub code: Option<String>,
+}
+
+impl DbError {
+    /// An error of type `etype` with `message` and nothing else known.
+    pub fn new(etype: &'static str, message: String) -> Self {
+        DbError {
+            etype,
+            message,
+            original_exception: None,
+            sqlstate: None,
+            code: None,
+        }
+    }
+}
+
+impl LazyInfo for DbError {
+    fn write(&self, info: &mut Info) {
+        info.insert("etype".into(), self.etype.into());
+        info.insert("message".into(), self.message.as_str().into());
+        let mut db = Map::new();
+        db.insert(
+            "original_exception".into(),
+            self.original_exception
+                .as_deref()
+                .unwrap_or(&self.message)
+                .into(),
+        );
+        if let Some(code) = &self.sqlstate {
+            db.insert("sqlstate".into(), code.as_str().into());
+        }
+        if let Some(code) = &self.code {
+            db.insert("code".into(), code.as_str().into());
+        }
+        info.insert("db".into(), Value::Object(db));
+    }
+
+    fn error_type(&self, _phase: Phase) -> Option<&str> {
+        Some(self.etype)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    fn start_info(tracer: &DbTracer, event: DbEvent<'_>) -> Value {
+        let mut info = Info::new();
+        tracer.call(event).write(&mut info);
+        Value::Object(info)
+    }
+
+    #[test]
+    fn start_info_per_event() {
+        let tracer = DbTracer::new("postgresql")
+            .database("test")
+            .server("127.0.0.1:5432");
+        assert_eq!(
+            start_info(&tracer, DbEvent::Begin { depth: 2 }),
+            json!({"db": {"api": "savepoint", "system": "postgresql", "namespace": "test", "server": "127.0.0.1:5432", "depth": 2}})
+        );
+        assert_eq!(
+            start_info(&tracer, DbEvent::Commit { depth: 1 })["db"]["api"],
+            "commit"
+        );
+        assert_eq!(
+            start_info(&tracer, DbEvent::Rollback { depth: 3 })["db"]["api"],
+            "rollback_to_savepoint"
+        );
+        assert_eq!(
+            start_info(&DbTracer::new("sqlite"), DbEvent::Acquire),
+            json!({"db": {"api": "acquire", "system": "sqlite"}})
+        );
+    }
+
+    #[test]
+    fn error_answers_its_type() {
+        let e = DbError::new("E", "m".into());
+        assert_eq!(e.error_type(Phase::Stop), Some("E"));
+        let mut info = Info::new();
+        e.write(&mut info);
+        assert_eq!(
+            Value::Object(info),
+            json!({"etype": "E", "message": "m", "db": {"original_exception": "m"}})
+        );
+    }
+}

@@ -1,0 +1,217 @@
+//! The `db` point model every adapter shares: `DbTracer::run` stopping a point with rows, an
+//! error or as cancelled; the SQL text policy (no text without `trace_sql`; literals replaced
+//! when nothing is bound, unless kept; params only with `trace_sql_params` and binds); and a
+//! DB error answering `Message::error_type` though it is lazy info.
+//!
+//! One test: `trace_sql` and `trace_sql_params` are process-wide switches.
+
+use osprofiler_core::db::{DbError, DbEvent, DbTracer, Sql, SqlText};
+use osprofiler_core::notifier::{Driver, DriverError, TraceSummary};
+use osprofiler_core::{self as osp, Message};
+use osprofiler_testkit::*;
+use serde_json::{Value, json};
+use std::sync::{Arc, Mutex};
+
+/// The `db` start info of the one point `f` opens, and its stop info (without `host`).
+async fn point<F: Future<Output = ()>>(f: F) -> (Value, Value) {
+    let msgs = traced_run(f).await;
+    let strip = |m: &Value| {
+        let mut info = m["info"].clone();
+        info.as_object_mut().unwrap().remove("host");
+        info
+    };
+    (
+        one(&msgs, "db-start")["info"]["db"].clone(),
+        strip(one(&msgs, "db-stop")),
+    )
+}
+
+/// A driver that answers what the messages it is given say about errors.
+#[derive(Default)]
+struct ErrorTypes(Mutex<Vec<Option<String>>>);
+
+impl Driver for ErrorTypes {
+    fn name(&self) -> &str {
+        "error-types"
+    }
+    fn notify(&self, batch: &[Message]) -> Result<(), DriverError> {
+        let mut seen = self.0.lock().unwrap();
+        seen.extend(batch.iter().map(|m| m.error_type().map(str::to_owned)));
+        Ok(())
+    }
+    fn trace_messages(&self, _: &str) -> Result<Vec<Value>, DriverError> {
+        Ok(Vec::new())
+    }
+    fn list_traces(&self) -> Result<Vec<TraceSummary>, DriverError> {
+        Ok(Vec::new())
+    }
+    fn list_error_traces(&self) -> Result<Vec<TraceSummary>, DriverError> {
+        Ok(Vec::new())
+    }
+}
+
+#[tokio::test]
+async fn one_model_for_every_adapter() {
+    collector();
+    let tracer = DbTracer::new("postgresql").database("test");
+    let bound = |with_params: bool| {
+        Some(
+            Sql::new(
+                SqlText::Static("SELECT name FROM t WHERE pw = $1 AND n = 7"),
+                1,
+            )
+            .params(with_params.then(|| "[\"hunter2\"]".to_owned())),
+        )
+    };
+    let raw = |_: bool| Some(Sql::new("SELECT 'hunter2', 7".into(), 0));
+    let ok = |n: usize| async move { Ok::<Vec<u8>, std::io::Error>(vec![0; n]) };
+
+    // trace_sql off: no statement, rows counted.
+    let (start, stop) = point(async {
+        tracer
+            .run(
+                DbEvent::Query(&bound),
+                ok(2),
+                osp::db::rows::len,
+                |_| unreachable!(),
+            )
+            .await
+            .unwrap();
+    })
+    .await;
+    assert_eq!(
+        start,
+        json!({"api": "query", "system": "postgresql", "namespace": "test"})
+    );
+    assert_eq!(stop, json!({"db": {"rows": 2}}));
+
+    // trace_sql on: bound statements keep their text, raw ones lose their literals; params
+    // need trace_sql_params and binds.
+    osp::set_trace_sql(true);
+    let run = |source: &'static (dyn Fn(bool) -> Option<Sql> + Sync), tracer: DbTracer| async move {
+        point(async move {
+            tracer
+                .run(
+                    DbEvent::Query(&source),
+                    ok(1),
+                    osp::db::rows::len,
+                    |_| unreachable!(),
+                )
+                .await
+                .unwrap();
+        })
+        .await
+        .0
+    };
+    let bound: &'static (dyn Fn(bool) -> Option<Sql> + Sync) = Box::leak(Box::new(bound));
+    let raw: &'static (dyn Fn(bool) -> Option<Sql> + Sync) = Box::leak(Box::new(raw));
+    assert_eq!(
+        run(bound, tracer.clone()).await["statement"],
+        "SELECT name FROM t WHERE pw = $1 AND n = 7"
+    );
+    assert_eq!(run(raw, tracer.clone()).await["statement"], "SELECT ?, ?");
+    assert_eq!(
+        run(raw, tracer.clone().keep_literals(true)).await["statement"],
+        "SELECT 'hunter2', 7"
+    );
+    assert!(run(bound, tracer.clone()).await.get("params").is_none());
+    osp::set_trace_sql_params(true);
+    assert_eq!(run(bound, tracer.clone()).await["params"], "[\"hunter2\"]");
+    assert!(
+        run(raw, tracer.clone()).await.get("params").is_none(),
+        "nothing bound, nothing to show"
+    );
+    osp::set_trace_sql_params(false);
+    osp::set_trace_sql(false);
+
+    // An error: etype, message, the database's own text and codes.
+    let (_, stop) = point(async {
+        let fut = async { Err::<(), _>("relation \"nope\" does not exist") };
+        let r = tracer
+            .run(DbEvent::Query(&bound), fut, osp::db::rows::none, |e| {
+                DbError {
+                    original_exception: Some(e.to_string()),
+                    sqlstate: Some("42P01".into()),
+                    ..DbError::new("my::Error", format!("db error: {e}"))
+                }
+            })
+            .await;
+        assert!(r.is_err(), "the caller gets the error unchanged");
+    })
+    .await;
+    assert_eq!(
+        stop,
+        json!({"etype": "my::Error", "message": "db error: relation \"nope\" does not exist",
+               "db": {"original_exception": "relation \"nope\" does not exist", "sqlstate": "42P01"}})
+    );
+
+    // A future dropped before it finished.
+    let (_, stop) = point(async {
+        let fut = tracer.run(
+            DbEvent::Query(&bound),
+            std::future::pending::<Result<(), ()>>(),
+            osp::db::rows::none,
+            |_| unreachable!(),
+        );
+        let _ = tokio::time::timeout(std::time::Duration::from_millis(1), fut).await;
+    })
+    .await;
+    assert_eq!(stop, json!({"cancelled": true}));
+
+    // Transaction control carries its depth and no statement.
+    osp::set_trace_sql(true);
+    let (start, stop) = point(async {
+        tracer
+            .run(
+                DbEvent::Rollback { depth: 2 },
+                async { Ok::<(), ()>(()) },
+                osp::db::rows::none,
+                |_| unreachable!(),
+            )
+            .await
+            .unwrap();
+    })
+    .await;
+    osp::set_trace_sql(false);
+    assert_eq!(
+        start,
+        json!({"api": "rollback_to_savepoint", "system": "postgresql", "namespace": "test", "depth": 2})
+    );
+    assert_eq!(stop, json!({}));
+
+    // With no trace active nothing is read: the source is never called.
+    let called = std::sync::atomic::AtomicBool::new(false);
+    let spy = |_: bool| {
+        called.store(true, std::sync::atomic::Ordering::Relaxed);
+        None
+    };
+    osp::set_trace_sql(true);
+    let point = tracer.start(DbEvent::Query(&spy));
+    osp::set_trace_sql(false);
+    assert!(!point.is_active());
+    assert!(!called.load(std::sync::atomic::Ordering::Relaxed));
+
+    // A driver asks a message whether it records an error, and the message answers, eager or
+    // lazy.
+    let types = Arc::new(ErrorTypes::default());
+    let notifier =
+        osp::notifier::QueueNotifier::start(types.clone(), osp::notifier::QueueOptions::default())
+            .unwrap();
+    osp::notifier::set(notifier.clone());
+    let p = osp::init("k", None, None).unwrap();
+    tracer
+        .start(DbEvent::Query(&bound))
+        .err(DbError::new("Lazy", "x".into()));
+    let mut t = osp::Trace::new("rpc", osp::Info::new);
+    t.error_with("Eager", "y");
+    drop(t);
+    osp::clean();
+    drop(p);
+    assert!(notifier.flush_for(std::time::Duration::from_secs(5)));
+    let seen = types.0.lock().unwrap().clone();
+    assert_eq!(
+        seen,
+        [None, Some("Lazy".into()), None, Some("Eager".into())],
+        "db start, db stop, rpc start, rpc stop"
+    );
+}
