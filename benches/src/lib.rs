@@ -217,3 +217,35 @@ pub fn request_maker(signed: bool) -> impl Fn() -> http::Request<()> + Clone {
         b.body(()).expect("a valid request")
     }
 }
+
+/// A statement of about 1 KiB in `dialect` without bound values, as an application writes raw
+/// SQL: an insert of several rows of literals (strings with quotes inside, numbers, a blob),
+/// identifiers quoted the dialect's way, and comments with quotes in them.
+pub fn statement_1kib(dialect: osprofiler_core::db::Dialect) -> String {
+    use osprofiler_core::db::Dialect;
+    let (q, esc, comment) = match dialect {
+        Dialect::MySql => ('`', r"'it\'s'", "# it's a note\n"),
+        Dialect::Sqlite => ('"', "'it''s'", "-- it's a note\n"),
+        _ => ('"', "E'it\\'s'", "/* it's /* nested */ */ "),
+    };
+    let mut s = format!(
+        "{comment}INSERT INTO {q}audit_log{q} ({q}user_id{q}, {q}action{q}, {q}detail{q}, amount, \
+         token, created_at) VALUES "
+    );
+    let mut i = 0;
+    while s.len() < 960 {
+        if i > 0 {
+            s.push_str(", ");
+        }
+        s.push_str(&format!(
+            "({}, 'login', {esc}, {}.{:02}, X'DEADBEEF{i:02}', '2026-12-03 12:{:02}:00')",
+            1000 + i,
+            i * 37,
+            i % 100,
+            i % 60
+        ));
+        i += 1;
+    }
+    s.push_str(" -- trailing 'comment'");
+    s
+}

@@ -128,24 +128,38 @@ struct Parsed {
 /// Reads diesel's `Debug` of a query: `Query { sql: "…", binds: [...] }` for a built or
 /// `sql_query` statement, `"…"` for text run as is. The SQL is a Rust string literal, so where
 /// it ends is certain whatever the SQL or the values contain; text in another shape is taken
-/// whole, as SQL without binds (sanitized, never leaking a value).
-fn parse_debug(text: &str) -> Parsed {
-    if let Some(rest) = text.strip_prefix("Query { sql: ")
-        && let Some((sql, after)) = rust_string(rest)
-        && let Some(binds) = after
-            .strip_prefix(", binds: ")
-            .and_then(|b| b.strip_suffix(" }"))
-    {
-        return Parsed {
-            sql,
-            binds: Some(binds.to_owned()),
-        };
+/// whole, as SQL without binds (sanitized, never leaking a value). The common case — no escape
+/// in the SQL — reuses `text`'s buffer for the SQL.
+fn parse_debug(mut text: String) -> Parsed {
+    const QUERY: &str = "Query { sql: \"";
+    if let Some(body) = text.strip_prefix(QUERY) {
+        let end = body.bytes().position(|c| c == b'"' || c == b'\\');
+        if let Some(end) = end.filter(|&e| body.as_bytes()[e] == b'"') {
+            if let Some(binds) = body[end + 1..]
+                .strip_prefix(", binds: ")
+                .and_then(|b| b.strip_suffix(" }"))
+            {
+                let binds = Some(binds.to_owned());
+                text.truncate(QUERY.len() + end);
+                text.drain(..QUERY.len());
+                return Parsed { sql: text, binds };
+            }
+        } else if let Some((sql, after)) = rust_string(&text[QUERY.len() - 1..])
+            && let Some(binds) = after
+                .strip_prefix(", binds: ")
+                .and_then(|b| b.strip_suffix(" }"))
+        {
+            return Parsed {
+                sql,
+                binds: Some(binds.to_owned()),
+            };
+        }
     }
-    if let Some((sql, "")) = rust_string(text) {
+    if let Some((sql, "")) = rust_string(&text) {
         return Parsed { sql, binds: None };
     }
     Parsed {
-        sql: text.to_owned(),
+        sql: text,
         binds: None,
     }
 }
@@ -253,7 +267,11 @@ impl Instrumentation for OsProfilerInstrumentation {
                     None => {
                         // Formatting walks the query: only when the SQL is recorded.
                         let source = |with_params: bool| {
-                            let parsed = parse_debug(&format!("{query:?}"));
+                            // Sized up front: grown from empty it reallocates several times.
+                            let mut text = String::with_capacity(256);
+                            let _ =
+                                std::fmt::Write::write_fmt(&mut text, format_args!("{query:?}"));
+                            let parsed = parse_debug(text);
                             let binds = parsed.binds.as_deref().map_or(0, count_binds);
                             let params = parsed.binds.filter(|_| with_params && binds > 0);
                             Some(db::Sql::new(db::SqlText::Owned(parsed.sql), binds).params(params))
@@ -398,6 +416,19 @@ impl<C: diesel::Connection> diesel::r2d2::CustomizeConnection<C, diesel::r2d2::E
 #[cfg(test)]
 mod tests {
     use super::*;
+    use proptest::prelude::*;
+
+    proptest! {
+        /// Whatever the SQL and the bound values contain, the SQL comes back exactly and no
+        /// bound value ends up in it.
+        #[test]
+        fn any_sql_and_binds_split_exactly(sql in "\\PC{0,60}", binds in prop::collection::vec("\\PC{0,20}", 0..4)) {
+            let text = format!("Query {{ sql: {sql:?}, binds: {binds:?} }}");
+            let parsed = parse_debug(text);
+            prop_assert_eq!(&parsed.sql, &sql);
+            prop_assert_eq!(parsed.binds.as_deref().map(count_binds), Some(binds.len()));
+        }
+    }
 
     #[test]
     fn urls_never_leak_credentials() {
@@ -428,7 +459,7 @@ mod tests {
         let binds = vec![" -- binds: ", "\" }"];
         let text = format!("Query {{ sql: {sql:?}, binds: {binds:?} }}");
         assert_eq!(
-            parse_debug(&text),
+            parse_debug(text),
             Parsed {
                 sql: sql.to_owned(),
                 binds: Some(format!("{binds:?}"))
@@ -438,12 +469,21 @@ mod tests {
         assert_eq!(count_binds("[]"), 0);
         assert_eq!(count_binds("[1, Some([2, 3]), \"a, b\"]"), 3);
         assert_eq!(
-            parse_debug(&format!("{:?}", "BEGIN; SELECT '\u{1}'")),
+            parse_debug(format!("{:?}", "BEGIN; SELECT '\u{1}'")),
             Parsed {
                 sql: "BEGIN; SELECT '\u{1}'".to_owned(),
                 binds: None
             }
         );
-        assert_eq!(parse_debug("odd").sql, "odd");
+        assert_eq!(parse_debug("odd".into()).sql, "odd");
+        // Escapes in the SQL take the slow path, which unescapes.
+        let sql = "SELECT 'a\\b\n'";
+        assert_eq!(
+            parse_debug(format!("Query {{ sql: {sql:?}, binds: [] }}")),
+            Parsed {
+                sql: sql.to_owned(),
+                binds: Some("[]".to_owned())
+            }
+        );
     }
 }

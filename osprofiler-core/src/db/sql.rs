@@ -115,10 +115,21 @@ const CLASSES: [Class; 256] = {
     t
 };
 
-/// Whether `b` continues an identifier or keyword (`$` does in PostgreSQL and MySQL).
+/// Whether each byte continues an identifier or keyword (`$` does in PostgreSQL and MySQL).
+const WORD: [bool; 256] = {
+    let mut t = [false; 256];
+    let mut i = 0;
+    while i < 256 {
+        let b = i as u8;
+        t[i] = b.is_ascii_alphanumeric() || b == b'_' || b == b'$' || b >= 0x80;
+        i += 1;
+    }
+    t
+};
+
 #[inline]
 fn word_byte(b: u8) -> bool {
-    b.is_ascii_alphanumeric() || b == b'_' || b == b'$' || b >= 0x80
+    WORD[usize::from(b)]
 }
 
 /// `sql` with every literal replaced by `?` (see the [module docs](self)).
@@ -144,7 +155,12 @@ pub fn sanitize_into(sql: &str, dialect: Dialect, out: &mut String) {
     while i < n {
         let c = b[i];
         match CLASSES[usize::from(c)] {
-            Class::Plain => i += 1,
+            Class::Plain => {
+                i += 1;
+                while i < n && CLASSES[usize::from(b[i])] == Class::Plain {
+                    i += 1;
+                }
+            }
             Class::Word => {
                 let start = i;
                 i += 1;
@@ -285,15 +301,21 @@ fn prefixed_literal(b: &[u8], start: usize, word_end: usize, dialect: Dialect) -
 #[inline]
 fn string_end(b: &[u8], mut i: usize, quote: u8, backslash: bool) -> usize {
     while i < b.len() {
-        let c = b[i];
-        if c == quote {
-            if b.get(i + 1) == Some(&quote) {
-                i += 2;
-                continue;
-            }
+        let next = if backslash {
+            memchr::memchr2(quote, b'\\', &b[i..])
+        } else {
+            memchr::memchr(quote, &b[i..])
+        };
+        let Some(p) = next else {
+            return b.len();
+        };
+        i += p;
+        // A backslash escapes the next byte; a doubled quote is one quote of the text.
+        if b[i] == b'\\' || b.get(i + 1) == Some(&quote) {
+            i += 2;
+        } else {
             return i + 1;
         }
-        i += if backslash && c == b'\\' { 2 } else { 1 };
     }
     b.len()
 }
@@ -347,10 +369,8 @@ fn number_end(b: &[u8], start: usize) -> usize {
 /// Index of the newline ending a line comment (kept with the text after it), or the end.
 #[inline]
 fn line_end(b: &[u8], i: usize) -> usize {
-    b[i.min(b.len())..]
-        .iter()
-        .position(|&c| c == b'\n')
-        .map_or(b.len(), |p| i + p)
+    let i = i.min(b.len());
+    memchr::memchr(b'\n', &b[i..]).map_or(b.len(), |p| i + p)
 }
 
 /// Just past the `*/` closing a block comment whose text starts at `i` (PostgreSQL's nest).
