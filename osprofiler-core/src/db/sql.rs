@@ -1,43 +1,7 @@
 //! SQL text without its literals: a dialect-aware scanner that replaces every literal with `?`.
-//!
-//! A statement run without bound values (raw SQL, `batch_execute`, `simple_query`,
-//! `sql_query`, a query with no binds) may carry data inline: passwords, e-mail addresses,
-//! tokens. [`sanitize`] replaces each literal with `?` and leaves every other byte as it was.
-//!
-//! | dialect | literals replaced | kept byte for byte |
-//! |---|---|---|
-//! | [`Dialect::Postgres`] | `'…'` (`''` inside; `\` is a plain character, as with `standard_conforming_strings = on`, the default since 9.1), `E'…'` (backslash escapes), `N'…'`, `U&'…'`, `X'…'`, `B'…'`, `$$…$$`, `$tag$…$tag$`, numbers (`42`, `1.5e-3`, `0x1F`, `1_000`) | `"identifiers"`, `U&"…"`, keywords, `$1` placeholders, `--` comments, nested `/* /* */ */` comments |
-//! | [`Dialect::MySql`] | `'…'` and `"…"` (default mode: both are strings; `\` escapes and doubled quotes), `N'…'`, `X'…'`, `B'…'`, `_charset'…'`, numbers, `0x…`, `0b…` | `` `identifiers` ``, keywords, `?` placeholders, `#` and `-- ` comments, `/* */` comments |
-//! | [`Dialect::Sqlite`] | `'…'` (`''` inside, no escapes), `X'…'`, numbers, `0x…` | `"identifiers"`, `` `identifiers` ``, `[identifiers]`, keywords, `?`, `?NNN`, `:name`, `@name`, `$name`, `--` and `/* */` comments |
-//!
-//! Quotes inside comments and comment markers inside literals are what they are in the
-//! database: text. A literal that never ends is replaced up to the end of the statement, and so
-//! is a quoted identifier that never ends (the text after it cannot be told apart from data).
-//!
-//! What the scanner cannot know: a connection that changed the server's defaults —
-//! PostgreSQL's `standard_conforming_strings = off`, MySQL's `ANSI_QUOTES` (then `"…"` is an
-//! identifier and is replaced needlessly) or `NO_BACKSLASH_ESCAPES` — and SQLite's fallback of
-//! reading a `"…"` that names no column as a string (it is kept, as an identifier). MySQL's
-//! executable comments (`/*! … */`) are kept as comments.
-//!
-//! ```
-//! use osprofiler_core::db::{Dialect, sanitize};
-//! assert_eq!(
-//!     sanitize("SELECT 1 AS one -- don't log\n, 'hunter2' AS pw", Dialect::Postgres),
-//!     "SELECT ? AS one -- don't log\n, ? AS pw"
-//! );
-//! assert_eq!(
-//!     sanitize(r"SELECT 'C:\' AS path, 'hunter3' AS pw", Dialect::Postgres),
-//!     "SELECT ? AS path, ? AS pw"
-//! );
-//! assert_eq!(
-//!     sanitize(r#"SELECT "it\"s", `col` FROM t # it's"#, Dialect::MySql),
-//!     "SELECT ?, `col` FROM t # it's"
-//! );
-//! ```
 
 /// The SQL dialect of a connection: which quotes start literals, which start identifiers,
-/// which comments exist. See the [module docs](self).
+/// which comments exist. See [`sanitize`].
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 #[non_exhaustive]
 pub enum Dialect {
@@ -132,7 +96,43 @@ fn word_byte(b: u8) -> bool {
     WORD[usize::from(b)]
 }
 
-/// `sql` with every literal replaced by `?` (see the [module docs](self)).
+/// `sql` with every literal replaced by `?`.
+///
+/// A statement run without bound values (raw SQL, `batch_execute`, `simple_query`,
+/// `sql_query`, a query with no binds) may carry data inline: passwords, e-mail addresses,
+/// tokens. [`sanitize`] replaces each literal with `?` and leaves every other byte as it was.
+///
+/// | dialect | literals replaced | kept byte for byte |
+/// |---|---|---|
+/// | [`Dialect::Postgres`] | `'…'` (`''` inside; `\` is a plain character, as with `standard_conforming_strings = on`, the default since 9.1), `E'…'` (backslash escapes), `N'…'`, `U&'…'`, `X'…'`, `B'…'`, `$$…$$`, `$tag$…$tag$`, numbers (`42`, `1.5e-3`, `0x1F`, `1_000`) | `"identifiers"`, `U&"…"`, keywords, `$1` placeholders, `--` comments, nested `/* /* */ */` comments |
+/// | [`Dialect::MySql`] | `'…'` and `"…"` (default mode: both are strings; `\` escapes and doubled quotes), `N'…'`, `X'…'`, `B'…'`, `_charset'…'`, numbers, `0x…`, `0b…` | `` `identifiers` ``, keywords, `?` placeholders, `#` and `-- ` comments, `/* */` comments |
+/// | [`Dialect::Sqlite`] | `'…'` (`''` inside, no escapes), `X'…'`, numbers, `0x…` | `"identifiers"`, `` `identifiers` ``, `[identifiers]`, keywords, `?`, `?NNN`, `:name`, `@name`, `$name`, `--` and `/* */` comments |
+///
+/// Quotes inside comments and comment markers inside literals are what they are in the
+/// database: text. A literal that never ends is replaced up to the end of the statement, and so
+/// is a quoted identifier that never ends (the text after it cannot be told apart from data).
+///
+/// What the scanner cannot know: a connection that changed the server's defaults —
+/// PostgreSQL's `standard_conforming_strings = off`, MySQL's `ANSI_QUOTES` (then `"…"` is an
+/// identifier and is replaced needlessly) or `NO_BACKSLASH_ESCAPES` — and SQLite's fallback of
+/// reading a `"…"` that names no column as a string (it is kept, as an identifier). MySQL's
+/// executable comments (`/*! … */`) are kept as comments.
+///
+/// ```
+/// use osprofiler_core::db::{Dialect, sanitize};
+/// assert_eq!(
+///     sanitize("SELECT 1 AS one -- don't log\n, 'hunter2' AS pw", Dialect::Postgres),
+///     "SELECT ? AS one -- don't log\n, ? AS pw"
+/// );
+/// assert_eq!(
+///     sanitize(r"SELECT 'C:\' AS path, 'hunter3' AS pw", Dialect::Postgres),
+///     "SELECT ? AS path, ? AS pw"
+/// );
+/// assert_eq!(
+///     sanitize(r#"SELECT "it\"s", `col` FROM t # it's"#, Dialect::MySql),
+///     "SELECT ?, `col` FROM t # it's"
+/// );
+/// ```
 pub fn sanitize(sql: &str, dialect: Dialect) -> String {
     let mut out = String::with_capacity(sql.len());
     sanitize_into(sql, dialect, &mut out);
