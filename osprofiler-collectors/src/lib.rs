@@ -7,9 +7,11 @@
 //! | `postgresql://user@host:port/db` (`postgres://`) | [`SqlDriver`] | `postgres` |
 //! | `mysql://user@host:port/db` (`mariadb://`) | [`SqlDriver`] | `mysql` |
 //! | `redis://[:password@]host[:port][/db]` | [`RedisDriver`], byte-compatible with Python's | `redis` |
+//! | `redissentinel://[:password@]host:port` | [`RedisDriver`] on the primary a Redis Sentinel names (`sentinel_service_name`) | `redis` |
 //! | `messaging://[user:pass@host:port/vhost]` | [`MessagingDriver`]: oslo.messaging notifications on RabbitMQ (the Ceilometer path) | `messaging` |
 //! | `otlp://host:port[/path]` | [`OtlpDriver`]: spans over OTLP/HTTP (Jaeger, Tempo, the OTel Collector); export only | `otlp` |
 //! | `jaeger://…` | an error pointing to OTLP (the Jaeger client protocol is retired) | |
+//! | `elasticsearch://…` | an error naming the supported collectors: no Elasticsearch server can be run where this crate is tested, and no untested driver is shipped | |
 //!
 //! Call [`register`] once (or use [`init_from_conf`] / [`open`], which do) so that
 //! `osprofiler_core::init_from_conf` finds these schemes.
@@ -67,6 +69,18 @@ pub use crate::sql::SqlDriver;
 /// current directory.
 pub const DEFAULT_CONNECTION_STRING: &str = "sqlite://osprofiler.db";
 
+/// The collectors this crate knows (whether built in or not), for error messages.
+const SUPPORTED: &[&str] = &[
+    "sqlite://",
+    "postgresql://",
+    "mysql://",
+    "redis://",
+    "redissentinel://",
+    "mongodb://",
+    "messaging://",
+    "otlp://",
+];
+
 /// Registers every driver of this build with the core's driver registry. Idempotent.
 pub fn register() {
     static ONCE: Once = Once::new();
@@ -86,9 +100,9 @@ pub fn register() {
             });
         }
         #[cfg(feature = "redis")]
-        for scheme in ["redis", "rediss"] {
+        for scheme in ["redis", "rediss", "redissentinel"] {
             osprofiler_core::register_driver(scheme, |cs, conf| {
-                Ok(Arc::new(RedisDriver::open(cs, conf.filter_error_trace)?) as Arc<dyn Driver>)
+                Ok(Arc::new(RedisDriver::from_conf(cs, conf)?) as Arc<dyn Driver>)
             });
         }
         #[cfg(feature = "messaging")]
@@ -98,6 +112,13 @@ pub fn register() {
         #[cfg(feature = "otlp")]
         osprofiler_core::register_driver("otlp", |cs, _| {
             Ok(Arc::new(OtlpDriver::open(cs)?) as Arc<dyn Driver>)
+        });
+        osprofiler_core::register_driver("elasticsearch", |_, _| {
+            Err(DriverError::new(format!(
+                "no Elasticsearch driver: no Elasticsearch or OpenSearch server can be run where \
+                 osprofiler-rs is tested, and an untested driver is not shipped; use one of {}",
+                SUPPORTED.join(", ")
+            )))
         });
         osprofiler_core::register_driver("jaeger", |_, _| {
             Err(DriverError::new(

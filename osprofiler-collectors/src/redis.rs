@@ -1,14 +1,23 @@
-//! The Redis collector, byte-compatible with Python OSProfiler's `redis://` driver.
+//! The Redis collectors, byte-compatible with Python OSProfiler's `redis://` driver:
+//! `redis://` to one server, and `redissentinel://` to the primary a Sentinel names.
 //!
 //! Each message is pushed as Python-style JSON with `LPUSH osprofiler_opt:<base_id>` (one list
 //! per trace, newest first, no expiry); with `filter_error_trace` on, an error message also sets
 //! `osprofiler_error:<base_id>` to `{"base_id": …, "timestamp": …}`. A batch goes in one
 //! pipeline. Python's `osprofiler trace show/list` read what this driver writes, and the other
 //! way round.
+//!
+//! `redissentinel://[:password@]host:port` asks the Sentinel at `host:port` for the primary of
+//! the service `sentinel_service_name` (default `mymaster`) and stores there exactly what
+//! `redis://` stores; after a failover the next batch goes to the new primary. (Python's own
+//! `redissentinel` driver is broken in 4.4.0 with current redis-py; Python reads what this one
+//! stores through `redis://` on the primary.) `socket_timeout` (seconds, default 0.1 as in
+//! Python) bounds connecting and every read and write.
 
+use ::redis::sentinel::{SentinelClient, SentinelNodeConnectionInfo, SentinelServerType};
 use ::redis::{Client, Connection, RedisError};
-use osprofiler_core::Message;
 use osprofiler_core::notifier::{Driver, DriverError, TraceSummary};
+use osprofiler_core::{Message, ProfilerConfig};
 use serde_json::Value;
 use std::sync::Mutex;
 use std::time::Duration;
@@ -18,8 +27,9 @@ const ERROR: &str = "osprofiler_error:";
 
 /// A collector storing messages in Redis (see the [module docs](self)).
 ///
-/// The connection is made on first use and remade after any error, so a Redis that is down
-/// at start or restarts later only delays delivery (the notifier keeps and retries batches).
+/// The connection is made on first use and remade after any error (through the Sentinel
+/// again for `redissentinel://`), so a Redis that is down at start, restarts or fails over
+/// only delays delivery: the notifier keeps and retries batches.
 ///
 /// ```no_run
 /// use osprofiler_collectors::RedisDriver;
@@ -30,16 +40,30 @@ const ERROR: &str = "osprofiler_error:";
 /// }
 /// ```
 pub struct RedisDriver {
-    client: Client,
+    server: Server,
     conn: Mutex<Option<Connection>>,
-    filter_error_trace: bool,
+    /// `None`: follow the process-wide `filter_error_trace` switch.
+    filter_error_trace: Option<bool>,
     timeout: Duration,
+}
+
+/// Where the connection goes.
+enum Server {
+    Direct(Client),
+    /// The primary the Sentinel names, asked again at every (re)connection.
+    Sentinel(Mutex<SentinelClient>),
 }
 
 impl std::fmt::Debug for RedisDriver {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let kind = match self.server {
+            Server::Direct(_) => "redis",
+            Server::Sentinel(_) => "redissentinel",
+        };
         f.debug_struct("RedisDriver")
+            .field("server", &kind)
             .field("filter_error_trace", &self.filter_error_trace)
+            .field("timeout", &self.timeout)
             .finish_non_exhaustive()
     }
 }
@@ -48,42 +72,118 @@ fn err(what: &str, e: RedisError) -> DriverError {
     DriverError::with_source(what.to_owned(), e)
 }
 
+/// A call that failed: no connection, or an error from Redis.
+enum Failure {
+    Connect(DriverError),
+    Redis(RedisError),
+}
+
+/// The pipeline's commands Redis refused for what they were given (a key of another type),
+/// which fail again however often they are retried; empty when the error is anything else —
+/// the connection's or the server's state (down, loading, read-only after a failover) — or
+/// when another kind of error came with them.
+fn refused_commands(e: &RedisError) -> Vec<usize> {
+    let Some(errs) = e.clone().into_server_errors() else {
+        return Vec::new();
+    };
+    if errs.iter().all(|(_, s)| s.code() == "WRONGTYPE") {
+        errs.iter().map(|(i, _)| *i).collect()
+    } else {
+        Vec::new()
+    }
+}
+
+/// The `socket_timeout` option as a duration (at least a millisecond).
+fn timeout_of(conf: &ProfilerConfig) -> Duration {
+    Duration::from_secs_f64(conf.socket_timeout.max(0.001))
+}
+
 impl RedisDriver {
     /// A driver for `redis://[:password@]host[:port][/db]` (also `rediss://` for TLS when the
-    /// redis crate is built with it). Only the URL is checked here; nothing is connected yet.
+    /// redis crate is built with it) or `redissentinel://[:password@]host:port` (service
+    /// `mymaster`), indexing error traces when `filter_error_trace`, with the default
+    /// `socket_timeout` (0.1 s). Only the URL is checked here; nothing is connected yet.
     pub fn open(connection_string: &str, filter_error_trace: bool) -> Result<Self, DriverError> {
-        let client = Client::open(connection_string)
-            .map_err(|e| err("bad redis:// connection string", e))?;
+        let mut driver = Self::from_conf(connection_string, &ProfilerConfig::default())?;
+        driver.filter_error_trace = Some(filter_error_trace);
+        Ok(driver)
+    }
+
+    /// A driver configured by the `[profiler]` options: `socket_timeout`,
+    /// `sentinel_service_name`, and error traces indexed while the process-wide
+    /// `filter_error_trace` switch is on (`osprofiler_core::set_filter_error_trace` takes effect
+    /// at the next batch). What `init_from_conf` uses.
+    pub fn from_conf(connection_string: &str, conf: &ProfilerConfig) -> Result<Self, DriverError> {
+        let timeout = timeout_of(conf);
+        let server = match connection_string.split_once("://") {
+            Some((scheme, rest)) if scheme.eq_ignore_ascii_case("redissentinel") => {
+                Server::Sentinel(Mutex::new(sentinel(rest, &conf.sentinel_service_name)?))
+            }
+            _ => Server::Direct(
+                Client::open(connection_string)
+                    .map_err(|e| err("bad redis:// connection string", e))?,
+            ),
+        };
         Ok(RedisDriver {
-            client,
+            server,
             conn: Mutex::new(None),
-            filter_error_trace,
-            timeout: Duration::from_secs(2),
+            filter_error_trace: None,
+            timeout,
         })
     }
 
+    /// Whether error traces are indexed now.
+    fn indexes_errors(&self) -> bool {
+        self.filter_error_trace
+            .unwrap_or_else(osprofiler_core::filter_error_trace)
+    }
+
+    fn connect(&self) -> Result<Connection, DriverError> {
+        let client = match &self.server {
+            Server::Direct(c) => c.clone(),
+            Server::Sentinel(s) => s
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .get_client()
+                .map_err(|e| err("the Redis Sentinel named no reachable primary", e))?,
+        };
+        let c = client
+            .get_connection_with_timeout(self.timeout)
+            .map_err(|e| err("cannot connect to Redis", e))?;
+        c.set_read_timeout(Some(self.timeout))
+            .and_then(|()| c.set_write_timeout(Some(self.timeout)))
+            .map_err(|e| err("cannot set Redis timeouts", e))?;
+        Ok(c)
+    }
+
     /// Runs `f` on the connection, connecting first if needed; drops the connection after an
-    /// error so the next call reconnects.
+    /// error (other than Redis refusing some data) so the next call reconnects.
+    fn call<T>(
+        &self,
+        f: impl FnOnce(&mut Connection) -> Result<T, RedisError>,
+    ) -> Result<T, Failure> {
+        let mut guard = self.conn.lock().unwrap_or_else(|e| e.into_inner());
+        if guard.is_none() {
+            *guard = Some(self.connect().map_err(Failure::Connect)?);
+        }
+        let conn = guard.as_mut().expect("connected above");
+        f(conn).map_err(|e| {
+            if refused_commands(&e).is_empty() {
+                *guard = None;
+            }
+            Failure::Redis(e)
+        })
+    }
+
+    /// [`RedisDriver::call`] with the error described as `what`.
     fn with_conn<T>(
         &self,
         what: &str,
         f: impl FnOnce(&mut Connection) -> Result<T, RedisError>,
     ) -> Result<T, DriverError> {
-        let mut guard = self.conn.lock().unwrap_or_else(|e| e.into_inner());
-        if guard.is_none() {
-            let c = self
-                .client
-                .get_connection_with_timeout(self.timeout)
-                .map_err(|e| err("cannot connect to Redis", e))?;
-            c.set_read_timeout(Some(self.timeout))
-                .and_then(|()| c.set_write_timeout(Some(self.timeout)))
-                .map_err(|e| err("cannot set Redis timeouts", e))?;
-            *guard = Some(c);
-        }
-        let conn = guard.as_mut().expect("connected above");
-        f(conn).map_err(|e| {
-            *guard = None;
-            err(what, e)
+        self.call(f).map_err(|e| match e {
+            Failure::Connect(e) => e,
+            Failure::Redis(e) => err(what, e),
         })
     }
 
@@ -103,6 +203,40 @@ impl RedisDriver {
     }
 }
 
+/// The Sentinel client of `[:password@]host:port` (what follows `redissentinel://`): the
+/// password is the primary's, as in Python's driver.
+fn sentinel(rest: &str, service: &str) -> Result<SentinelClient, DriverError> {
+    let bad = || {
+        DriverError::new(format!(
+            "expected redissentinel://[:password@]host:port (one Sentinel), got redissentinel://{}",
+            osprofiler_core::redact(&format!("x://{rest}")).trim_start_matches("x://")
+        ))
+    };
+    let rest = rest.trim_end_matches('/');
+    let (password, addr) = match rest.rsplit_once('@') {
+        Some((userinfo, addr)) => (
+            Some(userinfo.rsplit_once(':').map_or(userinfo, |(_, p)| p)),
+            addr,
+        ),
+        None => (None, rest),
+    };
+    if addr.is_empty() || addr.contains('/') || !addr.contains(':') {
+        return Err(bad());
+    }
+    let mut node = ::redis::RedisConnectionInfo::default();
+    if let Some(p) = password.filter(|p| !p.is_empty()) {
+        node = node.set_password(p);
+    }
+    let info = SentinelNodeConnectionInfo::default().set_redis_connection_info(node);
+    SentinelClient::build(
+        vec![format!("redis://{addr}")],
+        service.to_owned(),
+        Some(info),
+        SentinelServerType::Master,
+    )
+    .map_err(|e| err("bad redissentinel:// connection string", e))
+}
+
 use ::redis::Commands as _;
 
 impl Driver for RedisDriver {
@@ -114,29 +248,36 @@ impl Driver for RedisDriver {
         if batch.is_empty() {
             return Ok(());
         }
+        let index_errors = self.indexes_errors();
         // One LPUSH per run of messages of the same trace: `LPUSH k a b` leaves the list as
         // `LPUSH k a; LPUSH k b` does (newest first), in one command.
         let mut pipe = ::redis::pipe();
-        let mut run: Option<(String, ::redis::Cmd)> = None;
+        // How many messages each command of the pipeline stores.
+        let mut stores: Vec<usize> = Vec::new();
+        let mut run: Run = None;
+        type Run = Option<(String, ::redis::Cmd, usize)>;
+        fn end_run(pipe: &mut ::redis::Pipeline, stores: &mut Vec<usize>, run: &mut Run) {
+            if let Some((_, cmd, n)) = run.take() {
+                pipe.add_command(cmd).ignore();
+                stores.push(n);
+            }
+        }
         for m in batch {
             let base_id = m.base_id().to_text();
             match &mut run {
-                Some((id, cmd)) if *id == *base_id => {
+                Some((id, cmd, n)) if *id == *base_id => {
                     cmd.arg(m.to_json());
+                    *n += 1;
                 }
                 _ => {
-                    if let Some((_, cmd)) = run.take() {
-                        pipe.add_command(cmd).ignore();
-                    }
+                    end_run(&mut pipe, &mut stores, &mut run);
                     let mut cmd = ::redis::cmd("LPUSH");
                     cmd.arg(format!("{OPT}{base_id}")).arg(m.to_json());
-                    run = Some((base_id.to_string(), cmd));
+                    run = Some((base_id.to_string(), cmd, 1));
                 }
             }
-            if self.filter_error_trace && m.error_type().is_some() {
-                if let Some((_, cmd)) = run.take() {
-                    pipe.add_command(cmd).ignore();
-                }
+            if index_errors && m.error_type().is_some() {
+                end_run(&mut pipe, &mut stores, &mut run);
                 let marker = osprofiler_core::pyjson::to_string(&serde_json::json!({
                     "base_id": base_id,
                     "timestamp": m.timestamp(),
@@ -145,12 +286,28 @@ impl Driver for RedisDriver {
                     .arg(format!("{ERROR}{base_id}"))
                     .arg(marker)
                     .ignore();
+                stores.push(0);
             }
         }
-        if let Some((_, cmd)) = run.take() {
-            pipe.add_command(cmd).ignore();
+        end_run(&mut pipe, &mut stores, &mut run);
+        match self.call(|c| pipe.query::<()>(c)) {
+            Ok(()) => Ok(()),
+            Err(Failure::Connect(e)) => Err(e),
+            Err(Failure::Redis(e)) => {
+                // Redis ran every other command of the pipeline: say how many messages it
+                // refused rather than have the batch sent again.
+                let refused: usize = refused_commands(&e)
+                    .iter()
+                    .map(|&i| stores.get(i).copied().unwrap_or(0))
+                    .sum();
+                let e = err("cannot store messages in Redis", e);
+                Err(if refused > 0 {
+                    e.partly_stored(refused)
+                } else {
+                    e
+                })
+            }
         }
-        self.with_conn("cannot store messages in Redis", |c| pipe.query::<()>(c))
     }
 
     fn trace_messages(&self, base_id: &str) -> Result<Vec<Value>, DriverError> {
@@ -173,8 +330,15 @@ impl Driver for RedisDriver {
                 for k in &keys {
                     pipe.cmd("LINDEX").arg(k).arg(-1);
                 }
-                let firsts: Vec<Option<Vec<u8>>> = pipe.query(c)?;
-                Ok(keys.into_iter().zip(firsts).collect())
+                // A key under the prefix that is not a list is not a trace: skipped, not an
+                // error that would hide every trace.
+                let firsts: Vec<::redis::RedisResult<Option<Vec<u8>>>> =
+                    pipe.ignore_errors().query(c)?;
+                Ok(keys
+                    .into_iter()
+                    .zip(firsts)
+                    .map(|(k, first)| (k, first.ok().flatten()))
+                    .collect())
             })?;
         let mut out: Vec<TraceSummary> = firsts
             .into_iter()

@@ -125,6 +125,28 @@ fn db_err(what: &str, e: impl std::error::Error + Send + Sync + 'static) -> Driv
     DriverError::with_source(what.to_owned(), e)
 }
 
+/// Whether the database refused the rows themselves — a value too long, a constraint, bad
+/// encoding — rather than being unreachable: SQLSTATE classes 22 (data exception) and 23
+/// (integrity constraint) on PostgreSQL and MySQL, SQLite's TOOBIG, CONSTRAINT and MISMATCH.
+/// Such a batch fails the same way however often it is retried.
+fn refuses_data(e: &sqlx::Error) -> bool {
+    let Some(db) = e.as_database_error() else {
+        return matches!(e, sqlx::Error::Encode(_));
+    };
+    if !matches!(db.kind(), sqlx::error::ErrorKind::Other) {
+        return true; // a unique, foreign key, not-null or check constraint
+    }
+    let code = db.code().unwrap_or_default();
+    #[cfg(feature = "sqlite")]
+    if db.try_downcast_ref::<sqlx::sqlite::SqliteError>().is_some() {
+        // Result codes, the primary one in the low byte.
+        return code
+            .parse::<u32>()
+            .is_ok_and(|n| matches!(n & 0xff, 18..=20));
+    }
+    code.starts_with("22") || code.starts_with("23")
+}
+
 impl SqlDriver {
     /// Opens (lazily: no connection is made until the first read or write, except for SQLite,
     /// whose file is created and checked at once) the database named by `connection_string`.
@@ -283,10 +305,11 @@ impl SqlDriver {
                     }
                     b.push_bind(data).push_unseparated(cast);
                 });
-                q.build()
-                    .execute(&mut *tx)
-                    .await
-                    .map_err(|e| db_err("cannot insert messages", e))?;
+                q.build().execute(&mut *tx).await.map_err(|e| {
+                    let rejected = refuses_data(&e);
+                    let e = db_err("cannot insert messages", e);
+                    if rejected { e.rejected() } else { e }
+                })?;
             }
             tx.commit().await.map_err(|e| db_err("cannot commit", e))?;
         });

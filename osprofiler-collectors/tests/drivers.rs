@@ -6,7 +6,7 @@
 use osprofiler_collectors::{RedisDriver, SqlDriver};
 use osprofiler_core::notifier::Driver;
 use osprofiler_core::{self as osp, Message, ProfilerConfig, Report, Trace};
-use osprofiler_testkit::captured_trace;
+use osprofiler_testkit::{captured_trace, captured_trace_with};
 use serde_json::Value;
 
 const PG: &str = "postgresql://postgres@127.0.0.1:5432/test";
@@ -300,7 +300,7 @@ fn connection_strings_pick_drivers_and_bad_ones_are_named() {
     assert!(e.contains("otlp://"), "{e}");
     let e = open_err("elasticsearch://127.0.0.1:9200");
     assert!(
-        e.contains("\"elasticsearch\"") && e.contains("sqlite"),
+        e.contains("no Elasticsearch driver") && e.contains("sqlite://") && e.contains("redis://"),
         "{e}"
     );
     let e = osprofiler_collectors::open("postgresql://postgres@127.0.0.1:1/test", &conf)
@@ -308,25 +308,6 @@ fn connection_strings_pick_drivers_and_bad_ones_are_named() {
         .list_traces()
         .unwrap_err();
     assert!(e.to_string().contains("postgresql"), "{e}");
-}
-
-/// A Redis server of the test's own, so it can be stopped and started.
-fn start_redis(port: u16) -> std::process::Child {
-    let mut child = std::process::Command::new("redis-server")
-        .args(["--bind", "127.0.0.1", "--port", &port.to_string()])
-        .args(["--save", "", "--appendonly", "no"])
-        .stdout(std::process::Stdio::null())
-        .spawn()
-        .expect("redis-server (Redis) must be installed for this test");
-    for _ in 0..100 {
-        if std::net::TcpStream::connect(("127.0.0.1", port)).is_ok() {
-            return child;
-        }
-        std::thread::sleep(std::time::Duration::from_millis(50));
-    }
-    let _ = child.kill();
-    let _ = child.wait();
-    panic!("redis-server on port {port} did not start");
 }
 
 #[test]
@@ -348,7 +329,7 @@ fn redis_down_then_up_gets_every_queued_message() {
     assert!(n.stats().driver_errors >= 1);
 
     // Up: delivered without anyone asking.
-    let mut server = start_redis(port);
+    let server = osprofiler_testkit::servers::redis(port, &[]);
     assert!(
         n.flush_for(Duration::from_secs(10)),
         "not delivered after Redis came up"
@@ -356,9 +337,8 @@ fn redis_down_then_up_gets_every_queued_message() {
     assert_eq!(driver.trace_messages(&first).unwrap().len(), 2);
 
     // Restarted (the connection the driver holds is dead): reconnects by itself.
-    server.kill().unwrap();
-    server.wait().unwrap();
-    let mut server = start_redis(port);
+    drop(server);
+    let server = osprofiler_testkit::servers::redis(port, &[]);
     let (second, msgs) = ok_trace();
     for m in msgs {
         n.notify(m);
@@ -369,6 +349,60 @@ fn redis_down_then_up_gets_every_queued_message() {
     );
     assert_eq!(driver.trace_messages(&second).unwrap().len(), 2);
     assert_eq!(n.stats().dropped_full + n.stats().dropped_failed, 0);
-    server.kill().unwrap();
-    server.wait().unwrap();
+    drop(server);
+}
+
+/// Delivers `bad` (which the collector refuses) and `good` through a queue notifier: the
+/// invalid messages are dropped and counted after bounded retries, the valid ones in the same
+/// batch delivered, and nothing waits.
+fn rejected_messages_are_dropped_alone(driver: std::sync::Arc<dyn Driver>, bad: Vec<Message>) {
+    use osprofiler_core::notifier::{Notifier as _, QueueNotifier, QueueOptions};
+    let (good, good_msgs) = ok_trace();
+    let n = QueueNotifier::start(driver.clone(), QueueOptions::default()).unwrap();
+    let bad_count = bad.len() as u64;
+    for m in bad.into_iter().chain(good_msgs) {
+        n.notify(m);
+    }
+    assert!(
+        n.flush_for(std::time::Duration::from_secs(10)),
+        "{}: the rejected messages do not hold up the queue",
+        driver.name()
+    );
+    let stats = n.stats();
+    assert_eq!(
+        stats.dropped_failed,
+        bad_count,
+        "{}: {stats:?}",
+        driver.name()
+    );
+    assert_eq!(driver.trace_messages(&good).unwrap().len(), 2);
+}
+
+#[test]
+fn postgresql_rejects_a_base_id_too_long_for_its_column_alone() {
+    let d = std::sync::Arc::new(SqlDriver::open(PG).unwrap());
+    let long = "x".repeat(300);
+    let (_, bad) = captured_trace_with(Some(&long), || drop(Trace::new("db", osp::Info::new)));
+    rejected_messages_are_dropped_alone(d, bad);
+}
+
+#[test]
+fn redis_rejects_a_trace_whose_key_holds_another_type_alone() {
+    let d = std::sync::Arc::new(RedisDriver::open(REDIS, false).unwrap());
+    let id = format!("osp-wrongtype-{}", uuid::Uuid::new_v4());
+    let mut c = redis::Client::open(REDIS)
+        .unwrap()
+        .get_connection()
+        .expect("Redis at 127.0.0.1:6379 is needed");
+    let _: () = redis::cmd("SET")
+        .arg(format!("osprofiler_opt:{id}"))
+        .arg("not a list")
+        .query(&mut c)
+        .unwrap();
+    let (_, bad) = captured_trace_with(Some(&id), || drop(Trace::new("db", osp::Info::new)));
+    rejected_messages_are_dropped_alone(d, bad);
+    let _: () = redis::cmd("DEL")
+        .arg(format!("osprofiler_opt:{id}"))
+        .query(&mut c)
+        .unwrap();
 }

@@ -80,17 +80,29 @@ pub struct NotifierStats {
     pub delivered: u64,
     /// Messages dropped because the queue was full.
     pub dropped_full: u64,
-    /// Messages given up after the driver kept failing at shutdown.
+    /// Messages given up: those the collector kept rejecting as invalid (after
+    /// [`QueueOptions::reject_retries`] tries on their own), or still failing at shutdown.
     pub dropped_failed: u64,
     /// Driver calls that failed (each was retried).
     pub driver_errors: u64,
 }
 
 /// An error from a collector driver.
+///
+/// By default an error is a failure to reach the collector: the notifier keeps the batch and
+/// retries it, with backoff, until the collector is back. An error marked
+/// [`DriverError::rejected`] says the collector refused the batch itself (invalid data, a
+/// wrong key type): the notifier tries it [`QueueOptions::reject_retries`] times, then
+/// delivers its messages one at a time and drops (and counts in
+/// [`NotifierStats::dropped_failed`]) only those still rejected on their own, so that an
+/// invalid message neither holds up the batches behind it nor takes valid ones with it.
 #[derive(Debug)]
 pub struct DriverError {
     message: String,
     source: Option<Box<dyn std::error::Error + Send + Sync>>,
+    rejected: bool,
+    /// Messages refused by a store that kept the rest of the batch.
+    refused: Option<usize>,
 }
 
 impl DriverError {
@@ -99,6 +111,8 @@ impl DriverError {
         DriverError {
             message: message.into(),
             source: None,
+            rejected: false,
+            refused: None,
         }
     }
     /// An error with a message and an underlying cause.
@@ -109,7 +123,47 @@ impl DriverError {
         DriverError {
             message: message.into(),
             source: Some(Box::new(source)),
+            rejected: false,
+            refused: None,
         }
+    }
+
+    /// Marks the error as the collector refusing the batch (not a connection failure).
+    ///
+    /// ```
+    /// use osprofiler_core::notifier::DriverError;
+    /// assert!(DriverError::new("value too long").rejected().is_rejected());
+    /// assert!(!DriverError::new("connection refused").is_rejected());
+    /// ```
+    pub fn rejected(mut self) -> Self {
+        self.rejected = true;
+        self
+    }
+
+    /// Whether the collector refused the batch itself (see [`DriverError::rejected`]).
+    pub fn is_rejected(&self) -> bool {
+        self.rejected
+    }
+
+    /// Says that the batch was stored except `refused` messages the collector will never
+    /// accept — for stores that are not atomic (a Redis pipeline keeps every command that
+    /// succeeded): the notifier counts those in [`NotifierStats::dropped_failed`], the rest as
+    /// delivered, and does not send the batch again (which would store the rest twice).
+    ///
+    /// ```
+    /// use osprofiler_core::notifier::DriverError;
+    /// let e = DriverError::new("WRONGTYPE on 1 key").partly_stored(2);
+    /// assert_eq!(e.refused(), Some(2));
+    /// ```
+    pub fn partly_stored(mut self, refused: usize) -> Self {
+        self.refused = Some(refused);
+        self
+    }
+
+    /// The messages refused by a store that kept the rest of the batch (see
+    /// [`DriverError::partly_stored`]).
+    pub fn refused(&self) -> Option<usize> {
+        self.refused
     }
 }
 
@@ -235,6 +289,9 @@ pub struct QueueOptions {
     pub interval: Duration,
     /// How long shutdown (drop of the last handle) waits for delivery (default 5 s).
     pub shutdown_timeout: Duration,
+    /// How many times a batch the collector rejects as invalid is tried before it is dropped
+    /// (default 3). Connection failures are retried until the collector is back.
+    pub reject_retries: u32,
 }
 
 impl Default for QueueOptions {
@@ -244,6 +301,7 @@ impl Default for QueueOptions {
             batch_size: 512,
             interval: Duration::from_millis(10),
             shutdown_timeout: Duration::from_secs(5),
+            reject_retries: 3,
         }
     }
 }
@@ -476,21 +534,55 @@ impl QueueNotifier {
 fn worker(s: Arc<Shared>) {
     let mut batch: Vec<Message> = Vec::with_capacity(s.opts.batch_size);
     let mut backoff = Duration::from_millis(10);
+    // Tries of the current batch that the collector rejected as invalid.
+    let mut rejections = 0u32;
+    // Messages of a rejected batch, delivered one at a time to find the invalid ones.
+    let mut singles: std::collections::VecDeque<Message> = std::collections::VecDeque::new();
     loop {
         let flush_request = s.flush_requested.load(Ordering::Acquire);
         if batch.is_empty() {
-            while batch.len() < s.opts.batch_size {
-                match s.queue.pop() {
-                    Some(m) => batch.push(m),
-                    None => break,
+            if let Some(m) = singles.pop_front() {
+                batch.push(m);
+            } else {
+                while batch.len() < s.opts.batch_size {
+                    match s.queue.pop() {
+                        Some(m) => batch.push(m),
+                        None => break,
+                    }
                 }
             }
-            s.in_flight.store(batch.len() as u64, Ordering::Relaxed);
+            s.in_flight
+                .store((batch.len() + singles.len()) as u64, Ordering::Relaxed);
         }
         if !batch.is_empty() {
-            match s.driver.notify(&batch) {
-                Ok(()) => {
-                    let n = batch.len() as u64;
+            // A store that kept all but `refused` messages is done with the batch too.
+            let outcome = match s.driver.notify(&batch) {
+                Ok(()) => Ok(0),
+                Err(e) => match e.refused() {
+                    Some(refused) => {
+                        let refused = refused.min(batch.len());
+                        s.driver_errors.fetch_add(1, Ordering::Relaxed);
+                        let before = s
+                            .dropped_failed
+                            .fetch_add(refused as u64, Ordering::Relaxed);
+                        if before == 0 || (before + refused as u64).is_power_of_two() {
+                            log::warn!(
+                                "osprofiler: driver {} refused {refused} of {} messages and \
+                                 stored the rest; {} dropped so far (see \
+                                 NotifierStats::dropped_failed): {e}",
+                                s.driver.name(),
+                                batch.len(),
+                                before + refused as u64
+                            );
+                        }
+                        Ok(refused)
+                    }
+                    None => Err(e),
+                },
+            };
+            match outcome {
+                Ok(refused) => {
+                    let n = (batch.len() - refused) as u64;
                     for mut m in batch.drain(..) {
                         if let Some(l) = m.take_leftover() {
                             // When full, the worker frees it itself.
@@ -498,11 +590,44 @@ fn worker(s: Arc<Shared>) {
                         }
                     }
                     s.delivered.fetch_add(n, Ordering::Relaxed);
-                    s.in_flight.store(0, Ordering::Relaxed);
+                    s.in_flight.store(singles.len() as u64, Ordering::Relaxed);
                     backoff = Duration::from_millis(10);
+                    rejections = 0;
+                    continue;
+                }
+                Err(e) if e.is_rejected() && rejections + 1 >= s.opts.reject_retries.max(1) => {
+                    s.driver_errors.fetch_add(1, Ordering::Relaxed);
+                    rejections = 0;
+                    backoff = Duration::from_millis(10);
+                    if batch.len() > 1 {
+                        // Which messages are invalid? Each gets tried on its own.
+                        log::warn!(
+                            "osprofiler: driver {} rejected a batch of {} messages; delivering \
+                             them one at a time to drop only the invalid ones: {e}",
+                            s.driver.name(),
+                            batch.len()
+                        );
+                        singles.extend(batch.drain(..));
+                        continue;
+                    }
+                    let dropped = s.dropped_failed.fetch_add(1, Ordering::Relaxed);
+                    if dropped == 0 || (dropped + 1).is_power_of_two() {
+                        log::warn!(
+                            "osprofiler: driver {} rejected a message {} times; dropped it ({} \
+                             dropped so far, see NotifierStats::dropped_failed): {e}",
+                            s.driver.name(),
+                            s.opts.reject_retries.max(1),
+                            dropped + 1
+                        );
+                    }
+                    batch.clear();
+                    s.in_flight.store(singles.len() as u64, Ordering::Relaxed);
                     continue;
                 }
                 Err(e) => {
+                    if e.is_rejected() {
+                        rejections += 1;
+                    }
                     let errors = s.driver_errors.fetch_add(1, Ordering::Relaxed);
                     if errors == 0 || errors.is_power_of_two() {
                         log::warn!(
@@ -513,8 +638,9 @@ fn worker(s: Arc<Shared>) {
                     }
                     if s.shutdown.load(Ordering::Acquire) {
                         // Shutdown's flush already waited; give up on what is left.
-                        let n = batch.len() as u64;
+                        let n = (batch.len() + singles.len()) as u64;
                         batch.clear();
+                        singles.clear();
                         s.dropped_failed.fetch_add(n, Ordering::Relaxed);
                         s.in_flight.store(0, Ordering::Relaxed);
                         continue;

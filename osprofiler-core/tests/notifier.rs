@@ -16,6 +16,8 @@ static SERIAL: Mutex<()> = Mutex::new(());
 struct Flaky {
     down: AtomicBool,
     slow: AtomicBool,
+    /// Batches holding a point of this name are refused as invalid.
+    poison: Mutex<Option<String>>,
     calls: AtomicUsize,
     stored: Mutex<Vec<Value>>,
 }
@@ -31,6 +33,13 @@ impl Driver for Flaky {
         }
         if self.down.load(Ordering::SeqCst) {
             return Err(DriverError::new("connection refused"));
+        }
+        if let Some(bad) = &*self.poison.lock().unwrap()
+            && batch.iter().any(|m| m.point_name() == bad)
+        {
+            return Err(
+                DriverError::new("value too long for type character varying(255)").rejected(),
+            );
         }
         self.stored
             .lock()
@@ -62,6 +71,7 @@ fn install(driver: Arc<Flaky>, capacity: usize) -> Arc<QueueNotifier> {
         batch_size: 16,
         interval: Duration::from_millis(5),
         shutdown_timeout: Duration::from_millis(200),
+        ..QueueOptions::default()
     };
     let n = QueueNotifier::start(driver, opts).unwrap();
     notifier::set(n.clone());
@@ -273,6 +283,7 @@ fn a_filling_queue_wakes_the_sleeping_worker() {
         // Without an early wake-up the worker would sleep through the whole test.
         interval: Duration::from_secs(600),
         shutdown_timeout: Duration::from_millis(200),
+        ..QueueOptions::default()
     };
     let n = QueueNotifier::start(driver.clone(), opts).unwrap();
     notifier::set(n.clone());
@@ -304,4 +315,40 @@ fn a_filling_queue_wakes_the_sleeping_worker() {
     assert_eq!(stored.len(), 8_000);
     notifier::set(Arc::new(notifier::NoopNotifier));
     drop(n);
+}
+
+#[test]
+fn an_invalid_message_is_dropped_and_counted_without_holding_up_or_taking_valid_ones() {
+    let _s = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
+    let driver = Arc::new(Flaky::default());
+    *driver.poison.lock().unwrap() = Some("bad".into());
+    let n = install(driver.clone(), 1024);
+    let p = osp::init("k", None, None).unwrap();
+    // Valid points around an invalid one, in the same batches.
+    for i in 0..40 {
+        Trace::new(if i == 7 { "bad" } else { "good" }, osp::Info::new).finish();
+    }
+    assert!(
+        n.flush_for(Duration::from_secs(5)),
+        "the invalid message does not hold up the queue"
+    );
+    for _ in 0..10 {
+        Trace::new("good", osp::Info::new).finish();
+    }
+    assert!(n.flush_for(Duration::from_secs(5)));
+    osp::clean();
+    let stored = driver.trace_messages(&p.base_id().to_string()).unwrap();
+    assert_eq!(stored.len(), 98, "every valid message delivered");
+    assert!(
+        stored
+            .iter()
+            .all(|m| m["name"] != "bad-start" && m["name"] != "bad-stop")
+    );
+    let stats = n.stats();
+    assert_eq!(
+        stats.dropped_failed, 2,
+        "the invalid point's two messages, counted"
+    );
+    assert_eq!(stats.delivered, 98);
+    assert_eq!(stats.queued, 100);
 }

@@ -2,6 +2,7 @@
 //! binary installed as the global notifier, and ways to read what a trace sent.
 
 pub mod conformance;
+pub mod servers;
 
 use osprofiler_core::notifier::{self, QueueNotifier, QueueOptions};
 use osprofiler_core::{MemoryCollector, Profiler};
@@ -155,6 +156,15 @@ impl notifier::Notifier for Capture {
 /// `Message` values in emission order. Messages carry project `proj`, service `svc` and host
 /// `test-host`. Safe to call from parallel tests: each gets its own trace.
 pub fn captured_trace(f: impl FnOnce()) -> (String, Vec<osprofiler_core::Message>) {
+    captured_trace_with(None, f)
+}
+
+/// [`captured_trace`] with the trace's `base_id` given (any text, as a caller's header could
+/// carry it).
+pub fn captured_trace_with(
+    base_id: Option<&str>,
+    f: impl FnOnce(),
+) -> (String, Vec<osprofiler_core::Message>) {
     static C: OnceLock<Arc<Capture>> = OnceLock::new();
     let cap = C.get_or_init(|| {
         osprofiler_core::set_identity(Some("proj"), Some("svc"), Some("test-host"));
@@ -164,7 +174,7 @@ pub fn captured_trace(f: impl FnOnce()) -> (String, Vec<osprofiler_core::Message
         c
     });
     let base_id = {
-        let p = osprofiler_core::init("SECRET_KEY", None, None).expect("profiling enabled");
+        let p = osprofiler_core::init("SECRET_KEY", base_id, None).expect("profiling enabled");
         let id = base(&p);
         f();
         osprofiler_core::clean();
