@@ -5,16 +5,37 @@ OSP_VENV=${OSP_VENV:-$ROOT/.venv-osp}
 OSP_PYTHON=${OSPROFILER_PYTHON:-$OSP_VENV/bin/python}
 export OSPROFILER_PYTHON=$OSP_PYTHON
 
-# The Python OSProfiler 4.4.0 oracle, in a virtualenv of its own, with the Redis client and
-# oslo.messaging its redis:// and messaging:// drivers use.
+# The Python OSProfiler 4.4.0 oracle, in a virtualenv of its own, with the Redis and MongoDB
+# clients and oslo.messaging its redis://, mongodb:// and messaging:// drivers use.
 ensure_python_oracle() {
-  if [ -x "$OSP_PYTHON" ] && "$OSP_PYTHON" -c 'import importlib.metadata as m, sys, redis, oslo_messaging; sys.exit(m.version("osprofiler") != "4.4.0")' 2>/dev/null; then
+  if [ -x "$OSP_PYTHON" ] && "$OSP_PYTHON" -c 'import importlib.metadata as m, sys, redis, pymongo, oslo_messaging; sys.exit(m.version("osprofiler") != "4.4.0")' 2>/dev/null; then
     return 0
   fi
   echo "creating the Python oracle virtualenv in $OSP_VENV (osprofiler==4.4.0)" >&2
   python3 -m venv "$OSP_VENV" || { echo "FAILED: python3 -m venv (the Python oracle needs python3 with venv)" >&2; return 1; }
-  "$OSP_VENV/bin/pip" install --quiet --disable-pip-version-check 'osprofiler==4.4.0' redis oslo.messaging \
+  "$OSP_VENV/bin/pip" install --quiet --disable-pip-version-check 'osprofiler==4.4.0' redis pymongo oslo.messaging \
     || { echo "FAILED: pip install osprofiler==4.4.0 (the Python oracle)" >&2; return 1; }
+}
+
+# A MongoDB wire-protocol server on 127.0.0.1:27017 for the mongodb:// collector's tests: a
+# MongoDB already there is used as is; otherwise SecantusDB (PyPI, in its own virtualenv
+# .venv-secantus) is started, in memory.
+SECANTUS_VENV=${SECANTUS_VENV:-$ROOT/.venv-secantus}
+ensure_mongodb() {
+  if port_open 27017; then
+    return 0
+  fi
+  if ! [ -x "$SECANTUS_VENV/bin/secantusd-py" ]; then
+    echo "installing SecantusDB (a MongoDB wire-protocol server) into $SECANTUS_VENV" >&2
+    python3 -m venv "$SECANTUS_VENV" \
+      && "$SECANTUS_VENV/bin/pip" install --quiet --disable-pip-version-check --pre 'secantusdb==0.7.0b3' \
+      || { echo "FAILED: pip install secantusdb==0.7.0b3 (the MongoDB server of the tests)" >&2; return 1; }
+  fi
+  echo "starting SecantusDB on 127.0.0.1:27017" >&2
+  mkdir -p "$ROOT/target"
+  nohup "$SECANTUS_VENV/bin/secantusd-py" --host 127.0.0.1 --port 27017 --storage-path :memory: \
+    >"$ROOT/target/secantusdb.log" 2>&1 &
+  wait_for "MongoDB/SecantusDB (127.0.0.1:27017)" 60 port_open 27017
 }
 
 # Headless Chromium and ChromeDriver (Debian's chromium, chromium-driver) for the HTML report test.

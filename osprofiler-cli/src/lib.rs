@@ -51,6 +51,17 @@ pub fn load_report(
     connection_string: &str,
     opts: ReportOptions,
 ) -> Result<Value, CliError> {
+    load_report_from(trace, connection_string, opts, open_driver)
+}
+
+/// [`load_report`] with the driver made by `open` (the CLI's `--consume` opens a consuming
+/// messaging driver).
+pub fn load_report_from(
+    trace: &str,
+    connection_string: &str,
+    opts: ReportOptions,
+    open: impl FnOnce(&str) -> Result<std::sync::Arc<dyn Driver>, CliError>,
+) -> Result<Value, CliError> {
     let path = Path::new(trace);
     if path.is_file() {
         let text = std::fs::read_to_string(path)
@@ -64,7 +75,7 @@ pub fn load_report(
         }
         return Ok(v);
     }
-    let driver = open_driver(connection_string)?;
+    let driver = open(connection_string)?;
     let messages = driver.trace_messages(trace).map_err(|e| {
         CliError(format!(
             "cannot read trace {trace} from {}: {e}",

@@ -27,7 +27,7 @@ struct Conn {
         value_name = "URL",
         env = "OSPROFILER_CONNECTION_STRING",
         default_value = DEFAULT_CONNECTION_STRING,
-        help = "Where traces are stored: sqlite://PATH, postgresql://…, mysql://…, redis://HOST:PORT, messaging://[USER:PASS@HOST:PORT/VHOST]"
+        help = "Where traces are stored: sqlite://PATH, postgresql://…, mysql://…, redis://HOST:PORT, redissentinel://HOST:PORT, mongodb://HOST:PORT, messaging://[USER:PASS@HOST:PORT/VHOST]"
     )]
     connection_string: String,
 }
@@ -81,14 +81,24 @@ enum TraceCommand {
         /// Keep point names whole (`compute-api`); Python cuts them at the first `-`.
         #[arg(long)]
         keep_names: bool,
+        /// messaging:// only: take the trace's notifications off the profiler.info queue
+        /// (by default they are read and returned to it).
+        #[arg(long)]
+        consume: bool,
     },
-    /// List stored traces (base id and first timestamp), oldest first.
+    /// List stored traces (base id and first timestamp): the newest 50, oldest of them first.
     List {
         #[command(flatten)]
         conn: Conn,
         /// Only traces with an error point.
         #[arg(long)]
         error_trace: bool,
+        /// How many of the newest traces to list.
+        #[arg(long, value_name = "N", default_value_t = 50, conflicts_with = "all")]
+        limit: usize,
+        /// List every trace.
+        #[arg(long)]
+        all: bool,
     },
 }
 
@@ -107,17 +117,22 @@ fn write_out(out: Option<&PathBuf>, text: &str) -> Result<(), CliError> {
     }
 }
 
-/// Prints `what` followed by "(still working)…" if the returned guard is still alive after 2 s.
+/// Says `what` on stderr if the work is still going after half a second — only when stderr is
+/// a terminal (scripts and pipes get no progress chatter). The work is done when the returned
+/// sender drops.
 fn slow_notice(what: String) -> std::sync::mpsc::Sender<()> {
+    use std::io::IsTerminal as _;
     let (tx, rx) = std::sync::mpsc::channel::<()>();
-    std::thread::spawn(move || {
-        // Dropping the sender ends the wait early with Disconnected: nothing is printed.
-        if let Err(std::sync::mpsc::RecvTimeoutError::Timeout) =
-            rx.recv_timeout(std::time::Duration::from_secs(2))
-        {
-            eprintln!("{what} (still working)…");
-        }
-    });
+    if std::io::stderr().is_terminal() {
+        std::thread::spawn(move || {
+            // Dropping the sender ends the wait early with Disconnected: nothing is printed.
+            if let Err(std::sync::mpsc::RecvTimeoutError::Timeout) =
+                rx.recv_timeout(std::time::Duration::from_millis(500))
+            {
+                eprintln!("{what}…");
+            }
+        });
+    }
     tx
 }
 
@@ -133,28 +148,40 @@ fn run(cli: Cli) -> Result<(), CliError> {
                     dot,
                     out,
                     keep_names,
+                    consume,
                 },
         } => {
             let opts = ReportOptions {
                 keep_full_names: keep_names,
             };
+            let messaging = conn.connection_string.starts_with("messaging://");
+            if consume && !messaging {
+                return Err(CliError(
+                    "--consume applies to messaging:// only (other collectors keep what they store)"
+                        .into(),
+                ));
+            }
+            if consume {
+                // Said before reading: afterwards the notifications are gone.
+                eprintln!(
+                    "taking trace {trace}'s notifications off the profiler.info queue (--consume)"
+                );
+            }
             let report = {
                 let _n = slow_notice(format!(
                     "reading trace {trace} from {}",
                     osprofiler_core::redact(&conn.connection_string)
                 ));
-                osprofiler_cli::load_report(&trace, &conn.connection_string, opts)?
+                osprofiler_cli::load_report_from(&trace, &conn.connection_string, opts, |cs| {
+                    if consume {
+                        let d = osprofiler_collectors::MessagingDriver::open(cs)
+                            .map_err(|e| CliError(e.to_string()))?;
+                        Ok(std::sync::Arc::new(d.consuming(true)))
+                    } else {
+                        osprofiler_cli::open_driver(cs)
+                    }
+                })?
             };
-            if conn.connection_string.starts_with("messaging://")
-                && !std::path::Path::new(&trace).is_file()
-                && !json
-            {
-                eprintln!(
-                    "note: reading from messaging:// takes the trace's notifications off the \
-                     profiler.info queue (as Python's reader does); keep this report with \
-                     `--json --out FILE` to show it again"
-                );
-            }
             let text = if json {
                 osprofiler_cli::render_json(&report)
             } else if html {
@@ -167,7 +194,13 @@ fn run(cli: Cli) -> Result<(), CliError> {
             write_out(out.as_ref(), &text)
         }
         Command::Trace {
-            command: TraceCommand::List { conn, error_trace },
+            command:
+                TraceCommand::List {
+                    conn,
+                    error_trace,
+                    limit,
+                    all,
+                },
         } => {
             let driver = osprofiler_cli::open_driver(&conn.connection_string)?;
             let traces = {
@@ -187,9 +220,22 @@ fn run(cli: Cli) -> Result<(), CliError> {
                     osprofiler_core::redact(&conn.connection_string)
                 ))
             })?;
+            // Oldest first: the newest are the last ones.
+            let shown = if all {
+                &traces[..]
+            } else {
+                &traces[traces.len().saturating_sub(limit)..]
+            };
             let mut text = format!("{:<36}  {}\n", "base_id", "timestamp");
-            for t in &traces {
+            for t in shown {
                 text.push_str(&format!("{:<36}  {}\n", t.base_id, t.timestamp));
+            }
+            if shown.len() < traces.len() {
+                eprintln!(
+                    "the newest {} of {} traces; --limit N or --all for more",
+                    shown.len(),
+                    traces.len()
+                );
             }
             write_out(None, &text)
         }
@@ -213,20 +259,15 @@ fn run(cli: Cli) -> Result<(), CliError> {
                 format!(" --connection-string '{}'", conn.connection_string)
             };
             let store = osprofiler_core::redact(&conn.connection_string);
+            text.push_str(&format!(
+                "\ntrace {id} stored in {store}\n  osprofiler trace show {id}{cs} --html --out trace.html   # the interactive report\n  osprofiler trace show {id}{cs} --json                      # Python's JSON report\n",
+                id = run.base_id,
+            ));
             if conn.connection_string.starts_with("messaging://") {
-                // Reading took the notifications off the queue: keep the report in a file.
-                let file = format!("trace-{}.json", run.base_id);
-                std::fs::write(&file, osprofiler_cli::render_json(&run.report))
-                    .map_err(|e| CliError(format!("cannot write {file}: {e}")))?;
-                text.push_str(&format!(
-                    "\ntrace {id} sent to {store} and read back (which takes it off the queue); saved as {file}\n  osprofiler trace show {file} --html --out trace.html   # the interactive report\n",
-                    id = run.base_id,
-                ));
-            } else {
-                text.push_str(&format!(
-                    "\ntrace {id} stored in {store}\n  osprofiler trace show {id}{cs} --html --out trace.html   # the interactive report\n  osprofiler trace show {id}{cs} --json                      # Python's JSON report\n",
-                    id = run.base_id,
-                ));
+                text.push_str(
+                    "  (its notifications stay in the profiler.info queue until a listener, or \
+                     `trace show --consume`, takes them)\n",
+                );
             }
             write_out(None, &text)
         }

@@ -277,7 +277,7 @@ fn connection_string_comes_from_the_environment_as_in_python() {
 }
 
 #[test]
-fn demo_over_messaging_keeps_the_report_it_took_off_the_queue() {
+fn reading_over_messaging_leaves_the_trace_in_the_queue_unless_consumed() {
     let tmp = temp_dir();
     let out = Command::new(env!("CARGO_BIN_EXE_osprofiler"))
         .current_dir(&tmp)
@@ -287,22 +287,79 @@ fn demo_over_messaging_keeps_the_report_it_took_off_the_queue() {
         .output()
         .unwrap();
     let text = ok(&out);
-    let file = text
-        .split_whitespace()
-        .find(|w| w.starts_with("trace-") && w.ends_with(".json"))
-        .unwrap_or_else(|| {
-            panic!("no saved report named (RabbitMQ at 127.0.0.1:5672 is needed):\n{text}")
-        })
+    let id = text
+        .lines()
+        .find_map(|l| l.strip_prefix("trace ")?.split_whitespace().next())
+        .unwrap_or_else(|| panic!("no trace id (RabbitMQ at 127.0.0.1:5672 is needed):\n{text}"))
         .to_owned();
-    let shown = Command::new(env!("CARGO_BIN_EXE_osprofiler"))
-        .current_dir(&tmp)
-        .args(["trace", "show", &file])
+    let show = |extra: &[&str]| {
+        Command::new(env!("CARGO_BIN_EXE_osprofiler"))
+            .args(["trace", "show", &id, "--connection-string", "messaging://"])
+            .args(extra)
+            .output()
+            .unwrap()
+    };
+    // The demo read it back, and so can we, twice: nothing was taken.
+    for _ in 0..2 {
+        let shown = ok(&show(&[]));
+        assert!(
+            shown.contains("[worker@") && shown.contains("SELECT qty FROM stock"),
+            "{shown}"
+        );
+    }
+    // Asked to, it takes the trace off the queue, and says so first.
+    let consumed = show(&["--consume"]);
+    assert!(ok(&consumed).contains("[worker@"));
+    assert!(String::from_utf8_lossy(&consumed.stderr).contains("off the profiler.info queue"));
+    let gone = show(&[]);
+    assert!(!gone.status.success(), "the trace was consumed");
+    // --consume means nothing to a store that keeps what it has.
+    let wrong = Command::new(env!("CARGO_BIN_EXE_osprofiler"))
+        .args([
+            "trace",
+            "show",
+            &id,
+            "--consume",
+            "--connection-string",
+            "sqlite://x.db",
+        ])
         .output()
         .unwrap();
-    let shown = ok(&shown);
-    assert!(
-        shown.contains("[worker@") && shown.contains("SELECT qty FROM stock"),
-        "{shown}"
-    );
+    assert!(String::from_utf8_lossy(&wrong.stderr).contains("--consume applies to messaging://"));
+    std::fs::remove_dir_all(&tmp).unwrap();
+}
+
+#[test]
+fn trace_list_shows_the_newest_50_unless_told_otherwise() {
+    use osprofiler_core::notifier::Driver as _;
+    let tmp = temp_dir();
+    let cs = format!("sqlite://{}", tmp.join("list.db").display());
+    let driver = osprofiler_collectors::SqlDriver::open(&cs).unwrap();
+    let mut ids = Vec::new();
+    for _ in 0..60 {
+        let (id, msgs) = osprofiler_testkit::captured_trace(|| {
+            osprofiler_core::Trace::new("db", osprofiler_core::Info::new).finish();
+        });
+        driver.notify(&msgs).unwrap();
+        ids.push(id);
+    }
+    let listed = |extra: &[&str]| {
+        let mut args = vec!["trace", "list", "--connection-string", cs.as_str()];
+        args.extend_from_slice(extra);
+        let out = osprofiler(&args);
+        let rows: Vec<String> = ok(&out)
+            .lines()
+            .skip(1)
+            .map(|l| l.split_whitespace().next().unwrap().to_owned())
+            .collect();
+        (rows, String::from_utf8_lossy(&out.stderr).into_owned())
+    };
+    let (rows, note) = listed(&[]);
+    assert_eq!(rows, ids[10..], "the newest 50, oldest of them first");
+    assert!(note.contains("the newest 50 of 60 traces"), "{note}");
+    assert_eq!(listed(&["--limit", "5"]).0, ids[55..]);
+    let (rows, note) = listed(&["--all"]);
+    assert_eq!(rows, ids);
+    assert!(note.is_empty(), "{note}");
     std::fs::remove_dir_all(&tmp).unwrap();
 }

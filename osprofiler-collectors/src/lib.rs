@@ -8,6 +8,7 @@
 //! | `mysql://user@host:port/db` (`mariadb://`) | [`SqlDriver`] | `mysql` |
 //! | `redis://[:password@]host[:port][/db]` | [`RedisDriver`], byte-compatible with Python's | `redis` |
 //! | `redissentinel://[:password@]host:port` | [`RedisDriver`] on the primary a Redis Sentinel names (`sentinel_service_name`) | `redis` |
+//! | `mongodb://[user:pass@]host[:port][,…][/?options]` | [`MongoDriver`], Python's layout (database `osprofiler`) | `mongodb` |
 //! | `messaging://[user:pass@host:port/vhost]` | [`MessagingDriver`]: oslo.messaging notifications on RabbitMQ (the Ceilometer path) | `messaging` |
 //! | `otlp://host:port[/path]` | [`OtlpDriver`]: spans over OTLP/HTTP (Jaeger, Tempo, the OTel Collector); export only | `otlp` |
 //! | `jaeger://…` | an error pointing to OTLP (the Jaeger client protocol is retired) | |
@@ -47,6 +48,8 @@ use std::sync::{Arc, Once};
 
 #[cfg(feature = "messaging")]
 pub mod messaging;
+#[cfg(feature = "mongodb")]
+pub mod mongodb;
 #[cfg(feature = "otlp")]
 pub mod otlp;
 #[cfg(feature = "redis")]
@@ -58,6 +61,8 @@ pub mod sql;
 
 #[cfg(feature = "messaging")]
 pub use crate::messaging::MessagingDriver;
+#[cfg(feature = "mongodb")]
+pub use crate::mongodb::MongoDriver;
 #[cfg(feature = "otlp")]
 pub use crate::otlp::OtlpDriver;
 #[cfg(feature = "redis")]
@@ -105,6 +110,10 @@ pub fn register() {
                 Ok(Arc::new(RedisDriver::from_conf(cs, conf)?) as Arc<dyn Driver>)
             });
         }
+        #[cfg(feature = "mongodb")]
+        osprofiler_core::register_driver("mongodb", |cs, conf| {
+            Ok(Arc::new(MongoDriver::from_conf(cs, conf)?) as Arc<dyn Driver>)
+        });
         #[cfg(feature = "messaging")]
         osprofiler_core::register_driver("messaging", |cs, _| {
             Ok(Arc::new(MessagingDriver::open(cs)?) as Arc<dyn Driver>)

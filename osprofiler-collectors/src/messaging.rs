@@ -14,9 +14,13 @@
 //!   "profiler.<service>", "priority": "INFO", "payload": <the message>, "timestamp":
 //!   "YYYY-MM-DD HH:MM:SS.ffffff", "_unique_id"}`.
 //!
-//! Batches are published with publisher confirms. Reading a trace back takes only that
-//! trace's notifications from the queue: the others are returned to it (Python's reader
-//! drains the whole topic).
+//! Batches are published with publisher confirms. Reading looks at the queue without
+//! consuming: every notification read is returned to it, in its order, so `trace show` and
+//! `trace list` can be repeated and a listener such as Ceilometer still gets everything. A
+//! driver made [`MessagingDriver::consuming`] takes the trace it reads off the queue instead
+//! (only that trace's notifications; Python's reader drains the whole topic). While one reader
+//! has the queue's notifications in hand, before it returns them, another reader sees them
+//! missing: readers of the same queue should take turns.
 
 use crate::rt::Rt;
 use lapin::options::{
@@ -56,6 +60,7 @@ pub struct MessagingDriver {
     exchange: String,
     rt: Rt,
     channel: Mutex<Option<(Connection, Channel)>>,
+    consume: bool,
 }
 
 impl std::fmt::Debug for MessagingDriver {
@@ -204,7 +209,15 @@ impl MessagingDriver {
             exchange,
             rt: Rt::new()?,
             channel: Mutex::new(None),
+            consume: false,
         })
+    }
+
+    /// Whether reading a trace takes its notifications off the queue (default false: they
+    /// are returned to it).
+    pub fn consuming(mut self, consume: bool) -> Self {
+        self.consume = consume;
+        self
     }
 
     async fn connect(&self) -> Result<(Connection, Channel), DriverError> {
@@ -347,6 +360,18 @@ impl MessagingDriver {
                 .await
                 .map_err(|e| amqp_err("cannot return a notification to its queue", e))?;
             }
+            // A method the broker answers, after the nacks on the same channel: once it has
+            // answered, the notifications are back in the queue for every other reader.
+            ch.queue_declare(
+                TOPIC.into(),
+                QueueDeclareOptions {
+                    passive: true,
+                    ..Default::default()
+                },
+                FieldTable::default(),
+            )
+            .await
+            .map_err(|e| amqp_err("cannot check the profiler.info queue", e))?;
             Ok(kept)
         })
         .await
@@ -378,10 +403,15 @@ impl Driver for MessagingDriver {
         self.rt.run(self.publish(batch))
     }
 
-    /// Takes the trace's notifications off `profiler.info` (a listener such as Ceilometer
-    /// would have taken them too); other traces' notifications stay in the queue.
+    /// The trace's notifications in `profiler.info`, left in the queue — or taken off it when
+    /// the driver is [`MessagingDriver::consuming`]; other traces' notifications always stay.
     fn trace_messages(&self, base_id: &str) -> Result<Vec<Value>, DriverError> {
-        self.rt.run(self.sweep(|p| p["base_id"] == base_id))
+        if self.consume {
+            return self.rt.run(self.sweep(|p| p["base_id"] == base_id));
+        }
+        let mut all = self.rt.run(self.peek_all())?;
+        all.retain(|p| p["base_id"] == base_id);
+        Ok(all)
     }
 
     fn list_traces(&self) -> Result<Vec<TraceSummary>, DriverError> {

@@ -3,7 +3,7 @@
 //! read back unchanged, reports equal the core's report of the same messages, listings find the
 //! trace, error listings find only error traces.
 
-use osprofiler_collectors::{RedisDriver, SqlDriver};
+use osprofiler_collectors::{MongoDriver, RedisDriver, SqlDriver};
 use osprofiler_core::notifier::Driver;
 use osprofiler_core::{self as osp, Message, ProfilerConfig, Report, Trace};
 use osprofiler_testkit::{captured_trace, captured_trace_with};
@@ -12,6 +12,7 @@ use serde_json::Value;
 const PG: &str = "postgresql://postgres@127.0.0.1:5432/test";
 const MY: &str = "mysql://root@127.0.0.1:3306/test";
 const REDIS: &str = "redis://127.0.0.1:6379";
+const MONGO: &str = "mongodb://127.0.0.1:27017";
 
 /// A trace with nesting, SQL, non-ASCII text and one failed point.
 fn error_trace() -> (String, Vec<Message>) {
@@ -48,6 +49,7 @@ fn service_hint(name: &str) -> &'static str {
         "postgresql" => "PostgreSQL at 127.0.0.1:5432 (database test)",
         "mysql" => "MariaDB at 127.0.0.1:3306 (database test)",
         "redis" => "Redis at 127.0.0.1:6379",
+        "mongodb" => "MongoDB at 127.0.0.1:27017 (scripts/test starts SecantusDB there)",
         _ => "SQLite",
     }
 }
@@ -202,6 +204,66 @@ fn postgresql() {
 fn mysql_on_mariadb() {
     let d = SqlDriver::open(MY).unwrap();
     let traces = round_trip(&d);
+    clean_up(&traces, |t| d.delete_trace(t).unwrap(), &d);
+}
+
+#[test]
+fn mongodb_layout_is_pythons() {
+    let d = MongoDriver::open(MONGO, true).unwrap();
+    let mut traces = round_trip(&d);
+    traces.push(big_batch(&d));
+
+    // Document level, with the official client: Python's layout.
+    let (base, msgs) = error_trace();
+    d.notify(&msgs).unwrap();
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    let (docs, marker) = rt.block_on(async {
+        let db = mongodb::Client::with_uri_str(MONGO)
+            .await
+            .unwrap()
+            .database("osprofiler");
+        let mut cur = db
+            .collection::<mongodb::bson::Document>("profiler")
+            .find(mongodb::bson::doc! {"base_id": &base})
+            .await
+            .unwrap();
+        let mut docs = Vec::new();
+        while cur.advance().await.unwrap() {
+            docs.push(cur.deserialize_current().unwrap());
+        }
+        let marker = db
+            .collection::<mongodb::bson::Document>("profiler_error")
+            .find_one(mongodb::bson::doc! {"base_id": &base})
+            .await
+            .unwrap();
+        (docs, marker)
+    });
+    assert_eq!(docs.len(), msgs.len());
+    let keys: Vec<&str> = docs[0].keys().map(String::as_str).collect();
+    assert_eq!(
+        keys,
+        [
+            "_id",
+            "name",
+            "base_id",
+            "trace_id",
+            "parent_id",
+            "timestamp",
+            "info",
+            "project",
+            "service"
+        ]
+    );
+    assert_eq!(docs[0].get_str("project").unwrap(), "proj");
+    assert!(docs[0].get_document("info").unwrap().contains_key("host"));
+    let marker = marker.expect("the error trace is marked in profiler_error");
+    let last_error = msgs
+        .iter()
+        .rev()
+        .find(|m| m.error_type().is_some())
+        .unwrap();
+    assert_eq!(marker.get_str("timestamp").unwrap(), last_error.timestamp());
+    traces.push(base);
     clean_up(&traces, |t| d.delete_trace(t).unwrap(), &d);
 }
 

@@ -468,7 +468,7 @@ impl fmt::Display for InitError {
             InitError::UnknownScheme { scheme, known } => write!(
                 f,
                 "invalid value for option [profiler] connection_string: no collector driver for scheme {scheme:?} \
-                 (registered: {}; osprofiler_collectors::register() adds sqlite, postgresql, mysql, redis, messaging and otlp)",
+                 (registered: {}; osprofiler_collectors::register() adds sqlite, postgresql, mysql, redis, redissentinel, mongodb, messaging and otlp)",
                 known.join(", ")
             ),
             InitError::Driver {

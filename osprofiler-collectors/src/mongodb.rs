@@ -1,0 +1,296 @@
+//! The MongoDB collector, laid out as Python OSProfiler's `mongodb://` driver lays it out.
+//!
+//! Database `osprofiler`, collection `profiler`: one document per message — the message as
+//! Python stores it, `project` and `service` included — and, with `filter_error_trace` on,
+//! `{base_id, timestamp}` upserted into `profiler_error` for a message with an `etype` (Python's
+//! own error path calls pymongo's removed `update()` and fails with pymongo 4; this one works).
+//! A notifier batch is one unordered `insert_many`; the `base_id` and `timestamp` indexes are
+//! created once, at the first write. Python's `osprofiler trace show/list` read what this driver
+//! writes, and the other way round.
+//!
+//! The URL is MongoDB's: authentication, TLS (rustls), replica set and timeout options pass
+//! through (`mongodb://user:pass@h1,h2/?replicaSet=rs0&tls=true`). Without
+//! `serverSelectionTimeoutMS` in it, a server that cannot be reached fails a call after 3 s
+//! (the driver's default is 30 s), and the notifier retries the batch later.
+
+use crate::rt::Rt;
+use mongodb::bson::{self, Bson, Document, doc};
+use mongodb::error::{Error as MongoError, ErrorKind};
+use mongodb::options::{ClientOptions, IndexOptions};
+use mongodb::{Client, Collection, IndexModel};
+use osprofiler_core::notifier::{Driver, DriverError, TraceSummary};
+use osprofiler_core::{Message, ProfilerConfig};
+use serde_json::Value;
+use std::collections::BTreeMap;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::Duration;
+
+const DATABASE: &str = "osprofiler";
+
+/// A collector storing messages in MongoDB (see the [module docs](self)).
+///
+/// Nothing is connected until the first write or read; a server that is down only delays
+/// delivery (the notifier keeps and retries batches).
+///
+/// ```no_run
+/// use osprofiler_collectors::MongoDriver;
+/// use osprofiler_core::notifier::Driver;
+/// let mongo = MongoDriver::open("mongodb://127.0.0.1:27017", false).unwrap();
+/// for t in mongo.list_traces().unwrap() {
+///     println!("{} {}", t.base_id, t.timestamp);
+/// }
+/// ```
+pub struct MongoDriver {
+    rt: Rt,
+    profiler: Collection<Document>,
+    errors: Collection<Document>,
+    /// `None`: follow the process-wide `filter_error_trace` switch.
+    filter_error_trace: Option<bool>,
+    indexed: AtomicBool,
+}
+
+impl std::fmt::Debug for MongoDriver {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("MongoDriver")
+            .field("database", &DATABASE)
+            .field("filter_error_trace", &self.filter_error_trace)
+            .finish_non_exhaustive()
+    }
+}
+
+fn err(what: &str, e: MongoError) -> DriverError {
+    DriverError::with_source(what.to_owned(), e)
+}
+
+impl MongoDriver {
+    /// A driver for a `mongodb://` URL, indexing error traces when `filter_error_trace`. Only
+    /// the URL is checked here; nothing is connected yet.
+    pub fn open(connection_string: &str, filter_error_trace: bool) -> Result<Self, DriverError> {
+        let mut d = Self::from_conf(connection_string, &ProfilerConfig::default())?;
+        d.filter_error_trace = Some(filter_error_trace);
+        Ok(d)
+    }
+
+    /// A driver that indexes error traces while the process-wide `filter_error_trace` switch
+    /// is on (what `init_from_conf` uses).
+    pub fn from_conf(connection_string: &str, _conf: &ProfilerConfig) -> Result<Self, DriverError> {
+        let rt = Rt::new()?;
+        let mut options = rt
+            .run(async { ClientOptions::parse(connection_string).await })
+            .map_err(|e| err("bad mongodb:// connection string", e))?;
+        if options.server_selection_timeout.is_none() {
+            options.server_selection_timeout = Some(Duration::from_secs(3));
+        }
+        if options.app_name.is_none() {
+            options.app_name = Some("osprofiler-rs".into());
+        }
+        let client = {
+            // The client spawns its monitors on the runtime it is made in.
+            let _enter = rt.handle().enter();
+            Client::with_options(options).map_err(|e| err("cannot create the MongoDB client", e))?
+        };
+        let db = client.database(DATABASE);
+        Ok(MongoDriver {
+            profiler: db.collection("profiler"),
+            errors: db.collection("profiler_error"),
+            rt,
+            filter_error_trace: None,
+            indexed: AtomicBool::new(false),
+        })
+    }
+
+    fn indexes_errors(&self) -> bool {
+        self.filter_error_trace
+            .unwrap_or_else(osprofiler_core::filter_error_trace)
+    }
+
+    async fn ensure_indexes(&self) -> Result<(), DriverError> {
+        if self.indexed.load(Ordering::Acquire) {
+            return Ok(());
+        }
+        let index = |key: &str| {
+            IndexModel::builder()
+                .keys(doc! { key: 1 })
+                .options(IndexOptions::builder().name(format!("{key}_1")).build())
+                .build()
+        };
+        self.profiler
+            .create_indexes([index("base_id"), index("timestamp")])
+            .await
+            .map_err(|e| classify("cannot create the profiler indexes", e))?;
+        self.errors
+            .create_index(index("base_id"))
+            .await
+            .map_err(|e| classify("cannot create the profiler_error index", e))?;
+        self.indexed.store(true, Ordering::Release);
+        Ok(())
+    }
+
+    async fn insert(&self, batch: &[Message]) -> Result<(), DriverError> {
+        self.ensure_indexes().await?;
+        let mut docs = Vec::with_capacity(batch.len());
+        let mut unconvertible = 0;
+        for m in batch {
+            match document_of(&m.to_value()) {
+                Some(d) => docs.push(d),
+                None => unconvertible += 1,
+            }
+        }
+        let mut refused = unconvertible;
+        if !docs.is_empty() {
+            match self.profiler.insert_many(docs).ordered(false).await {
+                Ok(_) => {}
+                Err(e) => match *e.kind {
+                    // Unordered: the server stored every other document.
+                    ErrorKind::InsertMany(ref f)
+                        if f.write_concern_error.is_none() && f.write_errors.is_some() =>
+                    {
+                        refused += f.write_errors.as_ref().map_or(0, Vec::len);
+                    }
+                    _ => return Err(classify("cannot store messages in MongoDB", e)),
+                },
+            }
+        }
+        if self.indexes_errors() {
+            for m in batch.iter().filter(|m| m.error_type().is_some()) {
+                let id = m.base_id().to_text();
+                let marker = doc! { "base_id": id.as_ref(), "timestamp": m.timestamp() };
+                self.errors
+                    .replace_one(doc! { "base_id": id.as_ref() }, marker)
+                    .upsert(true)
+                    .await
+                    .map_err(|e| classify("cannot mark an error trace in MongoDB", e))?;
+            }
+        }
+        if refused > 0 {
+            return Err(DriverError::new(format!(
+                "MongoDB refused {refused} of {} messages",
+                batch.len()
+            ))
+            .partly_stored(refused));
+        }
+        Ok(())
+    }
+
+    async fn find(
+        &self,
+        coll: &Collection<Document>,
+        filter: Document,
+        projection: Document,
+        sort: Document,
+    ) -> Result<Vec<Value>, MongoError> {
+        let mut cursor = coll.find(filter).projection(projection).sort(sort).await?;
+        let mut out = Vec::new();
+        while cursor.advance().await? {
+            let d = cursor.deserialize_current()?;
+            out.push(Bson::Document(d).into_relaxed_extjson());
+        }
+        Ok(out)
+    }
+
+    async fn summaries(&self, errors: bool) -> Result<Vec<TraceSummary>, DriverError> {
+        let (coll, what) = if errors {
+            (&self.errors, "cannot list error traces in MongoDB")
+        } else {
+            (&self.profiler, "cannot list traces in MongoDB")
+        };
+        let docs = self
+            .find(
+                coll,
+                doc! {},
+                doc! { "_id": 0, "base_id": 1, "timestamp": 1 },
+                doc! { "timestamp": 1 },
+            )
+            .await
+            .map_err(|e| err(what, e))?;
+        // The first timestamp of each trace (the documents come oldest first).
+        let mut first: BTreeMap<String, String> = BTreeMap::new();
+        for d in docs {
+            if let (Some(id), Some(ts)) = (d["base_id"].as_str(), d["timestamp"].as_str()) {
+                first.entry(id.to_owned()).or_insert_with(|| ts.to_owned());
+            }
+        }
+        let mut out: Vec<TraceSummary> = first
+            .into_iter()
+            .map(|(base_id, timestamp)| TraceSummary { base_id, timestamp })
+            .collect();
+        out.sort_by(|a, b| a.timestamp.cmp(&b.timestamp));
+        Ok(out)
+    }
+
+    /// Deletes one trace's messages and its error marker (retention, clean-up); returns how
+    /// many documents went.
+    pub fn delete_trace(&self, base_id: &str) -> Result<u64, DriverError> {
+        self.rt.run(async {
+            let filter = doc! { "base_id": base_id };
+            let a = self
+                .profiler
+                .delete_many(filter.clone())
+                .await
+                .map_err(|e| err("cannot delete the trace from MongoDB", e))?;
+            let b = self
+                .errors
+                .delete_many(filter)
+                .await
+                .map_err(|e| err("cannot delete the trace's error marker from MongoDB", e))?;
+            Ok(a.deleted_count + b.deleted_count)
+        })
+    }
+}
+
+/// A message as a BSON document; `None` for one BSON cannot hold (an integer over 2^63).
+fn document_of(v: &Value) -> Option<Document> {
+    match bson::to_bson(v).ok()? {
+        Bson::Document(d) => Some(d),
+        _ => None,
+    }
+}
+
+/// A MongoDB error as a driver error: the server refusing the documents themselves (a write
+/// error, an invalid document) is `rejected`; the rest (unreachable, no primary, timeouts)
+/// is retried.
+fn classify(what: &str, e: MongoError) -> DriverError {
+    let refused = matches!(
+        *e.kind,
+        ErrorKind::Write(mongodb::error::WriteFailure::WriteError(_))
+            | ErrorKind::InvalidArgument { .. }
+            | ErrorKind::BsonSerialization(_)
+    );
+    let e = err(what, e);
+    if refused { e.rejected() } else { e }
+}
+
+impl Driver for MongoDriver {
+    fn name(&self) -> &str {
+        "mongodb"
+    }
+
+    fn notify(&self, batch: &[Message]) -> Result<(), DriverError> {
+        if batch.is_empty() {
+            return Ok(());
+        }
+        self.rt.run(self.insert(batch))
+    }
+
+    fn trace_messages(&self, base_id: &str) -> Result<Vec<Value>, DriverError> {
+        self.rt.run(async {
+            // In the order they were stored (ids are made in insertion order).
+            self.find(
+                &self.profiler,
+                doc! { "base_id": base_id },
+                doc! { "_id": 0 },
+                doc! { "_id": 1 },
+            )
+            .await
+            .map_err(|e| err("cannot read the trace from MongoDB", e))
+        })
+    }
+
+    fn list_traces(&self) -> Result<Vec<TraceSummary>, DriverError> {
+        self.rt.run(self.summaries(false))
+    }
+
+    fn list_error_traces(&self) -> Result<Vec<TraceSummary>, DriverError> {
+        self.rt.run(self.summaries(true))
+    }
+}
