@@ -10,7 +10,7 @@
 //! | `redissentinel://[:password@]host:port` | [`RedisDriver`] on the primary a Redis Sentinel names (`sentinel_service_name`) | `redis` |
 //! | `mongodb://[user:pass@]host[:port][,…][/?options]` | [`MongoDriver`], Python's layout (database `osprofiler`) | `mongodb` |
 //! | `messaging://[user:pass@host:port/vhost]` | [`MessagingDriver`]: oslo.messaging notifications on RabbitMQ (the Ceilometer path) | `messaging` |
-//! | `otlp://host:port[/path]` | [`OtlpDriver`]: spans over OTLP/HTTP (Jaeger, Tempo, the OTel Collector); export only | `otlp` |
+//! | `otlp://host:port[/path]`, `otlp+https://…`, `otlp://` (from `OTEL_EXPORTER_OTLP_*`) | [`OtlpDriver`]: spans over OTLP/HTTP(S) (Jaeger, Tempo, the OTel Collector), headers for authentication; export only | `otlp` |
 //! | `jaeger://…` | an error pointing to OTLP (the Jaeger client protocol is retired) | |
 //! | `elasticsearch://…` | an error naming the supported collectors: no Elasticsearch server can be run where this crate is tested, and no untested driver is shipped | |
 //!
@@ -119,9 +119,11 @@ pub fn register() {
             Ok(Arc::new(MessagingDriver::open(cs)?) as Arc<dyn Driver>)
         });
         #[cfg(feature = "otlp")]
-        osprofiler_core::register_driver("otlp", |cs, _| {
-            Ok(Arc::new(OtlpDriver::open(cs)?) as Arc<dyn Driver>)
-        });
+        for scheme in ["otlp", "otlp+http", "otlp+https"] {
+            osprofiler_core::register_driver(scheme, |cs, _| {
+                Ok(Arc::new(OtlpDriver::open(cs)?) as Arc<dyn Driver>)
+            });
+        }
         osprofiler_core::register_driver("elasticsearch", |_, _| {
             Err(DriverError::new(format!(
                 "no Elasticsearch driver: no Elasticsearch or OpenSearch server can be run where \

@@ -39,9 +39,21 @@ const PENDING_TTL: Duration = Duration::from_secs(600);
 
 /// A collector exporting spans over OTLP/HTTP (see the [module docs](self)).
 ///
-/// `otlp://host:port[/path]` posts to `http://host:port[/path]/v1/traces`, as Python does.
-/// Export only: reading traces back is the tracing back end's job (`trace show` from this
-/// driver says so).
+/// Connection strings:
+/// - `otlp://host:port[/path]` posts to `http://host:port[/path]/v1/traces`, as Python does;
+///   `otlp+https://host:port[/path]` the same over HTTPS (rustls; the system's roots).
+/// - `otlp://` with nothing after it takes the endpoint from the standard variables:
+///   `OTEL_EXPORTER_OTLP_TRACES_ENDPOINT` (used as is), else `OTEL_EXPORTER_OTLP_ENDPOINT`
+///   (`/v1/traces` appended), else `http://localhost:4318/v1/traces`.
+/// - Headers (for authentication): `OTEL_EXPORTER_OTLP_TRACES_HEADERS`, else
+///   `OTEL_EXPORTER_OTLP_HEADERS` (`key=value,key2=value2`, values percent-encoded), and
+///   `?headers=…` in the same form on the connection string, which wins for a key given twice.
+/// - A CA to trust besides the system's (a private or self-signed receiver): the PEM file in
+///   `OTEL_EXPORTER_OTLP_TRACES_CERTIFICATE`, else `OTEL_EXPORTER_OTLP_CERTIFICATE`, or
+///   `?certificate=/path/ca.pem`.
+///
+/// Header values are never shown (`Debug` lists the names only). Export only: reading traces
+/// back is the tracing back end's job (`trace show` from this driver says so).
 ///
 /// ```
 /// use osprofiler_collectors::OtlpDriver;
@@ -50,6 +62,7 @@ const PENDING_TTL: Duration = Duration::from_secs(600);
 /// ```
 pub struct OtlpDriver {
     endpoint: String,
+    headers: reqwest::header::HeaderMap,
     rt: Rt,
     client: reqwest::Client,
     pending: Mutex<HashMap<String, (Value, Instant)>>,
@@ -59,43 +72,180 @@ impl std::fmt::Debug for OtlpDriver {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("OtlpDriver")
             .field("endpoint", &self.endpoint)
+            .field("headers", &self.headers.keys().collect::<Vec<_>>())
             .finish_non_exhaustive()
     }
 }
 
-impl OtlpDriver {
-    /// A driver for `otlp://host:port[/path]`. Nothing is connected until the first export.
-    pub fn open(connection_string: &str) -> Result<OtlpDriver, DriverError> {
-        let rest = connection_string
-            .split_once("://")
-            .map(|(_, r)| r)
-            .unwrap_or_default();
-        let (authority, path) = match rest.find('/') {
-            Some(i) => (&rest[..i], rest[i..].trim_end_matches('/')),
-            None => (rest, ""),
-        };
-        if authority.is_empty() {
-            return Err(DriverError::new(
-                "expected otlp://host:port[/path] (the OTLP/HTTP receiver, port 4318 by default)",
-            ));
+/// Where and how spans are exported, from a connection string and the environment.
+#[derive(Debug, PartialEq, Eq)]
+struct Settings {
+    endpoint: String,
+    headers: Vec<(String, String)>,
+    certificate: Option<String>,
+}
+
+/// `%XX` sequences decoded (the OTel header variables and URL query values use them).
+fn percent_decode(s: &str) -> Result<String, DriverError> {
+    let b = s.as_bytes();
+    let mut out = Vec::with_capacity(b.len());
+    let mut i = 0;
+    while i < b.len() {
+        if b[i] == b'%' {
+            let hex = s
+                .get(i + 1..i + 3)
+                .and_then(|h| u8::from_str_radix(h, 16).ok())
+                .ok_or_else(|| DriverError::new(format!("bad percent-encoding in {s:?}")))?;
+            out.push(hex);
+            i += 3;
+        } else {
+            out.push(b[i]);
+            i += 1;
         }
-        let authority = if authority.contains(':') {
-            authority.to_owned()
-        } else {
-            format!("{authority}:4318")
+    }
+    String::from_utf8(out).map_err(|_| DriverError::new("percent-encoded text is not UTF-8"))
+}
+
+/// `key=value,key2=value2` pairs (the OTel headers format).
+fn header_pairs(list: &str) -> Result<Vec<(String, String)>, DriverError> {
+    list.split(',')
+        .map(str::trim)
+        .filter(|p| !p.is_empty())
+        .map(|pair| {
+            let (k, v) = pair.split_once('=').ok_or_else(|| {
+                DriverError::new(format!(
+                    "bad OTLP header {:?}: expected key=value",
+                    pair.split('=').next().unwrap_or_default()
+                ))
+            })?;
+            Ok((percent_decode(k.trim())?, percent_decode(v.trim())?))
+        })
+        .collect()
+}
+
+impl Settings {
+    fn of(
+        connection_string: &str,
+        env: impl Fn(&str) -> Option<String>,
+    ) -> Result<Settings, DriverError> {
+        let env = |k: &str| env(k).filter(|v| !v.trim().is_empty());
+        let (scheme, rest) = connection_string
+            .split_once("://")
+            .ok_or_else(|| DriverError::new("expected otlp://host:port[/path]"))?;
+        let http = match scheme.to_ascii_lowercase().as_str() {
+            "otlp" | "otlp+http" => "http",
+            "otlp+https" => "https",
+            other => {
+                return Err(DriverError::new(format!(
+                    "unknown OTLP scheme {other:?}: use otlp://, otlp+http:// or otlp+https://"
+                )));
+            }
         };
-        let path = if path.ends_with("/v1/traces") {
-            path.to_owned()
-        } else {
-            format!("{path}/v1/traces")
+        let (location, query) = rest.split_once('?').unwrap_or((rest, ""));
+        let mut headers = match env("OTEL_EXPORTER_OTLP_TRACES_HEADERS")
+            .or_else(|| env("OTEL_EXPORTER_OTLP_HEADERS"))
+        {
+            Some(list) => header_pairs(&list)?,
+            None => Vec::new(),
         };
-        let client = reqwest::Client::builder()
+        let mut certificate = env("OTEL_EXPORTER_OTLP_TRACES_CERTIFICATE")
+            .or_else(|| env("OTEL_EXPORTER_OTLP_CERTIFICATE"));
+        for param in query.split('&').filter(|p| !p.is_empty()) {
+            let (k, v) = param.split_once('=').unwrap_or((param, ""));
+            match k {
+                "headers" => {
+                    for (k, v) in header_pairs(&percent_decode(v)?)? {
+                        headers.retain(|(old, _)| !old.eq_ignore_ascii_case(&k));
+                        headers.push((k, v));
+                    }
+                }
+                "certificate" => certificate = Some(percent_decode(v)?),
+                other => {
+                    return Err(DriverError::new(format!(
+                        "unknown otlp:// option {other:?} (known: headers, certificate)"
+                    )));
+                }
+            }
+        }
+        let (authority, path) = match location.find('/') {
+            Some(i) => (&location[..i], location[i..].trim_end_matches('/')),
+            None => (location, ""),
+        };
+        let endpoint = if authority.is_empty() {
+            if let Some(e) = env("OTEL_EXPORTER_OTLP_TRACES_ENDPOINT") {
+                e.trim().to_owned()
+            } else if let Some(e) = env("OTEL_EXPORTER_OTLP_ENDPOINT") {
+                format!("{}/v1/traces", e.trim().trim_end_matches('/'))
+            } else {
+                "http://localhost:4318/v1/traces".to_owned()
+            }
+        } else {
+            let authority = if authority.contains(':') {
+                authority.to_owned()
+            } else {
+                format!("{authority}:4318")
+            };
+            let path = if path.ends_with("/v1/traces") {
+                path.to_owned()
+            } else {
+                format!("{path}/v1/traces")
+            };
+            format!("{http}://{authority}{path}")
+        };
+        if !(endpoint.starts_with("http://") || endpoint.starts_with("https://")) {
+            return Err(DriverError::new(format!(
+                "the OTLP endpoint {endpoint:?} is not an http:// or https:// URL"
+            )));
+        }
+        Ok(Settings {
+            endpoint,
+            headers,
+            certificate,
+        })
+    }
+}
+
+impl OtlpDriver {
+    /// A driver for `otlp://host:port[/path]` and the forms above, with the environment's
+    /// `OTEL_EXPORTER_OTLP_*` variables. Nothing is connected until the first export.
+    pub fn open(connection_string: &str) -> Result<OtlpDriver, DriverError> {
+        Self::with_settings(Settings::of(connection_string, |k| std::env::var(k).ok())?)
+    }
+
+    fn with_settings(settings: Settings) -> Result<OtlpDriver, DriverError> {
+        // reqwest's rustls needs a crypto provider: ring (already built for the other drivers),
+        // unless the application installed one.
+        if rustls::crypto::CryptoProvider::get_default().is_none() {
+            let _ = rustls::crypto::ring::default_provider().install_default();
+        }
+        let mut headers = reqwest::header::HeaderMap::new();
+        for (k, v) in &settings.headers {
+            let name = reqwest::header::HeaderName::from_bytes(k.as_bytes())
+                .map_err(|_| DriverError::new(format!("bad OTLP header name {k:?}")))?;
+            let mut value = reqwest::header::HeaderValue::from_str(v)
+                .map_err(|_| DriverError::new(format!("bad value for OTLP header {k:?}")))?;
+            value.set_sensitive(true);
+            headers.insert(name, value);
+        }
+        let mut builder = reqwest::Client::builder()
             .no_proxy()
-            .timeout(Duration::from_secs(10))
+            .timeout(Duration::from_secs(10));
+        if let Some(path) = &settings.certificate {
+            let pem = std::fs::read(path).map_err(|e| {
+                DriverError::with_source(format!("cannot read the OTLP CA certificate {path}"), e)
+            })?;
+            for cert in reqwest::Certificate::from_pem_bundle(&pem).map_err(|e| {
+                DriverError::with_source(format!("{path} holds no PEM certificate"), e)
+            })? {
+                builder = builder.add_root_certificate(cert);
+            }
+        }
+        let client = builder
             .build()
             .map_err(|e| DriverError::with_source("cannot create the HTTP client", e))?;
         Ok(OtlpDriver {
-            endpoint: format!("http://{authority}{path}"),
+            endpoint: settings.endpoint,
+            headers,
             rt: Rt::new()?,
             client,
             pending: Mutex::new(HashMap::new()),
@@ -111,6 +261,7 @@ impl OtlpDriver {
         let resp = self
             .client
             .post(&self.endpoint)
+            .headers(self.headers.clone())
             .header("content-type", "application/x-protobuf")
             .body(body)
             .send()
@@ -118,12 +269,18 @@ impl OtlpDriver {
             .map_err(|e| {
                 DriverError::with_source(format!("cannot export spans to {}", self.endpoint), e)
             })?;
-        if !resp.status().is_success() {
-            return Err(DriverError::new(format!(
-                "the OTLP receiver at {} answered {}",
-                self.endpoint,
-                resp.status()
-            )));
+        let status = resp.status();
+        if !status.is_success() {
+            let e = DriverError::new(format!(
+                "the OTLP receiver at {} answered {status}",
+                self.endpoint
+            ));
+            // 4xx but timeouts and throttling: the receiver will refuse the same spans again
+            // (OTLP's retryable codes are 429, 502, 503, 504).
+            let refused = status.is_client_error()
+                && status != reqwest::StatusCode::TOO_MANY_REQUESTS
+                && status != reqwest::StatusCode::REQUEST_TIMEOUT;
+            return Err(if refused { e.rejected() } else { e });
         }
         Ok(())
     }
@@ -439,7 +596,6 @@ mod tests {
         assert_eq!(e("otlp://collector"), "http://collector:4318/v1/traces");
         assert_eq!(e("otlp://c:1/otel/"), "http://c:1/otel/v1/traces");
         assert_eq!(e("otlp://c:1/v1/traces"), "http://c:1/v1/traces");
-        assert!(OtlpDriver::open("otlp://").is_err());
     }
 
     #[test]
@@ -455,5 +611,90 @@ mod tests {
         );
         assert_eq!(trace_id("not-a-uuid"), trace_id("not-a-uuid"));
         assert_eq!(trace_id("not-a-uuid").len(), 16);
+    }
+}
+
+#[cfg(test)]
+mod settings_tests {
+    use super::*;
+
+    fn of(cs: &str, vars: &[(&str, &str)]) -> Result<Settings, DriverError> {
+        let vars: HashMap<String, String> = vars
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect();
+        Settings::of(cs, |k| vars.get(k).cloned())
+    }
+
+    #[test]
+    fn endpoints_from_the_connection_string_or_the_standard_variables() {
+        assert_eq!(
+            of("otlp://h:1/p", &[]).unwrap().endpoint,
+            "http://h:1/p/v1/traces"
+        );
+        assert_eq!(
+            of("otlp+https://h", &[]).unwrap().endpoint,
+            "https://h:4318/v1/traces"
+        );
+        assert_eq!(
+            of("otlp://", &[]).unwrap().endpoint,
+            "http://localhost:4318/v1/traces"
+        );
+        let generic = [("OTEL_EXPORTER_OTLP_ENDPOINT", "https://collector:4318/")];
+        assert_eq!(
+            of("otlp://", &generic).unwrap().endpoint,
+            "https://collector:4318/v1/traces"
+        );
+        let both = [
+            ("OTEL_EXPORTER_OTLP_ENDPOINT", "https://collector:4318"),
+            (
+                "OTEL_EXPORTER_OTLP_TRACES_ENDPOINT",
+                "https://traces.example/api/otlp",
+            ),
+        ];
+        assert_eq!(
+            of("otlp://", &both).unwrap().endpoint,
+            "https://traces.example/api/otlp",
+            "the signal's variable is used as is"
+        );
+        assert_eq!(
+            of("otlp://h:1", &both).unwrap().endpoint,
+            "http://h:1/v1/traces",
+            "an explicit host wins"
+        );
+        assert!(of("otlp://", &[("OTEL_EXPORTER_OTLP_ENDPOINT", "ftp://x")]).is_err());
+        assert!(of("otlps://h", &[]).is_err());
+    }
+
+    #[test]
+    fn headers_and_certificate() {
+        let s = of(
+            "otlp://h?headers=authorization%3DBearer%2520t0k,x-tenant%3Da",
+            &[
+                (
+                    "OTEL_EXPORTER_OTLP_HEADERS",
+                    "authorization=Basic%20old, x-org=7",
+                ),
+                ("OTEL_EXPORTER_OTLP_CERTIFICATE", "/etc/ca.pem"),
+            ],
+        )
+        .unwrap();
+        assert_eq!(
+            s.headers,
+            [
+                ("x-org".to_owned(), "7".to_owned()),
+                ("authorization".to_owned(), "Bearer t0k".to_owned()),
+                ("x-tenant".to_owned(), "a".to_owned()),
+            ]
+        );
+        assert_eq!(s.certificate.as_deref(), Some("/etc/ca.pem"));
+        let e = of("otlp://h", &[("OTEL_EXPORTER_OTLP_HEADERS", "oops")]).unwrap_err();
+        assert!(e.to_string().contains("key=value"), "{e}");
+        assert!(of("otlp://h?colour=blue", &[]).is_err());
+        let d = OtlpDriver::with_settings(
+            of("otlp://h?headers=authorization%3Dsecret-token", &[]).unwrap(),
+        )
+        .unwrap();
+        assert!(!format!("{d:?}").contains("secret-token"));
     }
 }

@@ -236,3 +236,138 @@ fn reading_back_points_to_the_tracing_back_end() {
     let e = d.trace_messages("x").unwrap_err().to_string();
     assert!(e.contains("Jaeger"), "{e}");
 }
+
+/// An OTLP/HTTPS receiver with a self-signed certificate for `localhost` that wants
+/// `authorization: Bearer t0k`: a minimal HTTP/1.1 server over rustls. Returns its port, the
+/// certificate's PEM file, and what it received.
+async fn https_receiver() -> (
+    u16,
+    std::path::PathBuf,
+    Arc<Mutex<Vec<ExportTraceServiceRequest>>>,
+) {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let cert = rcgen::generate_simple_self_signed(vec!["localhost".into()]).unwrap();
+    let pem_path = std::env::temp_dir().join(format!("osp-otlp-ca-{}.pem", uuid::Uuid::new_v4()));
+    std::fs::write(&pem_path, cert.cert.pem()).unwrap();
+    let config = rustls::ServerConfig::builder_with_provider(Arc::new(
+        rustls::crypto::ring::default_provider(),
+    ))
+    .with_safe_default_protocol_versions()
+    .unwrap()
+    .with_no_client_auth()
+    .with_single_cert(
+        vec![cert.cert.der().clone()],
+        rustls::pki_types::PrivateKeyDer::Pkcs8(cert.key_pair.serialize_der().into()),
+    )
+    .unwrap();
+    let acceptor = tokio_rustls::TlsAcceptor::from(Arc::new(config));
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let port = listener.local_addr().unwrap().port();
+    let received: Arc<Mutex<Vec<ExportTraceServiceRequest>>> = Arc::default();
+    let store = received.clone();
+    tokio::spawn(async move {
+        loop {
+            let (tcp, _) = listener.accept().await.unwrap();
+            let (acceptor, store) = (acceptor.clone(), store.clone());
+            tokio::spawn(async move {
+                let Ok(mut tls) = acceptor.accept(tcp).await else {
+                    return;
+                };
+                let mut buf = Vec::new();
+                loop {
+                    // One request: headers, then Content-Length bytes of body.
+                    let head_end = loop {
+                        if let Some(i) = buf.windows(4).position(|w| w == b"\r\n\r\n") {
+                            break i + 4;
+                        }
+                        let mut chunk = [0u8; 4096];
+                        match tls.read(&mut chunk).await {
+                            Ok(0) | Err(_) => return,
+                            Ok(n) => buf.extend_from_slice(&chunk[..n]),
+                        }
+                    };
+                    let head = String::from_utf8_lossy(&buf[..head_end]).to_ascii_lowercase();
+                    let len: usize = head
+                        .lines()
+                        .find_map(|l| l.strip_prefix("content-length:"))
+                        .map_or(0, |v| v.trim().parse().unwrap());
+                    while buf.len() < head_end + len {
+                        let mut chunk = [0u8; 4096];
+                        match tls.read(&mut chunk).await {
+                            Ok(0) | Err(_) => return,
+                            Ok(n) => buf.extend_from_slice(&chunk[..n]),
+                        }
+                    }
+                    let body: Vec<u8> = buf.drain(..head_end + len).skip(head_end).collect();
+                    let status = if head.contains("\r\nauthorization: bearer t0k\r\n") {
+                        store
+                            .lock()
+                            .unwrap()
+                            .push(ExportTraceServiceRequest::decode(&body[..]).unwrap());
+                        "200 OK"
+                    } else {
+                        "401 Unauthorized"
+                    };
+                    let resp = format!("HTTP/1.1 {status}\r\ncontent-length: 0\r\n\r\n");
+                    if tls.write_all(resp.as_bytes()).await.is_err() {
+                        return;
+                    }
+                }
+            });
+        }
+    });
+    (port, pem_path, received)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn exports_over_https_with_a_private_ca_and_auth_headers() {
+    let (port, ca, received) = https_receiver().await;
+    let (_, msgs) = captured_trace(|| {
+        drop(Trace::new(
+            "db",
+            || osp::info!({"db": {"statement": "SELECT 1"}}),
+        ));
+    });
+    let cs = |token: &str| {
+        format!(
+            "otlp+https://localhost:{port}?headers=authorization%3DBearer%2520{token}&certificate={}",
+            ca.display()
+        )
+    };
+    let d = OtlpDriver::open(&cs("t0k")).unwrap();
+    assert_eq!(d.endpoint(), format!("https://localhost:{port}/v1/traces"));
+    let rt_msgs = msgs.clone();
+    tokio::task::spawn_blocking(move || d.notify(&rt_msgs))
+        .await
+        .unwrap()
+        .unwrap();
+    let names: Vec<String> = received
+        .lock()
+        .unwrap()
+        .iter()
+        .flat_map(|r| &r.resource_spans)
+        .flat_map(|rs| &rs.scope_spans)
+        .flat_map(|ss| &ss.spans)
+        .map(|s| s.name.clone())
+        .collect();
+    assert_eq!(names, ["SQL_SELECT"]);
+
+    // A wrong token: the receiver refuses the spans themselves (401), which retrying would
+    // not change.
+    let d = OtlpDriver::open(&cs("wrong")).unwrap();
+    let e = tokio::task::spawn_blocking(move || d.notify(&msgs))
+        .await
+        .unwrap()
+        .unwrap_err();
+    assert!(e.is_rejected() && e.to_string().contains("401"), "{e}");
+
+    // Without the CA the certificate is not trusted: an error, retried later.
+    let untrusting = OtlpDriver::open(&format!("otlp+https://localhost:{port}")).unwrap();
+    let (_, more) = captured_trace(|| Trace::new("db", osp::Info::new).finish());
+    let e = tokio::task::spawn_blocking(move || untrusting.notify(&more))
+        .await
+        .unwrap()
+        .unwrap_err();
+    assert!(!e.is_rejected(), "{e}");
+    let _ = std::fs::remove_file(ca);
+}
