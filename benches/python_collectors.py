@@ -1,8 +1,8 @@
-"""Python OSProfiler 4.4.0's Redis driver throughput, for the collector table of
-benches/README.md: messages per second stored by `driver.notify`, one message per call as
+"""Python OSProfiler 4.4.0's Redis and MongoDB drivers' throughput, for the collector table
+of benches/README.md: messages per second stored by `driver.notify`, one message per call as
 Python's notifier does, with the same shape of message as benches/collectors.rs.
 
-Usage: .venv-osp/bin/python benches/python_collectors.py [redis://127.0.0.1:6379]
+Usage: .venv-osp/bin/python benches/python_collectors.py [redis://127.0.0.1:6379 | mongodb://127.0.0.1:27017]
 """
 import sys
 import time
@@ -31,5 +31,9 @@ for _ in range(5):
         driver.notify(m)
     rate = len(messages) / (time.perf_counter() - t)
     best = max(best, rate)
-driver.db.delete("osprofiler_opt:" + base_id)
-print("redis_notify_python %.0f" % best)
+scheme = url.split("://")[0]
+if scheme == "mongodb":
+    driver.db.profiler.delete_many({"base_id": base_id})
+else:
+    driver.db.delete("osprofiler_opt:" + base_id)
+print("%s_notify_python %.0f" % (scheme, best))

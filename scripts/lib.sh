@@ -33,7 +33,7 @@ ensure_mongodb() {
   fi
   echo "starting SecantusDB on 127.0.0.1:27017" >&2
   mkdir -p "$ROOT/target"
-  nohup "$SECANTUS_VENV/bin/secantusd-py" --host 127.0.0.1 --port 27017 --storage-path :memory: \
+  setsid nohup "$SECANTUS_VENV/bin/secantusd-py" --host 127.0.0.1 --port 27017 --storage-path :memory: \
     >"$ROOT/target/secantusdb.log" 2>&1 &
   wait_for "MongoDB/SecantusDB (127.0.0.1:27017)" 60 port_open 27017
 }

@@ -1,7 +1,8 @@
 //! Collector throughput and report building. Each driver stores batches of 512 real messages
 //! (256 `db` points with a statement, as the notifier hands them over); criterion reports
 //! messages per second. Needs the local services: SQLite is a file under the temp directory,
-//! PostgreSQL at 127.0.0.1:5432 (database `test`), Redis at 127.0.0.1:6379.
+//! PostgreSQL at 127.0.0.1:5432 (database `test`), Redis at 127.0.0.1:6379, MongoDB (or
+//! SecantusDB, as `scripts/test` starts it) at 127.0.0.1:27017.
 //! Run: `cargo bench -p osprofiler-benches --bench collectors`.
 #![allow(missing_docs)] // criterion_group! generates undocumented items
 use criterion::{Criterion, Throughput, criterion_group, criterion_main};
@@ -54,6 +55,13 @@ fn bench(c: &mut Criterion) {
             "redis",
             Box::new(
                 osprofiler_collectors::RedisDriver::open("redis://127.0.0.1:6379", false).unwrap(),
+            ),
+        ),
+        (
+            "mongodb",
+            Box::new(
+                osprofiler_collectors::MongoDriver::open("mongodb://127.0.0.1:27017", false)
+                    .unwrap(),
             ),
         ),
     ];

@@ -2,6 +2,7 @@
 //! binary installed as the global notifier, and ways to read what a trace sent.
 
 pub mod conformance;
+pub mod proxy;
 pub mod servers;
 
 use osprofiler_core::notifier::{self, QueueNotifier, QueueOptions};

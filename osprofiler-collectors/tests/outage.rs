@@ -1,0 +1,225 @@
+//! Every network collector goes down and comes back under traced load: requests keep being
+//! traced while it is unreachable (a TCP proxy in front of the real server cuts every
+//! connection and refuses new ones), none of them waits on it, and when it is back everything
+//! that fit in the queue is delivered — read back trace by trace from the server itself.
+//!
+//! PostgreSQL, MariaDB, Redis, MongoDB (SecantusDB), RabbitMQ (`messaging://`) and an
+//! in-process OTLP receiver. One test at a time: each installs the process's notifier.
+
+use osprofiler_collectors::{MessagingDriver, MongoDriver, RedisDriver, SqlDriver};
+use osprofiler_core::notifier::Driver;
+use osprofiler_core::{self as osp, ProfilerConfig, Trace};
+use osprofiler_testkit::proxy::Proxy;
+use std::sync::Mutex;
+use std::time::{Duration, Instant};
+
+static SERIAL: Mutex<()> = Mutex::new(());
+
+/// `n` traced requests, each a `wsgi` point with a `db` point inside; their base ids, and the
+/// longest any of them took.
+fn traced_load(n: usize, traces: &mut Vec<String>, slowest: &mut Duration) {
+    for _ in 0..n {
+        let t0 = Instant::now();
+        let p = osp::init("SECRET_KEY", None, None).unwrap();
+        {
+            let _wsgi = Trace::new("wsgi", osp::Info::new);
+            drop(Trace::new(
+                "db",
+                || osp::info!({"db": {"statement": "SELECT 1"}}),
+            ));
+        }
+        osp::clean();
+        *slowest = (*slowest).max(t0.elapsed());
+        traces.push(p.base_id().to_string());
+        std::thread::sleep(Duration::from_millis(3));
+    }
+}
+
+/// Traced load before, during and after an outage of the collector behind `proxy`;
+/// `stored(base_id)` counts what the server holds of a trace afterwards.
+fn outage(
+    name: &str,
+    connection_string: &str,
+    proxy: &Proxy,
+    per_phase: usize,
+    stored: impl Fn(&str) -> usize,
+) {
+    let _serial = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
+    let conf = ProfilerConfig::builder()
+        .enabled(true)
+        .connection_string(connection_string)
+        .socket_timeout(0.5)
+        .build();
+    let guard = osprofiler_collectors::init_from_conf(&conf, "proj", "svc", None)
+        .unwrap_or_else(|e| panic!("{name}: {e}"));
+    let (mut traces, mut slowest) = (Vec::new(), Duration::ZERO);
+    traced_load(per_phase, &mut traces, &mut slowest);
+    assert!(
+        guard.flush(Duration::from_secs(20)),
+        "{name}: delivered while up"
+    );
+    proxy.down();
+    traced_load(per_phase * 2, &mut traces, &mut slowest);
+    std::thread::sleep(Duration::from_millis(800)); // the worker keeps failing meanwhile
+    let during = osp::notifier::get().stats();
+    proxy.up();
+    traced_load(per_phase, &mut traces, &mut slowest);
+    assert!(
+        guard.flush(Duration::from_secs(60)),
+        "{name}: everything delivered once the collector is back"
+    );
+    let stats = osp::notifier::get().stats();
+    assert!(
+        during.delivered < during.queued,
+        "{name}: messages waited during the outage: {during:?}"
+    );
+    assert_eq!(
+        stats.dropped_full + stats.dropped_failed,
+        0,
+        "{name}: {stats:?}"
+    );
+    assert!(
+        slowest < Duration::from_millis(100),
+        "{name}: a traced request waited on the collector: {slowest:?}"
+    );
+    drop(guard);
+    for t in &traces {
+        assert_eq!(
+            stored(t),
+            4,
+            "{name}: trace {t}: wsgi and db, start and stop"
+        );
+    }
+}
+
+#[test]
+fn postgresql() {
+    let proxy = Proxy::start("127.0.0.1:5432");
+    let direct = SqlDriver::open("postgresql://postgres@127.0.0.1:5432/test").unwrap();
+    outage(
+        "PostgreSQL (127.0.0.1:5432)",
+        &format!("postgresql://postgres@127.0.0.1:{}/test", proxy.port),
+        &proxy,
+        40,
+        |t| {
+            let n = direct.trace_messages(t).unwrap().len();
+            direct.delete_trace(t).unwrap();
+            n
+        },
+    );
+}
+
+#[test]
+fn mariadb() {
+    let proxy = Proxy::start("127.0.0.1:3306");
+    let direct = SqlDriver::open("mysql://root@127.0.0.1:3306/test").unwrap();
+    outage(
+        "MariaDB (127.0.0.1:3306)",
+        &format!("mysql://root@127.0.0.1:{}/test", proxy.port),
+        &proxy,
+        40,
+        |t| {
+            let n = direct.trace_messages(t).unwrap().len();
+            direct.delete_trace(t).unwrap();
+            n
+        },
+    );
+}
+
+#[test]
+fn redis() {
+    let proxy = Proxy::start("127.0.0.1:6379");
+    let direct = RedisDriver::open("redis://127.0.0.1:6379", false).unwrap();
+    outage(
+        "Redis (127.0.0.1:6379)",
+        &format!("redis://127.0.0.1:{}", proxy.port),
+        &proxy,
+        40,
+        |t| {
+            let n = direct.trace_messages(t).unwrap().len();
+            direct.delete_trace(t).unwrap();
+            n
+        },
+    );
+}
+
+#[test]
+fn mongodb() {
+    let proxy = Proxy::start("127.0.0.1:27017");
+    let direct = MongoDriver::open("mongodb://127.0.0.1:27017", false).unwrap();
+    outage(
+        "MongoDB (127.0.0.1:27017)",
+        &format!("mongodb://127.0.0.1:{}/?directConnection=true", proxy.port),
+        &proxy,
+        40,
+        |t| {
+            let n = direct.trace_messages(t).unwrap().len();
+            direct.delete_trace(t).unwrap();
+            n
+        },
+    );
+}
+
+#[test]
+fn rabbitmq() {
+    let proxy = Proxy::start("127.0.0.1:5672");
+    // Each read sweeps the whole queue: a lighter load.
+    let direct = MessagingDriver::open("messaging://")
+        .unwrap()
+        .consuming(true);
+    outage(
+        "RabbitMQ (127.0.0.1:5672)",
+        &format!("messaging://guest:guest@127.0.0.1:{}/", proxy.port),
+        &proxy,
+        8,
+        |t| direct.trace_messages(t).unwrap().len(),
+    );
+}
+
+#[test]
+fn otlp() {
+    use axum::Router;
+    use axum::body::Bytes;
+    use axum::routing::post;
+    use opentelemetry_proto::tonic::collector::trace::v1::ExportTraceServiceRequest;
+    use prost::Message as _;
+    use std::sync::Arc;
+    let spans: Arc<Mutex<Vec<Vec<u8>>>> = Arc::default();
+    let store = spans.clone();
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    let listener = rt
+        .block_on(tokio::net::TcpListener::bind("127.0.0.1:0"))
+        .unwrap();
+    let addr = listener.local_addr().unwrap();
+    let app = Router::new().route(
+        "/v1/traces",
+        post(move |body: Bytes| {
+            let store = store.clone();
+            async move {
+                let req = ExportTraceServiceRequest::decode(body).unwrap();
+                let mut s = store.lock().unwrap();
+                for span in req
+                    .resource_spans
+                    .iter()
+                    .flat_map(|r| &r.scope_spans)
+                    .flat_map(|s| &s.spans)
+                {
+                    s.push(span.trace_id.clone());
+                }
+            }
+        }),
+    );
+    rt.spawn(async move { axum::serve(listener, app).await.unwrap() });
+    let proxy = Proxy::start(&addr.to_string());
+    outage(
+        "OTLP receiver",
+        &format!("otlp://127.0.0.1:{}", proxy.port),
+        &proxy,
+        40,
+        // A span per point: two per trace, each made of a start and a stop.
+        |t| {
+            let id = uuid::Uuid::parse_str(t).unwrap().as_bytes().to_vec();
+            2 * spans.lock().unwrap().iter().filter(|s| **s == id).count()
+        },
+    );
+}
