@@ -468,3 +468,31 @@ fn redis_rejects_a_trace_whose_key_holds_another_type_alone() {
         .query(&mut c)
         .unwrap();
 }
+
+#[test]
+fn drivers_from_conf_follow_filter_error_trace_at_run_time() {
+    let conf = ProfilerConfig::default();
+    let d = RedisDriver::from_conf(REDIS, &conf).unwrap();
+    let mut c = redis::Client::open(REDIS)
+        .unwrap()
+        .get_connection()
+        .expect("Redis at 127.0.0.1:6379 is needed");
+    let marked = |c: &mut redis::Connection, id: &str| -> bool {
+        redis::cmd("EXISTS")
+            .arg(format!("osprofiler_error:{id}"))
+            .query(c)
+            .unwrap()
+    };
+    osp::set_filter_error_trace(false);
+    let (off, msgs) = error_trace();
+    d.notify(&msgs).unwrap();
+    osp::set_filter_error_trace(true);
+    let (on, msgs) = error_trace();
+    d.notify(&msgs).unwrap();
+    osp::set_filter_error_trace(false);
+    assert!(!marked(&mut c, &off), "switch off: no error marker");
+    assert!(marked(&mut c, &on), "switched on at run time: marked");
+    for id in [off, on] {
+        d.delete_trace(&id).unwrap();
+    }
+}
