@@ -62,11 +62,18 @@ const PENDING_TTL: Duration = Duration::from_secs(600);
 /// ```
 pub struct OtlpDriver {
     endpoint: String,
-    headers: reqwest::header::HeaderMap,
+    uri: http::Uri,
+    headers: http::HeaderMap,
     rt: Rt,
-    client: reqwest::Client,
+    client: Client,
     pending: Mutex<HashMap<String, (Value, Instant)>>,
 }
+
+/// HTTP/1.1 over plain TCP or rustls (ring), with the system's roots and any given CA.
+type Client = hyper_util::client::legacy::Client<
+    hyper_rustls::HttpsConnector<hyper_util::client::legacy::connect::HttpConnector>,
+    http_body_util::Full<bytes::Bytes>,
+>;
 
 impl std::fmt::Debug for OtlpDriver {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -213,40 +220,29 @@ impl OtlpDriver {
     }
 
     fn with_settings(settings: Settings) -> Result<OtlpDriver, DriverError> {
-        // reqwest's rustls needs a crypto provider: ring (already built for the other drivers),
-        // unless the application installed one.
-        if rustls::crypto::CryptoProvider::get_default().is_none() {
-            let _ = rustls::crypto::ring::default_provider().install_default();
-        }
-        let mut headers = reqwest::header::HeaderMap::new();
+        let mut headers = http::HeaderMap::new();
         for (k, v) in &settings.headers {
-            let name = reqwest::header::HeaderName::from_bytes(k.as_bytes())
+            let name = http::HeaderName::from_bytes(k.as_bytes())
                 .map_err(|_| DriverError::new(format!("bad OTLP header name {k:?}")))?;
-            let mut value = reqwest::header::HeaderValue::from_str(v)
+            let mut value = http::HeaderValue::from_str(v)
                 .map_err(|_| DriverError::new(format!("bad value for OTLP header {k:?}")))?;
             value.set_sensitive(true);
             headers.insert(name, value);
         }
-        let mut builder = reqwest::Client::builder()
-            .no_proxy()
-            .timeout(Duration::from_secs(10));
-        if let Some(path) = &settings.certificate {
-            let pem = std::fs::read(path).map_err(|e| {
-                DriverError::with_source(format!("cannot read the OTLP CA certificate {path}"), e)
-            })?;
-            for cert in reqwest::Certificate::from_pem_bundle(&pem).map_err(|e| {
-                DriverError::with_source(format!("{path} holds no PEM certificate"), e)
-            })? {
-                builder = builder.add_root_certificate(cert);
-            }
-        }
-        let client = builder
-            .build()
-            .map_err(|e| DriverError::with_source("cannot create the HTTP client", e))?;
+        let uri: http::Uri = settings.endpoint.parse().map_err(|e| {
+            DriverError::with_source(format!("bad OTLP endpoint {}", settings.endpoint), e)
+        })?;
+        let rt = Rt::new()?;
+        let client = {
+            // The connection pool's background tasks run on the driver's runtime.
+            let _enter = rt.handle().enter();
+            client(settings.certificate.as_deref())?
+        };
         Ok(OtlpDriver {
             endpoint: settings.endpoint,
+            uri,
             headers,
-            rt: Rt::new()?,
+            rt,
             client,
             pending: Mutex::new(HashMap::new()),
         })
@@ -258,17 +254,18 @@ impl OtlpDriver {
     }
 
     async fn post(&self, body: Vec<u8>) -> Result<(), DriverError> {
-        let resp = self
-            .client
-            .post(&self.endpoint)
-            .headers(self.headers.clone())
-            .header("content-type", "application/x-protobuf")
-            .body(body)
-            .send()
+        let mut req = http::Request::post(self.uri.clone())
+            .header(http::header::CONTENT_TYPE, "application/x-protobuf")
+            .body(http_body_util::Full::new(bytes::Bytes::from(body)))
+            .map_err(|e| DriverError::with_source("cannot build the OTLP request", e))?;
+        req.headers_mut().extend(self.headers.clone());
+        let cannot = |e: &dyn std::fmt::Display| {
+            DriverError::new(format!("cannot export spans to {}: {e}", self.endpoint))
+        };
+        let resp = tokio::time::timeout(Duration::from_secs(10), self.client.request(req))
             .await
-            .map_err(|e| {
-                DriverError::with_source(format!("cannot export spans to {}", self.endpoint), e)
-            })?;
+            .map_err(|_| cannot(&"timed out after 10 s"))?
+            .map_err(|e| cannot(&error_chain(&e)))?;
         let status = resp.status();
         if !status.is_success() {
             let e = DriverError::new(format!(
@@ -278,12 +275,70 @@ impl OtlpDriver {
             // 4xx but timeouts and throttling: the receiver will refuse the same spans again
             // (OTLP's retryable codes are 429, 502, 503, 504).
             let refused = status.is_client_error()
-                && status != reqwest::StatusCode::TOO_MANY_REQUESTS
-                && status != reqwest::StatusCode::REQUEST_TIMEOUT;
+                && status != http::StatusCode::TOO_MANY_REQUESTS
+                && status != http::StatusCode::REQUEST_TIMEOUT;
             return Err(if refused { e.rejected() } else { e });
         }
         Ok(())
     }
+}
+
+/// An error with its causes (hyper's own text is terse: "client error (Connect)").
+fn error_chain(e: &dyn std::error::Error) -> String {
+    let mut s = e.to_string();
+    let mut cause = e.source();
+    while let Some(c) = cause {
+        s.push_str(": ");
+        s.push_str(&c.to_string());
+        cause = c.source();
+    }
+    s
+}
+
+/// The HTTP(S) client: rustls on ring with the system's root certificates, plus those of the
+/// PEM file `ca` when given.
+fn client(ca: Option<&str>) -> Result<Client, DriverError> {
+    use rustls::pki_types::CertificateDer;
+    use rustls::pki_types::pem::PemObject as _;
+    let mut roots = rustls::RootCertStore::empty();
+    // A machine without a CA bundle still exports over plain HTTP; HTTPS then needs `ca`.
+    for cert in rustls_native_certs::load_native_certs().certs {
+        let _ = roots.add(cert);
+    }
+    if let Some(path) = ca {
+        let pem = std::fs::read(path).map_err(|e| {
+            DriverError::with_source(format!("cannot read the OTLP CA certificate {path}"), e)
+        })?;
+        let mut added = 0;
+        for cert in CertificateDer::pem_slice_iter(&pem) {
+            let cert = cert.map_err(|e| {
+                DriverError::new(format!("{path}: not a PEM certificate bundle: {e:?}"))
+            })?;
+            roots.add(cert).map_err(|e| {
+                DriverError::with_source(format!("{path}: a certificate rustls refuses"), e)
+            })?;
+            added += 1;
+        }
+        if added == 0 {
+            return Err(DriverError::new(format!("{path} holds no PEM certificate")));
+        }
+    }
+    let tls = rustls::ClientConfig::builder_with_provider(std::sync::Arc::new(
+        rustls::crypto::ring::default_provider(),
+    ))
+    .with_safe_default_protocol_versions()
+    .map_err(|e| DriverError::with_source("cannot set up TLS", e))?
+    .with_root_certificates(roots)
+    .with_no_client_auth();
+    let connector = hyper_rustls::HttpsConnectorBuilder::new()
+        .with_tls_config(tls)
+        .https_or_http()
+        .enable_http1()
+        .build();
+    Ok(
+        hyper_util::client::legacy::Client::builder(hyper_util::rt::TokioExecutor::new())
+            .build(connector),
+    )
 }
 
 fn uuid_bytes(id: &str) -> Option<[u8; 16]> {
