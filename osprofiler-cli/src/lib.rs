@@ -99,9 +99,21 @@ pub fn render_terminal(report: &Value) -> String {
 }
 
 /// Python's `osprofiler trace show --json` output: `json.dumps(report, indent=2,
-/// separators=(",", ": "))`.
+/// separators=(",", ": "))`, with every object's keys sorted (the same output whether or not
+/// some dependency makes `serde_json` keep insertion order).
 pub fn render_json(report: &Value) -> String {
-    osprofiler_core::pyjson::to_string_pretty(report)
+    fn sorted(v: &Value) -> Value {
+        match v {
+            Value::Object(m) => {
+                let mut entries: Vec<(&String, &Value)> = m.iter().collect();
+                entries.sort_by(|a, b| a.0.cmp(b.0));
+                Value::Object(entries.into_iter().map(|(k, v)| (k.clone(), sorted(v))).collect())
+            }
+            Value::Array(a) => Value::Array(a.iter().map(sorted).collect()),
+            other => other.clone(),
+        }
+    }
+    osprofiler_core::pyjson::to_string_pretty(&sorted(report))
 }
 
 /// A Graphviz digraph of the tree with Python's labels (`service:name - N ms`, plus the
