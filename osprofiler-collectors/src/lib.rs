@@ -42,6 +42,8 @@
 //! # drop(guard); let _ = std::fs::remove_file(&path);
 //! ```
 
+#![cfg_attr(docsrs, feature(doc_cfg))]
+
 use osprofiler_core::notifier::{Driver, DriverError};
 use osprofiler_core::{InitError, NotifierGuard, ProfilerConfig};
 use std::sync::{Arc, Once};

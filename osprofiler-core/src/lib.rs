@@ -40,7 +40,7 @@
 //! The context follows the future: see [`trace_scope`], [`TraceFutureExt`] and
 //! [`spawn_traced`].
 
-#![cfg_attr(docsrs, feature(doc_auto_cfg))]
+#![cfg_attr(docsrs, feature(doc_cfg))]
 
 mod config;
 mod context;
@@ -175,10 +175,10 @@ pub(crate) fn identity() -> &'static Identity {
             const { std::cell::Cell::new(None) };
     }
     let generation = IDENTITY_GENERATION.load(std::sync::atomic::Ordering::Acquire);
-    if let Ok(Some((g, id))) = SEEN.try_with(std::cell::Cell::get) {
-        if g == generation {
-            return id;
-        }
+    if let Ok(Some((g, id))) = SEEN.try_with(std::cell::Cell::get)
+        && g == generation
+    {
+        return id;
     }
     let id = locked_identity();
     let _ = SEEN.try_with(|s| s.set(Some((generation, id))));

@@ -25,6 +25,8 @@
 //!
 //! [diesel]: diesel
 
+#![cfg_attr(docsrs, feature(doc_cfg))]
+
 use diesel::connection::{Instrumentation, InstrumentationEvent};
 use osprofiler_core::db::{self, DbError, DbEvent, DbPoint, DbTarget, DbTracer};
 
@@ -378,12 +380,14 @@ pub fn install_default_with(keep_literals: bool) -> diesel::QueryResult<()> {
 ///     .build(ConnectionManager::<diesel::SqliteConnection>::new(":memory:"))
 ///     .unwrap();
 /// ```
+#[cfg(feature = "r2d2")]
 #[derive(Debug, Clone)]
 pub struct Customizer {
     target: DbTarget,
     keep_literals: bool,
 }
 
+#[cfg(feature = "r2d2")]
 impl Customizer {
     /// A customizer recording `target` for every connection.
     pub fn new(target: DbTarget) -> Self {
@@ -400,6 +404,7 @@ impl Customizer {
     }
 }
 
+#[cfg(feature = "r2d2")]
 impl<C: diesel::Connection> diesel::r2d2::CustomizeConnection<C, diesel::r2d2::Error>
     for Customizer
 {

@@ -13,6 +13,8 @@
 //!
 //! [osprofiler-core]: osprofiler_core
 
+#![cfg_attr(docsrs, feature(doc_cfg))]
+
 mod client;
 #[cfg(feature = "reqwest")]
 mod reqwest_mw;

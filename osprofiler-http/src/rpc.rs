@@ -50,10 +50,10 @@ impl TraceContext {
 
     /// Adds `"trace_info"` to an RPC request context when a trace is active.
     pub fn inject(context: &mut Map<String, Value>) {
-        if let Some(ctx) = Self::current() {
-            if let Ok(v) = serde_json::to_value(ctx) {
-                context.insert(CONTEXT_KEY.into(), v);
-            }
+        if let Some(ctx) = Self::current()
+            && let Ok(v) = serde_json::to_value(ctx)
+        {
+            context.insert(CONTEXT_KEY.into(), v);
         }
     }
 

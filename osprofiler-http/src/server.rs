@@ -92,10 +92,10 @@ impl OsProfilerLayer {
         if !self.enabled || !osprofiler_core::is_enabled() {
             return None;
         }
-        if req.headers().contains_key(&X_TRACE_INFO) {
-            if let Some(v) = verify_request(req, &self.keys) {
-                return Some(Admitted::Headers(v));
-            }
+        if req.headers().contains_key(&X_TRACE_INFO)
+            && let Some(v) = verify_request(req, &self.keys)
+        {
+            return Some(Admitted::Headers(v));
         }
         if self.traceparent {
             let value = req.headers().get(crate::w3c::TRACEPARENT)?.to_str().ok()?;

@@ -4,6 +4,8 @@
 //!
 //! The generated code refers to `::osprofiler_core`, so the calling crate must depend on it.
 
+#![cfg_attr(docsrs, feature(doc_cfg))]
+
 use proc_macro::TokenStream;
 use proc_macro2::{Span, TokenStream as TokenStream2};
 use quote::{ToTokens, quote};

@@ -25,6 +25,8 @@
 //!
 //! [tokio-postgres]: tokio_postgres
 
+#![cfg_attr(docsrs, feature(doc_cfg))]
+
 use osprofiler_core::db::{self, DbError, DbEvent, DbStream, DbTracer, SqlText, rows};
 use std::ops::Deref;
 use std::sync::Arc;

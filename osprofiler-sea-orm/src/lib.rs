@@ -27,10 +27,14 @@
 //!
 //! [sea-orm]: sea_orm
 
+#![cfg_attr(docsrs, feature(doc_cfg))]
+
 use osprofiler_core::db::{self, DbError, DbEvent, DbFuture, DbTracer, rows};
+#[cfg(feature = "_sqlx")]
+use sea_orm::RuntimeErr;
 use sea_orm::{
     AccessMode, ConnectionTrait, DbBackend, DbErr, ExecResult, IsolationLevel, QueryResult,
-    RuntimeErr, Statement, StreamTrait, TransactionError, TransactionOptions, TransactionSession,
+    Statement, StreamTrait, TransactionError, TransactionOptions, TransactionSession,
     TransactionTrait,
 };
 use std::future::Future;
@@ -123,13 +127,16 @@ fn affected(result: &ExecResult) -> Option<u64> {
     Some(result.rows_affected())
 }
 
-/// The error info of a sea-orm error: with sea-orm's sqlx drivers, the database's message and
-/// its SQLSTATE (PostgreSQL, MySQL) or result code (SQLite).
+/// The error info of a sea-orm error: with sea-orm's sqlx drivers (features `sqlx-postgres`,
+/// `sqlx-sqlite`, `sqlx-mysql`), the database's message and its SQLSTATE (PostgreSQL, MySQL)
+/// or result code (SQLite).
 pub fn error_info(e: &DbErr) -> DbError {
+    #[allow(unused_mut)] // without a sqlx driver there is nothing more to add
     let mut info = DbError {
         original_exception: e.sql_err().map(|s| s.to_string()),
         ..DbError::new("sea_orm::error::DbErr", e.to_string())
     };
+    #[cfg(feature = "_sqlx")]
     if let DbErr::Exec(RuntimeErr::SqlxError(x))
     | DbErr::Query(RuntimeErr::SqlxError(x))
     | DbErr::Conn(RuntimeErr::SqlxError(x)) = e
@@ -137,9 +144,13 @@ pub fn error_info(e: &DbErr) -> DbError {
     {
         info.original_exception = Some(d.message().to_owned());
         let code = d.code().map(|c| c.into_owned());
-        if d.try_downcast_ref::<sea_orm::sqlx::sqlite::SqliteError>()
-            .is_some()
-        {
+        #[cfg(feature = "sqlx-sqlite")]
+        let sqlite = d
+            .try_downcast_ref::<sea_orm::sqlx::sqlite::SqliteError>()
+            .is_some();
+        #[cfg(not(feature = "sqlx-sqlite"))]
+        let sqlite = false;
+        if sqlite {
             info.code = code;
         } else {
             info.sqlstate = code;

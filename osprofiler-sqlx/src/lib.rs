@@ -29,6 +29,8 @@
 //!
 //! [sqlx]: sqlx
 
+#![cfg_attr(docsrs, feature(doc_cfg))]
+
 mod params;
 
 use futures_util::future::BoxFuture;
