@@ -17,7 +17,7 @@ use std::time::Duration;
 /// let conf = ProfilerConfig::from_ini_str("[profiler]\nenabled = true\ntrace_sql = yes\nhmac_keys = new, old\n").unwrap();
 /// assert!(conf.enabled && conf.trace_sqlalchemy);
 /// assert_eq!(conf.hmac_keys, ["new", "old"]);
-/// assert_eq!(conf.connection_string, "messaging://");
+/// assert_eq!(conf.connection_string, "sqlite://osprofiler.db");
 ///
 /// let err = ProfilerConfig::from_ini_str("[profiler]\nenabled = maybe\n").unwrap_err();
 /// assert_eq!(err.option, "enabled");
@@ -32,23 +32,29 @@ pub struct ProfilerConfig {
     pub trace_sqlalchemy: bool,
     /// `trace_sql_params` (default false, ours): record bound parameter values too.
     pub trace_sql_params: bool,
-    /// `trace_requests` (default false): trace outgoing HTTP requests.
+    /// `trace_requests` (default false): accepted for compatibility, with a warning when set —
+    /// in Rust the opt-in is adding osprofiler-http's client middleware, and every request made
+    /// through it is a point.
     pub trace_requests: bool,
     /// `hmac_keys` (default `SECRET_KEY`): comma-separated keys; the first signs.
     pub hmac_keys: Vec<String>,
-    /// `connection_string` (default `messaging://`): where messages go.
+    /// `connection_string` (default `sqlite://osprofiler.db`, where the `osprofiler` command
+    /// reads by default; Python's default is `messaging://`): where messages go.
     pub connection_string: String,
     /// `filter_error_trace` (default false): index traces that contain errors.
     pub filter_error_trace: bool,
-    /// `es_doc_type` (default `notification`).
+    /// `es_doc_type` (default `notification`): accepted for compatibility, with a warning
+    /// when set (there is no Elasticsearch collector).
     pub es_doc_type: String,
-    /// `es_scroll_time` (default `2m`).
+    /// `es_scroll_time` (default `2m`): as `es_doc_type`.
     pub es_scroll_time: String,
-    /// `es_scroll_size` (default 10000).
+    /// `es_scroll_size` (default 10000): as `es_doc_type`.
     pub es_scroll_size: u64,
-    /// `socket_timeout` in seconds (default 0.1), for Redis.
+    /// `socket_timeout` in seconds (default 0.1): bounds the `redis://` and
+    /// `redissentinel://` collectors' connect, reads and writes.
     pub socket_timeout: f64,
-    /// `sentinel_service_name` (default `mymaster`), for Redis Sentinel.
+    /// `sentinel_service_name` (default `mymaster`): the service `redissentinel://` asks its
+    /// Sentinel for.
     pub sentinel_service_name: String,
 }
 
@@ -60,7 +66,7 @@ impl Default for ProfilerConfig {
             trace_sql_params: false,
             trace_requests: false,
             hmac_keys: vec!["SECRET_KEY".to_owned()],
-            connection_string: "messaging://".to_owned(),
+            connection_string: "sqlite://osprofiler.db".to_owned(),
             filter_error_trace: false,
             es_doc_type: "notification".to_owned(),
             es_scroll_time: "2m".to_owned(),
@@ -574,10 +580,67 @@ pub fn init_from_conf(
     crate::set_hmac_keys(conf.hmac_keys.clone());
     switches::set_trace_sql(conf.trace_sqlalchemy);
     switches::set_trace_sql_params(conf.trace_sql_params);
-    switches::set_trace_requests(conf.trace_requests);
     switches::set_filter_error_trace(conf.filter_error_trace);
     switches::set_enabled(conf.enabled);
+    for (option, why) in conf.inert_options() {
+        log::warn!("osprofiler: [profiler] {option} has no effect here: {why}");
+    }
     Ok(NotifierGuard { notifier })
+}
+
+impl ProfilerConfig {
+    /// The options set (to other than their default) that have no effect in this
+    /// configuration, each with the reason: [`init_from_conf`] logs one warning for each.
+    ///
+    /// ```
+    /// use osprofiler_core::ProfilerConfig;
+    /// let conf = ProfilerConfig::from_ini_str("[profiler]\ntrace_requests = true\nes_scroll_size = 5\n").unwrap();
+    /// let inert: Vec<&str> = conf.inert_options().into_iter().map(|(o, _)| o).collect();
+    /// assert_eq!(inert, ["trace_requests", "es_scroll_size"]);
+    /// ```
+    pub fn inert_options(&self) -> Vec<(&'static str, &'static str)> {
+        let d = ProfilerConfig::default();
+        let redis = matches!(
+            self.connection_string.split_once("://").map(|(s, _)| s.to_ascii_lowercase()),
+            Some(ref s) if s == "redis" || s == "rediss" || s == "redissentinel"
+        );
+        let sentinel = self
+            .connection_string
+            .to_ascii_lowercase()
+            .starts_with("redissentinel://");
+        const ES: &str = "there is no Elasticsearch collector (no Elasticsearch server to test \
+                          one against); accepted for compatibility with Python's options";
+        let mut out = Vec::new();
+        if self.trace_requests != d.trace_requests {
+            out.push((
+                "trace_requests",
+                "in Rust the opt-in is adding osprofiler-http's client middleware \
+                 (TraceMiddleware, TraceClientLayer): every request made through it is a point",
+            ));
+        }
+        if self.es_doc_type != d.es_doc_type {
+            out.push(("es_doc_type", ES));
+        }
+        if self.es_scroll_time != d.es_scroll_time {
+            out.push(("es_scroll_time", ES));
+        }
+        if self.es_scroll_size != d.es_scroll_size {
+            out.push(("es_scroll_size", ES));
+        }
+        if self.socket_timeout != d.socket_timeout && !redis {
+            out.push((
+                "socket_timeout",
+                "only the redis:// and redissentinel:// collectors use it",
+            ));
+        }
+        if self.sentinel_service_name != d.sentinel_service_name && !sentinel {
+            out.push((
+                "sentinel_service_name",
+                "only the redissentinel:// collector uses it",
+            ));
+        }
+        out
+    }
 }
 
 #[cfg(test)]
@@ -589,7 +652,7 @@ mod tests {
         let c = ProfilerConfig::default();
         assert!(!c.enabled && !c.trace_sqlalchemy && !c.trace_requests && !c.filter_error_trace);
         assert_eq!(c.hmac_keys, ["SECRET_KEY"]);
-        assert_eq!(c.connection_string, "messaging://");
+        assert_eq!(c.connection_string, "sqlite://osprofiler.db");
         assert_eq!(
             (
                 c.es_doc_type.as_str(),

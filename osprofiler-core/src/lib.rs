@@ -70,9 +70,11 @@ pub use message::{
 };
 pub use report::{Report, ReportOptions};
 pub use switches::{
-    filter_error_trace, is_enabled, set_enabled, set_filter_error_trace, set_trace_requests,
-    set_trace_sql, set_trace_sql_params, trace_requests, trace_sql, trace_sql_params,
+    filter_error_trace, is_enabled, set_enabled, set_filter_error_trace, set_trace_sql,
+    set_trace_sql_params, trace_sql, trace_sql_params,
 };
+#[allow(deprecated)]
+pub use switches::{set_trace_requests, trace_requests};
 
 #[cfg(feature = "macros")]
 pub use osprofiler_macros::{trace, trace_impl};
@@ -135,11 +137,19 @@ mod switches {
         TRACE_SQL_PARAMS.store(on, Relaxed)
     }
     /// Whether HTTP clients are traced (`trace_requests`, default false).
+    #[deprecated(
+        since = "0.1.1",
+        note = "nothing reads it: adding osprofiler-http's client middleware is the opt-in"
+    )]
     #[inline]
     pub fn trace_requests() -> bool {
         TRACE_REQUESTS.load(Relaxed)
     }
     /// Turns HTTP client tracing on or off.
+    #[deprecated(
+        since = "0.1.1",
+        note = "nothing reads it: adding osprofiler-http's client middleware is the opt-in"
+    )]
     pub fn set_trace_requests(on: bool) {
         TRACE_REQUESTS.store(on, Relaxed)
     }
