@@ -1,10 +1,15 @@
 //! Support for the `#[trace]` and `#[trace_impl]` macros. Not a public API: may change in any
 //! release.
 
-pub use crate::context::TracedFn;
+use crate::context::Frame;
+use crate::scope::Entered;
 use crate::{Info, Trace};
 use serde_json::Value;
 use std::fmt::{Debug, Display};
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::task::{Context, Poll};
 
 /// Opens the point of a sync fn and makes it current.
 #[inline(always)]
@@ -85,4 +90,77 @@ pub trait ViaAny {
 impl<T> ViaAny for &Wrap<'_, T> {
     #[inline]
     fn __osp_record(&self, _trace: &mut Trace) {}
+}
+
+pin_project_lite::pin_project! {
+    /// The future of an async fn under `#[trace]`: runs the body inside its point, records the
+    /// outcome and stops the point when the body completes (or when dropped, as cancelled).
+    #[doc(hidden)]
+    pub struct TracedFn<F, R> {
+        #[pin]
+        inner: F,
+        ctx: Option<Arc<Frame>>,
+        trace: Trace,
+        record: Option<R>,
+    }
+
+    impl<F, R> PinnedDrop for TracedFn<F, R> {
+        fn drop(this: Pin<&mut Self>) {
+            let this = this.project();
+            // Dropped before completion (timeout, select!): the guard stops the point.
+            if this.record.is_some() {
+                this.trace.stop_info(|i| {
+                    i.insert("cancelled".into(), true.into());
+                });
+            }
+        }
+    }
+}
+
+impl<F, R> TracedFn<F, R>
+where
+    F: Future,
+    R: FnOnce(&F::Output, &mut Trace),
+{
+    #[doc(hidden)]
+    #[inline]
+    pub fn new(trace: Trace, inner: F, record: R) -> Self {
+        let ctx = trace.active.as_ref().map(|a| a.frame.clone());
+        TracedFn {
+            inner,
+            ctx,
+            trace,
+            record: Some(record),
+        }
+    }
+}
+
+impl<F, R> Future for TracedFn<F, R>
+where
+    F: Future,
+    R: FnOnce(&F::Output, &mut Trace),
+{
+    type Output = F::Output;
+
+    #[inline]
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<F::Output> {
+        let this = self.project();
+        if !this.trace.is_active() {
+            return this.inner.poll(cx);
+        }
+        let out = {
+            let _entered = Entered::enter(this.ctx);
+            this.inner.poll(cx)
+        };
+        match out {
+            Poll::Ready(out) => {
+                if let Some(record) = this.record.take() {
+                    record(&out, this.trace);
+                }
+                std::mem::replace(this.trace, Trace::inactive()).finish();
+                Poll::Ready(out)
+            }
+            Poll::Pending => Poll::Pending,
+        }
+    }
 }

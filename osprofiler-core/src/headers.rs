@@ -7,7 +7,7 @@
 //! WSGI middleware's validity check accept — except that it never fails on odd input: anything
 //! it does not accept is simply `None` (the request runs untraced).
 
-use crate::message::Id;
+use crate::id::Id;
 use base64::Engine as _;
 use base64::alphabet;
 use base64::engine::{DecodePaddingMode, GeneralPurpose, GeneralPurposeConfig};
@@ -90,53 +90,6 @@ pub struct Verified {
     pub hmac_key: std::sync::Arc<str>,
 }
 
-impl Verified {
-    /// A trace root for these ids and key, not installed anywhere
-    /// ([`crate::Profiler::new_root`]): run a handler in it.
-    pub fn profiler(&self) -> Option<crate::Profiler> {
-        crate::Profiler::new_root_ids(
-            self.hmac_key.clone(),
-            Some(self.base_id.clone()),
-            self.parent_id.clone(),
-        )
-    }
-
-    /// Starts the trace these headers continue with its first point open, as a child of the
-    /// caller's point, not installed anywhere (run a future in it with [`crate::Trace::scope`]
-    /// or [`crate::TraceFutureExt::in_trace`] and the point's [`crate::Trace::profiler`]).
-    /// The same as `self.profiler()` then `child(name, info)`, one allocation cheaper: what
-    /// server middleware does per request. An inactive guard when profiling is disabled.
-    ///
-    /// ```
-    /// use osprofiler_core::headers::{signed_pack, HmacKeys, TraceData};
-    /// use osprofiler_core::Info;
-    /// let h = signed_pack(&TraceData { base_id: "b".into(), parent_id: Some("caller".into()) }, "k");
-    /// let v = HmacKeys::new(["k"]).verify(&h.x_trace_info, &h.x_trace_hmac).unwrap();
-    /// let point = v.start_point("wsgi", Info::new);
-    /// let p = point.profiler().unwrap();
-    /// assert!(p.base_id() == &"b" && p.parent_id() == &"caller");
-    /// ```
-    pub fn start_point<N, F, I>(&self, name: N, info: F) -> crate::Trace
-    where
-        N: Into<std::borrow::Cow<'static, str>>,
-        F: FnOnce() -> I,
-        I: crate::IntoInfo,
-    {
-        crate::Profiler::root_point(
-            self.hmac_key.clone(),
-            Some(self.base_id.clone()),
-            self.parent_id.clone(),
-            name.into(),
-            info,
-        )
-    }
-
-    /// Starts the trace in the current scope ([`crate::init`] with these ids and key).
-    pub fn init(&self) -> Option<crate::Profiler> {
-        crate::context::init_with(|| self.profiler())
-    }
-}
-
 fn keyed(key: &str) -> Hmac<Sha1> {
     // HMAC accepts keys of any length, so this cannot fail.
     <Hmac<Sha1> as Mac>::new_from_slice(key.as_bytes()).expect("hmac takes any key length")
@@ -160,7 +113,7 @@ fn parse_mac(hex: &[u8]) -> Option<[u8; 20]> {
         at
     };
     let mut out = [0u8; 20];
-    (hex.len() == 40 && crate::message::decode_hex_pairs(hex, &PAIRS, &mut out)).then_some(out)
+    (hex.len() == 40 && crate::id::decode_hex_pairs(hex, &PAIRS, &mut out)).then_some(out)
 }
 
 /// Constant-time comparison of two digests, a word at a time.
@@ -473,9 +426,9 @@ fn decode(info: &[u8]) -> Option<(Id, Option<Id>)> {
 /// in one pass; `None` for any other text, which the general parsers then take.
 fn parse_uuids(raw: &[u8]) -> Option<(Id, Option<Id>)> {
     let rest = raw.strip_prefix(JSON_HEAD)?;
-    let base = crate::message::canonical_uuid(rest.get(..36)?)?;
+    let base = crate::id::canonical_uuid(rest.get(..36)?)?;
     let rest = rest[36..].strip_prefix(JSON_MID)?;
-    let parent = crate::message::canonical_uuid(rest.get(..36)?)?;
+    let parent = crate::id::canonical_uuid(rest.get(..36)?)?;
     (&rest[36..] == JSON_TAIL).then_some((Id::Uuid(base), Some(Id::Uuid(parent))))
 }
 
@@ -550,23 +503,6 @@ fn parse_plain(raw: &[u8]) -> Option<Option<(&str, Option<&str>)>> {
         return None;
     }
     Some(base.map(|b| (b, parent.flatten())))
-}
-
-/// Signed headers for an outgoing call from the current point, or `None` when no trace is
-/// active (or it has no key). Parent = the innermost open point; key = the one that admitted
-/// the trace (or was given to init).
-///
-/// ```
-/// use osprofiler_core as osp;
-/// assert!(osp::trace_headers().is_none());
-/// osp::init("SECRET_KEY", None, None);
-/// let h = osp::trace_headers().unwrap();
-/// assert!(osp::headers::signed_unpack(&h.x_trace_info, &h.x_trace_hmac, &["SECRET_KEY"]).is_some());
-/// osp::clean();
-/// ```
-#[inline]
-pub fn trace_headers() -> Option<TraceHeaders> {
-    crate::get()?.headers()
 }
 
 #[cfg(test)]

@@ -1,6 +1,6 @@
 //! The report of one trace: OSProfiler's `get_report`, built from stored messages.
 
-use crate::message::parse_timestamp;
+use crate::clock::parse_timestamp;
 use serde_json::{Map, Value, json};
 use std::collections::HashMap;
 use std::fmt::Write as _;

@@ -1,0 +1,281 @@
+//! The point guard: [`Trace`] opens a point and stops it when dropped.
+
+use crate::context::{
+    ACTIVE, CURRENT, Frame, StopInfo, close, current_frame, has_current, open, replace_current,
+};
+use crate::id::Id;
+use crate::message::{FnCall, Info, IntoInfo, LazyInfo};
+use crate::scope::{InTrace, TraceOwned};
+use crate::{Profiler, switches};
+use std::borrow::Cow;
+use std::future::Future;
+use std::sync::Arc;
+
+/// A point that stops when dropped (the RAII form of [`start`](crate::start)/[`stop`](crate::stop)).
+///
+/// The guard remembers its own point, so it stops the right one even when dropped out of
+/// order, on another thread, or while its future is being cancelled.
+///
+/// ```
+/// use osprofiler_core::{self as osp, Trace};
+/// osp::init("key", None, None);
+/// {
+///     let mut point = Trace::new("db", || osp::info!({"db": {"statement": "SELECT 1"}}));
+///     let err = std::io::Error::other("connection reset");
+///     point.error(&err); // etype = "std::io::error::Error", message = "connection reset"
+/// } // db-stop sent here
+/// osp::clean();
+/// ```
+#[must_use = "the point stops when the guard is dropped"]
+pub struct Trace {
+    /// `None` when inactive: one pointer-sized word, so an inactive guard costs nothing to
+    /// make or drop.
+    pub(crate) active: Option<Active>,
+}
+
+pub(crate) struct Active {
+    pub(crate) frame: Arc<Frame>,
+    /// Stop info, boxed so that a guard stays two words (an inactive one is one null word).
+    stop: Option<Box<StopInfo>>,
+}
+
+impl Trace {
+    /// The guard of a point just opened on `frame`.
+    #[inline]
+    pub(crate) fn of_frame(frame: Arc<Frame>) -> Trace {
+        Trace {
+            active: Some(Active { frame, stop: None }),
+        }
+    }
+
+    /// Opens a point named `name` as a child of the current point and makes it current.
+    #[inline(always)]
+    pub fn new<N, F, I>(name: N, info: F) -> Trace
+    where
+        N: Into<Cow<'static, str>>,
+        F: FnOnce() -> I,
+        I: IntoInfo,
+    {
+        // Thread-local first: one %fs load, where the switch is behind a GOT indirection.
+        if !has_current() || !switches::is_enabled() {
+            return Trace::inactive();
+        }
+        Trace::open_current(name.into(), info)
+    }
+
+    #[inline(never)]
+    fn open_current<F: FnOnce() -> I, I: IntoInfo>(name: Cow<'static, str>, info: F) -> Trace {
+        let Some(parent) = current_frame() else {
+            return Trace::inactive();
+        };
+        let frame = open(parent, name, info(), None);
+        replace_current(Some(frame.clone()));
+        Trace {
+            active: Some(Active { frame, stop: None }),
+        }
+    }
+
+    /// Opens a point as a child of the current point *without* making it current.
+    ///
+    /// Used to run a future inside the point: see [`Trace::scope`].
+    #[inline]
+    pub fn new_detached<N, F, I>(name: N, info: F) -> Trace
+    where
+        N: Into<Cow<'static, str>>,
+        F: FnOnce() -> I,
+        I: IntoInfo,
+    {
+        if !has_current() || !switches::is_enabled() {
+            return Trace::inactive();
+        }
+        let Some(parent) = current_frame() else {
+            return Trace::inactive();
+        };
+        Trace {
+            active: Some(Active {
+                frame: open(parent, name.into(), info(), None),
+                stop: None,
+            }),
+        }
+    }
+
+    /// The point of a `#[trace]`d call (used by the macros).
+    #[doc(hidden)]
+    #[inline(always)]
+    pub fn __call(
+        name: &'static str,
+        fn_name: &'static str,
+        args: impl FnOnce() -> Option<String>,
+        make_current: bool,
+    ) -> Trace {
+        if !has_current() || !switches::is_enabled() {
+            return Trace::inactive();
+        }
+        Trace::open_call(name, fn_name, args(), make_current)
+    }
+
+    #[inline(never)]
+    fn open_call(
+        name: &'static str,
+        fn_name: &'static str,
+        args: Option<String>,
+        make_current: bool,
+    ) -> Trace {
+        let Some(parent) = current_frame() else {
+            return Trace::inactive();
+        };
+        let frame = open(
+            parent,
+            Cow::Borrowed(name),
+            Info::new(),
+            Some(FnCall {
+                name: fn_name,
+                args,
+            }),
+        );
+        if make_current {
+            replace_current(Some(frame.clone()));
+        }
+        Trace {
+            active: Some(Active { frame, stop: None }),
+        }
+    }
+
+    /// A guard that emits nothing.
+    #[inline(always)]
+    pub fn inactive() -> Trace {
+        Trace { active: None }
+    }
+
+    /// Whether this guard has an open point (false when no trace was active).
+    #[inline]
+    pub fn is_active(&self) -> bool {
+        self.active.is_some()
+    }
+
+    /// The point's id (`trace_id` of its messages).
+    pub fn id(&self) -> Option<&Id> {
+        self.active.as_ref().map(|a| &a.frame.id)
+    }
+
+    /// A profiler handle positioned at this point (for headers of calls made inside it).
+    pub fn profiler(&self) -> Option<Profiler> {
+        self.active.as_ref().map(|a| Profiler {
+            frame: a.frame.clone(),
+        })
+    }
+
+    /// Records an error for the stop message: `etype` = the error's type name, `message` = its
+    /// `Display` text.
+    pub fn error<E: std::fmt::Display + ?Sized>(&mut self, err: &E) {
+        if self.active.is_some() {
+            self.error_with(std::any::type_name::<E>(), err);
+        }
+    }
+
+    /// Records an error with an explicit type name.
+    pub fn error_with(&mut self, etype: &str, message: impl std::fmt::Display) {
+        if let Some(a) = &mut self.active {
+            let info = &mut a.stop.get_or_insert_with(Default::default).0;
+            info.insert("etype".into(), etype.into());
+            info.insert("message".into(), message.to_string().into());
+        }
+    }
+
+    /// Adds to the stop message's info; `f` runs only when the point is active.
+    #[inline]
+    pub fn stop_info(&mut self, f: impl FnOnce(&mut Info)) {
+        if let Some(a) = &mut self.active {
+            f(&mut a.stop.get_or_insert_with(Default::default).0);
+        }
+    }
+
+    /// Sets info for the stop message that is built only when serialized (see [`LazyInfo`]).
+    #[inline]
+    pub fn stop_lazy(&mut self, info: impl LazyInfo) {
+        if let Some(a) = &mut self.active {
+            a.stop.get_or_insert_with(Default::default).1 = Some(Arc::new(info));
+        }
+    }
+
+    /// Runs `fut` with this point as its current point (children of `fut` nest under it); the
+    /// point stops when the returned future completes or is dropped.
+    pub fn scope<F: Future>(self, fut: F) -> InTrace<TraceOwned<F>> {
+        let ctx = self.active.as_ref().map(|a| a.frame.clone());
+        InTrace::new(TraceOwned::new(fut, self), ctx)
+    }
+
+    /// Stops the point now (same as dropping the guard).
+    pub fn finish(self) {}
+
+    /// Stops the point now, adding `info` built when the stop message is serialized: the same
+    /// as [`Trace::stop_lazy`] then dropping the guard, minus a heap allocation.
+    ///
+    /// ```
+    /// use osprofiler_core::{self as osp, Info, LazyInfo, Trace};
+    /// struct Rows(u64);
+    /// impl LazyInfo for Rows {
+    ///     fn write(&self, info: &mut Info) {
+    ///         info.insert("rows".into(), self.0.into());
+    ///     }
+    /// }
+    /// osp::init("key", None, None);
+    /// Trace::new("db", Info::new).finish_lazy(Rows(3));
+    /// osp::clean();
+    /// ```
+    #[inline]
+    pub fn finish_lazy(self, info: impl LazyInfo) {
+        if self.active.is_some() {
+            self.finish_shared(Arc::new(info));
+        }
+    }
+
+    /// Stops the point now with info shared with its start message (see
+    /// [`crate::lazy_shared`]): no allocation for the stop message's info.
+    #[inline]
+    pub fn finish_shared<L: LazyInfo>(mut self, info: Arc<L>) {
+        if let Some(active) = self.active.take() {
+            active.stop_with(Some(info));
+        }
+    }
+}
+
+impl Drop for Trace {
+    #[inline(always)]
+    fn drop(&mut self) {
+        if let Some(active) = self.active.take() {
+            active.stop();
+        }
+    }
+}
+
+impl Active {
+    #[inline(never)]
+    fn stop(self) {
+        self.stop_with(None);
+    }
+
+    /// Emits the stop message; `lazy`, if given, replaces the lazy info set so far.
+    #[inline(never)]
+    fn stop_with(self, lazy: Option<Arc<dyn LazyInfo>>) {
+        let Active { frame, stop } = self;
+        let mut info = stop.map(|b| *b).unwrap_or_default();
+        if lazy.is_some() {
+            info.1 = lazy;
+        }
+        close(&frame, info);
+        let _ = CURRENT.try_with(|c| {
+            let mut c = c.borrow_mut();
+            if c.as_ref().is_some_and(|cur| Arc::ptr_eq(cur, &frame)) {
+                *c = frame.parent.clone();
+                ACTIVE.with(|a| a.set(c.is_some()));
+            }
+        });
+    }
+}
+
+impl std::fmt::Debug for Trace {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Trace").field("id", &self.id()).finish()
+    }
+}
