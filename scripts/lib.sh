@@ -51,6 +51,8 @@ need() {
 # What building the workspace needs besides the Rust toolchain: a C compiler (bundled SQLite,
 # ring) and libpq for diesel's PostgreSQL backend.
 ensure_build_tools() {
+  # HTTPS for crates.io and PyPI.
+  [ -e /etc/ssl/certs/ca-certificates.crt ] || apt_install ca-certificates || return 1
   need cc build-essential || return 1
   need pkg-config pkg-config || return 1
   if ! [ -e /usr/include/postgresql/libpq-fe.h ]; then
