@@ -63,14 +63,14 @@ ensure_build_tools() {
 # The Python OSProfiler 4.4.0 oracle, in a virtualenv of its own, with the Redis and MongoDB
 # clients and oslo.messaging its redis://, mongodb:// and messaging:// drivers use.
 ensure_python_oracle() {
-  if [ -x "$OSP_PYTHON" ] && "$OSP_PYTHON" -c 'import importlib.metadata as m, sys, redis, pymongo, oslo_messaging; sys.exit(m.version("osprofiler") != "4.4.0")' 2>/dev/null; then
+  if [ -x "$OSP_PYTHON" ] && "$OSP_PYTHON" -c 'import importlib.metadata as m, sys, redis, pymongo, oslo_messaging; sys.exit(m.version("osprofiler") != "4.4.0" or m.version("oslo.messaging") != "18.3.1")' 2>/dev/null; then
     return 0
   fi
   need python3 python3 || return 1
   python3 -c 'import venv, ensurepip' 2>/dev/null || apt_install python3-venv || return 1
   echo "creating the Python oracle virtualenv in $OSP_VENV (osprofiler==4.4.0)" >&2
   python3 -m venv "$OSP_VENV" || { echo "FAILED: python3 -m venv (the Python oracle needs python3 with venv)" >&2; return 1; }
-  "$OSP_VENV/bin/pip" install --quiet --disable-pip-version-check 'osprofiler==4.4.0' redis pymongo oslo.messaging \
+  "$OSP_VENV/bin/pip" install --quiet --disable-pip-version-check 'osprofiler==4.4.0' redis pymongo 'oslo.messaging==18.3.1' \
     || { echo "FAILED: pip install osprofiler==4.4.0 (the Python oracle)" >&2; return 1; }
 }
 
@@ -142,7 +142,9 @@ ensure_mariadb() {
     as_root start-stop-daemon --start --oknodo --background --exec /usr/sbin/mariadbd -- --user=mysql || true
     wait_for "MariaDB (its socket)" 60 as_root mariadb -u root -e "SELECT 1" || return 1
     if [ -n "$fresh" ]; then
-      as_root mariadb -u root -e "ALTER USER root@localhost IDENTIFIED VIA unix_socket OR mysql_native_password USING PASSWORD('')" \
+      # The password first: a client that cannot answer unix_socket over TCP (sqlx) is then
+      # asked for mysql_native_password; root keeps its socket login.
+      as_root mariadb -u root -e "ALTER USER root@localhost IDENTIFIED VIA mysql_native_password USING PASSWORD('') OR unix_socket" \
         || { echo "FAILED: could not let root log in to MariaDB without a password" >&2; return 1; }
     fi
   fi
