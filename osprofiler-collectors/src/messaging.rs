@@ -223,7 +223,7 @@ impl MessagingDriver {
     async fn connect(&self) -> Result<(Connection, Channel), DriverError> {
         let conn = tokio::time::timeout(
             Duration::from_secs(5),
-            Connection::connect(&self.url, ConnectionProperties::default()),
+            osprofiler_http::rpc::amqp::connect(&self.url, ConnectionProperties::default()),
         )
         .await
         .map_err(|_| DriverError::new("timed out connecting to RabbitMQ"))?

@@ -8,7 +8,7 @@ use lapin::options::{
     BasicAckOptions, BasicConsumeOptions, BasicPublishOptions, QueueDeclareOptions,
 };
 use lapin::types::FieldTable;
-use lapin::{BasicProperties, Connection, ConnectionProperties};
+use lapin::{BasicProperties, ConnectionProperties};
 use osprofiler_core::{self as osp, MemoryCollector, Trace, headers::HmacKeys};
 use osprofiler_http::rpc::{amqp, serve};
 use std::time::Duration;
@@ -21,7 +21,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     let notifier = osp::notifier::QueueNotifier::start(memory.clone(), Default::default())?;
     osp::notifier::set(notifier.clone());
 
-    let conn = Connection::connect(&url, ConnectionProperties::default())
+    let conn = osprofiler_http::rpc::amqp::connect(&url, ConnectionProperties::default())
         .await
         .map_err(|e| format!("RabbitMQ at {url} is required: {e}"))?;
     let requests = format!("osprofiler-example-{}", std::process::id());

@@ -16,6 +16,8 @@
 #![cfg_attr(docsrs, feature(doc_cfg))]
 
 mod client;
+#[cfg(feature = "oslo")]
+pub mod oslo;
 #[cfg(feature = "reqwest")]
 mod reqwest_mw;
 pub mod rpc;

@@ -104,8 +104,57 @@ pub fn serve<F: Future>(
 /// `X-Trace-Info`/`X-Trace-HMAC` pair as over HTTP, so an untrusted broker cannot forge traces.
 #[cfg(feature = "amqp")]
 pub mod amqp {
+    use lapin::tcp::{AsyncTcpStream, TLSConfig};
     use lapin::types::{AMQPValue, FieldTable, LongString, ShortString};
+    use lapin::uri::{AMQPScheme, AMQPUri};
+    use lapin::{Connection, ConnectionProperties};
     use osprofiler_core::headers::{HmacKeys, Verified, X_TRACE_HMAC, X_TRACE_INFO};
+
+    /// Connects to the broker at `url` (`amqp://` or `amqps://`, lapin on the current tokio
+    /// runtime) with Nagle's algorithm off.
+    ///
+    /// `lapin::Connection::connect` leaves it on, and an AMQP message is several frames
+    /// (method, header, body) written apart: with Linux's delayed ACKs, a request/reply round
+    /// trip then often waits 40 ms for nothing (measured on loopback RabbitMQ: a 5–42 ms median
+    /// oslo.messaging call, against well under a millisecond with this). Every connection of
+    /// this crate and of the `messaging://` collector is made here.
+    ///
+    /// ```no_run
+    /// # async fn demo() -> lapin::Result<()> {
+    /// let conn = osprofiler_http::rpc::amqp::connect(
+    ///     "amqp://guest:guest@127.0.0.1:5672/%2f",
+    ///     lapin::ConnectionProperties::default(),
+    /// )
+    /// .await?;
+    /// # Ok(()) }
+    /// ```
+    pub async fn connect(url: &str, props: ConnectionProperties) -> lapin::Result<Connection> {
+        let uri: AMQPUri = url
+            .parse()
+            .map_err(|e: String| std::io::Error::new(std::io::ErrorKind::InvalidInput, e))?;
+        let runtime = lapin::runtime::default_runtime()?;
+        Connection::connector(
+            uri,
+            runtime,
+            async move |uri: AMQPUri, rt| {
+                let addrs = rt.to_socket_addrs((uri.authority.host.clone(), uri.authority.port));
+                let stream = AsyncTcpStream::connect(&rt, addrs).await?;
+                if let AsyncTcpStream::Plain(s) = &stream {
+                    s.get_ref().set_nodelay(true)?;
+                }
+                Ok(match uri.scheme {
+                    AMQPScheme::AMQP => stream,
+                    AMQPScheme::AMQPS => {
+                        stream
+                            .into_tls(&uri.authority.host, TLSConfig::default())
+                            .await?
+                    }
+                })
+            },
+            props,
+        )
+        .await
+    }
 
     /// Adds the signed headers of the current trace (parent = the current point) to `headers`;
     /// does nothing when no trace is active.

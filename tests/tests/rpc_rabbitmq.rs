@@ -20,7 +20,7 @@ use tokio::sync::{Mutex, oneshot};
 const URL: &str = "amqp://guest:guest@127.0.0.1:5672/%2f";
 
 async fn connect() -> Connection {
-    Connection::connect(URL, ConnectionProperties::default())
+    osprofiler_http::rpc::amqp::connect(URL, ConnectionProperties::default())
         .await
         .unwrap_or_else(|e| {
             panic!("RabbitMQ at 127.0.0.1:5672 (guest/guest) is required for this test: {e}")

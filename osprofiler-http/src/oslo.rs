@@ -1,0 +1,1051 @@
+//! oslo.messaging RPC over RabbitMQ (feature `oslo`): a Rust service in the same RPC trace as
+//! Python OpenStack services, called by them and calling them.
+//!
+//! oslo.messaging 18 sends an RPC request to the control exchange (`openstack`, a topic
+//! exchange) with the routing key `<topic>` or `<topic>.<server>`, as an envelope
+//! `{"oslo.version": "2.0", "oslo.message": "<JSON text>"}`. The inner message carries
+//! `method`, `args`, `namespace`, `version`, `_unique_id`, for a call `_msg_id` and `_reply_q`,
+//! and the request context flattened as `_context_<key>` entries — the trace among them, as
+//! `_context_trace_info` (`{"hmac_key", "base_id", "parent_id"}`, what Nova's
+//! `ProfilerRequestContextSerializer` puts there). The reply goes through the default exchange
+//! to the caller's reply queue: `{"result", "failure", "ending": true, "_msg_id"}`, in the
+//! same envelope.
+//!
+//! - [`Request`], [`Reply`], [`RemoteError`]: the envelope, parsed and built.
+//! - [`RpcServer`]: answers `call` and `cast` on `<exchange>`/`<topic>` and
+//!   `<topic>.<server>`, declared as oslo.messaging declares them; each request is an `rpc`
+//!   point, child of the caller's point, recorded as Python's `trace_cls` records an RPC
+//!   method (`function.name`, and `args`/`kwargs` unless hidden); a handler's error or panic is
+//!   a failure reply and a failed point. Malformed, oversized or unknown-version messages are
+//!   rejected (dead-lettered where the queue has a dead-letter exchange, never redelivered);
+//!   one with a reply queue gets a failure reply. The consumer never stops on bad input.
+//! - [`RpcClient`]: `call` (waits for the reply; a timeout is [`RpcError::Timeout`], a
+//!   `failure` reply [`RpcError::Remote`] with the remote exception's type and message) and
+//!   `cast`, each an `rpc` point whose id is the callee's parent.
+//!
+//! The trace is accepted only with one of the verifying keys ([`osprofiler_core::identity::hmac_keys`]
+//! by default, as the HTTP server layer does): oslo's `trace_info` carries its key in clear,
+//! so a request with another key runs untraced.
+
+use crate::rpc::TraceContext;
+use futures_util::{FutureExt as _, StreamExt as _};
+use lapin::options::{
+    BasicAckOptions, BasicConsumeOptions, BasicPublishOptions, BasicRejectOptions,
+    ExchangeDeclareOptions, QueueBindOptions, QueueDeclareOptions,
+};
+use lapin::types::{AMQPValue, FieldTable};
+use lapin::{BasicProperties, Channel, Connection, ConnectionProperties, ExchangeKind};
+use osprofiler_core::{Info, Profiler, Trace, TraceFutureExt as _};
+use serde_json::{Map, Value, json};
+use std::collections::HashMap;
+use std::fmt;
+use std::future::Future;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+use tokio::sync::oneshot;
+
+/// The envelope version oslo.messaging writes and reads.
+pub const ENVELOPE_VERSION: &str = "2.0";
+/// oslo.messaging's default control exchange.
+pub const CONTROL_EXCHANGE: &str = "openstack";
+/// The largest message accepted by default (1 MiB); larger ones are rejected unread.
+pub const DEFAULT_MAX_MESSAGE: usize = 1 << 20;
+
+/// Why a message is not an oslo.messaging RPC message this side can use.
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum EnvelopeError {
+    /// Over the size limit.
+    TooLarge {
+        /// The message's size in bytes.
+        size: usize,
+        /// The limit.
+        limit: usize,
+    },
+    /// Not a JSON object (or the inner message is not one).
+    NotJson(String),
+    /// A JSON object without `oslo.version` and `oslo.message`.
+    NotAnEnvelope,
+    /// An envelope version this side does not read.
+    UnsupportedVersion(String),
+    /// A field is missing or of the wrong type.
+    BadField(&'static str),
+}
+
+impl fmt::Display for EnvelopeError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            EnvelopeError::TooLarge { size, limit } => {
+                write!(f, "message of {size} bytes is over the limit of {limit}")
+            }
+            EnvelopeError::NotJson(e) => write!(f, "not a JSON object: {e}"),
+            EnvelopeError::NotAnEnvelope => {
+                f.write_str("not an oslo.messaging envelope (no oslo.version and oslo.message)")
+            }
+            EnvelopeError::UnsupportedVersion(v) => {
+                write!(
+                    f,
+                    "unsupported envelope version {v:?} (this side reads {ENVELOPE_VERSION})"
+                )
+            }
+            EnvelopeError::BadField(k) => write!(f, "missing or malformed field {k:?}"),
+        }
+    }
+}
+
+impl std::error::Error for EnvelopeError {}
+
+/// The inner message of an envelope, size checked.
+fn open_envelope(body: &[u8], limit: usize) -> Result<Map<String, Value>, EnvelopeError> {
+    if body.len() > limit {
+        return Err(EnvelopeError::TooLarge {
+            size: body.len(),
+            limit,
+        });
+    }
+    let outer: Map<String, Value> =
+        serde_json::from_slice(body).map_err(|e| EnvelopeError::NotJson(e.to_string()))?;
+    let (Some(version), Some(inner)) = (outer.get("oslo.version"), outer.get("oslo.message"))
+    else {
+        return Err(EnvelopeError::NotAnEnvelope);
+    };
+    let version = version
+        .as_str()
+        .ok_or(EnvelopeError::BadField("oslo.version"))?;
+    // oslo's version_is_compatible: the same major version, no newer minor.
+    let mut parts = version.split('.');
+    let compatible = parts.next() == Some("2")
+        && parts.next().is_none_or(|m| m == "0")
+        && parts
+            .next()
+            .is_none_or(|p| p.chars().all(|c| c.is_ascii_digit()));
+    if !compatible {
+        return Err(EnvelopeError::UnsupportedVersion(version.to_owned()));
+    }
+    let inner = inner
+        .as_str()
+        .ok_or(EnvelopeError::BadField("oslo.message"))?;
+    serde_json::from_str(inner).map_err(|e| EnvelopeError::NotJson(e.to_string()))
+}
+
+fn envelope(inner: &Value) -> Vec<u8> {
+    serde_json::to_vec(&json!({
+        "oslo.version": ENVELOPE_VERSION,
+        "oslo.message": inner.to_string(),
+    }))
+    .unwrap_or_default()
+}
+
+fn opt_string(m: &Map<String, Value>, key: &'static str) -> Result<Option<String>, EnvelopeError> {
+    match m.get(key) {
+        None | Some(Value::Null) => Ok(None),
+        Some(Value::String(s)) => Ok(Some(s.clone())),
+        Some(_) => Err(EnvelopeError::BadField(key)),
+    }
+}
+
+fn unique_id() -> String {
+    uuid::Uuid::new_v4().simple().to_string()
+}
+
+/// An RPC request: a `call` when it has a `msg_id` and `reply_q`, else a `cast`.
+///
+/// ```
+/// use osprofiler_http::oslo::Request;
+/// let mut args = serde_json::Map::new();
+/// args.insert("a".into(), 1.into());
+/// let req = Request::new("add", args);
+/// let back = Request::parse(&req.to_body(), 1 << 20).unwrap();
+/// assert_eq!((back.method.as_str(), &back.args["a"]), ("add", &1.into()));
+/// ```
+#[derive(Debug, Clone, PartialEq)]
+pub struct Request {
+    /// The endpoint method.
+    pub method: String,
+    /// Its keyword arguments.
+    pub args: Map<String, Value>,
+    /// The target's namespace.
+    pub namespace: Option<String>,
+    /// The API version asked for.
+    pub version: Option<String>,
+    /// The request context, without the `_context_` prefix and without `trace_info`.
+    pub context: Map<String, Value>,
+    /// The caller's trace (`_context_trace_info`), when it is well formed.
+    pub trace: Option<TraceContext>,
+    /// A call's id (`_msg_id`).
+    pub msg_id: Option<String>,
+    /// A call's reply queue (`_reply_q`).
+    pub reply_q: Option<String>,
+    /// `_unique_id`.
+    pub unique_id: String,
+}
+
+impl Request {
+    /// A cast of `method` with `args`, version `1.0`, no context.
+    pub fn new(method: impl Into<String>, args: Map<String, Value>) -> Self {
+        Request {
+            method: method.into(),
+            args,
+            namespace: None,
+            version: Some("1.0".into()),
+            context: Map::new(),
+            trace: None,
+            msg_id: None,
+            reply_q: None,
+            unique_id: unique_id(),
+        }
+    }
+
+    /// Reads a received message (the body of an AMQP delivery).
+    pub fn parse(body: &[u8], limit: usize) -> Result<Request, EnvelopeError> {
+        let mut m = open_envelope(body, limit)?;
+        let method = match m.remove("method") {
+            Some(Value::String(s)) if !s.is_empty() => s,
+            _ => return Err(EnvelopeError::BadField("method")),
+        };
+        let args = match m.remove("args") {
+            None | Some(Value::Null) => Map::new(),
+            Some(Value::Object(a)) => a,
+            Some(_) => return Err(EnvelopeError::BadField("args")),
+        };
+        let mut context = Map::new();
+        let keys: Vec<String> = m
+            .keys()
+            .filter(|k| k.starts_with("_context_"))
+            .cloned()
+            .collect();
+        for k in keys {
+            if let Some(v) = m.remove(&k) {
+                context.insert(k["_context_".len()..].to_owned(), v);
+            }
+        }
+        let trace = context
+            .remove(crate::rpc::CONTEXT_KEY)
+            .and_then(|v| serde_json::from_value::<TraceContext>(v).ok());
+        Ok(Request {
+            method,
+            args,
+            namespace: opt_string(&m, "namespace")?,
+            version: opt_string(&m, "version")?,
+            context,
+            trace,
+            msg_id: opt_string(&m, "_msg_id")?,
+            reply_q: opt_string(&m, "_reply_q")?,
+            unique_id: opt_string(&m, "_unique_id")?.unwrap_or_default(),
+        })
+    }
+
+    /// The message as oslo.messaging sends it (the envelope, as bytes).
+    pub fn to_body(&self) -> Vec<u8> {
+        let mut m = Map::new();
+        m.insert("method".into(), self.method.clone().into());
+        m.insert("args".into(), Value::Object(self.args.clone()));
+        if let Some(ns) = &self.namespace {
+            m.insert("namespace".into(), ns.clone().into());
+        }
+        if let Some(v) = &self.version {
+            m.insert("version".into(), v.clone().into());
+        }
+        if let (Some(id), Some(q)) = (&self.msg_id, &self.reply_q) {
+            m.insert("_msg_id".into(), id.clone().into());
+            m.insert("_reply_q".into(), q.clone().into());
+            m.insert("_timeout".into(), Value::Null);
+        }
+        m.insert("_unique_id".into(), self.unique_id.clone().into());
+        for (k, v) in &self.context {
+            m.insert(format!("_context_{k}"), v.clone());
+        }
+        if let Some(t) = &self.trace
+            && let Ok(v) = serde_json::to_value(t)
+        {
+            m.insert(format!("_context_{}", crate::rpc::CONTEXT_KEY), v);
+        }
+        envelope(&Value::Object(m))
+    }
+}
+
+/// An exception raised by the remote side of a call, as oslo.messaging serializes it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RemoteError {
+    /// The exception's class name (`ValueError`).
+    pub class: String,
+    /// Its module (`builtins`).
+    pub module: String,
+    /// Its text.
+    pub message: String,
+    /// The remote traceback's lines, if sent.
+    pub traceback: Vec<String>,
+}
+
+impl RemoteError {
+    /// An error of `class` with `message`, from module `osprofiler_rs`.
+    pub fn new(class: impl Into<String>, message: impl Into<String>) -> Self {
+        RemoteError {
+            class: class.into(),
+            module: "osprofiler_rs".into(),
+            message: message.into(),
+            traceback: Vec::new(),
+        }
+    }
+
+    /// The `failure` field's text: `{"class", "module", "message", "tb", "args", "kwargs"}`.
+    fn to_failure(&self) -> String {
+        json!({
+            "class": self.class,
+            "module": self.module,
+            "message": self.message,
+            "tb": self.traceback,
+            "args": [self.message],
+            "kwargs": {},
+        })
+        .to_string()
+    }
+
+    fn from_failure(text: &str) -> RemoteError {
+        let v: Value = serde_json::from_str(text).unwrap_or(Value::Null);
+        let s = |k: &str| v[k].as_str().unwrap_or_default().to_owned();
+        RemoteError {
+            class: if v["class"].is_string() {
+                s("class")
+            } else {
+                "RemoteError".into()
+            },
+            module: s("module"),
+            message: if v["message"].is_string() {
+                s("message")
+            } else {
+                text.to_owned()
+            },
+            traceback: v["tb"]
+                .as_array()
+                .map(|a| {
+                    a.iter()
+                        .filter_map(|l| l.as_str().map(str::to_owned))
+                        .collect()
+                })
+                .unwrap_or_default(),
+        }
+    }
+}
+
+impl fmt::Display for RemoteError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}: {}", self.class, self.message)
+    }
+}
+
+impl std::error::Error for RemoteError {}
+
+/// A call's reply.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Reply {
+    /// The call it answers (`_msg_id`).
+    pub msg_id: String,
+    /// The result, or the remote exception.
+    pub outcome: Result<Value, RemoteError>,
+}
+
+impl Reply {
+    /// The reply message (envelope bytes): `{"result", "failure", "ending": true, "_msg_id",
+    /// "_unique_id"}`.
+    pub fn to_body(&self) -> Vec<u8> {
+        let (result, failure) = match &self.outcome {
+            Ok(v) => (v.clone(), Value::Null),
+            Err(e) => (Value::Null, Value::String(e.to_failure())),
+        };
+        envelope(&json!({
+            "result": result,
+            "failure": failure,
+            "ending": true,
+            "_msg_id": self.msg_id,
+            "_unique_id": unique_id(),
+        }))
+    }
+
+    /// Reads a reply message.
+    pub fn parse(body: &[u8], limit: usize) -> Result<Reply, EnvelopeError> {
+        let m = open_envelope(body, limit)?;
+        let msg_id = opt_string(&m, "_msg_id")?.ok_or(EnvelopeError::BadField("_msg_id"))?;
+        let outcome = match m.get("failure") {
+            None | Some(Value::Null) => Ok(m.get("result").cloned().unwrap_or(Value::Null)),
+            Some(Value::String(f)) => Err(RemoteError::from_failure(f)),
+            Some(other) => Err(RemoteError::from_failure(&other.to_string())),
+        };
+        Ok(Reply { msg_id, outcome })
+    }
+}
+
+/// Python's `repr` of a JSON value, as `trace_cls` writes `args`/`kwargs` (`str(kwargs)`).
+fn py_repr(v: &Value, out: &mut String) {
+    match v {
+        Value::Null => out.push_str("None"),
+        Value::Bool(true) => out.push_str("True"),
+        Value::Bool(false) => out.push_str("False"),
+        Value::Number(n) => out.push_str(&n.to_string()),
+        Value::String(s) => {
+            // Python prefers single quotes unless the text has one and no double quote.
+            let q = if s.contains('\'') && !s.contains('"') {
+                '"'
+            } else {
+                '\''
+            };
+            out.push(q);
+            for c in s.chars() {
+                match c {
+                    '\\' => out.push_str("\\\\"),
+                    '\n' => out.push_str("\\n"),
+                    '\r' => out.push_str("\\r"),
+                    '\t' => out.push_str("\\t"),
+                    c if c == q => {
+                        out.push('\\');
+                        out.push(c);
+                    }
+                    c if (c as u32) < 0x20 || c as u32 == 0x7f => {
+                        out.push_str(&format!("\\x{:02x}", c as u32))
+                    }
+                    c => out.push(c),
+                }
+            }
+            out.push(q);
+        }
+        Value::Array(a) => {
+            out.push('[');
+            for (i, x) in a.iter().enumerate() {
+                if i > 0 {
+                    out.push_str(", ");
+                }
+                py_repr(x, out);
+            }
+            out.push(']');
+        }
+        Value::Object(m) => {
+            out.push('{');
+            for (i, (k, x)) in m.iter().enumerate() {
+                if i > 0 {
+                    out.push_str(", ");
+                }
+                py_repr(&Value::String(k.clone()), out);
+                out.push_str(": ");
+                py_repr(x, out);
+            }
+            out.push('}');
+        }
+    }
+}
+
+/// The info of an `rpc` point: `{"function": {"name", "args", "kwargs"}}` (no arguments when
+/// `hide_args`), as Python OSProfiler's `trace_cls` records a traced RPC method.
+fn rpc_info(name: &str, args: &Map<String, Value>, hide_args: bool) -> Info {
+    let mut f = Map::new();
+    f.insert("name".into(), name.into());
+    if !hide_args {
+        let mut kwargs = String::new();
+        py_repr(&Value::Object(args.clone()), &mut kwargs);
+        f.insert("args".into(), "()".into());
+        f.insert("kwargs".into(), kwargs.into());
+    }
+    let mut info = Info::new();
+    info.insert("function".into(), Value::Object(f));
+    info
+}
+
+/// Declares exchange `exchange` as oslo.messaging does: topic, not durable, not auto-deleted.
+async fn declare_control_exchange(ch: &Channel, exchange: &str) -> Result<(), lapin::Error> {
+    ch.exchange_declare(
+        exchange.into(),
+        ExchangeKind::Topic,
+        ExchangeDeclareOptions::default(),
+        FieldTable::default(),
+    )
+    .await
+}
+
+fn json_properties() -> BasicProperties {
+    BasicProperties::default()
+        .with_content_type("application/json".into())
+        .with_content_encoding("utf-8".into())
+}
+
+/// How an [`RpcServer`] serves.
+#[derive(Debug, Clone)]
+pub struct ServerOptions {
+    /// The control exchange (default `openstack`).
+    pub exchange: String,
+    /// The topic: the queue `<topic>` takes requests for any server.
+    pub topic: String,
+    /// This server's name: the queue `<topic>.<server>` takes requests for it alone.
+    pub server: String,
+    /// The name recorded as the `rpc` point's `function.name` before the method
+    /// (`<endpoint>.<method>`; default the topic).
+    pub endpoint: String,
+    /// Record no `args`/`kwargs` on the `rpc` point.
+    pub hide_args: bool,
+    /// The largest message read (default [`DEFAULT_MAX_MESSAGE`]).
+    pub max_message: usize,
+    /// The keys a caller's `trace_info` must carry to be continued (default: the process's
+    /// verifying keys, `osprofiler_core::identity::hmac_keys()`).
+    pub trusted_keys: Option<Vec<String>>,
+}
+
+impl ServerOptions {
+    /// Options for `topic` on server `server`.
+    pub fn new(topic: impl Into<String>, server: impl Into<String>) -> Self {
+        let topic = topic.into();
+        ServerOptions {
+            exchange: CONTROL_EXCHANGE.into(),
+            endpoint: topic.clone(),
+            topic,
+            server: server.into(),
+            hide_args: false,
+            max_message: DEFAULT_MAX_MESSAGE,
+            trusted_keys: None,
+        }
+    }
+}
+
+/// An RPC server answering oslo.messaging calls and casts (see the [module docs](self)).
+///
+/// ```no_run
+/// # async fn demo() -> Result<(), lapin::Error> {
+/// use osprofiler_http::oslo::{RemoteError, RpcServer, ServerOptions};
+/// let server = RpcServer::start(
+///     "amqp://guest:guest@127.0.0.1:5672/%2f",
+///     ServerOptions::new("compute", "host-1"),
+///     |req| async move {
+///         match req.method.as_str() {
+///             "ping" => Ok(serde_json::json!("pong")),
+///             other => Err(RemoteError::new("NoSuchMethod", other)),
+///         }
+///     },
+/// )
+/// .await?;
+/// # server.stop().await; Ok(()) }
+/// ```
+pub struct RpcServer {
+    conn: Connection,
+    task: tokio::task::JoinHandle<()>,
+}
+
+impl fmt::Debug for RpcServer {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("RpcServer").finish_non_exhaustive()
+    }
+}
+
+impl RpcServer {
+    /// Connects to `url`, declares the exchange and the queues `<topic>` and
+    /// `<topic>.<server>` and serves each request with `handler` (concurrently).
+    pub async fn start<H, Fut>(
+        url: &str,
+        opts: ServerOptions,
+        handler: H,
+    ) -> Result<RpcServer, lapin::Error>
+    where
+        H: Fn(Request) -> Fut + Send + Sync + 'static,
+        Fut: Future<Output = Result<Value, RemoteError>> + Send + 'static,
+    {
+        let conn = crate::rpc::amqp::connect(url, ConnectionProperties::default()).await?;
+        let ch = conn.create_channel().await?;
+        declare_control_exchange(&ch, &opts.exchange).await?;
+        let mut streams = Vec::new();
+        for queue in [
+            opts.topic.clone(),
+            format!("{}.{}", opts.topic, opts.server),
+        ] {
+            // As oslo.messaging declares a topic consumer's queue: not durable, not
+            // auto-deleted, no arguments; bound with its own name.
+            ch.queue_declare(
+                queue.as_str().into(),
+                QueueDeclareOptions::default(),
+                FieldTable::default(),
+            )
+            .await?;
+            ch.queue_bind(
+                queue.as_str().into(),
+                opts.exchange.as_str().into(),
+                queue.as_str().into(),
+                QueueBindOptions::default(),
+                FieldTable::default(),
+            )
+            .await?;
+            let consumer = ch
+                .basic_consume(
+                    queue.as_str().into(),
+                    format!("osprofiler-rs-{}", unique_id()).as_str().into(),
+                    BasicConsumeOptions::default(),
+                    FieldTable::default(),
+                )
+                .await?;
+            streams.push(consumer);
+        }
+        let handler = Arc::new(handler);
+        let opts = Arc::new(opts);
+        let mut incoming = futures_util::stream::select_all(streams);
+        let task = tokio::spawn(async move {
+            while let Some(delivery) = incoming.next().await {
+                let Ok(delivery) = delivery else { continue };
+                let (ch, handler, opts) = (ch.clone(), handler.clone(), opts.clone());
+                tokio::spawn(async move {
+                    handle(&ch, delivery, &*handler, &opts).await;
+                });
+            }
+        });
+        Ok(RpcServer { conn, task })
+    }
+
+    /// Stops consuming and closes the connection.
+    pub async fn stop(self) {
+        self.task.abort();
+        let _ = self.conn.close(200, "bye".into()).await;
+    }
+}
+
+/// The caller's trace, if its key is one this server trusts.
+fn trusted_root(trace: Option<&TraceContext>, opts: &ServerOptions) -> Option<Profiler> {
+    let t = trace?;
+    let trusted = match &opts.trusted_keys {
+        Some(keys) => keys.contains(&t.hmac_key),
+        None => osprofiler_core::identity::hmac_keys().contains(&t.hmac_key),
+    };
+    if !trusted || t.base_id.is_empty() {
+        return None;
+    }
+    t.profiler()
+}
+
+async fn publish_reply(ch: &Channel, reply_q: &str, reply: &Reply) {
+    let _ = ch
+        .basic_publish(
+            "".into(),
+            reply_q.into(),
+            BasicPublishOptions::default(),
+            &reply.to_body(),
+            json_properties(),
+        )
+        .await;
+}
+
+/// Serves one delivery: a reply for a call, an ack in every case but a malformed message,
+/// which is rejected without requeueing (dead-lettered where configured).
+async fn handle<H, Fut>(
+    ch: &Channel,
+    delivery: lapin::message::Delivery,
+    handler: &H,
+    opts: &ServerOptions,
+) where
+    H: Fn(Request) -> Fut,
+    Fut: Future<Output = Result<Value, RemoteError>>,
+{
+    let req = match Request::parse(&delivery.data, opts.max_message) {
+        Ok(r) => r,
+        Err(e) => {
+            log::warn!("osprofiler: rejected an RPC message on {}: {e}", opts.topic);
+            // If the reply queue can be read at all, tell the caller instead of letting it wait.
+            if let Some((id, q)) = reply_address(&delivery.data, opts.max_message) {
+                let reply = Reply {
+                    msg_id: id,
+                    outcome: Err(RemoteError::new("MessageRejected", e.to_string())),
+                };
+                publish_reply(ch, &q, &reply).await;
+            }
+            let _ = delivery.reject(BasicRejectOptions { requeue: false }).await;
+            return;
+        }
+    };
+    let name = format!("{}.{}", opts.endpoint, req.method);
+    let root = trusted_root(req.trace.as_ref(), opts);
+    let mut point = match &root {
+        Some(r) => r.child("rpc", || rpc_info(&name, &req.args, opts.hide_args)),
+        None => Trace::inactive(),
+    };
+    let reply_to = req.msg_id.clone().zip(req.reply_q.clone());
+    let method = req.method.clone();
+    let run = std::panic::AssertUnwindSafe(handler(req).in_trace(point.profiler()));
+    let outcome = match run.catch_unwind().await {
+        Ok(outcome) => outcome,
+        Err(panic) => {
+            let text = panic
+                .downcast_ref::<&str>()
+                .map(|s| (*s).to_owned())
+                .or_else(|| panic.downcast_ref::<String>().cloned())
+                .unwrap_or_else(|| "the handler panicked".into());
+            log::error!("osprofiler: RPC handler for {method} panicked: {text}");
+            Err(RemoteError::new("HandlerPanicked", text))
+        }
+    };
+    if let Err(e) = &outcome {
+        point.error_with(&e.class, &e.message);
+    }
+    drop(point);
+    if let Some((msg_id, reply_q)) = reply_to {
+        publish_reply(ch, &reply_q, &Reply { msg_id, outcome }).await;
+    }
+    let _ = delivery.ack(BasicAckOptions::default()).await;
+}
+
+/// `_msg_id` and `_reply_q` of a message that is an envelope but not a valid request.
+fn reply_address(body: &[u8], limit: usize) -> Option<(String, String)> {
+    let m = open_envelope(body, limit).ok()?;
+    Some((
+        m.get("_msg_id")?.as_str()?.to_owned(),
+        m.get("_reply_q")?.as_str()?.to_owned(),
+    ))
+}
+
+/// Where a client's request goes.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Target {
+    /// The topic.
+    pub topic: String,
+    /// A server of the topic (the request then goes to `<topic>.<server>` only).
+    pub server: Option<String>,
+    /// The endpoint namespace.
+    pub namespace: Option<String>,
+    /// The API version (default `1.0`).
+    pub version: String,
+}
+
+impl Target {
+    /// Any server of `topic`.
+    pub fn topic(topic: impl Into<String>) -> Self {
+        Target {
+            topic: topic.into(),
+            server: None,
+            namespace: None,
+            version: "1.0".into(),
+        }
+    }
+
+    /// This server of the topic.
+    pub fn server(mut self, server: impl Into<String>) -> Self {
+        self.server = Some(server.into());
+        self
+    }
+
+    fn routing_key(&self) -> String {
+        match &self.server {
+            Some(s) => format!("{}.{s}", self.topic),
+            None => self.topic.clone(),
+        }
+    }
+}
+
+/// Why a call failed.
+#[derive(Debug)]
+#[non_exhaustive]
+pub enum RpcError {
+    /// No reply within the client's timeout.
+    Timeout {
+        /// The method called.
+        method: String,
+        /// How long the client waited.
+        after: Duration,
+    },
+    /// The remote side raised an exception.
+    Remote(RemoteError),
+    /// The broker connection failed.
+    Transport(lapin::Error),
+}
+
+impl fmt::Display for RpcError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            RpcError::Timeout { method, after } => {
+                write!(f, "no reply to {method} within {after:?}")
+            }
+            RpcError::Remote(e) => write!(f, "remote error: {e}"),
+            RpcError::Transport(e) => write!(f, "RabbitMQ: {e}"),
+        }
+    }
+}
+
+impl std::error::Error for RpcError {}
+
+impl From<lapin::Error> for RpcError {
+    fn from(e: lapin::Error) -> Self {
+        RpcError::Transport(e)
+    }
+}
+
+type Pending = Arc<Mutex<HashMap<String, oneshot::Sender<Reply>>>>;
+
+/// An RPC client calling oslo.messaging servers (see the [module docs](self)).
+///
+/// ```no_run
+/// # async fn demo() -> Result<(), osprofiler_http::oslo::RpcError> {
+/// use osprofiler_http::oslo::{RpcClient, Target};
+/// let client = RpcClient::connect("amqp://guest:guest@127.0.0.1:5672/%2f").await?;
+/// let mut args = serde_json::Map::new();
+/// args.insert("instance_id".into(), "42".into());
+/// let state = client.call(&Target::topic("compute"), "get_state", args, Default::default()).await?;
+/// # Ok(()) }
+/// ```
+pub struct RpcClient {
+    conn: Connection,
+    ch: Channel,
+    exchange: String,
+    reply_q: String,
+    pending: Pending,
+    timeout: Duration,
+    max_message: usize,
+    hide_args: bool,
+}
+
+impl fmt::Debug for RpcClient {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("RpcClient")
+            .field("exchange", &self.exchange)
+            .field("reply_q", &self.reply_q)
+            .field("timeout", &self.timeout)
+            .finish_non_exhaustive()
+    }
+}
+
+impl RpcClient {
+    /// Connects to `url` with the control exchange `openstack`, a reply queue of its own
+    /// (`reply_<uuid>`, as oslo.messaging names and declares it) and a 60 s call timeout.
+    pub async fn connect(url: &str) -> Result<RpcClient, RpcError> {
+        Self::connect_to(url, CONTROL_EXCHANGE).await
+    }
+
+    /// [`RpcClient::connect`] with another control exchange.
+    pub async fn connect_to(url: &str, exchange: &str) -> Result<RpcClient, RpcError> {
+        let conn = crate::rpc::amqp::connect(url, ConnectionProperties::default()).await?;
+        let ch = conn.create_channel().await?;
+        declare_control_exchange(&ch, exchange).await?;
+        let reply_q = format!("reply_{}", unique_id());
+        let mut args = FieldTable::default();
+        // oslo.messaging's rabbit_transient_queues_ttl: an unused reply queue goes in 30 min.
+        args.insert("x-expires".into(), AMQPValue::LongLongInt(1_800_000));
+        ch.queue_declare(
+            reply_q.as_str().into(),
+            QueueDeclareOptions::default(),
+            args,
+        )
+        .await?;
+        let mut replies = ch
+            .basic_consume(
+                reply_q.as_str().into(),
+                format!("osprofiler-rs-{}", unique_id()).as_str().into(),
+                BasicConsumeOptions {
+                    no_ack: true,
+                    ..Default::default()
+                },
+                FieldTable::default(),
+            )
+            .await?;
+        let pending: Pending = Arc::default();
+        let waiting = pending.clone();
+        tokio::spawn(async move {
+            while let Some(delivery) = replies.next().await {
+                let Ok(delivery) = delivery else { continue };
+                match Reply::parse(&delivery.data, DEFAULT_MAX_MESSAGE) {
+                    Ok(reply) => {
+                        let tx = waiting
+                            .lock()
+                            .unwrap_or_else(|e| e.into_inner())
+                            .remove(&reply.msg_id);
+                        if let Some(tx) = tx {
+                            let _ = tx.send(reply);
+                        }
+                    }
+                    Err(e) => log::warn!("osprofiler: ignored a malformed RPC reply: {e}"),
+                }
+            }
+        });
+        Ok(RpcClient {
+            conn,
+            ch,
+            exchange: exchange.to_owned(),
+            reply_q,
+            pending,
+            timeout: Duration::from_secs(60),
+            max_message: DEFAULT_MAX_MESSAGE,
+            hide_args: false,
+        })
+    }
+
+    /// How long a call waits for its reply.
+    pub fn timeout(mut self, timeout: Duration) -> Self {
+        self.timeout = timeout;
+        self
+    }
+
+    /// Record no `args`/`kwargs` on the caller's `rpc` points.
+    pub fn hide_args(mut self, hide: bool) -> Self {
+        self.hide_args = hide;
+        self
+    }
+
+    async fn send(&self, target: &Target, req: &Request) -> Result<(), RpcError> {
+        let body = req.to_body();
+        if body.len() > self.max_message {
+            return Err(RpcError::Remote(RemoteError::new(
+                "MessageTooLarge",
+                format!("{} bytes, over {}", body.len(), self.max_message),
+            )));
+        }
+        self.ch
+            .basic_publish(
+                self.exchange.as_str().into(),
+                target.routing_key().as_str().into(),
+                BasicPublishOptions::default(),
+                &body,
+                json_properties(),
+            )
+            .await?;
+        Ok(())
+    }
+
+    fn request(
+        &self,
+        target: &Target,
+        method: &str,
+        args: Map<String, Value>,
+        context: Map<String, Value>,
+    ) -> Request {
+        Request {
+            namespace: target.namespace.clone(),
+            version: Some(target.version.clone()),
+            context,
+            // Inside the caller's rpc point: the callee's parent.
+            trace: TraceContext::current(),
+            ..Request::new(method, args)
+        }
+    }
+
+    /// Calls `method` and waits for its result: an `rpc` point of the caller, the callee's
+    /// parent. A remote exception is [`RpcError::Remote`]; no reply in time
+    /// [`RpcError::Timeout`].
+    pub async fn call(
+        &self,
+        target: &Target,
+        method: &str,
+        args: Map<String, Value>,
+        context: Map<String, Value>,
+    ) -> Result<Value, RpcError> {
+        let mut point = Trace::new("rpc", || rpc_info(method, &args, self.hide_args));
+        let mut req = self.request(target, method, args, context);
+        let msg_id = unique_id();
+        req.msg_id = Some(msg_id.clone());
+        req.reply_q = Some(self.reply_q.clone());
+        let (tx, rx) = oneshot::channel();
+        self.pending
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .insert(msg_id.clone(), tx);
+        let result = match self.send(target, &req).await {
+            Err(e) => Err(e),
+            Ok(()) => match tokio::time::timeout(self.timeout, rx).await {
+                Ok(Ok(reply)) => reply.outcome.map_err(RpcError::Remote),
+                _ => Err(RpcError::Timeout {
+                    method: method.to_owned(),
+                    after: self.timeout,
+                }),
+            },
+        };
+        self.pending
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .remove(&msg_id);
+        match &result {
+            Err(RpcError::Remote(e)) => point.error_with(&e.class, &e.message),
+            Err(e) => point.error_with("RpcError", e),
+            Ok(_) => {}
+        }
+        result
+    }
+
+    /// Casts `method` (no reply): an `rpc` point of the caller.
+    pub async fn cast(
+        &self,
+        target: &Target,
+        method: &str,
+        args: Map<String, Value>,
+        context: Map<String, Value>,
+    ) -> Result<(), RpcError> {
+        let mut point = Trace::new("rpc", || rpc_info(method, &args, self.hide_args));
+        let req = self.request(target, method, args, context);
+        let r = self.send(target, &req).await;
+        if let Err(e) = &r {
+            point.error_with("RpcError", e);
+        }
+        r
+    }
+
+    /// Closes the connection (the reply queue expires after 30 min unused, as oslo's do).
+    pub async fn close(self) {
+        let _ = self.conn.close(200, "bye".into()).await;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn python_repr_of_kwargs() {
+        let mut s = String::new();
+        py_repr(
+            &json!({"a": 1, "b": "it's", "c": [true, null, "x\ny"], "d": {"e": 1.5}}),
+            &mut s,
+        );
+        assert_eq!(
+            s,
+            r#"{'a': 1, 'b': "it's", 'c': [True, None, 'x\ny'], 'd': {'e': 1.5}}"#
+        );
+    }
+
+    #[test]
+    fn envelopes_round_trip_and_bad_ones_are_named() {
+        let mut req = Request::new("add", Map::new());
+        req.msg_id = Some("m1".into());
+        req.reply_q = Some("reply_x".into());
+        req.context.insert("user".into(), "alice".into());
+        req.trace = Some(TraceContext {
+            hmac_key: "k".into(),
+            base_id: "b".into(),
+            parent_id: "p".into(),
+        });
+        let back = Request::parse(&req.to_body(), DEFAULT_MAX_MESSAGE).unwrap();
+        assert_eq!(back, req);
+        let inner: Value = serde_json::from_str(
+            serde_json::from_slice::<Value>(&req.to_body()).unwrap()["oslo.message"]
+                .as_str()
+                .unwrap(),
+        )
+        .unwrap();
+        assert_eq!(inner["_context_trace_info"]["base_id"], "b");
+        assert_eq!(inner["_context_user"], "alice");
+
+        let bad = |body: &[u8]| Request::parse(body, 64).unwrap_err();
+        assert!(matches!(
+            bad(&[b' '; 65]),
+            EnvelopeError::TooLarge { size: 65, .. }
+        ));
+        assert!(matches!(bad(b"nope"), EnvelopeError::NotJson(_)));
+        assert_eq!(bad(b"{\"method\": \"x\"}"), EnvelopeError::NotAnEnvelope);
+        assert_eq!(
+            bad(br#"{"oslo.version": "3.0", "oslo.message": "{}"}"#),
+            EnvelopeError::UnsupportedVersion("3.0".into())
+        );
+        assert_eq!(
+            bad(br#"{"oslo.version": "2.0", "oslo.message": "{}"}"#),
+            EnvelopeError::BadField("method")
+        );
+        // Garbage trace_info: the request stands, untraced.
+        let r = Request::parse(
+            br#"{"oslo.version": "2.0", "oslo.message": "{\"method\": \"m\", \"_context_trace_info\": 7}"}"#,
+            1024,
+        )
+        .unwrap();
+        assert_eq!((r.trace, r.context.len()), (None, 0));
+
+        let reply = Reply {
+            msg_id: "m1".into(),
+            outcome: Err(RemoteError::new("ValueError", "nope")),
+        };
+        let back = Reply::parse(&reply.to_body(), DEFAULT_MAX_MESSAGE).unwrap();
+        assert_eq!(back.outcome.unwrap_err().class, "ValueError");
+    }
+}
