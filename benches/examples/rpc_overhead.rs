@@ -35,19 +35,30 @@ fn args(i: usize) -> Map<String, Value> {
     a
 }
 
-/// What both sides do per request in `envelope` mode: the caller's request written, the
-/// callee's parse, its point continued from `trace_info`, the reply written and parsed.
+/// An `rpc` point's info as the client and server record it (`{"function": {"name", "args",
+/// "kwargs"}}`, the kwargs in Python's repr).
+fn rpc_info(name: &str, i: usize) -> osp::Info {
+    let mut info = osp::Info::new();
+    info.insert(
+        "function".into(),
+        json!({"name": name, "args": "()", "kwargs": format!("{{'a': {i}, 'b': 1}}")}),
+    );
+    info
+}
+
+/// What both sides do per request in `envelope` mode: the caller's `rpc` point and request
+/// (with `trace_info` when traced), the callee's parse, its `rpc` point continued from
+/// `trace_info`, the reply written and parsed.
 fn envelope_round(i: usize) {
-    let point = Trace::new("rpc", osp::Info::new);
+    let point = Trace::new("rpc", || rpc_info("add", i));
     let mut req = Request::new("add", args(i));
     req.trace = TraceContext::current();
     let body = req.to_body();
-    drop(point);
     let got = Request::parse(&body, DEFAULT_MAX_MESSAGE).expect("a request parses");
     let callee = got.trace.as_ref().and_then(|t| t.profiler());
     let sum = got.args["a"].as_i64().unwrap_or(0) + 1;
     let reply = osp::with_trace(callee, || {
-        let _point = Trace::new("rpc", osp::Info::new);
+        let _point = Trace::new("rpc", || rpc_info("bench.add", i));
         Reply {
             msg_id: "m".into(),
             outcome: Ok(json!(sum)),
@@ -55,6 +66,7 @@ fn envelope_round(i: usize) {
     });
     let back = Reply::parse(&reply.to_body(), DEFAULT_MAX_MESSAGE).expect("a reply parses");
     assert!(back.outcome.is_ok());
+    drop(point);
 }
 
 fn main() {

@@ -9,7 +9,10 @@
 //!   middleware.
 //! - [`TraceClientLayer`]: tower layer for `http::Request` clients; [`TraceMiddleware`] for
 //!   reqwest-middleware. Both add the headers and record an `http`/`https` point.
-//! - [`rpc`]: the trace context for RPC request contexts (oslo-style `trace_info`).
+//! - [`rpc`]: the trace context for RPC request contexts (oslo-style `trace_info`), and with
+//!   the `amqp` feature the signed headers in AMQP messages.
+//! - `oslo` (feature `oslo`): an oslo.messaging RPC server and client on RabbitMQ, in the same
+//!   traces as Python OpenStack services.
 //!
 //! [osprofiler-core]: osprofiler_core
 

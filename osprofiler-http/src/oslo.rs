@@ -36,6 +36,8 @@ use lapin::options::{
 use lapin::types::{AMQPValue, FieldTable};
 use lapin::{BasicProperties, Channel, Connection, ConnectionProperties, ExchangeKind};
 use osprofiler_core::{Info, Profiler, Trace, TraceFutureExt as _};
+use serde::ser::SerializeMap as _;
+use serde::{Deserialize, Serialize, Serializer};
 use serde_json::{Map, Value, json};
 use std::collections::HashMap;
 use std::fmt;
@@ -95,18 +97,26 @@ impl fmt::Display for EnvelopeError {
 
 impl std::error::Error for EnvelopeError {}
 
-/// The inner message of an envelope, size checked.
-fn open_envelope(body: &[u8], limit: usize) -> Result<Map<String, Value>, EnvelopeError> {
+/// The envelope's outer object (other fields are ignored, as oslo.messaging does).
+#[derive(Deserialize)]
+struct Outer {
+    #[serde(rename = "oslo.version")]
+    version: Option<Value>,
+    #[serde(rename = "oslo.message")]
+    message: Option<Value>,
+}
+
+/// The inner message's text of an envelope, size and version checked.
+fn open_envelope(body: &[u8], limit: usize) -> Result<String, EnvelopeError> {
     if body.len() > limit {
         return Err(EnvelopeError::TooLarge {
             size: body.len(),
             limit,
         });
     }
-    let outer: Map<String, Value> =
+    let outer: Outer =
         serde_json::from_slice(body).map_err(|e| EnvelopeError::NotJson(e.to_string()))?;
-    let (Some(version), Some(inner)) = (outer.get("oslo.version"), outer.get("oslo.message"))
-    else {
+    let (Some(version), Some(inner)) = (outer.version, outer.message) else {
         return Err(EnvelopeError::NotAnEnvelope);
     };
     let version = version
@@ -122,24 +132,28 @@ fn open_envelope(body: &[u8], limit: usize) -> Result<Map<String, Value>, Envelo
     if !compatible {
         return Err(EnvelopeError::UnsupportedVersion(version.to_owned()));
     }
-    let inner = inner
-        .as_str()
-        .ok_or(EnvelopeError::BadField("oslo.message"))?;
-    serde_json::from_str(inner).map_err(|e| EnvelopeError::NotJson(e.to_string()))
+    match inner {
+        Value::String(text) => Ok(text),
+        _ => Err(EnvelopeError::BadField("oslo.message")),
+    }
 }
 
-fn envelope(inner: &Value) -> Vec<u8> {
-    serde_json::to_vec(&json!({
-        "oslo.version": ENVELOPE_VERSION,
-        "oslo.message": inner.to_string(),
-    }))
-    .unwrap_or_default()
+/// Wraps the inner message `inner` (serialized straight from the caller's data, no
+/// intermediate `Value`) in the envelope.
+fn envelope(inner: &impl Serialize) -> Vec<u8> {
+    let text = serde_json::to_string(inner).unwrap_or_default();
+    let mut out = Vec::with_capacity(text.len() + text.len() / 4 + 48);
+    out.extend_from_slice(br#"{"oslo.version":"2.0","oslo.message":"#);
+    // A string always serializes.
+    let _ = serde_json::to_writer(&mut out, &text);
+    out.push(b'}');
+    out
 }
 
-fn opt_string(m: &Map<String, Value>, key: &'static str) -> Result<Option<String>, EnvelopeError> {
-    match m.get(key) {
+fn opt_string(v: Option<Value>, key: &'static str) -> Result<Option<String>, EnvelopeError> {
+    match v {
         None | Some(Value::Null) => Ok(None),
-        Some(Value::String(s)) => Ok(Some(s.clone())),
+        Some(Value::String(s)) => Ok(Some(s)),
         Some(_) => Err(EnvelopeError::BadField(key)),
     }
 }
@@ -198,69 +212,135 @@ impl Request {
 
     /// Reads a received message (the body of an AMQP delivery).
     pub fn parse(body: &[u8], limit: usize) -> Result<Request, EnvelopeError> {
-        let mut m = open_envelope(body, limit)?;
-        let method = match m.remove("method") {
+        let text = open_envelope(body, limit)?;
+        let raw: RawRequest =
+            serde_json::from_str(&text).map_err(|e| EnvelopeError::NotJson(e.to_string()))?;
+        let method = match raw.method {
             Some(Value::String(s)) if !s.is_empty() => s,
             _ => return Err(EnvelopeError::BadField("method")),
         };
-        let args = match m.remove("args") {
+        let args = match raw.args {
             None | Some(Value::Null) => Map::new(),
             Some(Value::Object(a)) => a,
             Some(_) => return Err(EnvelopeError::BadField("args")),
         };
-        let mut context = Map::new();
-        let keys: Vec<String> = m
-            .keys()
-            .filter(|k| k.starts_with("_context_"))
-            .cloned()
-            .collect();
-        for k in keys {
-            if let Some(v) = m.remove(&k) {
-                context.insert(k["_context_".len()..].to_owned(), v);
-            }
-        }
-        let trace = context
-            .remove(crate::rpc::CONTEXT_KEY)
-            .and_then(|v| serde_json::from_value::<TraceContext>(v).ok());
         Ok(Request {
             method,
             args,
-            namespace: opt_string(&m, "namespace")?,
-            version: opt_string(&m, "version")?,
-            context,
-            trace,
-            msg_id: opt_string(&m, "_msg_id")?,
-            reply_q: opt_string(&m, "_reply_q")?,
-            unique_id: opt_string(&m, "_unique_id")?.unwrap_or_default(),
+            namespace: opt_string(raw.namespace, "namespace")?,
+            version: opt_string(raw.version, "version")?,
+            context: raw.context,
+            // Garbage trace_info: the request stands, untraced.
+            trace: raw
+                .trace
+                .and_then(|v| TraceContext::deserialize(&v).ok()),
+            msg_id: opt_string(raw.msg_id, "_msg_id")?,
+            reply_q: opt_string(raw.reply_q, "_reply_q")?,
+            unique_id: opt_string(raw.unique_id, "_unique_id")?.unwrap_or_default(),
         })
     }
 
     /// The message as oslo.messaging sends it (the envelope, as bytes).
     pub fn to_body(&self) -> Vec<u8> {
-        let mut m = Map::new();
-        m.insert("method".into(), self.method.clone().into());
-        m.insert("args".into(), Value::Object(self.args.clone()));
+        envelope(self)
+    }
+}
+
+/// The inner message as oslo.messaging writes it: the fields, then the context flattened as
+/// `_context_<key>` entries (`trace` as `_context_trace_info`, over a context entry of that
+/// name).
+impl Serialize for Request {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        let mut m = s.serialize_map(None)?;
+        m.serialize_entry("method", &self.method)?;
+        m.serialize_entry("args", &self.args)?;
         if let Some(ns) = &self.namespace {
-            m.insert("namespace".into(), ns.clone().into());
+            m.serialize_entry("namespace", ns)?;
         }
         if let Some(v) = &self.version {
-            m.insert("version".into(), v.clone().into());
+            m.serialize_entry("version", v)?;
         }
         if let (Some(id), Some(q)) = (&self.msg_id, &self.reply_q) {
-            m.insert("_msg_id".into(), id.clone().into());
-            m.insert("_reply_q".into(), q.clone().into());
-            m.insert("_timeout".into(), Value::Null);
+            m.serialize_entry("_msg_id", id)?;
+            m.serialize_entry("_reply_q", q)?;
+            m.serialize_entry("_timeout", &())?;
         }
-        m.insert("_unique_id".into(), self.unique_id.clone().into());
+        m.serialize_entry("_unique_id", &self.unique_id)?;
         for (k, v) in &self.context {
-            m.insert(format!("_context_{k}"), v.clone());
+            if self.trace.is_some() && k == crate::rpc::CONTEXT_KEY {
+                continue;
+            }
+            m.serialize_entry(&ContextKey(k), v)?;
         }
-        if let Some(t) = &self.trace
-            && let Ok(v) = serde_json::to_value(t)
-        {
-            m.insert(format!("_context_{}", crate::rpc::CONTEXT_KEY), v);
+        if let Some(t) = &self.trace {
+            m.serialize_entry(&ContextKey(crate::rpc::CONTEXT_KEY), t)?;
         }
-        envelope(&Value::Object(m))
+        m.end()
+    }
+}
+
+/// `_context_<key>`, written without building the string.
+struct ContextKey<'a>(&'a str);
+
+impl Serialize for ContextKey<'_> {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.collect_str(&format_args!("_context_{}", self.0))
+    }
+}
+
+/// A request's inner message, read in one pass: the known fields, the `_context_` entries
+/// (prefix removed) and the trace taken out; anything else skipped unread.
+#[derive(Default)]
+struct RawRequest {
+    method: Option<Value>,
+    args: Option<Value>,
+    namespace: Option<Value>,
+    version: Option<Value>,
+    msg_id: Option<Value>,
+    reply_q: Option<Value>,
+    unique_id: Option<Value>,
+    context: Map<String, Value>,
+    trace: Option<Value>,
+}
+
+impl<'de> Deserialize<'de> for RawRequest {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct V;
+        impl<'de> serde::de::Visitor<'de> for V {
+            type Value = RawRequest;
+            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str("an oslo.messaging message object")
+            }
+            fn visit_map<A: serde::de::MapAccess<'de>>(
+                self,
+                mut map: A,
+            ) -> Result<RawRequest, A::Error> {
+                let mut r = RawRequest::default();
+                while let Some(key) = map.next_key::<std::borrow::Cow<'de, str>>()? {
+                    let slot = match key.as_ref() {
+                        "method" => &mut r.method,
+                        "args" => &mut r.args,
+                        "namespace" => &mut r.namespace,
+                        "version" => &mut r.version,
+                        "_msg_id" => &mut r.msg_id,
+                        "_reply_q" => &mut r.reply_q,
+                        "_unique_id" => &mut r.unique_id,
+                        "_context_trace_info" => &mut r.trace,
+                        k => {
+                            if let Some(name) = k.strip_prefix("_context_") {
+                                r.context.insert(name.to_owned(), map.next_value()?);
+                            } else {
+                                map.next_value::<serde::de::IgnoredAny>()?;
+                            }
+                            continue;
+                        }
+                    };
+                    *slot = Some(map.next_value()?);
+                }
+                Ok(r)
+            }
+        }
+        d.deserialize_map(V)
     }
 }
 
@@ -349,26 +429,42 @@ impl Reply {
     /// The reply message (envelope bytes): `{"result", "failure", "ending": true, "_msg_id",
     /// "_unique_id"}`.
     pub fn to_body(&self) -> Vec<u8> {
+        #[derive(Serialize)]
+        struct Body<'a> {
+            result: Option<&'a Value>,
+            failure: Option<String>,
+            ending: bool,
+            _msg_id: &'a str,
+            _unique_id: String,
+        }
         let (result, failure) = match &self.outcome {
-            Ok(v) => (v.clone(), Value::Null),
-            Err(e) => (Value::Null, Value::String(e.to_failure())),
+            Ok(v) => (Some(v), None),
+            Err(e) => (None, Some(e.to_failure())),
         };
-        envelope(&json!({
-            "result": result,
-            "failure": failure,
-            "ending": true,
-            "_msg_id": self.msg_id,
-            "_unique_id": unique_id(),
-        }))
+        envelope(&Body {
+            result,
+            failure,
+            ending: true,
+            _msg_id: &self.msg_id,
+            _unique_id: unique_id(),
+        })
     }
 
     /// Reads a reply message.
     pub fn parse(body: &[u8], limit: usize) -> Result<Reply, EnvelopeError> {
-        let m = open_envelope(body, limit)?;
-        let msg_id = opt_string(&m, "_msg_id")?.ok_or(EnvelopeError::BadField("_msg_id"))?;
-        let outcome = match m.get("failure") {
-            None | Some(Value::Null) => Ok(m.get("result").cloned().unwrap_or(Value::Null)),
-            Some(Value::String(f)) => Err(RemoteError::from_failure(f)),
+        #[derive(Deserialize)]
+        struct Raw {
+            _msg_id: Option<Value>,
+            result: Option<Value>,
+            failure: Option<Value>,
+        }
+        let text = open_envelope(body, limit)?;
+        let raw: Raw =
+            serde_json::from_str(&text).map_err(|e| EnvelopeError::NotJson(e.to_string()))?;
+        let msg_id = opt_string(raw._msg_id, "_msg_id")?.ok_or(EnvelopeError::BadField("_msg_id"))?;
+        let outcome = match raw.failure {
+            None | Some(Value::Null) => Ok(raw.result.unwrap_or(Value::Null)),
+            Some(Value::String(f)) => Err(RemoteError::from_failure(&f)),
             Some(other) => Err(RemoteError::from_failure(&other.to_string())),
         };
         Ok(Reply { msg_id, outcome })
@@ -377,37 +473,15 @@ impl Reply {
 
 /// Python's `repr` of a JSON value, as `trace_cls` writes `args`/`kwargs` (`str(kwargs)`).
 fn py_repr(v: &Value, out: &mut String) {
+    use std::fmt::Write as _;
     match v {
         Value::Null => out.push_str("None"),
         Value::Bool(true) => out.push_str("True"),
         Value::Bool(false) => out.push_str("False"),
-        Value::Number(n) => out.push_str(&n.to_string()),
-        Value::String(s) => {
-            // Python prefers single quotes unless the text has one and no double quote.
-            let q = if s.contains('\'') && !s.contains('"') {
-                '"'
-            } else {
-                '\''
-            };
-            out.push(q);
-            for c in s.chars() {
-                match c {
-                    '\\' => out.push_str("\\\\"),
-                    '\n' => out.push_str("\\n"),
-                    '\r' => out.push_str("\\r"),
-                    '\t' => out.push_str("\\t"),
-                    c if c == q => {
-                        out.push('\\');
-                        out.push(c);
-                    }
-                    c if (c as u32) < 0x20 || c as u32 == 0x7f => {
-                        out.push_str(&format!("\\x{:02x}", c as u32))
-                    }
-                    c => out.push(c),
-                }
-            }
-            out.push(q);
+        Value::Number(n) => {
+            let _ = write!(out, "{n}");
         }
+        Value::String(s) => py_repr_str(s, out),
         Value::Array(a) => {
             out.push('[');
             for (i, x) in a.iter().enumerate() {
@@ -418,19 +492,51 @@ fn py_repr(v: &Value, out: &mut String) {
             }
             out.push(']');
         }
-        Value::Object(m) => {
-            out.push('{');
-            for (i, (k, x)) in m.iter().enumerate() {
-                if i > 0 {
-                    out.push_str(", ");
-                }
-                py_repr(&Value::String(k.clone()), out);
-                out.push_str(": ");
-                py_repr(x, out);
+        Value::Object(m) => py_repr_map(m, out),
+    }
+}
+
+/// Python's `repr` of a dict with string keys.
+fn py_repr_map(m: &Map<String, Value>, out: &mut String) {
+    out.push('{');
+    for (i, (k, x)) in m.iter().enumerate() {
+        if i > 0 {
+            out.push_str(", ");
+        }
+        py_repr_str(k, out);
+        out.push_str(": ");
+        py_repr(x, out);
+    }
+    out.push('}');
+}
+
+/// Python's `repr` of a str.
+fn py_repr_str(s: &str, out: &mut String) {
+    use std::fmt::Write as _;
+    // Python prefers single quotes unless the text has one and no double quote.
+    let q = if s.contains('\'') && !s.contains('"') {
+        '"'
+    } else {
+        '\''
+    };
+    out.push(q);
+    for c in s.chars() {
+        match c {
+            '\\' => out.push_str("\\\\"),
+            '\n' => out.push_str("\\n"),
+            '\r' => out.push_str("\\r"),
+            '\t' => out.push_str("\\t"),
+            c if c == q => {
+                out.push('\\');
+                out.push(c);
             }
-            out.push('}');
+            c if (c as u32) < 0x20 || c as u32 == 0x7f => {
+                let _ = write!(out, "\\x{:02x}", c as u32);
+            }
+            c => out.push(c),
         }
     }
+    out.push(q);
 }
 
 /// The info of an `rpc` point: `{"function": {"name", "args", "kwargs"}}` (no arguments when
@@ -439,8 +545,8 @@ fn rpc_info(name: &str, args: &Map<String, Value>, hide_args: bool) -> Info {
     let mut f = Map::new();
     f.insert("name".into(), name.into());
     if !hide_args {
-        let mut kwargs = String::new();
-        py_repr(&Value::Object(args.clone()), &mut kwargs);
+        let mut kwargs = String::with_capacity(64);
+        py_repr_map(args, &mut kwargs);
         f.insert("args".into(), "()".into());
         f.insert("kwargs".into(), kwargs.into());
     }
@@ -652,10 +758,12 @@ async fn handle<H, Fut>(
             return;
         }
     };
-    let name = format!("{}.{}", opts.endpoint, req.method);
     let root = trusted_root(req.trace.as_ref(), opts);
     let mut point = match &root {
-        Some(r) => r.child("rpc", || rpc_info(&name, &req.args, opts.hide_args)),
+        Some(r) => r.child("rpc", || {
+            let name = format!("{}.{}", opts.endpoint, req.method);
+            rpc_info(&name, &req.args, opts.hide_args)
+        }),
         None => Trace::inactive(),
     };
     let reply_to = req.msg_id.clone().zip(req.reply_q.clone());
@@ -685,11 +793,14 @@ async fn handle<H, Fut>(
 
 /// `_msg_id` and `_reply_q` of a message that is an envelope but not a valid request.
 fn reply_address(body: &[u8], limit: usize) -> Option<(String, String)> {
-    let m = open_envelope(body, limit).ok()?;
-    Some((
-        m.get("_msg_id")?.as_str()?.to_owned(),
-        m.get("_reply_q")?.as_str()?.to_owned(),
-    ))
+    #[derive(Deserialize)]
+    struct Address {
+        _msg_id: String,
+        _reply_q: String,
+    }
+    let text = open_envelope(body, limit).ok()?;
+    let a: Address = serde_json::from_str(&text).ok()?;
+    Some((a._msg_id, a._reply_q))
 }
 
 /// Where a client's request goes.
