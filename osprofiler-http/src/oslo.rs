@@ -231,9 +231,7 @@ impl Request {
             version: opt_string(raw.version, "version")?,
             context: raw.context,
             // Garbage trace_info: the request stands, untraced.
-            trace: raw
-                .trace
-                .and_then(|v| TraceContext::deserialize(&v).ok()),
+            trace: raw.trace.and_then(|v| TraceContext::deserialize(&v).ok()),
             msg_id: opt_string(raw.msg_id, "_msg_id")?,
             reply_q: opt_string(raw.reply_q, "_reply_q")?,
             unique_id: opt_string(raw.unique_id, "_unique_id")?.unwrap_or_default(),
@@ -461,7 +459,8 @@ impl Reply {
         let text = open_envelope(body, limit)?;
         let raw: Raw =
             serde_json::from_str(&text).map_err(|e| EnvelopeError::NotJson(e.to_string()))?;
-        let msg_id = opt_string(raw._msg_id, "_msg_id")?.ok_or(EnvelopeError::BadField("_msg_id"))?;
+        let msg_id =
+            opt_string(raw._msg_id, "_msg_id")?.ok_or(EnvelopeError::BadField("_msg_id"))?;
         let outcome = match raw.failure {
             None | Some(Value::Null) => Ok(raw.result.unwrap_or(Value::Null)),
             Some(Value::String(f)) => Err(RemoteError::from_failure(&f)),
