@@ -433,16 +433,49 @@ pub fn create_driver(
 
 /// A connection string with any password replaced by `***`, for messages.
 pub fn redact(connection_string: &str) -> String {
-    if let Some((scheme, rest)) = connection_string.split_once("://") {
-        let authority_end = rest.find('/').unwrap_or(rest.len());
-        if let Some(at) = rest[..authority_end].rfind('@') {
-            let userinfo = &rest[..at];
-            if let Some(colon) = userinfo.find(':') {
-                return format!("{scheme}://{}:***{}", &userinfo[..colon], &rest[at..]);
-            }
-        }
+    redact_urls(connection_string).into_owned()
+}
+
+/// `text` with the password of every URL in it (`scheme://user:password@host…`) replaced by
+/// `***`; borrowed when there is none. The authority of a URL ends at `/`, `?`, `#`,
+/// whitespace, a quote or the end of the text, so URLs inside Debug output or log lines are
+/// found too.
+///
+/// ```
+/// use osprofiler_core::config::redact_urls;
+/// assert_eq!(
+///     redact_urls(r#"Config { url: "postgres://app:hunter2@db/app", pool: 5 }"#),
+///     r#"Config { url: "postgres://app:***@db/app", pool: 5 }"#,
+/// );
+/// assert!(matches!(redact_urls("no secrets"), std::borrow::Cow::Borrowed(_)));
+/// ```
+pub fn redact_urls(text: &str) -> std::borrow::Cow<'_, str> {
+    let mut out = String::new();
+    let mut copied = 0;
+    let mut from = 0;
+    while let Some(found) = text[from..].find("://") {
+        let start = from + found + 3;
+        let rest = &text[start..];
+        let end = rest
+            .find(|c: char| matches!(c, '/' | '?' | '#' | '"' | '\'' | '`') || c.is_whitespace())
+            .unwrap_or(rest.len());
+        let authority = &rest[..end];
+        from = start + end;
+        let Some(at) = authority.rfind('@') else {
+            continue;
+        };
+        let Some(colon) = authority[..at].find(':') else {
+            continue;
+        };
+        out.push_str(&text[copied..start + colon + 1]);
+        out.push_str("***");
+        copied = start + at;
     }
-    connection_string.to_owned()
+    if copied == 0 {
+        return std::borrow::Cow::Borrowed(text);
+    }
+    out.push_str(&text[copied..]);
+    std::borrow::Cow::Owned(out)
 }
 
 /// Why [`init_from_conf`] failed.
@@ -723,5 +756,9 @@ mod tests {
         );
         assert_eq!(redact("postgresql://u:p@h/db"), "postgresql://u:***@h/db");
         assert_eq!(redact("sqlite:///tmp/x@y"), "sqlite:///tmp/x@y");
+        assert_eq!(
+            redact_urls("a=redis://:p1@h b='amqp://u:p@2@h2?x' c=http://h/@:x"),
+            "a=redis://:***@h b='amqp://u:***@h2?x' c=http://h/@:x"
+        );
     }
 }

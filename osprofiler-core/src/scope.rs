@@ -136,6 +136,56 @@ pub fn with_trace<R>(profiler: Option<Profiler>, f: impl FnOnce() -> R) -> R {
     f()
 }
 
+/// The context a thread had before [`Profiler::enter`]: give it back with
+/// [`Saved::restore`].
+///
+/// For code that is told "entered" and "exited" in two separate calls — a `tracing`
+/// subscriber's `on_enter`/`on_exit` — where neither [`with_trace`] nor a future wrapper fits.
+/// Restores must come in the reverse order of the enters on the same thread; dropping a
+/// `Saved` without restoring it leaves the entered point current.
+#[must_use = "give the context back with Saved::restore"]
+pub struct Saved {
+    prev: Option<Arc<Frame>>,
+}
+
+impl Saved {
+    /// Makes the context saved by [`Profiler::enter`] current again on this thread.
+    #[inline]
+    pub fn restore(self) {
+        drop(replace_current(self.prev));
+    }
+}
+
+impl std::fmt::Debug for Saved {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Saved")
+            .field("traced", &self.prev.is_some())
+            .finish()
+    }
+}
+
+impl Profiler {
+    /// Makes this profiler's point the current one on this thread until the returned
+    /// [`Saved`] is restored: points opened meanwhile are its children.
+    ///
+    /// ```
+    /// use osprofiler_core::{self as osp, Info, Profiler};
+    /// let root = Profiler::new_root("key", None, None).unwrap();
+    /// let point = root.child("span", Info::new); // open, not current
+    /// assert!(osp::get().is_none());
+    /// let saved = point.profiler().unwrap().enter();
+    /// assert_eq!(osp::get().unwrap().id(), point.id().unwrap());
+    /// saved.restore();
+    /// assert!(osp::get().is_none());
+    /// ```
+    #[inline]
+    pub fn enter(&self) -> Saved {
+        Saved {
+            prev: replace_current(Some(self.frame.clone())),
+        }
+    }
+}
+
 /// Spawns a tokio task that continues the current trace (tokio's `spawn` does not).
 ///
 /// ```

@@ -1,0 +1,367 @@
+//! # osprofiler-tracing
+//!
+//! A [`tracing_subscriber::Layer`] that makes the spans a service already has — its
+//! `#[instrument]` functions, tower-http's `TraceLayer`, the spans of the libraries it uses —
+//! points of the [OSProfiler](https://docs.openstack.org/osprofiler/) trace the current task
+//! belongs to. It composes with the other layers of a subscriber:
+//!
+//! ```
+//! use tracing_subscriber::prelude::*;
+//!
+//! tracing_subscriber::registry()
+//!     .with(tracing_subscriber::fmt::layer())
+//!     .with(osprofiler_tracing::layer())
+//!     .init();
+//! ```
+//!
+//! ## What becomes a point
+//! Only spans created **inside an active OSProfiler trace** (as [`osprofiler_core::is_active`]
+//! sees it: a request the HTTP layer admitted, an RPC call, a trace started with `init`). Such a
+//! span starts a point when it is created — a child of the current point — and stops it when it
+//! closes. While the span is entered, it *is* the current point: points opened inside it (DB
+//! adapters, `#[trace]`, the HTTP client, nested spans) are its children, however often an async
+//! span is entered and exited, and on whichever thread an `.instrument()`ed future runs — also
+//! in a task started with plain `tokio::spawn`.
+//!
+//! - **Name**: the span's `osprofiler.point` field when it has one, else the layer's default
+//!   (`"span"`, see [`PointLayer::default_point`]):
+//!   `#[instrument(fields(osprofiler.point = "rpc"))]`.
+//! - **Info** of the start message: `{"function": {"name": "<target>::<span name>"}, "fields":
+//!   {…}}` with the fields recorded at creation; fields recorded later (`Span::record`) go to the
+//!   stop message's `{"fields": {…}}`. Debug values are cut at [`PointLayer::max_field_len`].
+//! - **Errors**: a span that records an `error` field, or inside which an `ERROR` event fires,
+//!   stops with `etype` and `message` like any failed point (see [`PointLayer`]).
+//! - **Secrets** stay out by default: fields whose name says password, secret, token, key,
+//!   auth, cookie, credential or session are recorded as `"***"`, URL passwords in any value
+//!   become `***` and SQL in `db.statement`/`db.query.text` loses its literals, as the DB
+//!   adapters' statements do.
+//!
+//! ## Outside a trace
+//! The layer makes one check (a thread-local and a relaxed atomic load) and returns: no point,
+//! no allocation. It never disables a span or an event for the other layers, so `fmt` keeps
+//! logging everything it is configured to log.
+//!
+//! ## Choosing spans
+//! Which spans become points is decided with the usual per-layer filters. Recommended: leave
+//! out `TRACE`-level spans and the chatty internals of the HTTP stack, which would add a point
+//! per poll or per frame:
+//!
+//! ```
+//! use tracing_subscriber::{filter::{LevelFilter, Targets}, prelude::*};
+//!
+//! let points = Targets::new()
+//!     .with_default(LevelFilter::DEBUG)
+//!     .with_target("h2", LevelFilter::OFF)
+//!     .with_target("hyper", LevelFilter::OFF)
+//!     .with_target("tokio", LevelFilter::OFF);
+//! let subscriber = tracing_subscriber::registry()
+//!     .with(tracing_subscriber::fmt::layer())        // logs what it always logged
+//!     .with(osprofiler_tracing::layer().with_filter(points));
+//! # let _ = subscriber;
+//! ```
+//!
+//! ## Together with the rest of osprofiler-rs
+//! ```
+//! use osprofiler_core::{self as osp, memory::MemoryCollector, notifier::{QueueNotifier, QueueOptions}};
+//! use osprofiler_core::report::Report;
+//! use tracing_subscriber::prelude::*;
+//!
+//! #[tracing::instrument]
+//! fn get_user(id: u64) -> String {
+//!     let _db = osp::Trace::new("db", osp::Info::new); // a child of get_user's point
+//!     format!("user-{id}")
+//! }
+//!
+//! let memory = MemoryCollector::new();
+//! let notifier = QueueNotifier::start(memory.clone(), QueueOptions::default()).unwrap();
+//! osp::notifier::set(notifier.clone());
+//! let subscriber = tracing_subscriber::registry().with(osprofiler_tracing::layer());
+//! tracing::subscriber::with_default(subscriber, || {
+//!     let p = osp::init("SECRET_KEY", None, None).unwrap();
+//!     get_user(7);
+//!     osp::clean();
+//!     notifier.flush_for(std::time::Duration::from_secs(5));
+//!     let messages = memory.trace(&p.base_id().to_string());
+//!     let report = Report::build(&messages);
+//!     let span = &report.to_value()["children"][0];
+//!     assert_eq!(span["info"]["name"], "span");
+//!     assert_eq!(span["children"][0]["info"]["name"], "db");
+//! });
+//! ```
+
+#![cfg_attr(docsrs, feature(doc_cfg))]
+
+mod fields;
+
+use fields::{FieldOptions, Visitor};
+use osprofiler_core::scope::Saved;
+use osprofiler_core::{Info, Profiler, Trace};
+use serde_json::Value;
+use std::borrow::Cow;
+use std::cell::RefCell;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use tracing_core::span::{Attributes, Id, Record};
+use tracing_core::{Event, Level, Subscriber};
+use tracing_subscriber::layer::Context;
+use tracing_subscriber::registry::LookupSpan;
+
+/// A layer with the defaults: spans become points named `"span"` unless they have an
+/// `osprofiler.point` field; Debug values cut at 1,024 bytes; secrets redacted.
+///
+/// ```
+/// use tracing_subscriber::prelude::*;
+/// let subscriber = tracing_subscriber::registry().with(osprofiler_tracing::layer());
+/// # let _ = subscriber;
+/// ```
+pub fn layer() -> PointLayer {
+    PointLayer::default()
+}
+
+/// The `tracing_subscriber` layer made by [`layer()`]: spans inside an OSProfiler trace become
+/// its points.
+///
+/// Errors: a span's `error` field (`tracing::field::display(&e)`, `&e as &dyn Error`, any
+/// value) or an `ERROR` event inside the span (the innermost span that is a point) stops the
+/// point with `message` = the error field's text, else the event's message, and `etype` = the
+/// value of an `error.type` field when the span or event records one, else `"Error"` (a `dyn
+/// Error` carries no type name).
+#[derive(Clone, Debug)]
+pub struct PointLayer {
+    default_point: Cow<'static, str>,
+    fields: Arc<FieldOptions>,
+}
+
+impl Default for PointLayer {
+    fn default() -> Self {
+        PointLayer {
+            default_point: Cow::Borrowed("span"),
+            fields: Arc::new(FieldOptions::default()),
+        }
+    }
+}
+
+impl PointLayer {
+    /// The point name of spans without an `osprofiler.point` field (default `"span"`).
+    ///
+    /// ```
+    /// let layer = osprofiler_tracing::layer().default_point("function");
+    /// # let _ = layer;
+    /// ```
+    pub fn default_point(mut self, name: impl Into<Cow<'static, str>>) -> Self {
+        self.default_point = name.into();
+        self
+    }
+
+    /// Debug-formatted values (and strings) longer than `bytes` are cut there (at a character
+    /// boundary) and end with `…`; default 1,024. Formatting stops at the bound, so a huge value
+    /// costs no more than `bytes`.
+    pub fn max_field_len(mut self, bytes: usize) -> Self {
+        Arc::make_mut(&mut self.fields).max_len = bytes;
+        self
+    }
+
+    /// Whether span fields go into the points' info at all (default `true`). Off, a point has
+    /// only the `function` name (and error info).
+    pub fn record_fields(mut self, on: bool) -> Self {
+        Arc::make_mut(&mut self.fields).record = on;
+        self
+    }
+
+    /// Field names (case-insensitive substrings) whose values are recorded as `"***"`. Replaces
+    /// the default list: `password`, `passwd`, `pwd`, `secret`, `token`, `key`, `auth`, `cookie`,
+    /// `credential`, `session`. URL passwords in any value are redacted whatever this list says.
+    ///
+    /// ```
+    /// let layer = osprofiler_tracing::layer().secret_fields(["password", "ssn"]);
+    /// # let _ = layer;
+    /// ```
+    pub fn secret_fields<I, S>(mut self, names: I) -> Self
+    where
+        I: IntoIterator<Item = S>,
+        S: Into<String>,
+    {
+        Arc::make_mut(&mut self.fields).secret = names
+            .into_iter()
+            .map(|s| s.into().to_ascii_lowercase())
+            .collect();
+        self
+    }
+}
+
+/// Spans holding a point, in the whole process: while there are none, enter, exit, record and
+/// error events skip the span lookup.
+static LIVE: AtomicUsize = AtomicUsize::new(0);
+
+thread_local! {
+    /// The contexts saved by entering span points on this thread, innermost last.
+    static ENTERED: RefCell<Vec<(Id, Saved)>> = const { RefCell::new(Vec::new()) };
+}
+
+/// What a span that is a point keeps in its extensions.
+struct SpanPoint {
+    guard: Trace,
+    profiler: Profiler,
+    /// Fields recorded after creation, for the stop message.
+    later: Info,
+    /// `(etype, message)` for the stop message.
+    error: Option<(String, String)>,
+    etype: Option<String>,
+}
+
+impl SpanPoint {
+    fn new(guard: Trace, profiler: Profiler) -> Self {
+        LIVE.fetch_add(1, Ordering::Relaxed);
+        SpanPoint {
+            guard,
+            profiler,
+            later: Info::new(),
+            error: None,
+            etype: None,
+        }
+    }
+
+    fn fail(&mut self, message: String, etype: Option<String>) {
+        if self.error.is_none() {
+            let etype = etype.or_else(|| self.etype.clone());
+            self.error = Some((etype.unwrap_or_else(|| "Error".to_owned()), message));
+        }
+    }
+}
+
+impl Drop for SpanPoint {
+    fn drop(&mut self) {
+        LIVE.fetch_sub(1, Ordering::Relaxed);
+        if !self.later.is_empty() {
+            let later = std::mem::take(&mut self.later);
+            self.guard
+                .stop_info(|info| drop(info.insert("fields".into(), Value::Object(later))));
+        }
+        if let Some((etype, message)) = self.error.take() {
+            self.guard.error_with(&etype, message);
+        }
+        // the guard, dropped next, sends the stop message
+    }
+}
+
+impl<S> tracing_subscriber::Layer<S> for PointLayer
+where
+    S: Subscriber + for<'a> LookupSpan<'a>,
+{
+    fn on_new_span(&self, attrs: &Attributes<'_>, id: &Id, ctx: Context<'_, S>) {
+        if !osprofiler_core::is_active() {
+            return;
+        }
+        let Some(parent) = osprofiler_core::get() else {
+            return;
+        };
+        let Some(span) = ctx.span(id) else { return };
+        let meta = attrs.metadata();
+        let mut visitor = Visitor::new(&self.fields);
+        attrs.record(&mut visitor);
+        let name = match visitor.point.take() {
+            Some(point) => Cow::Owned(point),
+            None => self.default_point.clone(),
+        };
+        let error = visitor.error.take();
+        let etype = visitor.etype.take();
+        let guard = parent.child(name, || {
+            let mut function = Info::new();
+            function.insert(
+                "name".into(),
+                format!("{}::{}", meta.target(), meta.name()).into(),
+            );
+            let mut info = Info::new();
+            info.insert("function".into(), Value::Object(function));
+            if self.fields.record {
+                info.insert("fields".into(), Value::Object(visitor.fields));
+            }
+            info
+        });
+        let Some(profiler) = guard.profiler() else {
+            return;
+        };
+        let mut point = SpanPoint::new(guard, profiler);
+        point.etype = etype;
+        if let Some(message) = error {
+            point.fail(message, None);
+        }
+        span.extensions_mut().insert(point);
+    }
+
+    fn on_record(&self, id: &Id, values: &Record<'_>, ctx: Context<'_, S>) {
+        if LIVE.load(Ordering::Relaxed) == 0 {
+            return;
+        }
+        let Some(span) = ctx.span(id) else { return };
+        let mut ext = span.extensions_mut();
+        let Some(point) = ext.get_mut::<SpanPoint>() else {
+            return;
+        };
+        let mut visitor = Visitor::new(&self.fields);
+        values.record(&mut visitor);
+        if let Some(etype) = visitor.etype.take() {
+            point.etype = Some(etype);
+        }
+        if let Some(message) = visitor.error.take() {
+            point.fail(message, None);
+        }
+        point.later.append(&mut visitor.fields);
+    }
+
+    fn on_event(&self, event: &Event<'_>, ctx: Context<'_, S>) {
+        if *event.metadata().level() != Level::ERROR || LIVE.load(Ordering::Relaxed) == 0 {
+            return;
+        }
+        let Some(scope) = ctx.event_scope(event) else {
+            return;
+        };
+        for span in scope {
+            let mut ext = span.extensions_mut();
+            if let Some(point) = ext.get_mut::<SpanPoint>() {
+                let mut visitor = Visitor::for_event(&self.fields);
+                event.record(&mut visitor);
+                let message = visitor
+                    .error
+                    .take()
+                    .or_else(|| visitor.message.take())
+                    .unwrap_or_else(|| event.metadata().name().to_owned());
+                point.fail(message, visitor.etype.take());
+                return;
+            }
+        }
+    }
+
+    fn on_enter(&self, id: &Id, ctx: Context<'_, S>) {
+        if LIVE.load(Ordering::Relaxed) == 0 {
+            return;
+        }
+        let Some(span) = ctx.span(id) else { return };
+        let ext = span.extensions();
+        if let Some(point) = ext.get::<SpanPoint>() {
+            let saved = point.profiler.enter();
+            let _ = ENTERED.try_with(|e| e.borrow_mut().push((id.clone(), saved)));
+        }
+    }
+
+    fn on_exit(&self, id: &Id, _ctx: Context<'_, S>) {
+        let _ = ENTERED.try_with(|e| {
+            let mut entered = e.borrow_mut();
+            if let Some(at) = entered.iter().rposition(|(entered, _)| entered == id) {
+                let (_, saved) = entered.remove(at);
+                saved.restore();
+            }
+        });
+    }
+
+    fn on_close(&self, id: Id, ctx: Context<'_, S>) {
+        if LIVE.load(Ordering::Relaxed) == 0 {
+            return;
+        }
+        let Some(span) = ctx.span(&id) else { return };
+        let point = span.extensions_mut().remove::<SpanPoint>();
+        // Dropped here, outside the extensions' lock: the stop message goes out now rather
+        // than when the registry reuses the span's slot.
+        drop(point);
+    }
+}
