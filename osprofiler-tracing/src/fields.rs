@@ -4,6 +4,7 @@ use osprofiler_core::Info;
 use osprofiler_core::config::redact_urls;
 use osprofiler_core::db::{Dialect, sanitize};
 use serde_json::Value;
+use smallvec::SmallVec;
 use std::fmt::{self, Write as _};
 use tracing_core::field::{Field, Visit};
 
@@ -55,31 +56,95 @@ fn contains_ignore_case(haystack: &str, needle: &str) -> bool {
 pub(crate) const POINT_FIELD: &str = "osprofiler.point";
 const SECRET: &str = "***";
 
+/// A recorded value, kept as recorded until the message is serialized.
+#[derive(Debug)]
+pub(crate) enum FieldValue {
+    I64(i64),
+    U64(u64),
+    F64(f64),
+    Bool(bool),
+    /// Text as formatted, bounded (secrets are cleaned when written).
+    Text(String),
+    /// A field with a secret name: its value was never formatted.
+    Secret,
+}
+
+/// Fields in recording order. Names are the callsite's `&'static str` and the first three
+/// fields live inline: recording numbers allocates nothing.
+#[derive(Debug, Default)]
+pub(crate) struct Fields(SmallVec<[(&'static str, FieldValue); 3]>);
+
+impl Fields {
+    pub(crate) fn is_empty(&self) -> bool {
+        self.0.is_empty()
+    }
+
+    pub(crate) fn append(&mut self, other: &mut Fields) {
+        self.0.append(&mut other.0);
+    }
+
+    /// The fields as a JSON object: SQL literals and URL passwords removed, text bounded.
+    pub(crate) fn to_value(&self, max_len: usize) -> Value {
+        let mut dialect = Dialect::Postgres;
+        let mut out = Info::new();
+        for (name, value) in &self.0 {
+            let value = match value {
+                FieldValue::I64(v) => Value::from(*v),
+                FieldValue::U64(v) => Value::from(*v),
+                FieldValue::F64(v) => Value::from(*v),
+                FieldValue::Bool(v) => Value::from(*v),
+                FieldValue::Secret => Value::from(SECRET),
+                FieldValue::Text(text) => {
+                    if matches!(*name, "db.system" | "db.system.name") {
+                        dialect = Dialect::of_system(text);
+                    }
+                    let sql = matches!(*name, "db.statement" | "db.query.text");
+                    Value::String(clean(text, sql.then_some(dialect), max_len))
+                }
+            };
+            out.insert((*name).to_owned(), value);
+        }
+        Value::Object(out)
+    }
+}
+
+/// Text as the collector may see it: SQL literals (when it is SQL of `dialect`) and URL
+/// passwords removed, bounded.
+pub(crate) fn clean(text: &str, sql: Option<Dialect>, max_len: usize) -> String {
+    let sanitized;
+    let text = match sql {
+        Some(dialect) => {
+            sanitized = sanitize(text, dialect);
+            sanitized.as_str()
+        }
+        None => text,
+    };
+    bound(redact_urls(text).into_owned(), max_len)
+}
+
 /// Collects a span's (or an event's) fields.
 pub(crate) struct Visitor<'a> {
     opts: &'a FieldOptions,
     /// Recorded fields (not for events).
-    pub(crate) fields: Info,
+    pub(crate) fields: Fields,
     pub(crate) point: Option<String>,
     pub(crate) error: Option<String>,
     pub(crate) etype: Option<String>,
     /// An event's `message`.
     pub(crate) message: Option<String>,
     event: bool,
-    dialect: Dialect,
 }
 
 impl<'a> Visitor<'a> {
     pub(crate) fn new(opts: &'a FieldOptions) -> Self {
         Visitor {
             opts,
-            fields: Info::new(),
+            fields: Fields::default(),
             point: None,
             error: None,
             etype: None,
             message: None,
             event: false,
-            dialect: Dialect::Postgres,
         }
     }
 
@@ -91,140 +156,95 @@ impl<'a> Visitor<'a> {
         }
     }
 
+    /// Whether the visitor keeps this field; `Some(false)`: keep, but as a secret.
+    fn wants(&self, field: &Field) -> Option<bool> {
+        let name = field.name();
+        match name {
+            POINT_FIELD | "error" | "error.type" => Some(true),
+            "message" if self.event => Some(true),
+            _ if self.event || !self.opts.record => None,
+            _ => Some(!self.opts.is_secret(name)),
+        }
+    }
+
     fn text(&mut self, field: &Field, text: String) {
         let name = field.name();
         match name {
             POINT_FIELD => self.point = Some(text),
-            "error" => {
-                let text = self.clean(name, text);
-                if !self.event {
-                    self.put(name, Value::String(text.clone()));
-                }
-                self.error = Some(text);
-            }
-            "error.type" => {
-                let text = self.clean(name, text);
-                if !self.event {
-                    self.put(name, Value::String(text.clone()));
-                }
-                self.etype = Some(text);
-            }
-            "message" if self.event => self.message = Some(self.clean(name, text)),
-            _ if self.event => {}
-            "db.system" | "db.system.name" => {
-                self.dialect = Dialect::of_system(&text);
-                let text = self.clean(name, text);
-                self.put(name, Value::String(text));
-            }
-            _ => {
-                let text = self.clean(name, text);
-                self.put(name, Value::String(text));
-            }
+            "error" => self.error = Some(text),
+            "error.type" => self.etype = Some(text),
+            "message" if self.event => self.message = Some(text),
+            _ => self.fields.0.push((name, FieldValue::Text(text))),
         }
     }
 
-    /// A value as the collector may see it: secrets masked, SQL literals and URL passwords
-    /// removed, bounded.
-    fn clean(&self, name: &str, text: String) -> String {
-        if self.opts.is_secret(name) {
-            return SECRET.to_owned();
-        }
-        let text = if matches!(name, "db.statement" | "db.query.text") {
-            sanitize(&text, self.dialect)
-        } else {
-            text
-        };
-        let text = match redact_urls(&text) {
-            std::borrow::Cow::Borrowed(_) => text,
-            std::borrow::Cow::Owned(redacted) => redacted,
-        };
-        bound(text, self.opts.max_len)
-    }
-
-    fn put(&mut self, name: &str, value: Value) {
-        if self.opts.record {
-            self.fields.insert(name.to_owned(), value);
+    fn value(&mut self, field: &Field, value: FieldValue, as_text: impl FnOnce() -> String) {
+        match self.wants(field) {
+            None => {}
+            Some(false) => self.fields.0.push((field.name(), FieldValue::Secret)),
+            Some(true) => match field.name() {
+                POINT_FIELD | "error" | "error.type" | "message" => self.text(field, as_text()),
+                name => self.fields.0.push((name, value)),
+            },
         }
     }
 
-    fn number(&mut self, field: &Field, value: Value) {
-        let name = field.name();
-        if name == POINT_FIELD || name == "error" || name == "error.type" || name == "message" {
-            self.text(field, value.to_string());
-        } else if !self.event {
-            let value = if self.opts.is_secret(name) {
-                Value::String(SECRET.to_owned())
-            } else {
-                value
-            };
-            self.put(name, value);
+    fn formatted(&mut self, field: &Field, write: impl FnOnce(&mut Bounded) -> fmt::Result) {
+        match self.wants(field) {
+            None => {}
+            Some(false) => self.fields.0.push((field.name(), FieldValue::Secret)),
+            Some(true) => {
+                let mut out = Bounded::new(self.opts.max_len);
+                let _ = write(&mut out);
+                self.text(field, out.finish());
+            }
         }
-    }
-
-    fn wanted(&self, field: &Field) -> bool {
-        !self.event || matches!(field.name(), "error" | "error.type" | "message")
     }
 }
 
 impl Visit for Visitor<'_> {
     fn record_debug(&mut self, field: &Field, value: &dyn fmt::Debug) {
-        if !self.wanted(field) {
-            return;
-        }
-        let mut out = Bounded::new(self.opts.max_len);
-        let _ = write!(out, "{value:?}");
-        let text = out.finish();
-        self.text(field, text);
+        self.formatted(field, |out| write!(out, "{value:?}"));
     }
 
     fn record_str(&mut self, field: &Field, value: &str) {
-        if !self.wanted(field) {
-            return;
-        }
-        let mut out = Bounded::new(self.opts.max_len);
-        let _ = out.write_str(value);
-        let text = out.finish();
-        self.text(field, text);
+        self.formatted(field, |out| out.write_str(value));
     }
 
     fn record_error(&mut self, field: &Field, value: &(dyn std::error::Error + 'static)) {
-        if !self.wanted(field) {
-            return;
-        }
-        let mut out = Bounded::new(self.opts.max_len);
-        let _ = write!(out, "{value}");
-        let text = out.finish();
-        self.text(field, text);
+        self.formatted(field, |out| write!(out, "{value}"));
     }
 
     fn record_i64(&mut self, field: &Field, value: i64) {
-        self.number(field, value.into());
+        self.value(field, FieldValue::I64(value), || value.to_string());
     }
 
     fn record_u64(&mut self, field: &Field, value: u64) {
-        self.number(field, value.into());
+        self.value(field, FieldValue::U64(value), || value.to_string());
     }
 
     fn record_f64(&mut self, field: &Field, value: f64) {
-        self.number(field, value.into());
+        self.value(field, FieldValue::F64(value), || value.to_string());
     }
 
     fn record_bool(&mut self, field: &Field, value: bool) {
-        self.number(field, value.into());
+        self.value(field, FieldValue::Bool(value), || value.to_string());
     }
 
     fn record_i128(&mut self, field: &Field, value: i128) {
-        match i64::try_from(value) {
-            Ok(v) => self.number(field, v.into()),
-            Err(_) => self.number(field, Value::String(value.to_string())),
-        }
+        let v = match i64::try_from(value) {
+            Ok(v) => FieldValue::I64(v),
+            Err(_) => FieldValue::Text(value.to_string()),
+        };
+        self.value(field, v, || value.to_string());
     }
 
     fn record_u128(&mut self, field: &Field, value: u128) {
-        match u64::try_from(value) {
-            Ok(v) => self.number(field, v.into()),
-            Err(_) => self.number(field, Value::String(value.to_string())),
-        }
+        let v = match u64::try_from(value) {
+            Ok(v) => FieldValue::U64(v),
+            Err(_) => FieldValue::Text(value.to_string()),
+        };
+        self.value(field, v, || value.to_string());
     }
 }
 

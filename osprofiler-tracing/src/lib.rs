@@ -93,16 +93,16 @@
 
 mod fields;
 
-use fields::{FieldOptions, Visitor};
+use fields::{FieldOptions, Fields, Visitor};
+use osprofiler_core::message::{LazyInfo, Phase};
 use osprofiler_core::scope::Saved;
 use osprofiler_core::{Info, Profiler, Trace};
-use serde_json::Value;
 use std::borrow::Cow;
 use std::cell::RefCell;
-use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, OnceLock};
 use tracing_core::span::{Attributes, Id, Record};
-use tracing_core::{Event, Level, Subscriber};
+use tracing_core::{Event, Level, Metadata, Subscriber};
 use tracing_subscriber::layer::Context;
 use tracing_subscriber::registry::LookupSpan;
 
@@ -198,29 +198,31 @@ thread_local! {
     static ENTERED: RefCell<Vec<(Id, Saved)>> = const { RefCell::new(Vec::new()) };
 }
 
-/// What a span that is a point keeps in its extensions.
-struct SpanPoint {
-    guard: Trace,
-    profiler: Profiler,
-    /// Fields recorded after creation, for the stop message.
-    later: Info,
-    /// `(etype, message)` for the stop message.
+/// A span point's info, shared by its start and stop messages and written as JSON only when
+/// the notifier serializes them (off the traced thread).
+struct SpanInfo {
+    meta: &'static Metadata<'static>,
+    /// Copied from the layer's options, not shared: the worker thread drops this info, and a
+    /// shared `Arc` would bounce its counter between the traced thread and the worker.
+    record: bool,
+    max_len: usize,
+    fields: Fields,
+    /// What the stop message adds: set once, when the span closes, before the stop is sent
+    /// (boxed: most spans have none, and a small info is cheaper to allocate and share).
+    stop: OnceLock<Box<StopInfo>>,
+}
+
+/// What a span records after its creation, for the stop message.
+#[derive(Default)]
+struct StopInfo {
+    fields: Fields,
+    /// `(etype, message)`
     error: Option<(String, String)>,
+    /// The latest `error.type` recorded on the span.
     etype: Option<String>,
 }
 
-impl SpanPoint {
-    fn new(guard: Trace, profiler: Profiler) -> Self {
-        LIVE.fetch_add(1, Ordering::Relaxed);
-        SpanPoint {
-            guard,
-            profiler,
-            later: Info::new(),
-            error: None,
-            etype: None,
-        }
-    }
-
+impl StopInfo {
     fn fail(&mut self, message: String, etype: Option<String>) {
         if self.error.is_none() {
             let etype = etype.or_else(|| self.etype.clone());
@@ -229,18 +231,77 @@ impl SpanPoint {
     }
 }
 
+impl LazyInfo for SpanInfo {
+    fn write(&self, info: &mut Info) {
+        self.write_for(Phase::Start, info);
+    }
+
+    fn write_for(&self, phase: Phase, info: &mut Info) {
+        match phase {
+            Phase::Start => {
+                let name = format!("{}::{}", self.meta.target(), self.meta.name());
+                info.insert("function".into(), serde_json::json!({ "name": name }));
+                if self.record {
+                    info.insert("fields".into(), self.fields.to_value(self.max_len));
+                }
+            }
+            Phase::Stop => {
+                let Some(stop) = self.stop.get() else { return };
+                if !stop.fields.is_empty() {
+                    info.insert("fields".into(), stop.fields.to_value(self.max_len));
+                }
+                if let Some((etype, message)) = &stop.error {
+                    info.insert("etype".into(), etype.as_str().into());
+                    let message = fields::clean(message, None, self.max_len);
+                    info.insert("message".into(), message.into());
+                }
+            }
+        }
+    }
+
+    fn error_type(&self, phase: Phase) -> Option<&str> {
+        match phase {
+            Phase::Stop => Some(self.stop.get()?.error.as_ref()?.0.as_str()),
+            Phase::Start => None,
+        }
+    }
+}
+
+/// What a span that is a point keeps in its extensions (small: it is boxed and moved).
+struct SpanPoint {
+    guard: Trace,
+    profiler: Profiler,
+    info: Arc<SpanInfo>,
+    /// Created by the first record or error after the span's creation (most spans have none).
+    stop: Option<Box<StopInfo>>,
+}
+
+impl SpanPoint {
+    fn new(guard: Trace, profiler: Profiler, info: Arc<SpanInfo>) -> Self {
+        LIVE.fetch_add(1, Ordering::Relaxed);
+        SpanPoint {
+            guard,
+            profiler,
+            info,
+            stop: None,
+        }
+    }
+
+    fn stop(&mut self) -> &mut StopInfo {
+        self.stop.get_or_insert_with(Default::default)
+    }
+}
+
+/// The registry drops a span's extensions when the span closes (after every layer's
+/// `on_close`): that is where the point stops, so the layer needs no `on_close` lookup.
 impl Drop for SpanPoint {
     fn drop(&mut self) {
         LIVE.fetch_sub(1, Ordering::Relaxed);
-        if !self.later.is_empty() {
-            let later = std::mem::take(&mut self.later);
-            self.guard
-                .stop_info(|info| drop(info.insert("fields".into(), Value::Object(later))));
+        if let Some(stop) = self.stop.take() {
+            let _ = self.info.stop.set(stop);
         }
-        if let Some((etype, message)) = self.error.take() {
-            self.guard.error_with(&etype, message);
-        }
-        // the guard, dropped next, sends the stop message
+        let guard = std::mem::replace(&mut self.guard, Trace::inactive());
+        guard.finish_shared(self.info.clone());
     }
 }
 
@@ -252,39 +313,32 @@ where
         if !osprofiler_core::is_active() {
             return;
         }
-        let Some(parent) = osprofiler_core::get() else {
-            return;
-        };
         let Some(span) = ctx.span(id) else { return };
-        let meta = attrs.metadata();
         let mut visitor = Visitor::new(&self.fields);
         attrs.record(&mut visitor);
         let name = match visitor.point.take() {
             Some(point) => Cow::Owned(point),
             None => self.default_point.clone(),
         };
-        let error = visitor.error.take();
-        let etype = visitor.etype.take();
-        let guard = parent.child(name, || {
-            let mut function = Info::new();
-            function.insert(
-                "name".into(),
-                format!("{}::{}", meta.target(), meta.name()).into(),
-            );
-            let mut info = Info::new();
-            info.insert("function".into(), Value::Object(function));
-            if self.fields.record {
-                info.insert("fields".into(), Value::Object(visitor.fields));
-            }
-            info
+        let info = Arc::new(SpanInfo {
+            meta: attrs.metadata(),
+            record: self.fields.record,
+            max_len: self.fields.max_len,
+            fields: std::mem::take(&mut visitor.fields),
+            stop: OnceLock::new(),
         });
+        // A child of the current point, not made current: entering the span does that.
+        let guard = Trace::new_detached(name, || osprofiler_core::lazy_shared(info.clone()));
         let Some(profiler) = guard.profiler() else {
             return;
         };
-        let mut point = SpanPoint::new(guard, profiler);
-        point.etype = etype;
-        if let Some(message) = error {
-            point.fail(message, None);
+        let mut point = SpanPoint::new(guard, profiler, info);
+        if visitor.etype.is_some() || visitor.error.is_some() {
+            let stop = point.stop();
+            stop.etype = visitor.etype.take();
+            if let Some(message) = visitor.error.take() {
+                stop.fail(message, None);
+            }
         }
         span.extensions_mut().insert(point);
     }
@@ -300,13 +354,14 @@ where
         };
         let mut visitor = Visitor::new(&self.fields);
         values.record(&mut visitor);
+        let stop = point.stop();
         if let Some(etype) = visitor.etype.take() {
-            point.etype = Some(etype);
+            stop.etype = Some(etype);
         }
         if let Some(message) = visitor.error.take() {
-            point.fail(message, None);
+            stop.fail(message, None);
         }
-        point.later.append(&mut visitor.fields);
+        stop.fields.append(&mut visitor.fields);
     }
 
     fn on_event(&self, event: &Event<'_>, ctx: Context<'_, S>) {
@@ -326,7 +381,7 @@ where
                     .take()
                     .or_else(|| visitor.message.take())
                     .unwrap_or_else(|| event.metadata().name().to_owned());
-                point.fail(message, visitor.etype.take());
+                point.stop().fail(message, visitor.etype.take());
                 return;
             }
         }
@@ -352,16 +407,5 @@ where
                 saved.restore();
             }
         });
-    }
-
-    fn on_close(&self, id: Id, ctx: Context<'_, S>) {
-        if LIVE.load(Ordering::Relaxed) == 0 {
-            return;
-        }
-        let Some(span) = ctx.span(&id) else { return };
-        let point = span.extensions_mut().remove::<SpanPoint>();
-        // Dropped here, outside the extensions' lock: the stop message goes out now rather
-        // than when the registry reuses the span's slot.
-        drop(point);
     }
 }
