@@ -9,7 +9,7 @@ use axum::{Router, routing::get};
 use osprofiler_core as osp;
 use osprofiler_http::{OsProfilerLayer, TraceMiddleware};
 use osprofiler_sqlx::Traced;
-use osprofiler_testkit::{messages_of, one};
+use osprofiler_testkit::{messages_of, one, stop_of};
 use serde_json::Value;
 use sqlx::SqlitePool;
 use tower_http::trace::TraceLayer;
@@ -37,14 +37,6 @@ fn start_of<'a>(msgs: &'a [Value], function: &str) -> &'a Value {
     msgs.iter()
         .find(|m| m["info"]["function"]["name"] == function)
         .unwrap_or_else(|| panic!("no point of {function} in {msgs:#?}"))
-}
-
-fn stop_of<'a>(msgs: &'a [Value], start: &Value) -> &'a Value {
-    msgs.iter()
-        .find(|m| {
-            m["trace_id"] == start["trace_id"] && m["name"].as_str().unwrap().ends_with("-stop")
-        })
-        .unwrap_or_else(|| panic!("no stop of {start}"))
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

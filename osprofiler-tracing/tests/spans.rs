@@ -5,7 +5,7 @@
 //! in-memory collector and read back only their own trace.
 
 use osprofiler_core::{self as osp, Info, Trace, TraceFutureExt};
-use osprofiler_testkit::{messages_of, one, traced_run};
+use osprofiler_testkit::{children_of, messages_of, one, stop_of, traced_run};
 use serde_json::Value;
 use tracing::{Instrument, info_span, instrument};
 use tracing_subscriber::prelude::*;
@@ -43,24 +43,6 @@ fn point<'a>(msgs: &'a [Value], function: &str) -> &'a Value {
         .collect();
     assert_eq!(found.len(), 1, "one point of {function} in {msgs:#?}");
     found[0]
-}
-
-fn stop_of<'a>(msgs: &'a [Value], start: &Value) -> &'a Value {
-    msgs.iter()
-        .find(|m| {
-            m["trace_id"] == start["trace_id"]
-                && m["name"].as_str().is_some_and(|n| n.ends_with("-stop"))
-        })
-        .unwrap_or_else(|| panic!("no stop for {start}"))
-}
-
-fn children_of<'a>(msgs: &'a [Value], parent: &Value) -> Vec<&'a Value> {
-    msgs.iter()
-        .filter(|m| {
-            m["parent_id"] == parent["trace_id"]
-                && m["name"].as_str().is_some_and(|n| n.ends_with("-start"))
-        })
-        .collect()
 }
 
 #[instrument]

@@ -65,6 +65,26 @@ pub fn one<'a>(msgs: &'a [Value], name: &str) -> &'a Value {
     found[0]
 }
 
+/// The stop message of the point whose start message is `start`; panics if it never stopped.
+pub fn stop_of<'a>(msgs: &'a [Value], start: &Value) -> &'a Value {
+    msgs.iter()
+        .find(|m| {
+            m["trace_id"] == start["trace_id"]
+                && m["name"].as_str().is_some_and(|n| n.ends_with("-stop"))
+        })
+        .unwrap_or_else(|| panic!("no stop message for {start}"))
+}
+
+/// The start messages of the points whose parent is the point `parent` starts.
+pub fn children_of<'a>(msgs: &'a [Value], parent: &Value) -> Vec<&'a Value> {
+    msgs.iter()
+        .filter(|m| {
+            m["parent_id"] == parent["trace_id"]
+                && m["name"].as_str().is_some_and(|n| n.ends_with("-start"))
+        })
+        .collect()
+}
+
 /// A fresh table name.
 pub fn table() -> String {
     format!("osp_{}", uuid::Uuid::new_v4().simple())

@@ -12,6 +12,7 @@ use lapin::{BasicProperties, ConnectionProperties};
 use osprofiler_core::notifier::Driver;
 use osprofiler_core::{self as osp, ProfilerConfig, Trace};
 use osprofiler_http::oslo::{RemoteError, RpcClient, RpcError, RpcServer, ServerOptions, Target};
+use osprofiler_testkit::stop_of;
 use serde_json::{Map, Value, json};
 use std::io::{BufRead, BufReader};
 use std::process::{Child, Command, Stdio};
@@ -51,15 +52,6 @@ fn start_of<'a>(msgs: &'a [Value], name: &str, service: &str) -> &'a Value {
         .collect();
     assert_eq!(found.len(), 1, "one {name}-start of {service} in {msgs:#?}");
     found[0]
-}
-
-fn stop_of<'a>(msgs: &'a [Value], start: &Value) -> &'a Value {
-    msgs.iter()
-        .find(|m| {
-            m["trace_id"] == start["trace_id"]
-                && m["name"].as_str().is_some_and(|n| n.ends_with("-stop"))
-        })
-        .expect("the point stops")
 }
 
 fn new_topic() -> String {
