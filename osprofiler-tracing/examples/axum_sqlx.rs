@@ -26,7 +26,7 @@ async fn get_user(State(db): State<Db>, Path(id): Path<i64>) -> Result<String, S
         .map_err(|_| StatusCode::INTERNAL_SERVER_ERROR)
 }
 
-#[instrument(skip(db), fields(osprofiler.point = "repository"))]
+#[instrument(skip(db), err, fields(osprofiler.point = "repository"))]
 async fn find_name(db: &Db, id: i64) -> Result<String, sqlx::Error> {
     sqlx::query_scalar("SELECT name FROM users WHERE id = $1")
         .bind(id)
