@@ -249,3 +249,20 @@ pub fn statement_1kib(dialect: osprofiler_core::db::Dialect) -> String {
     s.push_str(" -- trailing 'comment'");
     s
 }
+
+/// One span's life, as the `tracing` bridge benchmarks measure it: created (with a field),
+/// entered, exited, closed.
+#[inline(never)]
+pub fn span_cycle(user: u64) {
+    let span = tracing::info_span!("get_user", user);
+    let _entered = span.enter();
+    black_box(user);
+}
+
+/// The same work as a `#[trace]`d call (its argument recorded, as the span's field is): what a
+/// span point is compared with.
+#[osprofiler_core::trace(name = "span")]
+#[inline(never)]
+pub fn traced_call(user: u64) {
+    black_box(user);
+}

@@ -181,10 +181,7 @@ impl PointLayer {
         I: IntoIterator<Item = S>,
         S: Into<String>,
     {
-        Arc::make_mut(&mut self.fields).secret = names
-            .into_iter()
-            .map(|s| s.into().to_ascii_lowercase())
-            .collect();
+        Arc::make_mut(&mut self.fields).set_secret(names.into_iter().map(Into::into));
         self
     }
 }
@@ -305,14 +302,14 @@ impl Drop for SpanPoint {
     }
 }
 
-impl<S> tracing_subscriber::Layer<S> for PointLayer
-where
-    S: Subscriber + for<'a> LookupSpan<'a>,
-{
-    fn on_new_span(&self, attrs: &Attributes<'_>, id: &Id, ctx: Context<'_, S>) {
-        if !osprofiler_core::is_active() {
-            return;
-        }
+/// The work of the layer's callbacks, kept out of line: the callbacks themselves are one check
+/// each, inlined into the subscriber.
+impl PointLayer {
+    #[inline(never)]
+    fn open_point<S>(&self, attrs: &Attributes<'_>, id: &Id, ctx: Context<'_, S>)
+    where
+        S: Subscriber + for<'a> LookupSpan<'a>,
+    {
         let Some(span) = ctx.span(id) else { return };
         let mut visitor = Visitor::new(&self.fields);
         attrs.record(&mut visitor);
@@ -343,17 +340,23 @@ where
         span.extensions_mut().insert(point);
     }
 
-    fn on_record(&self, id: &Id, values: &Record<'_>, ctx: Context<'_, S>) {
-        if LIVE.load(Ordering::Relaxed) == 0 {
+    #[inline(never)]
+    fn record_point<S>(&self, id: &Id, values: &Record<'_>, ctx: Context<'_, S>)
+    where
+        S: Subscriber + for<'a> LookupSpan<'a>,
+    {
+        let Some(span) = ctx.span(id) else { return };
+        if span.extensions().get::<SpanPoint>().is_none() {
             return;
         }
-        let Some(span) = ctx.span(id) else { return };
+        // Values are formatted before the span's extensions are locked: a Debug impl that
+        // logs must not find them locked.
+        let mut visitor = Visitor::new(&self.fields);
+        values.record(&mut visitor);
         let mut ext = span.extensions_mut();
         let Some(point) = ext.get_mut::<SpanPoint>() else {
             return;
         };
-        let mut visitor = Visitor::new(&self.fields);
-        values.record(&mut visitor);
         let stop = point.stop();
         if let Some(etype) = visitor.etype.take() {
             stop.etype = Some(etype);
@@ -364,33 +367,38 @@ where
         stop.fields.append(&mut visitor.fields);
     }
 
-    fn on_event(&self, event: &Event<'_>, ctx: Context<'_, S>) {
-        if *event.metadata().level() != Level::ERROR || LIVE.load(Ordering::Relaxed) == 0 {
-            return;
-        }
+    #[inline(never)]
+    fn fail_point<S>(&self, event: &Event<'_>, ctx: Context<'_, S>)
+    where
+        S: Subscriber + for<'a> LookupSpan<'a>,
+    {
         let Some(scope) = ctx.event_scope(event) else {
             return;
         };
-        for span in scope {
-            let mut ext = span.extensions_mut();
-            if let Some(point) = ext.get_mut::<SpanPoint>() {
-                let mut visitor = Visitor::for_event(&self.fields);
-                event.record(&mut visitor);
-                let message = visitor
-                    .error
-                    .take()
-                    .or_else(|| visitor.message.take())
-                    .unwrap_or_else(|| event.metadata().name().to_owned());
-                point.stop().fail(message, visitor.etype.take());
-                return;
-            }
+        let Some(span) = scope
+            .into_iter()
+            .find(|s| s.extensions().get::<SpanPoint>().is_some())
+        else {
+            return;
+        };
+        // Formatted before the span's extensions are locked (see `record_point`).
+        let mut visitor = Visitor::for_event(&self.fields);
+        event.record(&mut visitor);
+        let message = visitor
+            .error
+            .take()
+            .or_else(|| visitor.message.take())
+            .unwrap_or_else(|| event.metadata().name().to_owned());
+        if let Some(point) = span.extensions_mut().get_mut::<SpanPoint>() {
+            point.stop().fail(message, visitor.etype.take());
         }
     }
 
-    fn on_enter(&self, id: &Id, ctx: Context<'_, S>) {
-        if LIVE.load(Ordering::Relaxed) == 0 {
-            return;
-        }
+    #[inline(never)]
+    fn enter_point<S>(&self, id: &Id, ctx: Context<'_, S>)
+    where
+        S: Subscriber + for<'a> LookupSpan<'a>,
+    {
         let Some(span) = ctx.span(id) else { return };
         let ext = span.extensions();
         if let Some(point) = ext.get::<SpanPoint>() {
@@ -399,7 +407,8 @@ where
         }
     }
 
-    fn on_exit(&self, id: &Id, _ctx: Context<'_, S>) {
+    #[inline(never)]
+    fn exit_point(id: &Id) {
         let _ = ENTERED.try_with(|e| {
             let mut entered = e.borrow_mut();
             if let Some(at) = entered.iter().rposition(|(entered, _)| entered == id) {
@@ -407,5 +416,46 @@ where
                 saved.restore();
             }
         });
+    }
+}
+
+impl<S> tracing_subscriber::Layer<S> for PointLayer
+where
+    S: Subscriber + for<'a> LookupSpan<'a>,
+{
+    #[inline]
+    fn on_new_span(&self, attrs: &Attributes<'_>, id: &Id, ctx: Context<'_, S>) {
+        if osprofiler_core::is_active() {
+            self.open_point(attrs, id, ctx);
+        }
+    }
+
+    #[inline]
+    fn on_record(&self, id: &Id, values: &Record<'_>, ctx: Context<'_, S>) {
+        if LIVE.load(Ordering::Relaxed) != 0 {
+            self.record_point(id, values, ctx);
+        }
+    }
+
+    #[inline]
+    fn on_event(&self, event: &Event<'_>, ctx: Context<'_, S>) {
+        if *event.metadata().level() == Level::ERROR && LIVE.load(Ordering::Relaxed) != 0 {
+            self.fail_point(event, ctx);
+        }
+    }
+
+    #[inline]
+    fn on_enter(&self, id: &Id, ctx: Context<'_, S>) {
+        if LIVE.load(Ordering::Relaxed) != 0 {
+            self.enter_point(id, ctx);
+        }
+    }
+
+    #[inline]
+    fn on_exit(&self, id: &Id, _ctx: Context<'_, S>) {
+        // A span that is a point is alive while it is exited: none alive, none to leave.
+        if LIVE.load(Ordering::Relaxed) != 0 {
+            Self::exit_point(id);
+        }
     }
 }

@@ -103,8 +103,19 @@ async fn instrumented_axum_sqlx_service_forms_one_tree() {
     for start in [request_span, handler, repository] {
         assert!(stop_of(&msgs, start)["info"].get("etype").is_none());
     }
-    // Every start has its stop: 6 points.
+    // Every start has its stop: 6 points, and the report built from them is one chain.
     assert_eq!(msgs.len(), 12, "{msgs:#?}");
+    let report = osprofiler_core::report::Report::build(&msgs);
+    let mut node = report.to_value();
+    for name in ["http", "wsgi", "span", "span", "repository", "db"] {
+        assert_eq!(
+            node["children"].as_array().map(Vec::len),
+            Some(1),
+            "{node:#}"
+        );
+        node = &node["children"][0];
+        assert_eq!(node["info"]["name"], name, "{node:#}");
+    }
 
     // A query that finds nothing: find_name (`err`: an ERROR event with the error) and the
     // request span (tower-http's ERROR event for the 500) stop as errors.

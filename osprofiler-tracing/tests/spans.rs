@@ -310,3 +310,30 @@ fn in_current_trace_and_instrument_compose() {
     let db_starts: Vec<_> = msgs.iter().filter(|m| m["name"] == "db-start").collect();
     assert_eq!(db_starts.len(), 2);
 }
+
+/// A value whose Debug logs an error: formatting it inside the layer must not deadlock on the
+/// span it is recorded into.
+struct Noisy;
+
+impl std::fmt::Debug for Noisy {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        tracing::error!("formatting failed halfway");
+        f.write_str("noisy")
+    }
+}
+
+#[test]
+fn a_debug_value_that_logs_while_recorded_does_not_deadlock() {
+    let msgs = with_layer(osprofiler_tracing::layer(), || {
+        sync_trace(|| {
+            let span = info_span!("noisy", value = tracing::field::Empty, at_start = ?Noisy);
+            let _e = span.enter();
+            span.record("value", tracing::field::debug(Noisy));
+        })
+    });
+    let start = point(&msgs, "spans::noisy");
+    assert_eq!(start["info"]["fields"]["at_start"], "noisy");
+    let stop = stop_of(&msgs, start);
+    assert_eq!(stop["info"]["fields"]["value"], "noisy");
+    assert_eq!(stop["info"]["message"], "formatting failed halfway");
+}
