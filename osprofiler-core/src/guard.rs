@@ -165,6 +165,25 @@ impl Trace {
         })
     }
 
+    /// Makes this point the current one on this thread, as [`Profiler::enter`] does for
+    /// [`Trace::profiler`], without the handle: `None` for an inactive guard.
+    ///
+    /// ```
+    /// use osprofiler_core::{self as osp, Info, Trace};
+    /// osp::init("key", None, None);
+    /// let point = Trace::new_detached("span", Info::new); // open, not current
+    /// let saved = point.enter().unwrap();
+    /// assert_eq!(osp::get().unwrap().id(), point.id().unwrap());
+    /// saved.restore();
+    /// osp::clean();
+    /// ```
+    #[inline]
+    pub fn enter(&self) -> Option<crate::scope::Saved> {
+        Some(crate::scope::Saved::enter(
+            self.active.as_ref()?.frame.clone(),
+        ))
+    }
+
     /// Records an error for the stop message: `etype` = the error's type name, `message` = its
     /// `Display` text.
     pub fn error<E: std::fmt::Display + ?Sized>(&mut self, err: &E) {

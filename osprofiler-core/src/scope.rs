@@ -149,6 +149,14 @@ pub struct Saved {
 }
 
 impl Saved {
+    /// Makes `frame` current on this thread, saving what was.
+    #[inline]
+    pub(crate) fn enter(frame: Arc<Frame>) -> Saved {
+        Saved {
+            prev: replace_current(Some(frame)),
+        }
+    }
+
     /// Makes the context saved by [`Profiler::enter`] current again on this thread.
     #[inline]
     pub fn restore(self) {
@@ -180,9 +188,7 @@ impl Profiler {
     /// ```
     #[inline]
     pub fn enter(&self) -> Saved {
-        Saved {
-            prev: replace_current(Some(self.frame.clone())),
-        }
+        Saved::enter(self.frame.clone())
     }
 }
 

@@ -15,9 +15,11 @@ pub(crate) struct FieldOptions {
     pub(crate) record: bool,
     /// Lower-case substrings of field names whose values are not recorded.
     secret: Vec<String>,
-    /// The bytes (both cases) a secret name starts with: most field names have none of them
-    /// at most positions, so the names are checked without trying every secret at every byte.
-    starts: [bool; 256],
+    /// For each byte (both cases), the secrets (bit `i`: `secret[i]`, the first 32) that start
+    /// with it: a name is checked only against the secrets that can start at each position.
+    starts: [u32; 256],
+    /// Set when a secret is empty (it matches every name) or there are more than 32.
+    check_all: bool,
 }
 
 impl Default for FieldOptions {
@@ -26,7 +28,8 @@ impl Default for FieldOptions {
             max_len: 1024,
             record: true,
             secret: Vec::new(),
-            starts: [false; 256],
+            starts: [0; 256],
+            check_all: false,
         };
         opts.set_secret(
             [
@@ -50,31 +53,41 @@ impl Default for FieldOptions {
 impl FieldOptions {
     pub(crate) fn set_secret(&mut self, names: impl IntoIterator<Item = String>) {
         self.secret = names.into_iter().map(|s| s.to_ascii_lowercase()).collect();
-        self.starts = [false; 256];
-        for s in &self.secret {
+        self.starts = [0; 256];
+        self.check_all = self.secret.len() > 32;
+        for (i, s) in self.secret.iter().enumerate().take(32) {
             match s.as_bytes().first() {
                 Some(&b) => {
-                    self.starts[usize::from(b)] = true;
-                    self.starts[usize::from(b.to_ascii_uppercase())] = true;
+                    self.starts[usize::from(b)] |= 1 << i;
+                    self.starts[usize::from(b.to_ascii_uppercase())] |= 1 << i;
                 }
-                None => self.starts = [true; 256], // "" matches every name
+                None => self.check_all = true,
             }
         }
     }
 
     pub(crate) fn is_secret(&self, name: &str) -> bool {
-        if self.secret.iter().any(String::is_empty) {
-            return true;
+        if self.check_all {
+            return self.secret.iter().any(|s| contains_ignore_case(name, s));
         }
         let name = name.as_bytes();
-        (0..name.len()).any(|i| {
-            self.starts[usize::from(name[i])]
-                && self.secret.iter().any(|s| {
-                    name.len() - i >= s.len()
-                        && name[i..i + s.len()].eq_ignore_ascii_case(s.as_bytes())
-                })
-        })
+        for (i, &b) in name.iter().enumerate() {
+            let mut candidates = self.starts[usize::from(b)];
+            while candidates != 0 {
+                let s = self.secret[candidates.trailing_zeros() as usize].as_bytes();
+                candidates &= candidates - 1;
+                if name.len() - i >= s.len() && name[i..i + s.len()].eq_ignore_ascii_case(s) {
+                    return true;
+                }
+            }
+        }
+        false
     }
+}
+
+fn contains_ignore_case(haystack: &str, needle: &str) -> bool {
+    let (h, n) = (haystack.as_bytes(), needle.as_bytes());
+    n.is_empty() || h.windows(n.len()).any(|w| w.eq_ignore_ascii_case(n))
 }
 
 /// The field that names the point.
@@ -374,7 +387,7 @@ mod tests {
         #[test]
         fn secret_check_is_a_case_insensitive_substring_search(
             name in "[a-zA-Z_.]{0,20}",
-            list in proptest::collection::vec("[a-zA-Z_]{0,6}", 0..5),
+            list in proptest::collection::vec("[a-zA-Z_]{0,6}", 0..40),
         ) {
             let mut o = FieldOptions::default();
             o.set_secret(list.clone());

@@ -99,7 +99,7 @@ mod fields;
 use fields::{FieldOptions, Fields, Visitor};
 use osprofiler_core::message::{LazyInfo, Phase};
 use osprofiler_core::scope::Saved;
-use osprofiler_core::{Info, Profiler, Trace};
+use osprofiler_core::{Info, Trace};
 use std::borrow::Cow;
 use std::cell::RefCell;
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -274,19 +274,18 @@ impl LazyInfo for SpanInfo {
 
 /// What a span that is a point keeps in its extensions (small: it is boxed and moved).
 struct SpanPoint {
+    /// Active: a span point is made only for an active guard.
     guard: Trace,
-    profiler: Profiler,
     info: Arc<SpanInfo>,
     /// Created by the first record or error after the span's creation (most spans have none).
     stop: Option<Box<StopInfo>>,
 }
 
 impl SpanPoint {
-    fn new(guard: Trace, profiler: Profiler, info: Arc<SpanInfo>) -> Self {
+    fn new(guard: Trace, info: Arc<SpanInfo>) -> Self {
         LIVE.fetch_add(1, Ordering::Relaxed);
         SpanPoint {
             guard,
-            profiler,
             info,
             stop: None,
         }
@@ -334,10 +333,10 @@ impl PointLayer {
         });
         // A child of the current point, not made current: entering the span does that.
         let guard = Trace::new_detached(name, || osprofiler_core::lazy_shared(info.clone()));
-        let Some(profiler) = guard.profiler() else {
+        if !guard.is_active() {
             return;
-        };
-        let mut point = SpanPoint::new(guard, profiler, info);
+        }
+        let mut point = SpanPoint::new(guard, info);
         if visitor.etype.is_some() || visitor.error.is_some() {
             let stop = point.stop();
             stop.etype = visitor.etype.take();
@@ -410,8 +409,9 @@ impl PointLayer {
         let Some(span) = ctx.span(id) else { return };
         let ext = span.extensions();
         if let Some(point) = ext.get::<SpanPoint>() {
-            let saved = point.profiler.enter();
-            let _ = ENTERED.try_with(|e| e.borrow_mut().push((id.clone(), saved)));
+            if let Some(saved) = point.guard.enter() {
+                let _ = ENTERED.try_with(|e| e.borrow_mut().push((id.clone(), saved)));
+            }
         }
     }
 
