@@ -408,10 +408,10 @@ impl PointLayer {
     {
         let Some(span) = ctx.span(id) else { return };
         let ext = span.extensions();
-        if let Some(point) = ext.get::<SpanPoint>() {
-            if let Some(saved) = point.guard.enter() {
-                let _ = ENTERED.try_with(|e| e.borrow_mut().push((id.clone(), saved)));
-            }
+        if let Some(point) = ext.get::<SpanPoint>()
+            && let Some(saved) = point.guard.enter()
+        {
+            let _ = ENTERED.try_with(|e| e.borrow_mut().push((id.clone(), saved)));
         }
     }
 
