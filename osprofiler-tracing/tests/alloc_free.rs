@@ -1,7 +1,7 @@
-//! Outside a trace the layer adds no allocation and no point (counting allocator; one test in
-//! this file, as the counter is process-wide).
+//! Outside a trace the layer adds no allocation and no point (counting allocator, counted on
+//! the test's thread; one test in this file).
 
-use osprofiler_testkit::{Counting, allocations};
+use osprofiler_testkit::{Counting, thread_allocations as allocations};
 use tracing::Dispatch;
 use tracing_subscriber::prelude::*;
 

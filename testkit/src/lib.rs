@@ -123,10 +123,22 @@ pub fn allocations() -> usize {
     ALLOCS.load(std::sync::atomic::Ordering::Relaxed)
 }
 
+thread_local! {
+    /// No destructor and a const initializer: usable from inside the allocator.
+    static THREAD_ALLOCS: std::cell::Cell<usize> = const { std::cell::Cell::new(0) };
+}
+
+/// Allocations made so far by the calling thread (with [`Counting`] installed): for code that
+/// runs on one thread, unaffected by what the test harness or other threads allocate meanwhile.
+pub fn thread_allocations() -> usize {
+    THREAD_ALLOCS.with(std::cell::Cell::get)
+}
+
 #[allow(unsafe_code)] // delegating to the system allocator is the only unsafe here
 unsafe impl std::alloc::GlobalAlloc for Counting {
     unsafe fn alloc(&self, layout: std::alloc::Layout) -> *mut u8 {
         ALLOCS.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        let _ = THREAD_ALLOCS.try_with(|n| n.set(n.get() + 1));
         // SAFETY: same contract as the caller's.
         unsafe { std::alloc::System.alloc(layout) }
     }
