@@ -30,7 +30,7 @@
 use crate::rpc::TraceContext;
 use futures_util::{FutureExt as _, StreamExt as _};
 use lapin::options::{
-    BasicAckOptions, BasicConsumeOptions, BasicPublishOptions, BasicRejectOptions,
+    BasicAckOptions, BasicConsumeOptions, BasicPublishOptions, BasicQosOptions, BasicRejectOptions,
     ExchangeDeclareOptions, QueueBindOptions, QueueDeclareOptions,
 };
 use lapin::types::{AMQPValue, FieldTable};
@@ -590,7 +590,15 @@ pub struct ServerOptions {
     /// The keys a caller's `trace_info` must carry to be continued (default: the process's
     /// verifying keys, `osprofiler_core::identity::hmac_keys()`).
     pub trusted_keys: Option<Vec<String>>,
+    /// The most requests handled at once (default [`DEFAULT_PREFETCH`], the size of
+    /// oslo.messaging's executor pool; 0: no limit). A request is acknowledged when it has been
+    /// answered, and RabbitMQ delivers no more than this many unacknowledged requests to the
+    /// server's channel: the rest wait in the queue, for this server or another.
+    pub prefetch: u16,
 }
+
+/// The default [`ServerOptions::prefetch`]: oslo.messaging's `executor_thread_pool_size`.
+pub const DEFAULT_PREFETCH: u16 = 64;
 
 impl ServerOptions {
     /// Options for `topic` on server `server`.
@@ -604,6 +612,7 @@ impl ServerOptions {
             hide_args: false,
             max_message: DEFAULT_MAX_MESSAGE,
             trusted_keys: None,
+            prefetch: DEFAULT_PREFETCH,
         }
     }
 }
@@ -639,7 +648,8 @@ impl fmt::Debug for RpcServer {
 
 impl RpcServer {
     /// Connects to `url`, declares the exchange and the queues `<topic>` and
-    /// `<topic>.<server>` and serves each request with `handler` (concurrently).
+    /// `<topic>.<server>` and serves each request with `handler` (concurrently, up to
+    /// [`ServerOptions::prefetch`] at once).
     pub async fn start<H, Fut>(
         url: &str,
         opts: ServerOptions,
@@ -651,6 +661,11 @@ impl RpcServer {
     {
         let conn = crate::rpc::amqp::connect(url, ConnectionProperties::default()).await?;
         let ch = conn.create_channel().await?;
+        if opts.prefetch > 0 {
+            // `global`: one limit for the channel's two consumers (topic and topic.server).
+            ch.basic_qos(opts.prefetch, BasicQosOptions { global: true })
+                .await?;
+        }
         declare_control_exchange(&ch, &opts.exchange).await?;
         let mut streams = Vec::new();
         for queue in [

@@ -16,6 +16,7 @@ use osprofiler_testkit::stop_of;
 use serde_json::{Map, Value, json};
 use std::io::{BufRead, BufReader};
 use std::process::{Child, Command, Stdio};
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, OnceLock};
 use std::time::Duration;
 
@@ -498,5 +499,51 @@ async fn hostile_messages_are_rejected_and_the_server_goes_on() {
     assert_eq!(q.message_count(), 0, "no message redelivered");
     assert_eq!(q.consumer_count(), 1, "the server still consumes");
     server.stop().await;
+    delete_queues(&topic, &["rs1"]).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_server_handles_no_more_requests_at_once_than_its_prefetch() {
+    let topic = new_topic();
+    let (now, most) = (Arc::new(AtomicUsize::new(0)), Arc::new(AtomicUsize::new(0)));
+    let (done_tx, mut done_rx) = tokio::sync::mpsc::unbounded_channel();
+    let mut opts = ServerOptions::new(&topic, "rs1");
+    opts.prefetch = 3;
+    let server = RpcServer::start(AMQP, opts, {
+        let (now, most) = (now.clone(), most.clone());
+        move |_req| {
+            let (now, most, done) = (now.clone(), most.clone(), done_tx.clone());
+            async move {
+                let n = now.fetch_add(1, Ordering::SeqCst) + 1;
+                most.fetch_max(n, Ordering::SeqCst);
+                tokio::time::sleep(Duration::from_millis(50)).await;
+                now.fetch_sub(1, Ordering::SeqCst);
+                let _ = done.send(());
+                Ok(Value::Null)
+            }
+        }
+    })
+    .await
+    .unwrap();
+    let client = RpcClient::connect(AMQP).await.unwrap();
+    for _ in 0..15 {
+        client
+            .cast(&Target::topic(&topic), "work", Map::new(), Map::new())
+            .await
+            .unwrap();
+    }
+    for _ in 0..15 {
+        tokio::time::timeout(Duration::from_secs(20), done_rx.recv())
+            .await
+            .expect("every cast handled")
+            .unwrap();
+    }
+    assert_eq!(
+        most.load(Ordering::SeqCst),
+        3,
+        "15 casts queued, at most prefetch = 3 handled at once (and 3 reached)"
+    );
+    server.stop().await;
+    client.close().await;
     delete_queues(&topic, &["rs1"]).await;
 }
