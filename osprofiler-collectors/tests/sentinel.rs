@@ -8,7 +8,6 @@ use osprofiler_core::notifier::Driver;
 use osprofiler_core::{self as osp, ProfilerConfig, Trace};
 use osprofiler_testkit::free_port;
 use osprofiler_testkit::servers::{Server, redis, redis_cli};
-use std::process::Command;
 use std::time::{Duration, Instant};
 
 /// The primary's port as the Sentinel names it now.
@@ -140,17 +139,7 @@ fn traced_work_survives_a_failover_and_python_reads_the_trace() {
 
     // Python reads one through redis:// on the new primary, as our driver does.
     let id = &traces[traces.len() / 2];
-    let out = Command::new(osprofiler_testkit::python_tool("osprofiler"))
-        .args(["trace", "show", id, "--json", "--connection-string"])
-        .arg(format!("redis://127.0.0.1:{r_port}"))
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "Python's CLI over redis://: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let theirs: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let theirs = osprofiler_testkit::python_trace_show(id, &format!("redis://127.0.0.1:{r_port}"));
     assert_eq!(*driver.get_report(id).unwrap().to_value(), theirs);
     drop(guard);
     let _ = std::fs::remove_file(conf_path);

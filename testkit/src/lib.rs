@@ -242,6 +242,23 @@ pub fn python_tool(name: &str) -> std::path::PathBuf {
     python().with_file_name(name)
 }
 
+/// Python OSProfiler's report of a trace: `osprofiler trace show <base_id> --json
+/// --connection-string <connection_string>` of the oracle virtualenv; panics with its stderr
+/// when it fails.
+pub fn python_trace_show(base_id: &str, connection_string: &str) -> Value {
+    let out = std::process::Command::new(python_tool("osprofiler"))
+        .args(["trace", "show", base_id, "--json", "--connection-string"])
+        .arg(connection_string)
+        .output()
+        .expect("run Python's osprofiler CLI");
+    assert!(
+        out.status.success(),
+        "Python's `osprofiler trace show` over {connection_string}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    serde_json::from_slice(&out.stdout).expect("Python's CLI prints JSON")
+}
+
 const WARM_UP: usize = 50;
 
 /// Checks that `wrapped` allocations per round equal `raw` ones: same median and same mode.

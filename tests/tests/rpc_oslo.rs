@@ -350,23 +350,7 @@ async fn one_trace_across_both_hops_as_pythons_cli_shows_it() {
     assert_eq!(call["result"], 1);
     let base = call["base_id"].as_str().unwrap().to_owned();
     assert!(redis_notifier().flush(Duration::from_secs(10)));
-    let shown = Command::new(osprofiler_testkit::python_tool("osprofiler"))
-        .args([
-            "trace",
-            "show",
-            &base,
-            "--json",
-            "--connection-string",
-            REDIS,
-        ])
-        .output()
-        .unwrap();
-    assert!(
-        shown.status.success(),
-        "{}",
-        String::from_utf8_lossy(&shown.stderr)
-    );
-    let report: Value = serde_json::from_slice(&shown.stdout).unwrap();
+    let report = osprofiler_testkit::python_trace_show(&base, REDIS);
     // The chain of first children, with who made each point.
     let mut chain = Vec::new();
     let mut node = &report;

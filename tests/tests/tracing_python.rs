@@ -4,8 +4,7 @@
 //! One global subscriber and notifier: one test in this file.
 
 use osprofiler_core::{self as osp, ProfilerConfig, Trace};
-use serde_json::{Value, json};
-use std::process::Command;
+use serde_json::json;
 use std::time::Duration;
 use tracing::instrument;
 use tracing_subscriber::prelude::*;
@@ -44,23 +43,7 @@ fn pythons_cli_shows_span_points_as_we_stored_them() {
         "points delivered to Redis"
     );
 
-    let shown = Command::new(osprofiler_testkit::python_tool("osprofiler"))
-        .args([
-            "trace",
-            "show",
-            &base,
-            "--json",
-            "--connection-string",
-            REDIS,
-        ])
-        .output()
-        .unwrap();
-    assert!(
-        shown.status.success(),
-        "{}",
-        String::from_utf8_lossy(&shown.stderr)
-    );
-    let report: Value = serde_json::from_slice(&shown.stdout).unwrap();
+    let report = osprofiler_testkit::python_trace_show(&base, REDIS);
     let rpc = &report["children"][0];
     assert_eq!(rpc["info"]["name"], "rpc", "{report:#}");
     let start = &rpc["info"]["meta.raw_payload.rpc-start"]["info"];
