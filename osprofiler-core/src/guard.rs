@@ -60,19 +60,24 @@ impl Trace {
         if !has_current() || !switches::is_enabled() {
             return Trace::inactive();
         }
-        Trace::open_current(name.into(), info)
+        Trace::open_child(name.into(), info, true)
     }
 
+    /// Opens a child of the current point, made current or not (the checks are the caller's).
     #[inline(never)]
-    fn open_current<F: FnOnce() -> I, I: IntoInfo>(name: Cow<'static, str>, info: F) -> Trace {
+    fn open_child<F: FnOnce() -> I, I: IntoInfo>(
+        name: Cow<'static, str>,
+        info: F,
+        make_current: bool,
+    ) -> Trace {
         let Some(parent) = current_frame() else {
             return Trace::inactive();
         };
         let frame = open(parent, name, info(), None);
-        replace_current(Some(frame.clone()));
-        Trace {
-            active: Some(Active { frame, stop: None }),
+        if make_current {
+            replace_current(Some(frame.clone()));
         }
+        Trace::of_frame(frame)
     }
 
     /// Opens a point as a child of the current point *without* making it current.
@@ -88,15 +93,7 @@ impl Trace {
         if !has_current() || !switches::is_enabled() {
             return Trace::inactive();
         }
-        let Some(parent) = current_frame() else {
-            return Trace::inactive();
-        };
-        Trace {
-            active: Some(Active {
-                frame: open(parent, name.into(), info(), None),
-                stop: None,
-            }),
-        }
+        Trace::open_child(name.into(), info, false)
     }
 
     /// The point of a `#[trace]`d call (used by the macros).
