@@ -101,29 +101,28 @@ as_root() {
 }
 
 # PostgreSQL on 127.0.0.1:5432 with the role postgres reachable without a password over TCP
-# and a database `test`. A PostgreSQL this script installs gets `trust` for loopback TCP.
+# and a database `test`. A cluster this script starts (installed here, or installed but not
+# running, as on a new machine whose image ships PostgreSQL) gets `trust` for loopback TCP; a
+# server that was already running is never reconfigured.
 ensure_postgresql() {
+  local started_here=""
   if ! port_open 5432; then
-    local fresh=""
-    if ! command -v pg_ctlcluster >/dev/null 2>&1; then
-      apt_install postgresql || return 1
-      fresh=yes
-    fi
+    command -v pg_ctlcluster >/dev/null 2>&1 || apt_install postgresql || return 1
     local version
     version=$(ls /etc/postgresql 2>/dev/null | sort -V | tail -1)
     [ -n "$version" ] || { echo "FAILED: PostgreSQL is installed but has no cluster in /etc/postgresql (pg_createcluster)" >&2; return 1; }
-    if [ -n "$fresh" ]; then
-      # A machine for these tests: loopback connections need no password.
-      local hba="/etc/postgresql/$version/main/pg_hba.conf"
-      as_root sed -i -E 's/^(host\s+all\s+all\s+(127\.0\.0\.1\/32|::1\/128)\s+)\S+/\1trust/' "$hba"
-    fi
+    # A machine for these tests: loopback connections need no password.
+    local hba="/etc/postgresql/$version/main/pg_hba.conf"
+    as_root sed -i -E 's/^(host\s+all\s+all\s+(127\.0\.0\.1\/32|::1\/128)\s+)\S+/\1trust/' "$hba" \
+      || { echo "FAILED: cannot set trust auth for loopback TCP in $hba" >&2; return 1; }
     echo "starting PostgreSQL $version" >&2
     as_root pg_ctlcluster --skip-systemctl-redirect "$version" main start || true
+    started_here=yes
   fi
   need psql postgresql-client || return 1
   wait_for "PostgreSQL (127.0.0.1:5432)" 60 pg_isready -h 127.0.0.1 -p 5432 -U postgres || return 1
   psql -h 127.0.0.1 -U postgres -tAc "SELECT 1" >/dev/null 2>&1 \
-    || { echo "FAILED: PostgreSQL at 127.0.0.1:5432 refuses the role postgres without a password (the tests need trust auth for loopback TCP in pg_hba.conf)" >&2; return 1; }
+    || { echo "FAILED: PostgreSQL at 127.0.0.1:5432 refuses the role postgres without a password (the tests need trust auth for loopback TCP in pg_hba.conf${started_here:+; this script set it and started the cluster})" >&2; return 1; }
   psql -h 127.0.0.1 -U postgres -tAc "SELECT 1 FROM pg_database WHERE datname='test'" | grep -q 1 \
     || psql -h 127.0.0.1 -U postgres -c "CREATE DATABASE test" >/dev/null
 }
