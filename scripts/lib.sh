@@ -60,17 +60,19 @@ ensure_build_tools() {
   fi
 }
 
-# The Python OSProfiler 4.4.0 oracle, in a virtualenv of its own, with the Redis and MongoDB
-# clients and oslo.messaging its redis://, mongodb:// and messaging:// drivers use.
+# The Python OSProfiler 4.4.0 oracle, in a virtualenv of its own, with the Redis, MongoDB and
+# Elasticsearch clients and oslo.messaging its redis://, mongodb://, elasticsearch:// and
+# messaging:// drivers use. elasticsearch-py 7.13: OSProfiler 4.4 passes `doc_type` on every
+# call, which 8.x removed, and 7.14+ refuses to talk to OpenSearch.
 ensure_python_oracle() {
-  if [ -x "$OSP_PYTHON" ] && "$OSP_PYTHON" -c 'import importlib.metadata as m, sys, redis, pymongo, oslo_messaging; sys.exit(m.version("osprofiler") != "4.4.0" or m.version("oslo.messaging") != "18.3.1")' 2>/dev/null; then
+  if [ -x "$OSP_PYTHON" ] && "$OSP_PYTHON" -c 'import importlib.metadata as m, sys, redis, pymongo, oslo_messaging, elasticsearch; sys.exit(m.version("osprofiler") != "4.4.0" or m.version("oslo.messaging") != "18.3.1" or m.version("elasticsearch") != "7.13.4")' 2>/dev/null; then
     return 0
   fi
   need python3 python3 || return 1
   python3 -c 'import venv, ensurepip' 2>/dev/null || apt_install python3-venv || return 1
   echo "creating the Python oracle virtualenv in $OSP_VENV (osprofiler==4.4.0)" >&2
   python3 -m venv "$OSP_VENV" || { echo "FAILED: python3 -m venv (the Python oracle needs python3 with venv)" >&2; return 1; }
-  "$OSP_VENV/bin/pip" install --quiet --disable-pip-version-check 'osprofiler==4.4.0' redis pymongo 'oslo.messaging==18.3.1' \
+  "$OSP_VENV/bin/pip" install --quiet --disable-pip-version-check 'osprofiler==4.4.0' redis pymongo 'oslo.messaging==18.3.1' 'elasticsearch==7.13.4' \
     || { echo "FAILED: pip install osprofiler==4.4.0 (the Python oracle)" >&2; return 1; }
 }
 
@@ -203,4 +205,86 @@ ensure_mongodb() {
   setsid nohup "$SECANTUS_VENV/bin/secantusd-py" --host 127.0.0.1 --port 27017 --storage-path :memory: \
     >"$ROOT/target/secantusdb.log" 2>&1 &
   wait_for "MongoDB/SecantusDB (127.0.0.1:27017)" 60 port_open 27017
+}
+
+# A single-node OpenSearch 2.19 on 127.0.0.1:9200 for the Elasticsearch/OpenSearch collector's
+# tests: a server already answering there is used as is; otherwise scripts/opensearch (OpenSearch
+# core with its transport-netty4 and reindex modules, all from Maven Central, started through
+# org.opensearch.node.Node) is built with Maven — again only when pom.xml or the launcher changed
+# — and started, its data in a temporary directory that goes away when it stops (SIGTERM; the
+# pid is in target/opensearch.pid).
+# OpenSearch 2.19 on 127.0.0.1:9200 for the elasticsearch:// collector's tests: no Debian, PyPI
+# or npm package has it, so scripts/opensearch (a pom.xml and one class) builds a single-node
+# server from OpenSearch's jars on Maven Central (core, netty4 HTTP, reindex), data in a temporary
+# folder. A server already answering on 9200 is used as is.
+ensure_opensearch() {
+  need curl curl || return 1
+  local url=http://127.0.0.1:9200/
+  if curl -sf "$url" >/dev/null 2>&1; then
+    return 0
+  fi
+  if port_open 9200; then
+    # The port is taken: an OpenSearch still starting, or some other server.
+    wait_for "OpenSearch (127.0.0.1:9200, whose port is taken)" 180 curl -sf "$url"
+    return
+  fi
+  need java default-jdk-headless || return 1
+  need mvn maven || return 1
+  local dir=$ROOT/scripts/opensearch
+  local jar=$dir/target/opensearch-launcher.jar
+  mkdir -p "$ROOT/target"
+  if ! [ -f "$jar" ] || [ "$dir/pom.xml" -nt "$jar" ] \
+     || [ -n "$(find "$dir/src" -type f -newer "$jar" 2>/dev/null | head -n 1)" ]; then
+    echo "building the OpenSearch launcher with Maven (the first build downloads ~90 MB from Maven Central)" >&2
+    local t0=$SECONDS
+    { mvn -q -B -o -f "$dir/pom.xml" package || mvn -q -B -f "$dir/pom.xml" package; } \
+      >"$ROOT/target/opensearch-build.log" 2>&1 \
+      || { echo "FAILED: mvn package of scripts/opensearch (OpenSearch 2.19 and its modules from Maven Central; see target/opensearch-build.log)" >&2; return 1; }
+    # The jar plugin keeps an up-to-date jar as it is: mark this build.
+    touch "$jar"
+    echo "built the OpenSearch launcher in $((SECONDS - t0)) s" >&2
+  fi
+  echo "starting OpenSearch on 127.0.0.1:9200" >&2
+  setsid nohup java -Xms512m -Xmx1g -jar "$jar" 9200 >"$ROOT/target/opensearch.log" 2>&1 &
+  echo $! >"$ROOT/target/opensearch.pid"
+  wait_for "OpenSearch (127.0.0.1:9200; its log is target/opensearch.log)" 180 curl -sf "$url"
+}
+
+# Jaeger v2 with its spans in memory, for the OTLP exporter's tests: OTLP in on 127.0.0.1:4318
+# (HTTP) and 4317 (gRPC), the query API on 127.0.0.1:16686 (/api/traces/<id>, /api/v3/...),
+# configured by scripts/jaeger.yaml. Built once from the Go module proxy into
+# ${OSP_TOOLS:-~/.cache/osprofiler-rs}/jaeger-<version>/. Jaeger v2.x is published there as
+# module version v1.(x+63).0, and `go install module@version` refuses it (its go.mod has a
+# replace directive), so it is built with `go install` inside the downloaded module.
+# Jaeger v2 (in-memory, scripts/jaeger.yaml) on 127.0.0.1:4318 (OTLP/HTTP) and 16686 (query
+# API) for the otlp:// collector's read-back test, built from its Go module. Its go.mod has
+# replace directives, which `go install module@version` refuses: the module is downloaded from
+# the Go module proxy and installed from the module cache.
+ensure_jaeger() {
+  local version=v1.76.0 release=v2.13.0 # one Jaeger release, tagged twice
+  local module=github.com/jaegertracing/jaeger
+  local dir="${OSP_TOOLS:-$HOME/.cache/osprofiler-rs}/jaeger-$version"
+  if port_open 16686 && port_open 4318; then
+    return 0
+  fi
+  mkdir -p "$ROOT/target"
+  if ! [ -x "$dir/jaeger" ]; then
+    need go golang-go || return 1
+    echo "installing Jaeger $release (module $module $version; go install, first time several minutes)" >&2
+    local t0=$SECONDS src
+    mkdir -p "$dir" \
+      && (cd "$dir" && go mod download "$module@$version") >"$ROOT/target/jaeger-build.log" 2>&1 \
+      && src="$(cd "$dir" && go env GOMODCACHE)/$module@$version" \
+      && (cd "$src" && GOBIN="$dir" CGO_ENABLED=0 go install -trimpath \
+            -ldflags "-s -w -X $module/internal/version.latestVersion=$release" ./cmd/jaeger) \
+         >>"$ROOT/target/jaeger-build.log" 2>&1 \
+      && [ -x "$dir/jaeger" ] \
+      || { echo "FAILED: could not build Jaeger $release from the Go module proxy ($module@$version ./cmd/jaeger; see $ROOT/target/jaeger-build.log)" >&2; return 1; }
+    echo "installed Jaeger $release in $((SECONDS - t0)) s" >&2
+    OSP_INSTALLED="$OSP_INSTALLED jaeger-$release"
+  fi
+  echo "starting Jaeger $release (OTLP 127.0.0.1:4318, query 127.0.0.1:16686)" >&2
+  setsid nohup "$dir/jaeger" --config "$ROOT/scripts/jaeger.yaml" >"$ROOT/target/jaeger.log" 2>&1 &
+  wait_for "Jaeger (127.0.0.1:16686)" 60 port_open 16686 || return 1
+  wait_for "Jaeger OTLP/HTTP (127.0.0.1:4318)" 30 port_open 4318
 }
