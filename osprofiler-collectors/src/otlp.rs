@@ -6,9 +6,12 @@
 //! bits of `parent_id` (none when `parent_id == base_id`); span names are
 //! `WSGI_<METHOD>_<path>` for server requests, `SQL_<FIRST WORD>` for statements,
 //! `REQUESTS_<METHOD>_<hostname>` for client requests, else the point name; attributes are
-//! Python's (`db.statement`, `http.*`, `name`, `args`, …) plus `db.system`/`db.namespace`.
-//! An error point gets `error=true`, a `log` event with `error.kind` and `message`, and status
-//! ERROR.
+//! Python's (`http.*`, `name`, `args`, …) except on DB points, which carry OpenTelemetry's
+//! stable database attributes: `db.system.name`, `db.namespace`, `db.query.text` (with
+//! `trace_sql`), `db.operation.name`, `server.address`/`server.port`,
+//! `db.response.returned_rows` and `db.response.status_code` (the SQLSTATE), plus Python's
+//! `db.params` and `osprofiler.db.api`. An error point gets `error=true`, `error.type`, a `log`
+//! event with `error.kind` and `message`, and status ERROR.
 //!
 //! Unlike Python, which pairs a stop with the last start on a process-wide stack (wrong as
 //! soon as two requests overlap), a stop is paired with its start by point id, also across
@@ -19,6 +22,7 @@
 //! OpenTelemetry SDK's exporter sends) because the spans carry OSProfiler's own ids and
 //! times, which the SDK's tracer would replace.
 
+use crate::http::{Client, client, error_chain, percent_decode};
 use crate::rt::Rt;
 use opentelemetry_proto::tonic::collector::trace::v1::ExportTraceServiceRequest;
 use opentelemetry_proto::tonic::common::v1::{AnyValue, InstrumentationScope, KeyValue, any_value};
@@ -69,12 +73,6 @@ pub struct OtlpDriver {
     pending: Mutex<HashMap<String, (Value, Instant)>>,
 }
 
-/// HTTP/1.1 over plain TCP or rustls (ring), with the system's roots and any given CA.
-type Client = hyper_util::client::legacy::Client<
-    hyper_rustls::HttpsConnector<hyper_util::client::legacy::connect::HttpConnector>,
-    http_body_util::Full<bytes::Bytes>,
->;
-
 impl std::fmt::Debug for OtlpDriver {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("OtlpDriver")
@@ -90,27 +88,6 @@ struct Settings {
     endpoint: String,
     headers: Vec<(String, String)>,
     certificate: Option<String>,
-}
-
-/// `%XX` sequences decoded (the OTel header variables and URL query values use them).
-fn percent_decode(s: &str) -> Result<String, DriverError> {
-    let b = s.as_bytes();
-    let mut out = Vec::with_capacity(b.len());
-    let mut i = 0;
-    while i < b.len() {
-        if b[i] == b'%' {
-            let hex = s
-                .get(i + 1..i + 3)
-                .and_then(|h| u8::from_str_radix(h, 16).ok())
-                .ok_or_else(|| DriverError::new(format!("bad percent-encoding in {s:?}")))?;
-            out.push(hex);
-            i += 3;
-        } else {
-            out.push(b[i]);
-            i += 1;
-        }
-    }
-    String::from_utf8(out).map_err(|_| DriverError::new("percent-encoded text is not UTF-8"))
 }
 
 /// `key=value,key2=value2` pairs (the OTel headers format).
@@ -283,64 +260,6 @@ impl OtlpDriver {
     }
 }
 
-/// An error with its causes (hyper's own text is terse: "client error (Connect)").
-fn error_chain(e: &dyn std::error::Error) -> String {
-    let mut s = e.to_string();
-    let mut cause = e.source();
-    while let Some(c) = cause {
-        s.push_str(": ");
-        s.push_str(&c.to_string());
-        cause = c.source();
-    }
-    s
-}
-
-/// The HTTP(S) client: rustls on ring with the system's root certificates, plus those of the
-/// PEM file `ca` when given.
-fn client(ca: Option<&str>) -> Result<Client, DriverError> {
-    use rustls::pki_types::CertificateDer;
-    use rustls::pki_types::pem::PemObject as _;
-    let mut roots = rustls::RootCertStore::empty();
-    // A machine without a CA bundle still exports over plain HTTP; HTTPS then needs `ca`.
-    for cert in rustls_native_certs::load_native_certs().certs {
-        let _ = roots.add(cert);
-    }
-    if let Some(path) = ca {
-        let pem = std::fs::read(path).map_err(|e| {
-            DriverError::with_source(format!("cannot read the OTLP CA certificate {path}"), e)
-        })?;
-        let mut added = 0;
-        for cert in CertificateDer::pem_slice_iter(&pem) {
-            let cert = cert.map_err(|e| {
-                DriverError::new(format!("{path}: not a PEM certificate bundle: {e:?}"))
-            })?;
-            roots.add(cert).map_err(|e| {
-                DriverError::with_source(format!("{path}: a certificate rustls refuses"), e)
-            })?;
-            added += 1;
-        }
-        if added == 0 {
-            return Err(DriverError::new(format!("{path} holds no PEM certificate")));
-        }
-    }
-    let tls = rustls::ClientConfig::builder_with_provider(std::sync::Arc::new(
-        rustls::crypto::ring::default_provider(),
-    ))
-    .with_safe_default_protocol_versions()
-    .map_err(|e| DriverError::with_source("cannot set up TLS", e))?
-    .with_root_certificates(roots)
-    .with_no_client_auth();
-    let connector = hyper_rustls::HttpsConnectorBuilder::new()
-        .with_tls_config(tls)
-        .https_or_http()
-        .enable_http1()
-        .build();
-    Ok(
-        hyper_util::client::legacy::Client::builder(hyper_util::rt::TokioExecutor::new())
-            .build(connector),
-    )
-}
-
 fn uuid_bytes(id: &str) -> Option<[u8; 16]> {
     uuid::Uuid::try_parse(id).ok().map(|u| *u.as_bytes())
 }
@@ -432,28 +351,70 @@ fn span_kind(point: &str) -> SpanKind {
     }
 }
 
-/// Python's span attributes (`create_span_tags`), plus the db target when known.
+/// The OpenTelemetry database attributes of a `db` point's start (the stable conventions:
+/// `db.system.name`, `db.namespace`, `db.query.text`, `db.operation.name`,
+/// `server.address`/`server.port`), with Python's `db.params` and our `osprofiler.db.api`.
+fn db_attributes(db: &serde_json::Map<String, Value>, add: &mut impl FnMut(&str, &Value)) {
+    let text = |k: &str| db.get(k).and_then(Value::as_str);
+    for (attr, key) in [
+        ("db.system.name", "system"),
+        ("db.namespace", "namespace"),
+        ("db.query.text", "statement"),
+        ("osprofiler.db.api", "api"),
+    ] {
+        if let Some(v) = db.get(key) {
+            add(attr, v);
+        }
+    }
+    if let Some(v) = db.get("params") {
+        add(
+            "db.params",
+            &Value::String(osprofiler_core::pyjson::to_string(v)),
+        );
+    }
+    let operation = match (text("statement"), text("api")) {
+        (Some(sql), _) => sql
+            .split_whitespace()
+            .next()
+            .filter(|w| w.chars().all(|c| c.is_ascii_alphabetic()))
+            .map(str::to_ascii_uppercase),
+        (None, Some(api)) => match api {
+            "begin" => Some("BEGIN"),
+            "commit" => Some("COMMIT"),
+            "rollback" => Some("ROLLBACK"),
+            "savepoint" => Some("SAVEPOINT"),
+            "release_savepoint" => Some("RELEASE SAVEPOINT"),
+            "rollback_to_savepoint" => Some("ROLLBACK TO SAVEPOINT"),
+            _ => None,
+        }
+        .map(str::to_owned),
+        _ => None,
+    };
+    if let Some(op) = operation {
+        add("db.operation.name", &Value::String(op));
+    }
+    if let Some(server) = text("server") {
+        // `host:port`, `[v6]:port` or a host alone.
+        let (host, port) = match server.rsplit_once(':') {
+            Some((h, p)) if p.parse::<u16>().is_ok() => (h, p.parse::<u16>().ok()),
+            _ => (server, None),
+        };
+        let host = host.trim_start_matches('[').trim_end_matches(']');
+        add("server.address", &Value::String(host.to_owned()));
+        if let Some(port) = port {
+            add("server.port", &Value::from(port));
+        }
+    }
+}
+
+/// Python's span attributes (`create_span_tags`); DB points get OpenTelemetry's database
+/// attributes instead of Python's `db.statement`.
 fn start_attributes(start: &Value) -> Vec<KeyValue> {
     let info = &start["info"];
     let mut out = Vec::new();
     let mut add = |k: &str, v: &Value| out.extend(kv(k, v));
     if let Some(db) = info["db"].as_object() {
-        for (attr, key) in [
-            ("db.statement", "statement"),
-            ("db.params", "params"),
-            ("db.system", "system"),
-            ("db.namespace", "namespace"),
-            ("db.operation", "api"),
-            ("server.address", "server"),
-        ] {
-            if let Some(v) = db.get(key) {
-                if key == "params" {
-                    add(attr, &Value::String(osprofiler_core::pyjson::to_string(v)));
-                } else {
-                    add(attr, v);
-                }
-            }
-        }
+        db_attributes(db, &mut add);
     } else if let Some(r) = info["request"].as_object() {
         for k in ["path", "query", "method", "scheme"] {
             add(&format!("http.{k}"), r.get(k).unwrap_or(&Value::Null));
@@ -490,6 +451,19 @@ fn span(start: &Value, stop: &Value) -> Span {
             attributes.extend(kv("result", r));
         }
     }
+    if let Some(db) = sinfo["db"].as_object() {
+        if let Some(rows) = db.get("rows") {
+            attributes.extend(kv("db.response.returned_rows", rows));
+        }
+        // The SQLSTATE, or the database's own code where it has none (SQLite).
+        if let Some(code) = db.get("sqlstate").or_else(|| db.get("code")) {
+            let code = match code {
+                Value::String(s) => s.clone(),
+                other => other.to_string(),
+            };
+            attributes.extend(kv("db.response.status_code", &Value::String(code)));
+        }
+    }
     if let Some(code) = sinfo["requests"].get("status_code") {
         attributes.extend(kv("status_code", code));
     }
@@ -500,6 +474,7 @@ fn span(start: &Value, stop: &Value) -> Span {
     let mut status = None;
     if let Some(etype) = sinfo.get("etype").filter(|e| !e.is_null()) {
         attributes.extend(kv("error", &Value::Bool(true)));
+        attributes.extend(kv("error.type", etype));
         let message = sinfo.get("message").cloned().unwrap_or(Value::Null);
         events.push(Event {
             time_unix_nano: nanos(&stop["timestamp"]),

@@ -1,7 +1,9 @@
 //! The OTLP collector against an in-process OTLP/HTTP receiver: the request is decoded with
 //! the OpenTelemetry protobuf types and checked span by span (ids, parents, names, error
 //! status); stops pair with their starts by id across batches and interleavings; a failed
-//! export loses nothing and sends nothing twice.
+//! export loses nothing and sends nothing twice. And against a real back end: Jaeger
+//! (127.0.0.1:4318 and :16686, which `scripts/test` builds and starts) gives back the trace as
+//! it was sent.
 
 use axum::Router;
 use axum::body::Bytes;
@@ -147,8 +149,20 @@ async fn spans_carry_the_reference_ids_names_and_errors() {
     assert_eq!(http.name, "REQUESTS_GET_glance");
     assert_eq!(bad.name, "SQL_SELEC");
     assert_eq!(
-        attr(&db, "db.statement"),
+        attr(&db, "db.query.text"),
         Some(Any::StringValue("select * from instances".into()))
+    );
+    assert_eq!(
+        attr(&db, "db.system.name"),
+        Some(Any::StringValue("postgresql".into()))
+    );
+    assert_eq!(
+        attr(&db, "db.operation.name"),
+        Some(Any::StringValue("SELECT".into()))
+    );
+    assert_eq!(
+        attr(&bad, "error.type"),
+        Some(Any::StringValue("ProgrammingError".into()))
     );
     assert_eq!(attr(&http, "http.port"), Some(Any::IntValue(9292)));
     assert!(db.end_time_unix_nano >= db.start_time_unix_nano && db.start_time_unix_nano > 0);
@@ -370,4 +384,156 @@ async fn exports_over_https_with_a_private_ca_and_auth_headers() {
         .unwrap_err();
     assert!(!e.is_rejected(), "{e}");
     let _ = std::fs::remove_file(ca);
+}
+
+const JAEGER: &str = "Jaeger (OTLP on 127.0.0.1:4318, query API on 127.0.0.1:16686; scripts/test builds and starts it)";
+
+/// Jaeger's tag `key` of a span of its query API, as JSON.
+fn tag<'a>(span: &'a serde_json::Value, key: &str) -> Option<&'a serde_json::Value> {
+    span["tags"]
+        .as_array()?
+        .iter()
+        .find(|t| t["key"] == key)
+        .map(|t| &t["value"])
+}
+
+/// A trace exported to a real Jaeger comes back from its query API as it was sent: every point
+/// a span, with its parent, its start and its duration to the microsecond, the database
+/// attributes of OpenTelemetry's conventions, and the error point marked.
+#[test]
+fn jaeger_gives_back_the_trace_as_sent() {
+    use serde_json::json;
+    let (base, msgs) = captured_trace(|| {
+        let _wsgi = Trace::new(
+            "wsgi",
+            || osp::info!({"request": {"path": "/v2/servers", "method": "GET", "query": "", "scheme": "http"}}),
+        );
+        {
+            let _rpc = Trace::new("rpc", || osp::info!({"function": {"name": "compute.get"}}));
+            let mut db = Trace::new("db", || {
+                osp::info!({"db": {"api": "query", "system": "postgresql", "namespace": "nova",
+                    "server": "db1.example:5432", "statement": "SELECT * FROM instances WHERE id = $1"}})
+            });
+            std::thread::sleep(std::time::Duration::from_millis(3));
+            db.stop_info(|i| {
+                i.insert("db".into(), json!({"rows": 3}));
+            });
+        }
+        let mut bad = Trace::new(
+            "db",
+            || osp::info!({"db": {"api": "query", "system": "postgresql", "statement": "SELEC 1"}}),
+        );
+        bad.error_with("ProgrammingError", "syntax error at or near \"SELEC\"");
+        bad.stop_info(|i| {
+            i.insert("db".into(), json!({"sqlstate": "42601"}));
+        });
+    });
+    OtlpDriver::open("otlp://127.0.0.1:4318")
+        .unwrap()
+        .notify(&msgs)
+        .unwrap_or_else(|e| panic!("{JAEGER}: {e}"));
+
+    let hex = uuid::Uuid::parse_str(&base).unwrap().simple().to_string();
+    let url = format!("http://127.0.0.1:16686/api/traces/{hex}");
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+    let trace = loop {
+        let got = osprofiler_testkit::curl_json(JAEGER, "GET", &url, None);
+        let n = got["data"][0]["spans"].as_array().map_or(0, Vec::len);
+        if n >= 4 {
+            break got["data"][0].clone();
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "{JAEGER}: the trace's 4 spans within 30 s; has {n}: {got}"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(200));
+    };
+    let spans = trace["spans"].as_array().unwrap();
+    assert_eq!(spans.len(), 4, "{trace:#}");
+    let span_of = |m: &Message| {
+        let id = hex_of(&low64(&m.trace_id().to_text()));
+        spans
+            .iter()
+            .find(|s| s["spanID"] == id.as_str())
+            .unwrap_or_else(|| panic!("no span {id} for {}: {trace:#}", m.name()))
+    };
+    let started = starts(&msgs);
+    let stop_of = |start: &Message| {
+        msgs.iter()
+            .find(|m| m.trace_id() == start.trace_id() && m.name().ends_with("-stop"))
+            .unwrap()
+    };
+    let parent_of = |span: &serde_json::Value| {
+        span["references"]
+            .as_array()
+            .and_then(|r| r.iter().find(|r| r["refType"] == "CHILD_OF"))
+            .map(|r| r["spanID"].as_str().unwrap().to_owned())
+    };
+    for start in &started {
+        let span = span_of(start);
+        assert_eq!(span["traceID"], hex.as_str());
+        assert_eq!(
+            span["startTime"].as_i64(),
+            Some(start.timestamp_micros()),
+            "{}",
+            start.name()
+        );
+        assert_eq!(
+            span["duration"].as_i64(),
+            Some(stop_of(start).timestamp_micros() - start.timestamp_micros()),
+            "{}",
+            start.name()
+        );
+        let want_parent = (start.parent_id() != start.base_id())
+            .then(|| hex_of(&low64(&start.parent_id().to_text())));
+        assert_eq!(parent_of(span), want_parent, "{}: {span:#}", start.name());
+        let process = &trace["processes"][span["processID"].as_str().unwrap()];
+        assert_eq!(process["serviceName"], "proj-svc");
+    }
+    let (wsgi, rpc, db, bad) = (
+        span_of(started[0]),
+        span_of(started[1]),
+        span_of(started[2]),
+        span_of(started[3]),
+    );
+    assert_eq!(wsgi["operationName"], "WSGI_GET_/v2/servers");
+    assert_eq!(rpc["operationName"], "rpc");
+    assert_eq!(db["operationName"], "SQL_SELECT");
+    assert!(db["duration"].as_i64().unwrap() >= 3000, "{db:#}");
+    for (key, want) in [
+        ("db.system.name", json!("postgresql")),
+        ("db.namespace", json!("nova")),
+        (
+            "db.query.text",
+            json!("SELECT * FROM instances WHERE id = $1"),
+        ),
+        ("db.operation.name", json!("SELECT")),
+        ("server.address", json!("db1.example")),
+        ("server.port", json!(5432)),
+        ("db.response.returned_rows", json!(3)),
+        ("span.kind", json!("client")),
+    ] {
+        assert_eq!(tag(db, key), Some(&want), "{key}: {db:#}");
+    }
+    assert_eq!(tag(db, "error"), None, "{db:#}");
+    for (key, want) in [
+        ("error", json!(true)),
+        ("error.type", json!("ProgrammingError")),
+        ("db.response.status_code", json!("42601")),
+        ("otel.status_code", json!("ERROR")),
+    ] {
+        assert_eq!(tag(bad, key), Some(&want), "{key}: {bad:#}");
+    }
+    let log = &bad["logs"][0]["fields"];
+    assert!(
+        log.as_array()
+            .unwrap()
+            .iter()
+            .any(|f| f["key"] == "error.kind" && f["value"] == "ProgrammingError"),
+        "{bad:#}"
+    );
+}
+
+fn hex_of(bytes: &[u8]) -> String {
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
 }

@@ -357,3 +357,78 @@ pub fn free_port() -> u16 {
         .map(|a| a.port())
         .expect("bind 127.0.0.1:0")
 }
+
+/// One HTTP call to a local service's REST API with curl (JSON body in, JSON answer out), for
+/// tests that read back what a server stored (OpenSearch, Jaeger). `service` names the server
+/// in every failure message.
+pub fn curl_json(service: &str, method: &str, url: &str, body: Option<&str>) -> Value {
+    let mut cmd = std::process::Command::new("curl");
+    cmd.args(["-sS", "--max-time", "60", "-X", method, url]);
+    if let Some(b) = body {
+        // NDJSON for _bulk bodies, JSON otherwise.
+        let ct = if url.contains("/_bulk") {
+            "Content-Type: application/x-ndjson"
+        } else {
+            "Content-Type: application/json"
+        };
+        cmd.args(["-H", ct, "--data-binary", b]);
+    }
+    let out = cmd
+        .output()
+        .unwrap_or_else(|e| panic!("{service}: cannot run curl (Debian package curl): {e}"));
+    assert!(
+        out.status.success(),
+        "{service}: {method} {url}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    serde_json::from_slice(&out.stdout).unwrap_or_else(|_| {
+        panic!(
+            "{service}: {method} {url} answered: {}",
+            String::from_utf8_lossy(&out.stdout)
+        )
+    })
+}
+
+/// The id of the process of this machine that listens on TCP `port` (Linux: from `/proc`), to
+/// signal a real server in a test (SIGSTOP to hang it). `None` when none is found.
+pub fn pid_listening_on(port: u16) -> Option<u32> {
+    let mut inodes = Vec::new();
+    for table in ["/proc/net/tcp", "/proc/net/tcp6"] {
+        let Ok(text) = std::fs::read_to_string(table) else {
+            continue;
+        };
+        for line in text.lines().skip(1) {
+            let f: Vec<&str> = line.split_whitespace().collect();
+            // local_address is HEX_IP:HEX_PORT; state 0A is LISTEN; field 9 the inode.
+            let listening = f.len() > 9
+                && f[3] == "0A"
+                && f[1]
+                    .rsplit_once(':')
+                    .and_then(|(_, p)| u16::from_str_radix(p, 16).ok())
+                    == Some(port);
+            if listening {
+                inodes.push(format!("socket:[{}]", f[9]));
+            }
+        }
+    }
+    for proc in std::fs::read_dir("/proc").ok()?.flatten() {
+        let Some(pid) = proc
+            .file_name()
+            .to_str()
+            .and_then(|n| n.parse::<u32>().ok())
+        else {
+            continue;
+        };
+        let Ok(fds) = std::fs::read_dir(proc.path().join("fd")) else {
+            continue;
+        };
+        for fd in fds.flatten() {
+            if let Ok(link) = std::fs::read_link(fd.path())
+                && inodes.iter().any(|i| link.as_os_str() == i.as_str())
+            {
+                return Some(pid);
+            }
+        }
+    }
+    None
+}
