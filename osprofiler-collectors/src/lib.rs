@@ -12,7 +12,7 @@
 //! | `messaging://[user:pass@host:port/vhost]` | [`MessagingDriver`]: oslo.messaging notifications on RabbitMQ (the Ceilometer path) | `messaging` |
 //! | `otlp://host:port[/path]`, `otlp+https://…`, `otlp://` (from `OTEL_EXPORTER_OTLP_*`) | [`OtlpDriver`]: spans over OTLP/HTTP(S) (Jaeger, Tempo, the OTel Collector), headers for authentication; export only | `otlp` |
 //! | `jaeger://…` | an error pointing to OTLP (the Jaeger client protocol is retired) | |
-//! | `elasticsearch://…` | an error naming the supported collectors: no Elasticsearch server can be run where this crate is tested, and no untested driver is shipped | |
+//! | `elasticsearch://[user:pass@]host[:port][?index=…]`, `elasticsearch+https://…` | [`ElasticsearchDriver`]: Elasticsearch 7.8+ / OpenSearch, Python's indexes, exact `base_id` matches, `_bulk` writes | `elasticsearch` |
 //!
 //! Call [`register`] once (or use [`init_from_conf`] / [`open`], which do) so that
 //! `osprofiler_core::init_from_conf` finds these schemes.
@@ -48,6 +48,10 @@ use osprofiler_core::notifier::{Driver, DriverError};
 use osprofiler_core::{InitError, NotifierGuard, ProfilerConfig};
 use std::sync::{Arc, Once};
 
+#[cfg(feature = "elasticsearch")]
+pub mod elasticsearch;
+#[cfg(feature = "_http")]
+mod http;
 #[cfg(feature = "messaging")]
 pub mod messaging;
 #[cfg(feature = "mongodb")]
@@ -61,6 +65,8 @@ mod rt;
 #[cfg(feature = "_sql")]
 pub mod sql;
 
+#[cfg(feature = "elasticsearch")]
+pub use crate::elasticsearch::ElasticsearchDriver;
 #[cfg(feature = "messaging")]
 pub use crate::messaging::MessagingDriver;
 #[cfg(feature = "mongodb")]
@@ -76,30 +82,61 @@ pub use crate::sql::SqlDriver;
 /// current directory.
 pub const DEFAULT_CONNECTION_STRING: &str = "sqlite://osprofiler.db";
 
-/// The collectors this crate knows (whether built in or not), for error messages.
-const SUPPORTED: &[&str] = &[
-    "sqlite://",
-    "postgresql://",
-    "mysql://",
-    "redis://",
-    "redissentinel://",
-    "mongodb://",
-    "messaging://",
-    "otlp://",
-];
+/// Registers, for the schemes of a driver this build leaves out, an error naming the cargo
+/// feature that brings it (rather than "unknown scheme").
+#[allow(unused_macros)] // with every feature on
+macro_rules! without {
+    ($feature:literal: $($scheme:literal),+) => {
+        for scheme in [$($scheme),+] {
+            osprofiler_core::register_driver(scheme, |_, _| {
+                Err(DriverError::new(concat!(
+                    "this build of osprofiler-collectors leaves this collector out: enable its \
+                     cargo feature, osprofiler-collectors = { features = [\"",
+                    $feature,
+                    "\"] }"
+                )))
+            });
+        }
+    };
+}
 
 /// Registers every driver of this build with the core's driver registry. Idempotent.
 pub fn register() {
     static ONCE: Once = Once::new();
     ONCE.call_once(|| {
+        #[cfg(not(feature = "sqlite"))]
+        without!("sqlite": "sqlite");
+        #[cfg(not(feature = "postgres"))]
+        without!("postgres": "postgres", "postgresql", "postgresql+psycopg2");
+        #[cfg(not(feature = "mysql"))]
+        without!("mysql": "mysql", "mysql+pymysql", "mariadb");
+        #[cfg(not(feature = "redis"))]
+        without!("redis": "redis", "rediss", "redissentinel");
+        #[cfg(not(feature = "mongodb"))]
+        without!("mongodb": "mongodb");
+        #[cfg(not(feature = "messaging"))]
+        without!("messaging": "messaging");
+        #[cfg(not(feature = "otlp"))]
+        without!("otlp": "otlp", "otlp+http", "otlp+https");
+        #[cfg(not(feature = "elasticsearch"))]
+        without!("elasticsearch": "elasticsearch", "elasticsearch+http", "elasticsearch+https");
+        // One SQL driver: it knows which of its databases this build has.
         #[cfg(feature = "_sql")]
+        #[allow(clippy::single_element_loop)] // a build with one SQL database
         for scheme in [
+            #[cfg(feature = "sqlite")]
             "sqlite",
+            #[cfg(feature = "postgres")]
             "postgres",
+            #[cfg(feature = "postgres")]
             "postgresql",
+            #[cfg(feature = "postgres")]
             "postgresql+psycopg2",
+            #[cfg(feature = "mysql")]
             "mysql",
+            #[cfg(feature = "mysql")]
             "mysql+pymysql",
+            #[cfg(feature = "mysql")]
             "mariadb",
         ] {
             osprofiler_core::register_driver(scheme, |cs, _| {
@@ -126,13 +163,12 @@ pub fn register() {
                 Ok(Arc::new(OtlpDriver::open(cs)?) as Arc<dyn Driver>)
             });
         }
-        osprofiler_core::register_driver("elasticsearch", |_, _| {
-            Err(DriverError::new(format!(
-                "no Elasticsearch driver: no Elasticsearch or OpenSearch server can be run where \
-                 osprofiler-rs is tested, and an untested driver is not shipped; use one of {}",
-                SUPPORTED.join(", ")
-            )))
-        });
+        #[cfg(feature = "elasticsearch")]
+        for scheme in ["elasticsearch", "elasticsearch+http", "elasticsearch+https"] {
+            osprofiler_core::register_driver(scheme, |cs, conf| {
+                Ok(Arc::new(ElasticsearchDriver::from_conf(cs, conf)?) as Arc<dyn Driver>)
+            });
+        }
         osprofiler_core::register_driver("jaeger", |_, _| {
             Err(DriverError::new(
                 "the Jaeger client protocol is retired and not supported; Jaeger ingests OTLP: \
@@ -151,6 +187,11 @@ pub fn register() {
 /// assert!(e.to_string().contains("otlp://"));
 /// let e = osprofiler_collectors::open("nosuch://x", &conf).map(drop).unwrap_err();
 /// assert!(e.to_string().contains("\"nosuch\""));
+/// // A collector this build leaves out names the feature that brings it.
+/// # #[cfg(not(feature = "redis"))] {
+/// let e = osprofiler_collectors::open("redis://localhost", &conf).map(drop).unwrap_err();
+/// assert!(e.to_string().contains("features = [\"redis\"]"));
+/// # }
 /// ```
 pub fn open(connection_string: &str, conf: &ProfilerConfig) -> Result<Arc<dyn Driver>, InitError> {
     register();

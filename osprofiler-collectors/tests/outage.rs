@@ -3,10 +3,13 @@
 //! connection and refuses new ones), none of them waits on it, and when it is back everything
 //! that fit in the queue is delivered — read back trace by trace from the server itself.
 //!
-//! PostgreSQL, MariaDB, Redis, MongoDB (SecantusDB), RabbitMQ (`messaging://`) and an
-//! in-process OTLP receiver. One test at a time: each installs the process's notifier.
+//! PostgreSQL, MariaDB, Redis, MongoDB (SecantusDB), RabbitMQ (`messaging://`), OpenSearch
+//! (also hung for real: SIGSTOP, then SIGCONT) and an in-process OTLP receiver. One test at a
+//! time: each installs the process's notifier.
 
-use osprofiler_collectors::{MessagingDriver, MongoDriver, RedisDriver, SqlDriver};
+use osprofiler_collectors::{
+    ElasticsearchDriver, MessagingDriver, MongoDriver, RedisDriver, SqlDriver,
+};
 use osprofiler_core::notifier::Driver;
 use osprofiler_core::{self as osp, ProfilerConfig, Trace};
 use osprofiler_testkit::proxy::Proxy;
@@ -44,6 +47,25 @@ fn outage(
     per_phase: usize,
     stored: impl Fn(&str) -> usize,
 ) {
+    outage_by(
+        name,
+        connection_string,
+        || proxy.down(),
+        || proxy.up(),
+        per_phase,
+        stored,
+    );
+}
+
+/// [`outage`] with the fault made by `down` and ended by `up`.
+fn outage_by(
+    name: &str,
+    connection_string: &str,
+    down: impl Fn(),
+    up: impl Fn(),
+    per_phase: usize,
+    stored: impl Fn(&str) -> usize,
+) {
     let _serial = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
     let conf = ProfilerConfig::builder()
         .enabled(true)
@@ -58,11 +80,11 @@ fn outage(
         guard.flush(Duration::from_secs(20)),
         "{name}: delivered while up"
     );
-    proxy.down();
+    down();
     traced_load(per_phase * 2, &mut traces, &mut slowest);
     std::thread::sleep(Duration::from_millis(800)); // the worker keeps failing meanwhile
     let during = osp::notifier::get().stats();
-    proxy.up();
+    up();
     traced_load(per_phase, &mut traces, &mut slowest);
     assert!(
         guard.flush(Duration::from_secs(60)),
@@ -221,5 +243,56 @@ fn otlp() {
             let id = uuid::Uuid::parse_str(t).unwrap().as_bytes().to_vec();
             2 * spans.lock().unwrap().iter().filter(|s| **s == id).count()
         },
+    );
+}
+
+/// OpenSearch behind the proxy (stopped, then back), and the server itself hung: the process
+/// listening on 9200 stopped with SIGSTOP for a while, then continued.
+#[test]
+fn opensearch() {
+    const HINT: &str = "OpenSearch (127.0.0.1:9200)";
+    let index = format!("osp-outage-{}", uuid::Uuid::new_v4().simple());
+    let direct =
+        ElasticsearchDriver::open(&format!("elasticsearch://127.0.0.1:9200?index={index}"))
+            .unwrap();
+    let stored = |t: &str| direct.trace_messages(t).unwrap().len();
+    let proxy = Proxy::start("127.0.0.1:9200");
+    outage(
+        HINT,
+        &format!("elasticsearch://127.0.0.1:{}?index={index}", proxy.port),
+        &proxy,
+        40,
+        stored,
+    );
+    let pid = osprofiler_testkit::pid_listening_on(9200)
+        .unwrap_or_else(|| panic!("{HINT}: no process of this machine listens on 9200"));
+    let signal = |sig: &str| {
+        let ok = std::process::Command::new("kill")
+            .args([sig, &pid.to_string()])
+            .status()
+            .is_ok_and(|s| s.success());
+        assert!(ok, "{HINT}: kill {sig} {pid}");
+    };
+    // SIGCONT also if an assertion fails while the server is stopped.
+    struct Continue<'a>(&'a dyn Fn(&str));
+    impl Drop for Continue<'_> {
+        fn drop(&mut self) {
+            (self.0)("-CONT");
+        }
+    }
+    let _cont = Continue(&signal);
+    outage_by(
+        "OpenSearch hung (SIGSTOP)",
+        &format!("elasticsearch://127.0.0.1:9200?index={index}"),
+        || signal("-STOP"),
+        || signal("-CONT"),
+        40,
+        stored,
+    );
+    osprofiler_testkit::curl_json(
+        HINT,
+        "DELETE",
+        &format!("http://127.0.0.1:9200/{index}*"),
+        None,
     );
 }

@@ -43,12 +43,13 @@ pub struct ProfilerConfig {
     pub connection_string: String,
     /// `filter_error_trace` (default false): index traces that contain errors.
     pub filter_error_trace: bool,
-    /// `es_doc_type` (default `notification`): accepted for compatibility, with a warning
-    /// when set (there is no Elasticsearch collector).
+    /// `es_doc_type` (default `notification`): accepted for compatibility; a value set is
+    /// reported by [`ProfilerConfig::inert_options`] (Elasticsearch 7+ has no mapping types).
     pub es_doc_type: String,
-    /// `es_scroll_time` (default `2m`): as `es_doc_type`.
+    /// `es_scroll_time` (default `2m`): how long the `elasticsearch://` collector keeps a
+    /// search open between two pages of a read.
     pub es_scroll_time: String,
-    /// `es_scroll_size` (default 10000): as `es_doc_type`.
+    /// `es_scroll_size` (default 10000): hits per page of an `elasticsearch://` read.
     pub es_scroll_size: u64,
     /// `socket_timeout` in seconds (default 0.1): bounds the `redis://` and
     /// `redissentinel://` collectors' connect, reads and writes.
@@ -641,8 +642,11 @@ impl ProfilerConfig {
             .connection_string
             .to_ascii_lowercase()
             .starts_with("redissentinel://");
-        const ES: &str = "there is no Elasticsearch collector (no Elasticsearch server to test \
-                          one against); accepted for compatibility with Python's options";
+        let elasticsearch = matches!(
+            self.connection_string.split_once("://").map(|(s, _)| s.to_ascii_lowercase()),
+            Some(ref s) if s.starts_with("elasticsearch")
+        );
+        const ES: &str = "only the elasticsearch:// collector uses it";
         let mut out = Vec::new();
         if self.trace_requests != d.trace_requests {
             out.push((
@@ -652,12 +656,16 @@ impl ProfilerConfig {
             ));
         }
         if self.es_doc_type != d.es_doc_type {
-            out.push(("es_doc_type", ES));
+            out.push((
+                "es_doc_type",
+                "mapping types are gone from Elasticsearch 7+ and OpenSearch 2+: the \
+                 elasticsearch:// collector writes every document as _doc",
+            ));
         }
-        if self.es_scroll_time != d.es_scroll_time {
+        if self.es_scroll_time != d.es_scroll_time && !elasticsearch {
             out.push(("es_scroll_time", ES));
         }
-        if self.es_scroll_size != d.es_scroll_size {
+        if self.es_scroll_size != d.es_scroll_size && !elasticsearch {
             out.push(("es_scroll_size", ES));
         }
         if self.socket_timeout != d.socket_timeout && !redis {

@@ -56,7 +56,12 @@ fn inert_options_are_named_once_at_start_up() {
         "{got:#?}"
     );
     assert!(got[0].contains("client middleware"), "{}", got[0]);
-    assert!(got[1].contains("no Elasticsearch collector"), "{}", got[1]);
+    assert!(got[1].contains("mapping types are gone"), "{}", got[1]);
+    assert!(
+        got[2].contains("only the elasticsearch:// collector"),
+        "{}",
+        got[2]
+    );
 
     // Defaults, and options that take effect with the collector given: no warning.
     assert!(warnings_of("[profiler]\nenabled = false\n").is_empty());
@@ -64,6 +69,13 @@ fn inert_options_are_named_once_at_start_up() {
         warnings_of(
             "[profiler]\nconnection_string = redissentinel://127.0.0.1:26379\n\
              socket_timeout = 2\nsentinel_service_name = prod\n"
+        )
+        .is_empty()
+    );
+    assert!(
+        warnings_of(
+            "[profiler]\nconnection_string = elasticsearch://127.0.0.1:9200\n\
+             es_scroll_time = 5m\nes_scroll_size = 500\n"
         )
         .is_empty()
     );
