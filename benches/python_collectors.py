@@ -1,17 +1,30 @@
-"""Python OSProfiler 4.4.0's Redis and MongoDB drivers' throughput, for the collector table
-of benches/README.md: messages per second stored by `driver.notify`, one message per call as
-Python's notifier does, with the same shape of message as benches/collectors.rs.
+"""Python OSProfiler 4.4.0's Redis, MongoDB and Elasticsearch drivers' throughput, for the
+collector table of benches/README.md: messages per second stored by `driver.notify`, one message
+per call as Python's notifier does, with the same shape of message as benches/collectors.rs.
 
-Usage: .venv-osp/bin/python benches/python_collectors.py [redis://127.0.0.1:6379 | mongodb://127.0.0.1:27017]
+Usage: .venv-osp/bin/python benches/python_collectors.py
+           [redis://127.0.0.1:6379 | mongodb://127.0.0.1:27017 | elasticsearch://127.0.0.1:9200]
+
+Elasticsearch: OSProfiler 4.4 passes es_doc_type on every call, which OpenSearch 2 refuses
+unless it is None (elasticsearch-py 7.13 then uses _doc), as in the interop test.
 """
 import sys
 import time
 import uuid
 
+from oslo_config import cfg
+
+from osprofiler import opts
 from osprofiler.drivers import base
 
 url = sys.argv[1] if len(sys.argv) > 1 else "redis://127.0.0.1:6379"
-driver = base.get_driver(url, project="bench", service="bench", host="bench", conf={})
+conf = {}
+if url.startswith("elasticsearch"):
+    opts.set_defaults(cfg.CONF)
+    cfg.CONF([], project="bench")
+    cfg.CONF.set_override("es_doc_type", None, group="profiler")
+    conf = cfg.CONF
+driver = base.get_driver(url, project="bench", service="bench", host="bench", conf=conf)
 base_id = str(uuid.uuid4())
 messages = []
 for i in range(256):
@@ -34,6 +47,9 @@ for _ in range(5):
 scheme = url.split("://")[0]
 if scheme == "mongodb":
     driver.db.profiler.delete_many({"base_id": base_id})
+elif scheme == "elasticsearch":
+    driver.client.delete_by_query(index=driver.index_name, refresh=True,
+                                  body={"query": {"match_phrase": {"base_id": base_id}}})
 else:
     driver.db.delete("osprofiler_opt:" + base_id)
 print("%s_notify_python %.0f" % (scheme, best))

@@ -2,7 +2,8 @@
 //! (256 `db` points with a statement, as the notifier hands them over); criterion reports
 //! messages per second. Needs the local services: SQLite is a file under the temp directory,
 //! PostgreSQL at 127.0.0.1:5432 (database `test`), Redis at 127.0.0.1:6379, MongoDB (or
-//! SecantusDB, as `scripts/test` starts it) at 127.0.0.1:27017.
+//! SecantusDB, as `scripts/test` starts it) at 127.0.0.1:27017, OpenSearch at 127.0.0.1:9200
+//! (index `osp-bench-<pid>`, deleted at the end).
 //! Run: `cargo bench -p osprofiler-benches --bench collectors`.
 #![allow(missing_docs)] // criterion_group! generates undocumented items
 use criterion::{Criterion, Throughput, criterion_group, criterion_main};
@@ -73,7 +74,27 @@ fn bench(c: &mut Criterion) {
             .unwrap_or_else(|e| panic!("{name} is needed for this benchmark: {e}"));
         g.bench_function(*name, |b| b.iter(|| d.notify(&batch).unwrap()));
     }
+    // Elasticsearch documents have fixed ids (point and phase): the same batch again would
+    // overwrite, not add. Each iteration stores a new trace's batch (made outside the timing).
+    let index = format!("osp-bench-{}", std::process::id());
+    let es = osprofiler_collectors::ElasticsearchDriver::open(&format!(
+        "elasticsearch://127.0.0.1:9200?index={index}"
+    ))
+    .unwrap();
+    es.notify(&batch)
+        .unwrap_or_else(|e| panic!("OpenSearch is needed for this benchmark: {e}"));
+    g.bench_function("elasticsearch", |b| {
+        b.iter_batched(
+            || messages(256).1,
+            |fresh| es.notify(&fresh).unwrap(),
+            criterion::BatchSize::PerIteration,
+        )
+    });
     g.finish();
+    let _ = std::process::Command::new("curl")
+        .args(["-s", "-X", "DELETE"])
+        .arg(format!("http://127.0.0.1:9200/{index}*"))
+        .output();
 
     // One 10,000-point trace (20,000 messages) into a report.
     let (_, big) = messages(10_000);

@@ -743,6 +743,31 @@ impl ElasticsearchDriver {
         Ok(out)
     }
 
+    /// Deletes one trace's documents and its error marker (retention, clean-up); returns how
+    /// many documents went. Uses `_delete_by_query` (the reindex module, in every
+    /// Elasticsearch and OpenSearch distribution).
+    pub fn delete_trace(&self, base_id: &str) -> Result<u64, DriverError> {
+        self.rt.run(async {
+            let query = json!({"query": self.base_id_query().await?.query(base_id)});
+            let mut deleted = 0;
+            for index in [&self.index, &self.error_index] {
+                let path = format!("/{index}/_delete_by_query?refresh=true&conflicts=proceed");
+                if let Some(r) = self
+                    .call_json(
+                        http::Method::POST,
+                        &path,
+                        Some(&query),
+                        "cannot delete the trace",
+                    )
+                    .await?
+                {
+                    deleted += r["deleted"].as_u64().unwrap_or(0);
+                }
+            }
+            Ok(deleted)
+        })
+    }
+
     async fn messages(&self, base_id: &str) -> Result<Vec<Value>, DriverError> {
         self.refresh(&self.index).await?;
         let query = self.base_id_query().await?.query(base_id);

@@ -133,6 +133,13 @@ fn round_trip_template_listings_and_error_index() {
     assert_eq!(hits.len(), 1, "{marks:#}");
     assert_eq!(hits[0]["_source"]["base_id"], bad.as_str());
 
+    // Deleting a trace takes its documents and its error marker, and nothing else.
+    assert_eq!(d.delete_trace(&bad).unwrap(), bad_msgs.len() as u64 + 1);
+    assert!(d.trace_messages(&bad).unwrap().is_empty());
+    assert!(!d.list_traces().unwrap().iter().any(|t| t.base_id == bad));
+    assert!(d.list_error_traces().unwrap().is_empty());
+    assert_eq!(d.trace_messages(&good).unwrap(), values(&good_msgs));
+
     // A reader before anything was written: no index, no traces, no error.
     let empty = TestIndex::new("empty").driver("");
     assert!(empty.list_traces().unwrap().is_empty());
@@ -324,4 +331,8 @@ fn python_reads_ours_and_we_read_pythons() {
             .iter()
             .any(|t| t.base_id == ours)
     );
+    // Python's index is shared by every run against this server: leave it as it was.
+    for t in [base, ours.as_str()] {
+        assert!(d.delete_trace(t).unwrap() > 0);
+    }
 }
