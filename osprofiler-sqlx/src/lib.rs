@@ -43,6 +43,12 @@ use std::fmt;
 use std::ops::{Deref, DerefMut};
 
 /// The databases the wrapper knows: their system name and how to count affected rows.
+#[diagnostic::on_unimplemented(
+    message = "osprofiler-sqlx is built without support for `{Self}`",
+    label = "no `TracedDatabase` for `{Self}`",
+    note = "enable the osprofiler-sqlx feature of that database: `postgres`, `mysql` or `sqlite` \
+            (osprofiler-sqlx = {{ version = \"…\", features = [\"sqlite\"] }})"
+)]
 pub trait TracedDatabase: Database {
     /// OpenTelemetry `db.system`: `postgresql`, `sqlite`, `mysql`.
     const SYSTEM: &'static str;
