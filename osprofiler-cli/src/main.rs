@@ -26,8 +26,10 @@ struct Conn {
         long = "connection-string",
         value_name = "URL",
         env = "OSPROFILER_CONNECTION_STRING",
+        // --help would print the variable's value, password included.
+        hide_env_values = true,
         default_value = DEFAULT_CONNECTION_STRING,
-        help = "Where traces are stored: sqlite://PATH, postgresql://…, mysql://…, redis://HOST:PORT, redissentinel://HOST:PORT, mongodb://HOST:PORT, messaging://[USER:PASS@HOST:PORT/VHOST]"
+        help = "Where traces are stored: sqlite://PATH, postgresql://…, mysql://…, redis://HOST:PORT, redissentinel://HOST:PORT, mongodb://HOST:PORT, elasticsearch://HOST:PORT, messaging://[USER:PASS@HOST:PORT/VHOST]"
     )]
     connection_string: String,
 }
@@ -256,7 +258,11 @@ fn run(cli: Cli) -> Result<(), CliError> {
             let cs = if conn.connection_string == DEFAULT_CONNECTION_STRING {
                 String::new()
             } else {
-                format!(" --connection-string '{}'", conn.connection_string)
+                // Printed without its password: the command to paste needs it put back.
+                format!(
+                    " --connection-string '{}'",
+                    osprofiler_core::redact(&conn.connection_string)
+                )
             };
             let store = osprofiler_core::redact(&conn.connection_string);
             text.push_str(&format!(

@@ -118,7 +118,13 @@ fn parse(connection_string: &str) -> Result<(String, String), DriverError> {
                 let v = percent_decode(v);
                 let (scheme, rest) = v
                     .split_once("://")
-                    .ok_or_else(|| DriverError::new(format!("transport_url {v:?} is not a URL")))?;
+                    .ok_or_else(|| {
+                        // Not a URL: it may be credentials; only its length is shown.
+                        DriverError::new(format!(
+                            "transport_url ({} characters) is not a URL (rabbit://user:pass@host:5672/)",
+                            v.len()
+                        ))
+                    })?;
                 if !matches!(scheme, "rabbit" | "amqp" | "kombu") {
                     return Err(DriverError::new(format!(
                         "transport_url scheme {scheme:?} is not supported (rabbit:// or amqp://)"

@@ -76,7 +76,7 @@ pub struct OtlpDriver {
 impl std::fmt::Debug for OtlpDriver {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("OtlpDriver")
-            .field("endpoint", &self.endpoint)
+            .field("endpoint", &self.shown())
             .field("headers", &self.headers.keys().collect::<Vec<_>>())
             .finish_non_exhaustive()
     }
@@ -97,9 +97,10 @@ fn header_pairs(list: &str) -> Result<Vec<(String, String)>, DriverError> {
         .filter(|p| !p.is_empty())
         .map(|pair| {
             let (k, v) = pair.split_once('=').ok_or_else(|| {
+                // No `=`: the whole pair may be a token; only its length is shown.
                 DriverError::new(format!(
-                    "bad OTLP header {:?}: expected key=value",
-                    pair.split('=').next().unwrap_or_default()
+                    "bad OTLP header ({} characters): expected key=value",
+                    pair.len()
                 ))
             })?;
             Ok((percent_decode(k.trim())?, percent_decode(v.trim())?))
@@ -178,7 +179,8 @@ impl Settings {
         };
         if !(endpoint.starts_with("http://") || endpoint.starts_with("https://")) {
             return Err(DriverError::new(format!(
-                "the OTLP endpoint {endpoint:?} is not an http:// or https:// URL"
+                "the OTLP endpoint {:?} is not an http:// or https:// URL",
+                osprofiler_core::config::redact_urls(&endpoint)
             )));
         }
         Ok(Settings {
@@ -207,7 +209,13 @@ impl OtlpDriver {
             headers.insert(name, value);
         }
         let uri: http::Uri = settings.endpoint.parse().map_err(|e| {
-            DriverError::with_source(format!("bad OTLP endpoint {}", settings.endpoint), e)
+            DriverError::with_source(
+                format!(
+                    "bad OTLP endpoint {}",
+                    osprofiler_core::config::redact_urls(&settings.endpoint)
+                ),
+                e,
+            )
         })?;
         let rt = Rt::new()?;
         let client = {
@@ -230,6 +238,11 @@ impl OtlpDriver {
         &self.endpoint
     }
 
+    /// The endpoint as errors and `Debug` show it: without a password.
+    fn shown(&self) -> std::borrow::Cow<'_, str> {
+        osprofiler_core::config::redact_urls(&self.endpoint)
+    }
+
     async fn post(&self, body: Vec<u8>) -> Result<(), DriverError> {
         let mut req = http::Request::post(self.uri.clone())
             .header(http::header::CONTENT_TYPE, "application/x-protobuf")
@@ -237,7 +250,7 @@ impl OtlpDriver {
             .map_err(|e| DriverError::with_source("cannot build the OTLP request", e))?;
         req.headers_mut().extend(self.headers.clone());
         let cannot = |e: &dyn std::fmt::Display| {
-            DriverError::new(format!("cannot export spans to {}: {e}", self.endpoint))
+            DriverError::new(format!("cannot export spans to {}: {e}", self.shown()))
         };
         let resp = tokio::time::timeout(Duration::from_secs(10), self.client.request(req))
             .await
@@ -247,7 +260,7 @@ impl OtlpDriver {
         if !status.is_success() {
             let e = DriverError::new(format!(
                 "the OTLP receiver at {} answered {status}",
-                self.endpoint
+                self.shown()
             ));
             // 4xx but timeouts and throttling: the receiver will refuse the same spans again
             // (OTLP's retryable codes are 429, 502, 503, 504).

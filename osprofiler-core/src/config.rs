@@ -23,7 +23,7 @@ use std::time::Duration;
 /// assert_eq!(err.option, "enabled");
 /// assert!(err.to_string().contains("maybe"));
 /// ```
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Clone, PartialEq)]
 #[non_exhaustive]
 pub struct ProfilerConfig {
     /// `enabled` (default false): trace this service at all.
@@ -66,7 +66,7 @@ impl Default for ProfilerConfig {
             trace_sqlalchemy: false,
             trace_sql_params: false,
             trace_requests: false,
-            hmac_keys: vec!["SECRET_KEY".to_owned()],
+            hmac_keys: vec![DEFAULT_HMAC_KEY.to_owned()],
             connection_string: "sqlite://osprofiler.db".to_owned(),
             filter_error_trace: false,
             es_doc_type: "notification".to_owned(),
@@ -75,6 +75,34 @@ impl Default for ProfilerConfig {
             socket_timeout: 0.1,
             sentinel_service_name: "mymaster".to_owned(),
         }
+    }
+}
+
+/// OSProfiler's default `hmac_keys`: known to everyone, so `init_from_conf` warns once when
+/// profiling is enabled with it.
+pub const DEFAULT_HMAC_KEY: &str = "SECRET_KEY";
+
+/// Keys are shown as their count and a connection string without its password: `Debug` output
+/// ends up in logs.
+impl fmt::Debug for ProfilerConfig {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("ProfilerConfig")
+            .field("enabled", &self.enabled)
+            .field("trace_sqlalchemy", &self.trace_sqlalchemy)
+            .field("trace_sql_params", &self.trace_sql_params)
+            .field("trace_requests", &self.trace_requests)
+            .field(
+                "hmac_keys",
+                &format_args!("[REDACTED; {}]", self.hmac_keys.len()),
+            )
+            .field("connection_string", &redact_urls(&self.connection_string))
+            .field("filter_error_trace", &self.filter_error_trace)
+            .field("es_doc_type", &self.es_doc_type)
+            .field("es_scroll_time", &self.es_scroll_time)
+            .field("es_scroll_size", &self.es_scroll_size)
+            .field("socket_timeout", &self.socket_timeout)
+            .field("sentinel_service_name", &self.sentinel_service_name)
+            .finish()
     }
 }
 
@@ -101,10 +129,19 @@ impl fmt::Display for ConfigError {
 
 impl std::error::Error for ConfigError {}
 
+/// An error for `option`; the value as it can be shown: URL passwords and anything before an
+/// `@` (a connection string without its scheme) masked.
 fn err(option: &str, value: &str, reason: &str) -> ConfigError {
+    let value = match redact_urls(value) {
+        std::borrow::Cow::Borrowed(v) => match v.rfind('@') {
+            Some(at) if !v.contains("://") => format!("***{}", &v[at..]),
+            _ => v.to_owned(),
+        },
+        std::borrow::Cow::Owned(v) => v,
+    };
     ConfigError {
         option: option.to_owned(),
-        value: value.to_owned(),
+        value,
         reason: reason.to_owned(),
     }
 }
@@ -175,7 +212,8 @@ impl ProfilerConfig {
                     .ok_or_else(|| err(option, v, "expected a non-negative number of seconds"))?
             }
             "sentinel_service_name" => self.sentinel_service_name = v.to_owned(),
-            _ => return Err(err(option, v, "unknown option")),
+            // The value of a misspelled option may be a key: not repeated.
+            _ => return Err(err(option, "(not shown)", "unknown option")),
         }
         Ok(())
     }
@@ -432,9 +470,45 @@ pub fn create_driver(
     }
 }
 
-/// A connection string with any password replaced by `***`, for messages.
+/// A connection string with any password replaced by `***`, for messages: the URL's password
+/// and the values of query options whose name says they hold one (`headers`, `password`,
+/// `token`, `secret`, `key`, `auth`, `credential` in the name).
+///
+/// ```
+/// use osprofiler_core::config::redact;
+/// assert_eq!(
+///     redact("otlp://u:pw@h:4318?headers=authorization%3DBearer%20t0k&certificate=/ca.pem"),
+///     "otlp://u:***@h:4318?headers=***&certificate=/ca.pem",
+/// );
+/// ```
 pub fn redact(connection_string: &str) -> String {
-    redact_urls(connection_string).into_owned()
+    let s = redact_urls(connection_string);
+    let Some((base, query)) = s.split_once('?') else {
+        return s.into_owned();
+    };
+    let secret = |k: &str| {
+        let k = k.to_ascii_lowercase();
+        [
+            "header",
+            "pass",
+            "pwd",
+            "token",
+            "secret",
+            "key",
+            "auth",
+            "credential",
+        ]
+        .iter()
+        .any(|w| k.contains(w))
+    };
+    let query: Vec<String> = query
+        .split('&')
+        .map(|p| match p.split_once('=') {
+            Some((k, _)) if secret(k) => format!("{k}=***"),
+            _ => p.to_owned(),
+        })
+        .collect();
+    format!("{base}?{}", query.join("&"))
 }
 
 /// `text` with the password of every URL in it (`scheme://user:password@host…`) replaced by
@@ -618,6 +692,16 @@ pub fn init_from_conf(
     switches::set_enabled(conf.enabled);
     for (option, why) in conf.inert_options() {
         log::warn!("osprofiler: [profiler] {option} has no effect here: {why}");
+    }
+    if conf.enabled && conf.hmac_keys.iter().any(|k| k == DEFAULT_HMAC_KEY) {
+        static ONCE: std::sync::Once = std::sync::Once::new();
+        ONCE.call_once(|| {
+            log::warn!(
+                "osprofiler: profiling is enabled with OSProfiler's default key {DEFAULT_HMAC_KEY:?} \
+                 in [profiler] hmac_keys: anyone who knows it can trace requests to this \
+                 service; set a key of your own (the same in every service of a trace)"
+            );
+        });
     }
     Ok(NotifierGuard { notifier })
 }

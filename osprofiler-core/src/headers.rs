@@ -79,7 +79,7 @@ impl TraceHeaders {
 /// The ids are [`Id`]s: canonical uuids (what OSProfiler sends) are kept as 16 bytes, so
 /// verifying a request allocates nothing for them. Compare them with text directly
 /// (`v.base_id == "..."`) or format them (`to_string`, `to_text`).
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Clone, PartialEq, Eq)]
 pub struct Verified {
     /// The trace's id.
     pub base_id: Id,
@@ -88,6 +88,17 @@ pub struct Verified {
     /// The configured key that matched; sign onward calls with it. Shared with the
     /// [`HmacKeys`] it came from (no copy per request).
     pub hmac_key: std::sync::Arc<str>,
+}
+
+/// The key is not shown.
+impl std::fmt::Debug for Verified {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Verified")
+            .field("base_id", &self.base_id)
+            .field("parent_id", &self.parent_id)
+            .field("hmac_key", &"[REDACTED]")
+            .finish()
+    }
 }
 
 fn keyed(key: &str) -> Hmac<Sha1> {

@@ -79,4 +79,14 @@ fn inert_options_are_named_once_at_start_up() {
         )
         .is_empty()
     );
+
+    // Enabled with OSProfiler's well-known default key: one warning, once per process.
+    let own_key =
+        "[profiler]\nenabled = true\nhmac_keys = k3y-of-our-own\nconnection_string = memory://\n";
+    assert!(warnings_of(own_key).is_empty());
+    let default_key = "[profiler]\nenabled = true\nconnection_string = memory://\n";
+    let got = warnings_of(default_key);
+    assert_eq!(got.len(), 1, "{got:#?}");
+    assert!(got[0].contains("default key \"SECRET_KEY\""), "{}", got[0]);
+    assert!(warnings_of(default_key).is_empty(), "said once");
 }

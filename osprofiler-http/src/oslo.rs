@@ -172,7 +172,9 @@ fn unique_id() -> String {
 /// let back = Request::parse(&req.to_body(), 1 << 20).unwrap();
 /// assert_eq!((back.method.as_str(), &back.args["a"]), ("add", &1.into()));
 /// ```
-#[derive(Debug, Clone, PartialEq)]
+/// `Debug` shows the context's keys, not its values (an oslo context carries the caller's
+/// `auth_token`), and the trace without its key.
+#[derive(Clone, PartialEq)]
 pub struct Request {
     /// The endpoint method.
     pub method: String,
@@ -192,6 +194,22 @@ pub struct Request {
     pub reply_q: Option<String>,
     /// `_unique_id`.
     pub unique_id: String,
+}
+
+impl std::fmt::Debug for Request {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Request")
+            .field("method", &self.method)
+            .field("args", &self.args)
+            .field("namespace", &self.namespace)
+            .field("version", &self.version)
+            .field("context_keys", &self.context.keys().collect::<Vec<_>>())
+            .field("trace", &self.trace)
+            .field("msg_id", &self.msg_id)
+            .field("reply_q", &self.reply_q)
+            .field("unique_id", &self.unique_id)
+            .finish_non_exhaustive()
+    }
 }
 
 impl Request {
@@ -571,8 +589,8 @@ fn json_properties() -> BasicProperties {
         .with_content_encoding("utf-8".into())
 }
 
-/// How an [`RpcServer`] serves.
-#[derive(Debug, Clone)]
+/// How an [`RpcServer`] serves (`Debug` shows `trusted_keys` as a count).
+#[derive(Clone)]
 pub struct ServerOptions {
     /// The control exchange (default `openstack`).
     pub exchange: String,
@@ -595,6 +613,27 @@ pub struct ServerOptions {
     /// answered, and RabbitMQ delivers no more than this many unacknowledged requests to the
     /// server's channel: the rest wait in the queue, for this server or another.
     pub prefetch: u16,
+}
+
+impl std::fmt::Debug for ServerOptions {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ServerOptions")
+            .field("exchange", &self.exchange)
+            .field("topic", &self.topic)
+            .field("server", &self.server)
+            .field("endpoint", &self.endpoint)
+            .field("hide_args", &self.hide_args)
+            .field("max_message", &self.max_message)
+            .field(
+                "trusted_keys",
+                &self
+                    .trusted_keys
+                    .as_ref()
+                    .map(|k| format!("[REDACTED; {}]", k.len())),
+            )
+            .field("prefetch", &self.prefetch)
+            .finish()
+    }
 }
 
 /// The default [`ServerOptions::prefetch`]: oslo.messaging's `executor_thread_pool_size`.

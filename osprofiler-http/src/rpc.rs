@@ -27,7 +27,7 @@ pub const CONTEXT_KEY: &str = "trace_info";
 /// assert_eq!(got.parent_id, "p");
 /// osprofiler_core::clean();
 /// ```
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct TraceContext {
     /// The key that admitted the trace.
     pub hmac_key: String,
@@ -35,6 +35,17 @@ pub struct TraceContext {
     pub base_id: String,
     /// The caller's current point.
     pub parent_id: String,
+}
+
+/// The key is not shown.
+impl std::fmt::Debug for TraceContext {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("TraceContext")
+            .field("hmac_key", &"[REDACTED]")
+            .field("base_id", &self.base_id)
+            .field("parent_id", &self.parent_id)
+            .finish()
+    }
 }
 
 impl TraceContext {

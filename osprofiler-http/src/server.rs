@@ -30,13 +30,25 @@ use tower::{Layer, Service};
 ///     .route("/", get(|| async { "hello" }))
 ///     .layer(OsProfilerLayer::new(["new-key", "old-key"])); // rotation: new key first
 /// ```
-#[derive(Clone, Debug)]
+#[derive(Clone)]
 pub struct OsProfilerLayer {
     keys: Arc<HmacKeys>,
     first_key: Option<Arc<str>>,
     enabled: bool,
     traceparent: bool,
     name: &'static str,
+}
+
+/// Keys are shown as their count.
+impl std::fmt::Debug for OsProfilerLayer {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("OsProfilerLayer")
+            .field("keys", &self.keys)
+            .field("enabled", &self.enabled)
+            .field("traceparent", &self.traceparent)
+            .field("name", &self.name)
+            .finish_non_exhaustive()
+    }
 }
 
 impl OsProfilerLayer {
