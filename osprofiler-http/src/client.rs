@@ -125,8 +125,13 @@ where
         self.inner.poll_ready(cx)
     }
 
-    fn call(&mut self, req: http::Request<B>) -> Self::Future {
+    fn call(&mut self, mut req: http::Request<B>) -> Self::Future {
         if !osprofiler_core::is_active() {
+            if self.traceparent
+                && let Some(v) = crate::w3c::unsampled()
+            {
+                req.headers_mut().insert(crate::w3c::TRACEPARENT, v);
+            }
             return TraceClientFuture {
                 kind: TraceClientFutureKind::Untraced {
                     inner: self.inner.call(req),

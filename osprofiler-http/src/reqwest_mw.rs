@@ -40,6 +40,11 @@ impl reqwest_middleware::Middleware for TraceMiddleware {
         next: reqwest_middleware::Next<'_>,
     ) -> reqwest_middleware::Result<reqwest::Response> {
         if !osprofiler_core::is_active() {
+            if self.traceparent
+                && let Some(v) = crate::w3c::unsampled()
+            {
+                req.headers_mut().insert(crate::w3c::TRACEPARENT, v);
+            }
             return next.run(req, extensions).await;
         }
         let uri: Option<http::Uri> = req.url().as_str().parse().ok();

@@ -111,12 +111,16 @@ impl OsProfilerLayer {
         }
         if self.traceparent {
             let value = req.headers().get(crate::w3c::TRACEPARENT)?.to_str().ok()?;
-            let (base, parent) = crate::w3c::parse(value)?;
+            let tp = crate::w3c::parse(value)?;
+            if !tp.sampled {
+                // The caller does not record: neither do we, but its context goes on.
+                return Some(Admitted::Unsampled(Arc::from(tp.to_header())));
+            }
             let key = self.first_key.as_deref().unwrap_or("");
             return Some(Admitted::Traceparent(Profiler::new_root(
                 key,
-                Some(&base),
-                Some(&parent),
+                Some(&tp.base_id),
+                Some(&tp.parent_id),
             )?));
         }
         None
@@ -127,6 +131,8 @@ impl OsProfilerLayer {
 enum Admitted {
     Headers(Verified),
     Traceparent(Profiler),
+    /// An unsampled `traceparent`: not traced, forwarded by the clients.
+    Unsampled(Arc<str>),
 }
 
 impl<S> Layer<S> for OsProfilerLayer {
@@ -190,6 +196,12 @@ where
         let (point, verified) = match admitted {
             Admitted::Headers(v) => (v.start_point(name, start_info), Some(v)),
             Admitted::Traceparent(root) => (root.child(name, start_info), None),
+            Admitted::Unsampled(traceparent) => {
+                let inner = crate::w3c::with_unsampled(&traceparent, || self.inner.call(req));
+                return ResponseFuture {
+                    kind: ResponseFutureKind::Unsampled { inner, traceparent },
+                };
+            }
         };
         let ctx = point.profiler();
         if let Some(verified) = verified {
@@ -218,6 +230,7 @@ pin_project_lite::pin_project! {
     #[project = ResponseFutureProj]
     enum ResponseFutureKind<F> {
         Untraced { #[pin] inner: F },
+        Unsampled { #[pin] inner: F, traceparent: Arc<str> },
         Traced { #[pin] inner: InTrace<F>, point: Option<(Trace, Arc<RequestInfo>)> },
     }
 }
@@ -233,6 +246,9 @@ where
     fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<F::Output> {
         match self.project().kind.project() {
             ResponseFutureProj::Untraced { inner } => inner.poll(cx),
+            ResponseFutureProj::Unsampled { inner, traceparent } => {
+                crate::w3c::with_unsampled(traceparent, || inner.poll(cx))
+            }
             ResponseFutureProj::Traced { inner, point } => {
                 let out = std::task::ready!(inner.poll(cx));
                 if let Some((mut point, info)) = point.take() {

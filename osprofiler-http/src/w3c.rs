@@ -5,8 +5,16 @@
 //!
 //! `traceparent` is not signed: accepting it lets any caller start a trace, which OSProfiler's
 //! HMAC keys exist to prevent. Turn it on only behind a trusted edge.
+//!
+//! The sampled flag is honoured: a request whose `traceparent` says "not sampled" (flags
+//! `00`) is not traced, and the clients of this crate with `traceparent` on forward that
+//! context, still unsampled, on the calls made while it is handled (on the handler's task,
+//! as the trace itself follows it). Points this crate records send flags `01`: they are
+//! recorded.
 
 use osprofiler_core::Id;
+use std::cell::RefCell;
+use std::sync::Arc;
 
 /// Header name.
 pub const TRACEPARENT: &str = "traceparent";
@@ -40,16 +48,44 @@ pub fn traceparent(base_id: &Id, point: &Id) -> Option<String> {
     (trace != 0 && span != 0).then(|| format!("00-{trace:032x}-{span:016x}-01"))
 }
 
-/// Parses a `traceparent` value into `(base_id, parent_id)` as OSProfiler ids: the trace id as
-/// a dashed uuid, the parent span as a uuid whose high 64 bits are zero (so that the OTLP
-/// mapping gives back the same span id). `None` for anything not valid per the spec.
+/// A parsed `traceparent`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TraceParent {
+    /// The trace id as a dashed uuid (OSProfiler's `base_id`).
+    pub base_id: String,
+    /// The parent span as a uuid whose high 64 bits are zero (so that the OTLP mapping gives
+    /// back the same span id).
+    pub parent_id: String,
+    /// The caller recorded its span (flag bit 0): only then does a request join the trace.
+    pub sampled: bool,
+}
+
+impl TraceParent {
+    /// The value to send on: the same trace and parent span, with the sampled flag.
+    pub fn to_header(&self) -> String {
+        let hex = |s: &str| s.replace('-', "");
+        format!(
+            "00-{}-{}-{}",
+            hex(&self.base_id),
+            &hex(&self.parent_id)[16..],
+            if self.sampled { "01" } else { "00" }
+        )
+    }
+}
+
+/// Parses a `traceparent` value as OSProfiler ids and the sampled flag. `None` for anything
+/// not valid per the spec.
 ///
 /// ```
-/// let (base, parent) = osprofiler_http::w3c::parse("00-0f0e0d0c0b0a49088706050403020100-8444555555555555-01").unwrap();
-/// assert_eq!(base, "0f0e0d0c-0b0a-4908-8706-050403020100");
-/// assert_eq!(parent, "00000000-0000-0000-8444-555555555555");
+/// let tp = osprofiler_http::w3c::parse("00-0f0e0d0c0b0a49088706050403020100-8444555555555555-01").unwrap();
+/// assert_eq!(tp.base_id, "0f0e0d0c-0b0a-4908-8706-050403020100");
+/// assert_eq!(tp.parent_id, "00000000-0000-0000-8444-555555555555");
+/// assert!(tp.sampled);
+/// let unsampled = osprofiler_http::w3c::parse("00-0f0e0d0c0b0a49088706050403020100-8444555555555555-00").unwrap();
+/// assert!(!unsampled.sampled);
+/// assert_eq!(unsampled.to_header(), "00-0f0e0d0c0b0a49088706050403020100-8444555555555555-00");
 /// ```
-pub fn parse(value: &str) -> Option<(String, String)> {
+pub fn parse(value: &str) -> Option<TraceParent> {
     let value = value.trim();
     let mut parts = value.split('-');
     let (version, trace, span, flags) =
@@ -67,6 +103,7 @@ pub fn parse(value: &str) -> Option<(String, String)> {
     }
     let t = u128::from_str_radix(trace, 16).ok()?;
     let s = u64::from_str_radix(span, 16).ok()?;
+    let flags = u8::from_str_radix(flags, 16).ok()?;
     if t == 0 || s == 0 {
         return None;
     }
@@ -81,7 +118,39 @@ pub fn parse(value: &str) -> Option<(String, String)> {
             &h[20..]
         )
     };
-    Some((dashed(t), dashed(s as u128)))
+    Some(TraceParent {
+        base_id: dashed(t),
+        parent_id: dashed(s as u128),
+        sampled: flags & 1 == 1,
+    })
+}
+
+thread_local! {
+    /// The unsampled `traceparent` of the request being handled on this thread, to forward.
+    static UNSAMPLED: RefCell<Option<Arc<str>>> = const { RefCell::new(None) };
+}
+
+/// Runs `f` with `value` as the unsampled context to forward (the server's future, polled).
+pub(crate) fn with_unsampled<R>(value: &Arc<str>, f: impl FnOnce() -> R) -> R {
+    let saved = UNSAMPLED.with(|u| u.replace(Some(value.clone())));
+    struct Restore(Option<Arc<str>>);
+    impl Drop for Restore {
+        fn drop(&mut self) {
+            let saved = self.0.take();
+            UNSAMPLED.with(|u| *u.borrow_mut() = saved);
+        }
+    }
+    let _restore = Restore(saved);
+    f()
+}
+
+/// The unsampled `traceparent` to forward on an untraced call, if one is being handled.
+pub(crate) fn unsampled() -> Option<http::HeaderValue> {
+    UNSAMPLED.with(|u| {
+        u.borrow()
+            .as_deref()
+            .and_then(|v| http::HeaderValue::from_str(v).ok())
+    })
 }
 
 #[cfg(test)]
@@ -105,12 +174,22 @@ mod tests {
 
     #[test]
     fn round_trips_through_the_otlp_mapping() {
-        let (base, parent) =
-            parse("00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01").unwrap();
-        let again = traceparent(&Id::from(base.as_str()), &Id::from(parent.as_str())).unwrap();
+        let tp = parse("00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01").unwrap();
+        let again = traceparent(
+            &Id::from(tp.base_id.as_str()),
+            &Id::from(tp.parent_id.as_str()),
+        )
+        .unwrap();
         assert_eq!(
             again,
             "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01"
+        );
+        assert_eq!(tp.to_header(), again);
+        // Other flag bits (future ones) do not make a trace sampled.
+        assert!(
+            !parse("00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-02")
+                .unwrap()
+                .sampled
         );
     }
 }

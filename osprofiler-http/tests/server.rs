@@ -233,3 +233,57 @@ async fn traceparent_is_ignored_by_default_and_accepted_when_asked() {
     let (_, seen) = call(app(layer), "/who", &[("traceparent", b"00-zz-yy-01")]).await;
     assert!(seen["base"].is_null());
 }
+
+/// The outgoing call a handler makes through the client layer (with `traceparent` on): the
+/// `traceparent` it carried.
+async fn forwarded() -> String {
+    use tower::{Layer as _, Service as _};
+    let mut client = osprofiler_http::TraceClientLayer::new()
+        .traceparent(true)
+        .layer(tower::service_fn(|req: http::Request<()>| async move {
+            let tp = req
+                .headers()
+                .get("traceparent")
+                .map(|v| v.to_str().unwrap().to_owned());
+            Ok::<_, std::convert::Infallible>(http::Response::new(tp))
+        }));
+    let req = http::Request::get("http://downstream/").body(()).unwrap();
+    let resp = client.call(req).await.unwrap();
+    serde_json::json!({"traced": osp::get().is_some(), "traceparent": resp.into_body()}).to_string()
+}
+
+#[tokio::test]
+async fn an_unsampled_traceparent_is_not_traced_and_goes_on_unsampled() {
+    collector();
+    let layer = OsProfilerLayer::new(["k"]).accept_traceparent(true);
+    let app = Router::new().route("/fwd", get(forwarded)).layer(layer);
+    let base = "4bf92f35-77b3-4da6-a3ce-929d0e0e4737";
+    let unsampled = "00-4bf92f3577b34da6a3ce929d0e0e4737-00f067aa0ba902b7-00";
+    let (_, seen) = call(
+        app.clone(),
+        "/fwd",
+        &[("traceparent", unsampled.as_bytes())],
+    )
+    .await;
+    assert_eq!(
+        seen["traced"], false,
+        "the caller does not record: neither do we"
+    );
+    assert_eq!(
+        seen["traceparent"], unsampled,
+        "its context goes on, still unsampled"
+    );
+    assert!(messages_of(base).is_empty());
+
+    // Sampled: a trace, and the onward call names our point as its parent, sampled.
+    let sampled = "00-4bf92f3577b34da6a3ce929d0e0e4737-00f067aa0ba902b7-01";
+    let (_, seen) = call(app.clone(), "/fwd", &[("traceparent", sampled.as_bytes())]).await;
+    assert_eq!(seen["traced"], true);
+    let onward = seen["traceparent"].as_str().unwrap();
+    assert!(onward.starts_with("00-4bf92f3577b34da6a3ce929d0e0e4737-") && onward.ends_with("-01"));
+    assert_ne!(onward, sampled, "the parent is our client point");
+
+    // No traceparent at all: nothing is sent on.
+    let (_, seen) = call(app, "/fwd", &[]).await;
+    assert_eq!(seen["traceparent"], serde_json::Value::Null);
+}
