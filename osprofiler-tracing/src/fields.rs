@@ -13,14 +13,39 @@ use tracing_core::field::{Field, Visit};
 pub(crate) struct FieldOptions {
     pub(crate) max_len: usize,
     pub(crate) record: bool,
-    /// Lower-case substrings of field names whose values are not recorded.
-    secret: Vec<String>,
-    /// For each byte (both cases), the secrets (bit `i`: `secret[i]`, the first 32) that start
-    /// with it: a name is checked only against the secrets that can start at each position.
+    /// Secret names, each as its lower-case words: a field name is secret when one of them is
+    /// a run of consecutive words of the name.
+    secret: Vec<Vec<String>>,
+    /// For each byte (both cases), the secrets (bit `i`: `secret[i]`, the first 32) whose first
+    /// word starts with it: a word of a name is checked only against those.
     starts: [u32; 256],
-    /// Set when a secret is empty (it matches every name) or there are more than 32.
+    /// Set when there are more than 32 secrets, or one without words (it matches every name).
     check_all: bool,
 }
+
+/// The default secret names: words, or runs of words, of a field name.
+pub(crate) const DEFAULT_SECRETS: &[&str] = &[
+    "password",
+    "passwd",
+    "pwd",
+    "passphrase",
+    "secret",
+    "token",
+    "auth",
+    "authorization",
+    "cookie",
+    "credential",
+    "credentials",
+    "session",
+    "apikey",
+    "api_key",
+    "access_key",
+    "private_key",
+    "secret_key",
+    "signing_key",
+    "hmac_key",
+    "hmac_keys",
+];
 
 impl Default for FieldOptions {
     fn default() -> Self {
@@ -31,32 +56,50 @@ impl Default for FieldOptions {
             starts: [0; 256],
             check_all: false,
         };
-        opts.set_secret(
-            [
-                "password",
-                "passwd",
-                "pwd",
-                "secret",
-                "token",
-                "key",
-                "auth",
-                "cookie",
-                "credential",
-                "session",
-            ]
-            .map(String::from),
-        );
+        opts.set_secret(DEFAULT_SECRETS.iter().map(|s| (*s).to_owned()));
         opts
     }
 }
 
+/// The words of a name: split at every character that is not a letter or a digit, and where
+/// camelCase starts a word (`userPassword` → user, password; `APIKey` → API, Key).
+fn words(name: &str) -> impl Iterator<Item = &str> {
+    let b = name.as_bytes();
+    let mut i = 0;
+    std::iter::from_fn(move || {
+        while i < b.len() && !b[i].is_ascii_alphanumeric() {
+            i += 1;
+        }
+        if i >= b.len() {
+            return None;
+        }
+        let start = i;
+        i += 1;
+        while i < b.len() && b[i].is_ascii_alphanumeric() {
+            let (prev, cur) = (b[i - 1], b[i]);
+            let next_lower = b.get(i + 1).is_some_and(u8::is_ascii_lowercase);
+            let camel = (prev.is_ascii_lowercase() || prev.is_ascii_digit())
+                && cur.is_ascii_uppercase()
+                || prev.is_ascii_uppercase() && cur.is_ascii_uppercase() && next_lower;
+            if camel {
+                break;
+            }
+            i += 1;
+        }
+        Some(&name[start..i])
+    })
+}
+
 impl FieldOptions {
     pub(crate) fn set_secret(&mut self, names: impl IntoIterator<Item = String>) {
-        self.secret = names.into_iter().map(|s| s.to_ascii_lowercase()).collect();
+        self.secret = names
+            .into_iter()
+            .map(|s| words(&s).map(str::to_ascii_lowercase).collect())
+            .collect();
         self.starts = [0; 256];
         self.check_all = self.secret.len() > 32;
         for (i, s) in self.secret.iter().enumerate().take(32) {
-            match s.as_bytes().first() {
+            match s.first().and_then(|w| w.as_bytes().first()) {
                 Some(&b) => {
                     self.starts[usize::from(b)] |= 1 << i;
                     self.starts[usize::from(b.to_ascii_uppercase())] |= 1 << i;
@@ -66,28 +109,49 @@ impl FieldOptions {
         }
     }
 
+    /// Whether `name` is a secret's name: one of the secrets is a run of its words.
     pub(crate) fn is_secret(&self, name: &str) -> bool {
-        if self.check_all {
-            return self.secret.iter().any(|s| contains_ignore_case(name, s));
+        // Names have a few words; a longer one is looked at in full on the heap.
+        let mut buf: [&str; 16] = [""; 16];
+        let mut n = 0;
+        let mut all: Vec<&str> = Vec::new();
+        for w in words(name) {
+            if n < buf.len() {
+                buf[n] = w;
+            } else {
+                if all.is_empty() {
+                    all.extend_from_slice(&buf);
+                }
+                all.push(w);
+            }
+            n += 1;
         }
-        let name = name.as_bytes();
-        for (i, &b) in name.iter().enumerate() {
-            let mut candidates = self.starts[usize::from(b)];
+        let name_words = if all.is_empty() { &buf[..n] } else { &all[..] };
+        let run_at = |s: &[String], at: usize| {
+            !s.is_empty()
+                && name_words.len() - at >= s.len()
+                && s.iter()
+                    .zip(&name_words[at..])
+                    .all(|(a, b)| a.eq_ignore_ascii_case(b))
+        };
+        if self.check_all {
+            return self
+                .secret
+                .iter()
+                .any(|s| s.is_empty() || (0..name_words.len()).any(|at| run_at(s, at)));
+        }
+        for (at, w) in name_words.iter().enumerate() {
+            let mut candidates = self.starts[usize::from(w.as_bytes()[0])];
             while candidates != 0 {
-                let s = self.secret[candidates.trailing_zeros() as usize].as_bytes();
+                let s = &self.secret[candidates.trailing_zeros() as usize];
                 candidates &= candidates - 1;
-                if name.len() - i >= s.len() && name[i..i + s.len()].eq_ignore_ascii_case(s) {
+                if run_at(s, at) {
                     return true;
                 }
             }
         }
         false
     }
-}
-
-fn contains_ignore_case(haystack: &str, needle: &str) -> bool {
-    let (h, n) = (haystack.as_bytes(), needle.as_bytes());
-    n.is_empty() || h.windows(n.len()).any(|w| w.eq_ignore_ascii_case(n))
 }
 
 /// The field that names the point.
@@ -372,27 +436,67 @@ mod tests {
     }
 
     #[test]
-    fn secret_names_ignore_case() {
+    fn secret_names_are_whole_words() {
         let o = FieldOptions::default();
-        assert!(o.is_secret("X-Auth-Token"));
-        assert!(o.is_secret("db_PASSWORD"));
-        assert!(!o.is_secret("user_id"));
+        for name in [
+            "X-Auth-Token",
+            "db_PASSWORD",
+            "password",
+            "userPassword",
+            "apiKey",
+            "APIKey",
+            "x_api_key",
+            "aws.secret_access_key",
+            "session_id",
+            "Authorization",
+            "hmac_keys",
+        ] {
+            assert!(o.is_secret(name), "{name} is a secret's name");
+        }
+        for name in [
+            "user_id",
+            "author",
+            "keyword",
+            "primary_key",
+            "monkey",
+            "tokens_used",
+            "passwordless",
+            "key_count",
+        ] {
+            assert!(!o.is_secret(name), "{name} is not a secret's name");
+        }
         let mut custom = FieldOptions::default();
-        custom.set_secret(["SSN".to_owned()]);
+        custom.set_secret(["SSN".to_owned(), "card-number".to_owned()]);
         assert!(custom.is_secret("user_ssn") && !custom.is_secret("password"));
+        assert!(custom.is_secret("cardNumber") && !custom.is_secret("card"));
+        let long = (0..40)
+            .map(|i| format!("w{i}"))
+            .collect::<Vec<_>>()
+            .join("_")
+            + "_token";
+        assert!(o.is_secret(&long), "the words past the 16th count too");
+    }
+
+    /// A plain word search, to compare the fast check with.
+    fn plain(name: &str, list: &[String]) -> bool {
+        let lower = |s: &str| words(s).map(str::to_ascii_lowercase).collect::<Vec<_>>();
+        let w = lower(name);
+        list.iter().map(|s| lower(s)).any(|s| {
+            s.is_empty()
+                || (w.len() >= s.len() && w.windows(s.len()).any(|win| win == s.as_slice()))
+        })
     }
 
     proptest::proptest! {
-        /// The fast check agrees with a plain search, whatever the names and the list.
+        /// The fast check agrees with a plain word search, whatever the names and the list.
         #[test]
-        fn secret_check_is_a_case_insensitive_substring_search(
-            name in "[a-zA-Z_.]{0,20}",
-            list in proptest::collection::vec("[a-zA-Z_]{0,6}", 0..40),
+        fn secret_check_is_a_case_insensitive_word_search(
+            name in "[a-zA-Z0-9_.]{0,24}",
+            list in proptest::collection::vec("[a-zA-Z_]{0,8}", 0..40),
         ) {
             let mut o = FieldOptions::default();
             o.set_secret(list.clone());
-            let lower = name.to_ascii_lowercase();
-            let expected = list.iter().any(|s| lower.contains(&s.to_ascii_lowercase()));
+            let expected = plain(&name, &list);
             proptest::prop_assert_eq!(o.is_secret(&name), expected);
         }
     }

@@ -31,8 +31,10 @@
 //!   stop message's `{"fields": {…}}`. Debug values are cut at [`PointLayer::max_field_len`].
 //! - **Errors**: a span that records an `error` field, or inside which an `ERROR` event fires,
 //!   stops with `etype` and `message` like any failed point (see [`PointLayer`]).
-//! - **Secrets** stay out by default: fields whose name says password, secret, token, key,
-//!   auth, cookie, credential or session are recorded as `"***"`, URL passwords in any value
+//! - **Secrets** stay out by default: fields whose name has the word password, secret, token,
+//!   auth, cookie, credential or session, or a key's name (`api_key`, `apiKey`, `secret_key`,
+//!   `access_key`, …), are recorded as `"***"` (`author`, `keyword`, `primary_key` are not
+//!   secrets: names match by whole words), URL passwords in any value
 //!   become `***` and SQL in `db.statement`/`db.query.text` loses its literals, as the DB
 //!   adapters' statements do.
 //!
@@ -176,9 +178,13 @@ impl PointLayer {
         self
     }
 
-    /// Field names (case-insensitive substrings) whose values are recorded as `"***"`. Replaces
-    /// the default list: `password`, `passwd`, `pwd`, `secret`, `token`, `key`, `auth`, `cookie`,
-    /// `credential`, `session`. URL passwords in any value are redacted whatever this list says.
+    /// Field names whose values are recorded as `"***"`, matched case-insensitively against
+    /// whole words of a field name (split at `_`, `-`, `.` and camelCase: `x_api_key`,
+    /// `apiKey` and `API-Key` all have the words `api key`); a name of several words matches a
+    /// run of them. Replaces the default list: `password`, `passwd`, `pwd`, `passphrase`,
+    /// `secret`, `token`, `auth`, `authorization`, `cookie`, `credential(s)`, `session`,
+    /// `apikey`, `api_key`, `access_key`, `private_key`, `secret_key`, `signing_key`,
+    /// `hmac_key(s)`. URL passwords in any value are redacted whatever this list says.
     ///
     /// ```
     /// let layer = osprofiler_tracing::layer().secret_fields(["password", "ssn"]);
@@ -467,3 +473,8 @@ where
         }
     }
 }
+
+// The README's examples are compiled (and run, unless `no_run`) as doctests.
+#[cfg(doctest)]
+#[doc = include_str!("../README.md")]
+struct ReadmeDoctests;
