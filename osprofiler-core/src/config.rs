@@ -106,8 +106,9 @@ impl fmt::Debug for ProfilerConfig {
     }
 }
 
-/// A configuration value that could not be used; names the option and the value.
-#[derive(Debug, Clone, PartialEq, Eq)]
+/// A configuration value that could not be used; names the option and the value. `Debug`
+/// prints the `Display` text: it is what a `main` returning the error shows.
+#[derive(Clone, PartialEq, Eq)]
 pub struct ConfigError {
     /// The option's name (`enabled`, `socket_timeout`, ...), or the file for I/O errors.
     pub option: String,
@@ -124,6 +125,12 @@ impl fmt::Display for ConfigError {
             "invalid value {:?} for option [profiler] {}: {}",
             self.value, self.option, self.reason
         )
+    }
+}
+
+impl fmt::Debug for ConfigError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        fmt::Display::fmt(self, f)
     }
 }
 
@@ -553,8 +560,16 @@ pub fn redact_urls(text: &str) -> std::borrow::Cow<'_, str> {
     std::borrow::Cow::Owned(out)
 }
 
-/// Why [`init_from_conf`] failed.
-#[derive(Debug)]
+/// Why [`init_from_conf`] failed. `Debug` prints the `Display` text: it is what a `main`
+/// returning the error shows.
+///
+/// ```
+/// let conf = osprofiler_core::ProfilerConfig::builder().enabled(true).build();
+/// // The core alone knows only memory://; the collectors register the rest.
+/// let e = osprofiler_core::init_from_conf(&conf, "p", "s", None).map(drop).unwrap_err();
+/// assert_eq!(format!("{e:?}"), e.to_string());
+/// assert!(e.to_string().contains("osprofiler_collectors::init_from_conf"));
+/// ```
 #[non_exhaustive]
 pub enum InitError {
     /// A configuration value is unusable.
@@ -582,7 +597,9 @@ impl fmt::Display for InitError {
             InitError::UnknownScheme { scheme, known } => write!(
                 f,
                 "invalid value for option [profiler] connection_string: no collector driver for scheme {scheme:?} \
-                 (registered: {}; osprofiler_collectors::register() adds sqlite, postgresql, mysql, redis, redissentinel, mongodb, messaging and otlp)",
+                 (registered: {}). The collectors (sqlite, postgresql, mysql, redis, redissentinel, mongodb, \
+                 elasticsearch, messaging, otlp) are in the osprofiler-collectors crate: start with \
+                 osprofiler_collectors::init_from_conf, or call osprofiler_collectors::register() first",
                 known.join(", ")
             ),
             InitError::Driver {
@@ -595,6 +612,12 @@ impl fmt::Display for InitError {
                 )
             }
         }
+    }
+}
+
+impl fmt::Debug for InitError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        fmt::Display::fmt(self, f)
     }
 }
 

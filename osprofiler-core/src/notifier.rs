@@ -96,7 +96,6 @@ pub struct NotifierStats {
 /// delivers its messages one at a time and drops (and counts in
 /// [`NotifierStats::dropped_failed`]) only those still rejected on their own, so that an
 /// invalid message neither holds up the batches behind it nor takes valid ones with it.
-#[derive(Debug)]
 pub struct DriverError {
     message: String,
     source: Option<Box<dyn std::error::Error + Send + Sync>>,
@@ -173,6 +172,20 @@ impl fmt::Display for DriverError {
             Some(s) => write!(f, "{}: {s}", self.message),
             None => f.write_str(&self.message),
         }
+    }
+}
+
+/// The text of `Display` (what a `main` returning the error prints), and the flags.
+impl fmt::Debug for DriverError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{self}")?;
+        if self.rejected {
+            f.write_str(" [rejected]")?;
+        }
+        if let Some(n) = self.refused {
+            write!(f, " [{n} refused]")?;
+        }
+        Ok(())
     }
 }
 
