@@ -40,7 +40,7 @@ impl std::error::Error for CliError {}
 
 /// Opens the collector named by `connection_string` (password redacted in errors).
 pub fn open_driver(connection_string: &str) -> Result<std::sync::Arc<dyn Driver>, CliError> {
-    osprofiler_collectors::open(connection_string, &ProfilerConfig::default())
+    osprofiler_collectors::open_reader(connection_string, &ProfilerConfig::default())
         .map_err(|e| CliError(e.to_string()))
 }
 

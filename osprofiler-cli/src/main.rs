@@ -28,10 +28,28 @@ struct Conn {
         env = "OSPROFILER_CONNECTION_STRING",
         // --help would print the variable's value, password included.
         hide_env_values = true,
-        default_value = DEFAULT_CONNECTION_STRING,
-        help = "Where traces are stored: sqlite://PATH, postgresql://…, mysql://…, redis://HOST:PORT, redissentinel://HOST:PORT, mongodb://HOST:PORT, elasticsearch://HOST:PORT, messaging://[USER:PASS@HOST:PORT/VHOST]"
+        help = "Where traces are stored: sqlite://PATH, postgresql://…, mysql://…, redis://HOST:PORT, redissentinel://HOST:PORT, mongodb://HOST:PORT, elasticsearch://HOST:PORT, messaging://[USER:PASS@HOST:PORT/VHOST] [default: sqlite://osprofiler.db, or the --config-file's]"
     )]
-    connection_string: String,
+    connection_string: Option<String>,
+    /// The service's oslo.config file: the `connection_string` of its `[profiler]` section is
+    /// used unless --connection-string (or OSPROFILER_CONNECTION_STRING) is given.
+    #[arg(long = "config-file", value_name = "PATH")]
+    config_file: Option<PathBuf>,
+}
+
+impl Conn {
+    /// The connection string: given, else the config file's, else the default.
+    fn resolve(&self) -> Result<String, CliError> {
+        if let Some(cs) = &self.connection_string {
+            return Ok(cs.clone());
+        }
+        match &self.config_file {
+            Some(path) => osprofiler_core::ProfilerConfig::from_ini_file(path)
+                .map(|conf| conf.connection_string)
+                .map_err(|e| CliError(format!("--config-file: {e}"))),
+            None => Ok(DEFAULT_CONNECTION_STRING.to_owned()),
+        }
+    }
 }
 
 #[derive(Subcommand)]
@@ -153,10 +171,11 @@ fn run(cli: Cli) -> Result<(), CliError> {
                     consume,
                 },
         } => {
+            let cs = conn.resolve()?;
             let opts = ReportOptions {
                 keep_full_names: keep_names,
             };
-            let messaging = conn.connection_string.starts_with("messaging://");
+            let messaging = cs.starts_with("messaging://");
             if consume && !messaging {
                 return Err(CliError(
                     "--consume applies to messaging:// only (other collectors keep what they store)"
@@ -172,9 +191,9 @@ fn run(cli: Cli) -> Result<(), CliError> {
             let report = {
                 let _n = slow_notice(format!(
                     "reading trace {trace} from {}",
-                    osprofiler_core::redact(&conn.connection_string)
+                    osprofiler_core::redact(&cs)
                 ));
-                osprofiler_cli::load_report_from(&trace, &conn.connection_string, opts, |cs| {
+                osprofiler_cli::load_report_from(&trace, &cs, opts, |cs| {
                     if consume {
                         let d = osprofiler_collectors::MessagingDriver::open(cs)
                             .map_err(|e| CliError(e.to_string()))?;
@@ -204,11 +223,12 @@ fn run(cli: Cli) -> Result<(), CliError> {
                     all,
                 },
         } => {
-            let driver = osprofiler_cli::open_driver(&conn.connection_string)?;
+            let cs = conn.resolve()?;
+            let driver = osprofiler_cli::open_driver(&cs)?;
             let traces = {
                 let _n = slow_notice(format!(
                     "listing traces in {}",
-                    osprofiler_core::redact(&conn.connection_string)
+                    osprofiler_core::redact(&cs)
                 ));
                 if error_trace {
                     driver.list_error_traces()
@@ -219,7 +239,7 @@ fn run(cli: Cli) -> Result<(), CliError> {
             .map_err(|e| {
                 CliError(format!(
                     "cannot list traces in {}: {e}",
-                    osprofiler_core::redact(&conn.connection_string)
+                    osprofiler_core::redact(&cs)
                 ))
             })?;
             // Oldest first: the newest are the last ones.
@@ -242,6 +262,7 @@ fn run(cli: Cli) -> Result<(), CliError> {
             write_out(None, &text)
         }
         Command::Demo { conn, dir } => {
+            let cs = conn.resolve()?;
             let exe = std::env::current_exe()
                 .map_err(|e| CliError(format!("demo: cannot find the osprofiler binary: {e}")))?;
             let (dir, temporary) = match dir {
@@ -249,27 +270,24 @@ fn run(cli: Cli) -> Result<(), CliError> {
                 None => (demo::default_dir(), true),
             };
             let rt = runtime()?;
-            let result = rt.block_on(demo::run(&exe, &conn.connection_string, &dir));
+            let result = rt.block_on(demo::run(&exe, &cs, &dir));
             if temporary {
                 let _ = std::fs::remove_dir_all(&dir);
             }
             let run = result?;
             let mut text = osprofiler_cli::render_terminal(&run.report);
-            let cs = if conn.connection_string == DEFAULT_CONNECTION_STRING {
+            let cs = if cs == DEFAULT_CONNECTION_STRING {
                 String::new()
             } else {
                 // Printed without its password: the command to paste needs it put back.
-                format!(
-                    " --connection-string '{}'",
-                    osprofiler_core::redact(&conn.connection_string)
-                )
+                format!(" --connection-string '{}'", osprofiler_core::redact(&cs))
             };
-            let store = osprofiler_core::redact(&conn.connection_string);
+            let store = osprofiler_core::redact(&cs);
             text.push_str(&format!(
                 "\ntrace {id} stored in {store}\n  osprofiler trace show {id}{cs} --html --out trace.html   # the interactive report\n  osprofiler trace show {id}{cs} --json                      # Python's JSON report\n",
                 id = run.base_id,
             ));
-            if conn.connection_string.starts_with("messaging://") {
+            if cs.starts_with("messaging://") {
                 text.push_str(
                     "  (its notifications stay in the profiler.info queue until a listener, or \
                      `trace show --consume`, takes them)\n",
@@ -278,7 +296,8 @@ fn run(cli: Cli) -> Result<(), CliError> {
             write_out(None, &text)
         }
         Command::DemoWorker { conn, dir } => {
-            runtime()?.block_on(demo::worker_main(&conn.connection_string, &dir))
+            let cs = conn.resolve()?;
+            runtime()?.block_on(demo::worker_main(&cs, &dir))
         }
     }
 }

@@ -230,7 +230,7 @@ fn errors_are_one_clear_line_and_exit_1() {
                 "--connection-string",
                 &cs,
             ],
-            "not found",
+            "no SQLite database at",
         ),
         (
             vec!["trace", "list", "--connection-string", "nosuch://x"],
@@ -257,8 +257,161 @@ fn errors_are_one_clear_line_and_exit_1() {
         assert!(err.contains(expect), "{args:?}: {err}");
         assert!(!err.contains(":pw@"), "password shown: {err}");
     }
-    let empty = ok(&osprofiler(&["trace", "list", "--connection-string", &cs]));
+    std::fs::remove_dir_all(&tmp).unwrap();
+}
+
+/// Reading creates nothing: a mistyped SQLite path is an error, not a new empty database; a
+/// database without the table says so; a trace not stored is "not found".
+#[test]
+fn reading_never_creates_storage() {
+    let tmp = temp_dir();
+    let typo = tmp.join("typo.db");
+    let cs = format!("sqlite://{}", typo.display());
+    for args in [
+        vec!["trace", "list", "--connection-string", &cs],
+        vec![
+            "trace",
+            "show",
+            "0d6b7a4e-0000-4000-8000-000000000000",
+            "--connection-string",
+            &cs,
+        ],
+    ] {
+        let out = osprofiler(&args);
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(1), "{args:?}");
+        assert!(
+            err.contains(&format!("no SQLite database at {}", typo.display())),
+            "{err}"
+        );
+        assert!(!typo.exists(), "{args:?} created {}", typo.display());
+    }
+    // An SQLite file that is not a collector's: the table is missing, and stays so.
+    let other = tmp.join("other.db");
+    std::fs::write(&other, b"").unwrap();
+    let out = osprofiler(&[
+        "trace",
+        "list",
+        "--connection-string",
+        &format!("sqlite://{}", other.display()),
+    ]);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("no osprofiler table `data`"), "{err}");
+    assert_eq!(
+        std::fs::metadata(&other).unwrap().len(),
+        0,
+        "nothing written into it"
+    );
+    // A collector's database: a trace not there is "not found".
+    let real = format!("sqlite://{}", tmp.join("real.db").display());
+    osprofiler_collectors::SqlDriver::open(&real).unwrap();
+    let out = osprofiler(&[
+        "trace",
+        "show",
+        "0d6b7a4e-0000-4000-8000-000000000000",
+        "--connection-string",
+        &real,
+    ]);
+    assert!(String::from_utf8_lossy(&out.stderr).contains("not found"));
+    let empty = ok(&osprofiler(&[
+        "trace",
+        "list",
+        "--connection-string",
+        &real,
+    ]));
     assert_eq!(empty.lines().count(), 1, "only the header: {empty}");
+    std::fs::remove_dir_all(&tmp).unwrap();
+}
+
+/// A PostgreSQL role that may only read lists and shows traces (nothing is created).
+#[test]
+fn a_read_only_postgresql_role_can_list_and_show() {
+    use osprofiler_core::notifier::Driver as _;
+    const PG: &str = "PostgreSQL at 127.0.0.1:5432 (database test; scripts/test starts it)";
+    let writer =
+        osprofiler_collectors::SqlDriver::open("postgresql://postgres@127.0.0.1:5432/test")
+            .unwrap_or_else(|e| panic!("{PG}: {e}"));
+    let (id, msgs) = osprofiler_testkit::captured_trace(|| {
+        osprofiler_core::Trace::new("db", osprofiler_core::Info::new).finish();
+    });
+    writer.notify(&msgs).unwrap_or_else(|e| panic!("{PG}: {e}"));
+    let psql = |sql: &str| {
+        let out = Command::new("psql")
+            .args([
+                "-h",
+                "127.0.0.1",
+                "-U",
+                "postgres",
+                "-d",
+                "test",
+                "-v",
+                "ON_ERROR_STOP=1",
+                "-c",
+                sql,
+            ])
+            .output()
+            .unwrap_or_else(|e| panic!("{PG}: psql (Debian package postgresql-client): {e}"));
+        assert!(
+            out.status.success(),
+            "{PG}: {sql}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    };
+    psql(
+        "DO $$ BEGIN IF NOT EXISTS (SELECT 1 FROM pg_roles WHERE rolname = 'osp_reader') \
+         THEN CREATE ROLE osp_reader LOGIN; END IF; END $$; \
+         REVOKE CREATE ON SCHEMA public FROM osp_reader; REVOKE CREATE ON SCHEMA public FROM PUBLIC; \
+         GRANT SELECT ON data TO osp_reader",
+    );
+    let cs = "postgresql://osp_reader@127.0.0.1:5432/test";
+    let listed = ok(&osprofiler(&[
+        "trace",
+        "list",
+        "--all",
+        "--connection-string",
+        cs,
+    ]));
+    assert!(listed.contains(&id), "{listed}");
+    let shown = ok(&osprofiler(&[
+        "trace",
+        "show",
+        &id,
+        "--json",
+        "--connection-string",
+        cs,
+    ]));
+    assert!(shown.contains("\"db\""), "{shown}");
+    writer.delete_trace(&id).unwrap();
+}
+
+/// `--config-file`: the service's `[profiler]` connection_string, unless one is given.
+#[test]
+fn the_connection_string_can_come_from_the_services_config_file() {
+    let tmp = temp_dir();
+    let cs = format!("sqlite://{}", tmp.join("conf.db").display());
+    let (id, _) = run_demo(&cs, &tmp.join("dbs"));
+    let conf = tmp.join("nova.conf");
+    std::fs::write(&conf, format!("[DEFAULT]\ndebug = true\n\n[profiler]\nenabled = true\nhmac_keys = k\nconnection_string = {cs}\n")).unwrap();
+    let listed = ok(&osprofiler(&[
+        "trace",
+        "list",
+        "--config-file",
+        conf.to_str().unwrap(),
+    ]));
+    assert!(listed.contains(&id), "{listed}");
+    // --connection-string wins over the file.
+    let other = format!("sqlite://{}", tmp.join("none.db").display());
+    let out = osprofiler(&[
+        "trace",
+        "list",
+        "--config-file",
+        conf.to_str().unwrap(),
+        "--connection-string",
+        &other,
+    ]);
+    assert!(String::from_utf8_lossy(&out.stderr).contains("no SQLite database"));
+    let out = osprofiler(&["trace", "list", "--config-file", "/no/such/nova.conf"]);
+    assert!(String::from_utf8_lossy(&out.stderr).contains("--config-file"));
     std::fs::remove_dir_all(&tmp).unwrap();
 }
 

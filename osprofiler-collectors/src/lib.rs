@@ -198,6 +198,45 @@ pub fn open(connection_string: &str, conf: &ProfilerConfig) -> Result<Arc<dyn Dr
     osprofiler_core::create_driver(connection_string, conf)
 }
 
+/// The driver for `connection_string`, to read only (what `osprofiler trace show/list` use):
+/// nothing is created — a missing SQLite file or `data` table is an error saying so, and a
+/// database role that may only read is enough ([`SqlDriver::open_read_only`]). The other
+/// collectors create nothing when they read anyway.
+///
+/// ```
+/// let conf = osprofiler_core::ProfilerConfig::default();
+/// let path = std::env::temp_dir().join("osp-doc-no-such.db");
+/// let e = osprofiler_collectors::open_reader(&format!("sqlite://{}", path.display()), &conf)
+///     .map(drop)
+///     .unwrap_err();
+/// assert!(e.to_string().contains("no SQLite database"), "{e}");
+/// assert!(!path.exists(), "reading created nothing");
+/// ```
+pub fn open_reader(
+    connection_string: &str,
+    conf: &ProfilerConfig,
+) -> Result<Arc<dyn Driver>, InitError> {
+    #[cfg(feature = "_sql")]
+    {
+        let scheme = connection_string
+            .split_once("://")
+            .map(|(s, _)| s.split('+').next().unwrap_or_default().to_ascii_lowercase());
+        let sql = matches!(
+            scheme.as_deref(),
+            Some("sqlite" | "postgres" | "postgresql" | "mysql" | "mariadb")
+        );
+        if sql {
+            return SqlDriver::open_read_only(connection_string)
+                .map(|d| Arc::new(d) as Arc<dyn Driver>)
+                .map_err(|source| InitError::Driver {
+                    connection_string: osprofiler_core::config::redact(connection_string),
+                    source,
+                });
+        }
+    }
+    open(connection_string, conf)
+}
+
 /// [`osprofiler_core::init_from_conf`] with this crate's drivers registered.
 pub fn init_from_conf(
     conf: &ProfilerConfig,
@@ -208,3 +247,8 @@ pub fn init_from_conf(
     register();
     osprofiler_core::init_from_conf(conf, project, service, host)
 }
+
+// The README's examples are compiled (and run, unless `no_run`) as doctests.
+#[cfg(doctest)]
+#[doc = include_str!("../README.md")]
+struct ReadmeDoctests;

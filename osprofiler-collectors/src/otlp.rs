@@ -22,7 +22,7 @@
 //! OpenTelemetry SDK's exporter sends) because the spans carry OSProfiler's own ids and
 //! times, which the SDK's tracer would replace.
 
-use crate::http::{Client, client, error_chain, percent_decode};
+use crate::http::{Client, client, percent_decode, send};
 use crate::rt::Rt;
 use opentelemetry_proto::tonic::collector::trace::v1::ExportTraceServiceRequest;
 use opentelemetry_proto::tonic::common::v1::{AnyValue, InstrumentationScope, KeyValue, any_value};
@@ -249,14 +249,8 @@ impl OtlpDriver {
             .body(http_body_util::Full::new(bytes::Bytes::from(body)))
             .map_err(|e| DriverError::with_source("cannot build the OTLP request", e))?;
         req.headers_mut().extend(self.headers.clone());
-        let cannot = |e: &dyn std::fmt::Display| {
-            DriverError::new(format!("cannot export spans to {}: {e}", self.shown()))
-        };
-        let resp = tokio::time::timeout(Duration::from_secs(10), self.client.request(req))
-            .await
-            .map_err(|_| cannot(&"timed out after 10 s"))?
-            .map_err(|e| cannot(&error_chain(&e)))?;
-        let status = resp.status();
+        let target = format!("cannot export spans to {}", self.shown());
+        let (status, _) = send(&self.client, req, Duration::from_secs(10), &target).await?;
         if !status.is_success() {
             let e = DriverError::new(format!(
                 "the OTLP receiver at {} answered {status}",

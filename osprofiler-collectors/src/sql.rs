@@ -14,7 +14,7 @@
 use osprofiler_core::Message;
 use osprofiler_core::notifier::{Driver, DriverError, TraceSummary};
 use serde_json::{Map, Value};
-use sqlx::{AssertSqlSafe, QueryBuilder, Row};
+use sqlx::{AssertSqlSafe, ConnectOptions as _, QueryBuilder, Row};
 use std::future::Future;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
@@ -78,6 +78,8 @@ pub struct SqlDriver {
     pool: Pool,
     rt: crate::rt::Rt,
     schema_ready: AtomicBool,
+    /// Opened to read ([`SqlDriver::open_read_only`]): never creates anything.
+    read_only: bool,
 }
 
 impl std::fmt::Debug for SqlDriver {
@@ -150,7 +152,27 @@ fn refuses_data(e: &sqlx::Error) -> bool {
 impl SqlDriver {
     /// Opens (lazily: no connection is made until the first read or write, except for SQLite,
     /// whose file is created and checked at once) the database named by `connection_string`.
+    /// The table is created when missing, before the first write.
     pub fn open(connection_string: &str) -> Result<SqlDriver, DriverError> {
+        Self::open_with(connection_string, false)
+    }
+
+    /// Opens the database to read only, as `osprofiler trace show/list` do: nothing is ever
+    /// created (a missing SQLite file, or a database without the `data` table, is an error
+    /// saying so, not a new empty store), an SQLite file is opened read-only, and a database
+    /// role that may only `SELECT` is enough.
+    ///
+    /// ```
+    /// use osprofiler_collectors::SqlDriver;
+    /// let e = SqlDriver::open_read_only("sqlite:///no/such/dir/traces.db").unwrap_err();
+    /// assert!(e.to_string().contains("no SQLite database at /no/such/dir/traces.db"), "{e}");
+    /// assert!(!std::path::Path::new("/no/such/dir/traces.db").exists());
+    /// ```
+    pub fn open_read_only(connection_string: &str) -> Result<SqlDriver, DriverError> {
+        Self::open_with(connection_string, true)
+    }
+
+    fn open_with(connection_string: &str, read_only: bool) -> Result<SqlDriver, DriverError> {
         let (scheme, rest) = connection_string
             .split_once("://")
             .ok_or_else(|| DriverError::new("expected <scheme>://..."))?;
@@ -168,11 +190,23 @@ impl SqlDriver {
                 use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqliteSynchronous};
                 use std::str::FromStr;
                 let memory = rest.is_empty() || rest.starts_with(":memory:");
+                let path = rest.split('?').next().unwrap_or_default();
+                if read_only && !memory && !std::path::Path::new(path).is_file() {
+                    return Err(DriverError::new(format!(
+                        "no SQLite database at {path}: nothing was stored there (check the path)"
+                    )));
+                }
                 let mut o = SqliteConnectOptions::from_str(&format!("sqlite://{rest}"))
                     .map_err(|e| db_err("bad sqlite:// connection string", e))?
-                    .create_if_missing(true)
-                    .busy_timeout(Duration::from_secs(5));
-                if !memory {
+                    .create_if_missing(!read_only)
+                    .read_only(read_only && !memory)
+                    .busy_timeout(Duration::from_secs(5))
+                    .disable_statement_logging();
+                if read_only && !memory {
+                    o = o
+                        .pragma("cache_size", "-65536")
+                        .pragma("mmap_size", "268435456");
+                } else if !memory {
                     // WAL with NORMAL sync: a commit is durable across a crash of this
                     // process, not of the machine, and costs no fsync. A 64 MiB page cache
                     // and memory-mapped reads keep index pages out of read(2).
@@ -198,7 +232,8 @@ impl SqlDriver {
             "postgres" | "postgresql" => {
                 use std::str::FromStr;
                 let o = sqlx::postgres::PgConnectOptions::from_str(&format!("postgresql://{rest}"))
-                    .map_err(|e| db_err("bad postgresql:// connection string", e))?;
+                    .map_err(|e| db_err("bad postgresql:// connection string", e))?
+                    .disable_statement_logging();
                 (
                     "postgresql",
                     Pool::Postgres(pool_options().connect_lazy_with(o)),
@@ -208,7 +243,8 @@ impl SqlDriver {
             "mysql" | "mariadb" => {
                 use std::str::FromStr;
                 let o = sqlx::mysql::MySqlConnectOptions::from_str(&format!("mysql://{rest}"))
-                    .map_err(|e| db_err("bad mysql:// connection string", e))?;
+                    .map_err(|e| db_err("bad mysql:// connection string", e))?
+                    .disable_statement_logging();
                 ("mysql", Pool::MySql(pool_options().connect_lazy_with(o)))
             }
             other => {
@@ -225,8 +261,9 @@ impl SqlDriver {
             pool,
             rt,
             schema_ready: AtomicBool::new(false),
+            read_only,
         };
-        if name == "sqlite" {
+        if name == "sqlite" && !read_only {
             driver.run(driver.ensure_schema())?;
         }
         Ok(driver)
@@ -285,6 +322,15 @@ impl SqlDriver {
         Ok(())
     }
 
+    /// Before a read: the table is created for a driver that writes (it reads what it wrote);
+    /// a reader creates nothing.
+    async fn before_read(&self) -> Result<(), DriverError> {
+        if self.read_only {
+            return Ok(());
+        }
+        self.ensure_schema().await
+    }
+
     async fn insert(&self, batch: &[Message]) -> Result<(), DriverError> {
         self.ensure_schema().await?;
         let rows: Vec<[Option<String>; 9]> = batch.iter().map(row_of).collect();
@@ -317,7 +363,7 @@ impl SqlDriver {
     }
 
     async fn select_trace(&self, base_id: &str) -> Result<Vec<Value>, DriverError> {
-        self.ensure_schema().await?;
+        self.before_read().await?;
         let Dialect {
             data_text,
             placeholder,
@@ -333,7 +379,7 @@ impl SqlDriver {
                 .bind(base_id)
                 .fetch_all(p)
                 .await
-                .map_err(|e| db_err("cannot read the trace", e))?;
+                .map_err(|e| read_err("cannot read the trace", e))?;
             for r in rows {
                 let mut cols: Vec<Option<String>> = Vec::with_capacity(9);
                 for i in 0..9 {
@@ -371,12 +417,12 @@ impl SqlDriver {
     }
 
     async fn summaries(&self, only_errors: bool) -> Result<Vec<TraceSummary>, DriverError> {
-        self.ensure_schema().await?;
+        self.before_read().await?;
         let mut out = Vec::new();
         if !only_errors {
             let sql = "SELECT base_id, MIN(timestamp) FROM data GROUP BY base_id ORDER BY 2";
             with_pool!(&self.pool, p => {
-                for r in sqlx::query(sql).fetch_all(p).await.map_err(|e| db_err("cannot list traces", e))? {
+                for r in sqlx::query(sql).fetch_all(p).await.map_err(|e| read_err("cannot list traces", e))? {
                     let base_id: Option<String> = r.try_get(0).map_err(|e| db_err("bad row", e))?;
                     let timestamp: Option<String> = r.try_get(1).map_err(|e| db_err("bad row", e))?;
                     if let Some(base_id) = base_id {
@@ -392,7 +438,7 @@ impl SqlDriver {
             "SELECT base_id, timestamp, {data} FROM data WHERE {data} LIKE '%\"etype\"%' ORDER BY timestamp"
         );
         with_pool!(&self.pool, p => {
-            for r in sqlx::query(AssertSqlSafe(sql)).fetch_all(p).await.map_err(|e| db_err("cannot list error traces", e))? {
+            for r in sqlx::query(AssertSqlSafe(sql)).fetch_all(p).await.map_err(|e| read_err("cannot list error traces", e))? {
                 let base_id: Option<String> = r.try_get(0).map_err(|e| db_err("bad row", e))?;
                 let timestamp: Option<String> = r.try_get(1).map_err(|e| db_err("bad row", e))?;
                 let data: Option<String> = r.try_get(2).map_err(|e| db_err("bad row", e))?;
@@ -408,6 +454,24 @@ impl SqlDriver {
         });
         Ok(out)
     }
+}
+
+/// A read's error; a database without the table says so in words.
+fn read_err(what: &str, e: sqlx::Error) -> DriverError {
+    let missing = e.as_database_error().is_some_and(|d| {
+        // PostgreSQL 42P01, MySQL/MariaDB 42S02, SQLite "no such table".
+        matches!(d.code().as_deref(), Some("42P01" | "42S02"))
+            || d.message().contains("no such table")
+    });
+    if missing {
+        return DriverError::with_source(
+            format!(
+                "{what}: the database has no osprofiler table `data`: nothing was stored there (check the connection string)"
+            ),
+            e,
+        );
+    }
+    db_err(what, e)
 }
 
 fn pool_options<DB: sqlx::Database>() -> sqlx::pool::PoolOptions<DB> {

@@ -350,6 +350,8 @@ fn connection_strings_pick_drivers_and_bad_ones_are_named() {
         (MY, "mysql"),
         ("mysql+pymysql://root@127.0.0.1/test", "mysql"),
         (REDIS, "redis"),
+        ("elasticsearch://127.0.0.1:9200", "elasticsearch"),
+        ("elasticsearch+https://u:p@es.example", "elasticsearch"),
     ] {
         let d = osprofiler_collectors::open(cs, &conf).unwrap_or_else(|e| panic!("{cs}: {e}"));
         assert_eq!(d.name(), name, "{cs}");
@@ -360,11 +362,8 @@ fn connection_strings_pick_drivers_and_bad_ones_are_named() {
     assert!(e.contains("redis") && !e.contains("secret"), "{e}");
     let e = open_err("jaeger://127.0.0.1:6831");
     assert!(e.contains("otlp://"), "{e}");
-    let e = open_err("elasticsearch://127.0.0.1:9200");
-    assert!(
-        e.contains("no Elasticsearch driver") && e.contains("sqlite://") && e.contains("redis://"),
-        "{e}"
-    );
+    let e = open_err("elasticsearch://u:secret@127.0.0.1:9200?index=Bad");
+    assert!(e.contains("index=\"Bad\"") && !e.contains("secret"), "{e}");
     let e = osprofiler_collectors::open("postgresql://postgres@127.0.0.1:1/test", &conf)
         .expect("network drivers connect lazily")
         .list_traces()
