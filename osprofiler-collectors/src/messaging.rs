@@ -105,10 +105,12 @@ fn parse(connection_string: &str) -> Result<(String, String), DriverError> {
         .map(|(_, r)| r)
         .unwrap_or_default();
     let (authority, query) = rest.split_once('?').unwrap_or((rest, ""));
+    // The authority is read as oslo.messaging reads a transport_url's (several hosts, its
+    // virtual host rules): see osprofiler_http::rpc::amqp::transport_uris.
     let mut url = if authority.is_empty() {
         DEFAULT_TRANSPORT_URL.to_owned()
     } else {
-        amqp_url(authority)
+        format!("rabbit://{authority}")
     };
     let mut exchange = EXCHANGE.to_owned();
     for pair in query.split('&').filter(|p| !p.is_empty()) {
@@ -125,12 +127,19 @@ fn parse(connection_string: &str) -> Result<(String, String), DriverError> {
                             v.len()
                         ))
                     })?;
-                if !matches!(scheme, "rabbit" | "amqp" | "kombu") {
+                if !matches!(
+                    scheme,
+                    "rabbit" | "amqp" | "amqps" | "kombu" | "kombu+rabbit"
+                ) {
                     return Err(DriverError::new(format!(
                         "transport_url scheme {scheme:?} is not supported (rabbit:// or amqp://)"
                     )));
                 }
-                url = amqp_url(rest);
+                url = if scheme == "kombu" {
+                    format!("rabbit://{rest}")
+                } else {
+                    v.clone()
+                };
             }
             "exchange" => exchange = percent_decode(v),
             other => {
@@ -140,15 +149,10 @@ fn parse(connection_string: &str) -> Result<(String, String), DriverError> {
             }
         }
     }
+    // Checked now (connections are made lazily): a bad URL is an error at start-up.
+    osprofiler_http::rpc::amqp::transport_uris(&url)
+        .map_err(|e| DriverError::new(format!("messaging:// transport: {e}")))?;
     Ok((url, exchange))
-}
-
-/// `user:pass@host:port[/vhost]` as an AMQP URL; no vhost (oslo's `rabbit://host:port/`)
-/// means the default vhost `/`.
-fn amqp_url(rest: &str) -> String {
-    let (auth, vhost) = rest.split_once('/').unwrap_or((rest, ""));
-    let vhost = if vhost.is_empty() { "%2f" } else { vhost };
-    format!("amqp://{auth}/{vhost}")
 }
 
 /// Python's `str(datetime.utcnow())`: microseconds omitted when zero.
@@ -441,13 +445,22 @@ mod tests {
         );
         assert_eq!(
             parse("messaging://u:p@mq:5673/vh").unwrap().0,
-            "amqp://u:p@mq:5673/vh"
+            "rabbit://u:p@mq:5673/vh"
         );
         assert_eq!(
             parse("messaging://?transport_url=rabbit%3A%2F%2Fu%3Ap%40mq%3A5672%2F&exchange=nova")
                 .unwrap(),
-            ("amqp://u:p@mq:5672/%2f".to_owned(), "nova".to_owned())
+            ("rabbit://u:p@mq:5672/".to_owned(), "nova".to_owned())
         );
+        // oslo's several hosts.
+        let (url, _) = parse("messaging://u:p@mq1:5672,u:p@mq2:5672/").unwrap();
+        assert_eq!(
+            osprofiler_http::rpc::amqp::transport_uris(&url)
+                .unwrap()
+                .len(),
+            2
+        );
+        assert!(parse("messaging://u:p@mq:notaport/").is_err());
         assert!(parse("messaging://?transport_url=kafka://x").is_err());
         assert!(parse("messaging://?colour=blue").is_err());
     }

@@ -30,8 +30,8 @@
 use crate::rpc::TraceContext;
 use futures_util::{FutureExt as _, StreamExt as _};
 use lapin::options::{
-    BasicAckOptions, BasicConsumeOptions, BasicPublishOptions, BasicQosOptions, BasicRejectOptions,
-    ExchangeDeclareOptions, QueueBindOptions, QueueDeclareOptions,
+    BasicAckOptions, BasicCancelOptions, BasicConsumeOptions, BasicPublishOptions, BasicQosOptions,
+    BasicRejectOptions, ExchangeDeclareOptions, QueueBindOptions, QueueDeclareOptions,
 };
 use lapin::types::{AMQPValue, FieldTable};
 use lapin::{BasicProperties, Channel, Connection, ConnectionProperties, ExchangeKind};
@@ -361,6 +361,14 @@ impl<'de> Deserialize<'de> for RawRequest {
 }
 
 /// An exception raised by the remote side of a call, as oslo.messaging serializes it.
+///
+/// What a Python caller (oslo.messaging's `RPCClient.call`) raises for it depends on
+/// [`RemoteError::module`], as oslo.messaging decides: for `builtins` (made by
+/// [`RemoteError::builtin`]) the builtin exception of that class, so
+/// `except ValueError:` catches `RemoteError::builtin("ValueError", …)`; for any other module
+/// (the default of [`RemoteError::new`] is `osprofiler_rs`, which no caller lists in
+/// `allowed_remote_exmods`) `oslo_messaging.RemoteError`, whose `exc_type` is the class name
+/// and `value` the message.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct RemoteError {
     /// The exception's class name (`ValueError`).
@@ -381,6 +389,20 @@ impl RemoteError {
             module: "osprofiler_rs".into(),
             message: message.into(),
             traceback: Vec::new(),
+        }
+    }
+
+    /// A builtin Python exception (`ValueError`, `KeyError`, `TimeoutError`, …): a Python
+    /// caller raises that very type (a subclass of it whose text is `message`).
+    ///
+    /// ```
+    /// let e = osprofiler_http::oslo::RemoteError::builtin("ValueError", "no such flavor");
+    /// assert_eq!((e.module.as_str(), e.class.as_str()), ("builtins", "ValueError"));
+    /// ```
+    pub fn builtin(class: impl Into<String>, message: impl Into<String>) -> Self {
+        RemoteError {
+            module: "builtins".into(),
+            ..RemoteError::new(class, message)
         }
     }
 
@@ -676,8 +698,17 @@ impl ServerOptions {
 /// ```
 pub struct RpcServer {
     conn: Connection,
+    channel: Channel,
+    consumer_tags: Vec<String>,
+    /// Tells the serving task to take no more requests and drain those in flight until the
+    /// instant sent.
+    stop: Option<oneshot::Sender<tokio::time::Instant>>,
     task: tokio::task::JoinHandle<()>,
 }
+
+/// How long [`RpcServer::stop`] lets requests in flight finish (oslo.messaging's
+/// `graceful_shutdown_timeout` default).
+pub const DEFAULT_STOP_TIMEOUT: Duration = Duration::from_secs(60);
 
 impl fmt::Debug for RpcServer {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
@@ -707,6 +738,7 @@ impl RpcServer {
         }
         declare_control_exchange(&ch, &opts.exchange).await?;
         let mut streams = Vec::new();
+        let mut consumer_tags = Vec::new();
         for queue in [
             opts.topic.clone(),
             format!("{}.{}", opts.topic, opts.server),
@@ -727,34 +759,86 @@ impl RpcServer {
                 FieldTable::default(),
             )
             .await?;
+            let tag = format!("osprofiler-rs-{}", unique_id());
             let consumer = ch
                 .basic_consume(
                     queue.as_str().into(),
-                    format!("osprofiler-rs-{}", unique_id()).as_str().into(),
+                    tag.as_str().into(),
                     BasicConsumeOptions::default(),
                     FieldTable::default(),
                 )
                 .await?;
+            consumer_tags.push(tag);
             streams.push(consumer);
         }
         let handler = Arc::new(handler);
         let opts = Arc::new(opts);
         let mut incoming = futures_util::stream::select_all(streams);
+        let (stop, mut stopped) = oneshot::channel::<tokio::time::Instant>();
+        let channel = ch.clone();
         let task = tokio::spawn(async move {
-            while let Some(delivery) = incoming.next().await {
-                let Ok(delivery) = delivery else { continue };
-                let (ch, handler, opts) = (ch.clone(), handler.clone(), opts.clone());
-                tokio::spawn(async move {
-                    handle(&ch, delivery, &*handler, &opts).await;
-                });
+            let mut in_flight = tokio::task::JoinSet::new();
+            let deadline = loop {
+                tokio::select! {
+                    biased;
+                    at = &mut stopped => break at.ok(),
+                    Some(_) = in_flight.join_next(), if !in_flight.is_empty() => {}
+                    next = incoming.next() => match next {
+                        Some(Ok(delivery)) => {
+                            let (ch, handler, opts) = (ch.clone(), handler.clone(), opts.clone());
+                            in_flight.spawn(async move {
+                                handle(&ch, delivery, &*handler, &opts).await;
+                            });
+                        }
+                        Some(Err(_)) => continue,
+                        None => break None,
+                    },
+                }
+            };
+            // Stopping: the requests in flight finish, until the deadline. Those still running
+            // then are abandoned unacknowledged, as are the ones delivered but not started:
+            // RabbitMQ gives them to another server when the connection closes.
+            if let Some(deadline) = deadline {
+                let drained = async { while in_flight.join_next().await.is_some() {} };
+                let _ = tokio::time::timeout_at(deadline, drained).await;
             }
+            in_flight.abort_all();
         });
-        Ok(RpcServer { conn, task })
+        Ok(RpcServer {
+            conn,
+            channel,
+            consumer_tags,
+            stop: Some(stop),
+            task,
+        })
     }
 
-    /// Stops consuming and closes the connection.
+    /// Stops gracefully: takes no more requests, lets those in flight finish (their replies
+    /// are sent) for up to [`DEFAULT_STOP_TIMEOUT`], then closes the connection, which hands
+    /// the requests not finished back to RabbitMQ for another server. See
+    /// [`RpcServer::stop_within`].
     pub async fn stop(self) {
-        self.task.abort();
+        self.stop_within(DEFAULT_STOP_TIMEOUT).await;
+    }
+
+    /// [`RpcServer::stop`] with the time requests in flight get to finish. A SIGTERM handler
+    /// calls this: no call is lost, none is answered twice unless its handler was cut off at
+    /// the deadline (it then runs again on another server, as oslo.messaging's would).
+    pub async fn stop_within(mut self, timeout: Duration) {
+        let deadline = tokio::time::Instant::now() + timeout;
+        // The serving task starts no more requests and waits for those in flight (told
+        // first: cancelling the consumers ends their streams, which it would take for a lost
+        // connection); then RabbitMQ delivers nothing more to this server.
+        if let Some(stop) = self.stop.take() {
+            let _ = stop.send(deadline);
+        }
+        for tag in &self.consumer_tags {
+            let _ = self
+                .channel
+                .basic_cancel(tag.as_str().into(), BasicCancelOptions::default())
+                .await;
+        }
+        let _ = (&mut self.task).await;
         let _ = self.conn.close(200, "bye".into()).await;
     }
 }
@@ -909,6 +993,8 @@ pub enum RpcError {
     Remote(RemoteError),
     /// The broker connection failed.
     Transport(lapin::Error),
+    /// The arguments or the context do not serialize to a JSON object (keyword arguments).
+    Arguments(String),
 }
 
 impl fmt::Display for RpcError {
@@ -919,6 +1005,7 @@ impl fmt::Display for RpcError {
             }
             RpcError::Remote(e) => write!(f, "remote error: {e}"),
             RpcError::Transport(e) => write!(f, "RabbitMQ: {e}"),
+            RpcError::Arguments(e) => write!(f, "bad call: {e}"),
         }
     }
 }
@@ -933,15 +1020,35 @@ impl From<lapin::Error> for RpcError {
 
 type Pending = Arc<Mutex<HashMap<String, oneshot::Sender<Reply>>>>;
 
+/// Keyword arguments or a context as a JSON object (`()` and `None`: empty).
+fn object(what: &str, v: impl Serialize) -> Result<Map<String, Value>, RpcError> {
+    match serde_json::to_value(v) {
+        Ok(Value::Object(m)) => Ok(m),
+        Ok(Value::Null) => Ok(Map::new()),
+        Ok(other) => Err(RpcError::Arguments(format!(
+            "{what} must serialize to a JSON object (keyword arguments by name), not {}",
+            match other {
+                Value::Array(_) => "an array",
+                Value::String(_) => "a string",
+                Value::Number(_) => "a number",
+                _ => "a boolean",
+            }
+        ))),
+        Err(e) => Err(RpcError::Arguments(format!("{what}: {e}"))),
+    }
+}
+
 /// An RPC client calling oslo.messaging servers (see the [module docs](self)).
 ///
 /// ```no_run
 /// # async fn demo() -> Result<(), osprofiler_http::oslo::RpcError> {
 /// use osprofiler_http::oslo::{RpcClient, Target};
-/// let client = RpcClient::connect("amqp://guest:guest@127.0.0.1:5672/%2f").await?;
-/// let mut args = serde_json::Map::new();
-/// args.insert("instance_id".into(), "42".into());
-/// let state = client.call(&Target::topic("compute"), "get_state", args, Default::default()).await?;
+/// // oslo.messaging's transport_url, as in the service's [DEFAULT] section.
+/// let client = RpcClient::connect("rabbit://guest:guest@127.0.0.1:5672/").await?;
+/// // Keyword arguments and context: anything that serializes to a JSON object.
+/// let args = serde_json::json!({"instance_id": "42"});
+/// let context = serde_json::json!({"user": "alice", "project_id": "p1"});
+/// let state = client.call(&Target::topic("compute"), "get_state", args, context).await?;
 /// # Ok(()) }
 /// ```
 pub struct RpcClient {
@@ -1079,15 +1186,18 @@ impl RpcClient {
     }
 
     /// Calls `method` and waits for its result: an `rpc` point of the caller, the callee's
-    /// parent. A remote exception is [`RpcError::Remote`]; no reply in time
-    /// [`RpcError::Timeout`].
+    /// parent. `args` are the keyword arguments and `context` the request context: anything
+    /// that serializes to a JSON object (a struct, a map, `serde_json::json!({...})`; `()` for
+    /// none). A remote exception is [`RpcError::Remote`]; no reply in time
+    /// [`RpcError::Timeout`]; arguments that are not an object [`RpcError::Arguments`].
     pub async fn call(
         &self,
         target: &Target,
         method: &str,
-        args: Map<String, Value>,
-        context: Map<String, Value>,
+        args: impl Serialize,
+        context: impl Serialize,
     ) -> Result<Value, RpcError> {
+        let (args, context) = (object("args", args)?, object("context", context)?);
         let mut point = Trace::new("rpc", || rpc_info(method, &args, self.hide_args));
         let mut req = self.request(target, method, args, context);
         let msg_id = unique_id();
@@ -1120,14 +1230,16 @@ impl RpcClient {
         result
     }
 
-    /// Casts `method` (no reply): an `rpc` point of the caller.
+    /// Casts `method` (no reply): an `rpc` point of the caller. `args` and `context` as for
+    /// [`RpcClient::call`].
     pub async fn cast(
         &self,
         target: &Target,
         method: &str,
-        args: Map<String, Value>,
-        context: Map<String, Value>,
+        args: impl Serialize,
+        context: impl Serialize,
     ) -> Result<(), RpcError> {
+        let (args, context) = (object("args", args)?, object("context", context)?);
         let mut point = Trace::new("rpc", || rpc_info(method, &args, self.hide_args));
         let req = self.request(target, method, args, context);
         let r = self.send(target, &req).await;

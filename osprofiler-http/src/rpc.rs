@@ -117,14 +117,16 @@ pub fn serve<F: Future>(
 pub mod amqp {
     use lapin::tcp::{AsyncTcpStream, TLSConfig};
     use lapin::types::{AMQPValue, FieldTable, LongString, ShortString};
-    use lapin::uri::{AMQPScheme, AMQPUri};
+    use lapin::uri::{AMQPAuthority, AMQPScheme, AMQPUri, AMQPUserInfo};
     use lapin::{Connection, ConnectionProperties};
     use osprofiler_core::headers::{HmacKeys, Verified, X_TRACE_HMAC, X_TRACE_INFO};
 
-    /// Connects to the broker at `url` (`amqp://` or `amqps://`, lapin on the current tokio
-    /// runtime) with Nagle's algorithm off.
+    /// Connects to the broker named by `url` — an AMQP URI (`amqp://`, `amqps://`) or an
+    /// oslo.messaging `transport_url` (`rabbit://`, see [`transport_uris`]) — with lapin on the
+    /// current tokio runtime and Nagle's algorithm off. With several hosts, they are tried in
+    /// turn from a random one (oslo.messaging shuffles them too) until one answers.
     ///
-    /// `lapin::Connection::connect` leaves it on, and an AMQP message is several frames
+    /// `lapin::Connection::connect` leaves Nagle on, and an AMQP message is several frames
     /// (method, header, body) written apart: with Linux's delayed ACKs, a request/reply round
     /// trip then often waits 40 ms for nothing (measured on loopback RabbitMQ: a 5–42 ms median
     /// oslo.messaging call, against well under a millisecond with this). Every connection of
@@ -133,16 +135,30 @@ pub mod amqp {
     /// ```no_run
     /// # async fn demo() -> lapin::Result<()> {
     /// let conn = osprofiler_http::rpc::amqp::connect(
-    ///     "amqp://guest:guest@127.0.0.1:5672/%2f",
+    ///     "rabbit://nova:secret@rabbit1:5672,nova:secret@rabbit2:5672/",
     ///     lapin::ConnectionProperties::default(),
     /// )
     /// .await?;
     /// # Ok(()) }
     /// ```
     pub async fn connect(url: &str, props: ConnectionProperties) -> lapin::Result<Connection> {
-        let uri: AMQPUri = url
-            .parse()
-            .map_err(|e: String| std::io::Error::new(std::io::ErrorKind::InvalidInput, e))?;
+        let uris = transport_uris(url)
+            .map_err(|e| std::io::Error::new(std::io::ErrorKind::InvalidInput, e))?;
+        let start = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.subsec_nanos() as usize)
+            % uris.len();
+        let mut last = None;
+        for uri in uris.iter().cycle().skip(start).take(uris.len()) {
+            match connect_uri(uri.clone(), props.clone()).await {
+                Ok(c) => return Ok(c),
+                Err(e) => last = Some(e),
+            }
+        }
+        Err(last.expect("at least one host"))
+    }
+
+    async fn connect_uri(uri: AMQPUri, props: ConnectionProperties) -> lapin::Result<Connection> {
         let runtime = lapin::runtime::default_runtime()?;
         Connection::connector(
             uri,
@@ -165,6 +181,135 @@ pub mod amqp {
             props,
         )
         .await
+    }
+
+    /// The AMQP URIs a URL names, one per host. `amqp://` and `amqps://` URIs are taken as
+    /// AMQP defines them. oslo.messaging's `transport_url` is read as oslo.messaging reads it:
+    /// `rabbit://[user:pass@]host[:port][,[user:pass@]host2[:port]…]/[virtual_host][?query]`
+    /// (also `kombu+rabbit://`, `amqp` for `rabbit`): user, password and virtual host are
+    /// percent-decoded; an empty virtual host is `/`, the broker's default, and `//` names `/`
+    /// too; a host without credentials uses `guest`/`guest` and one without a port 5672;
+    /// `?ssl=1` (or `true`) means TLS; other query options (oslo's driver options) are
+    /// ignored. Errors never contain the password.
+    ///
+    /// ```
+    /// use osprofiler_http::rpc::amqp::transport_uris;
+    /// let uris = transport_uris("rabbit://nova:s%40cret@r1,nova:s%40cret@r2:5673/").unwrap();
+    /// assert_eq!(uris.len(), 2);
+    /// assert_eq!((uris[0].authority.host.as_str(), uris[0].authority.port), ("r1", 5672));
+    /// assert_eq!(uris[1].authority.userinfo.password, "s@cret");
+    /// assert_eq!(uris[1].vhost, "/");
+    /// assert_eq!(transport_uris("rabbit://h/nova").unwrap()[0].vhost, "nova");
+    /// assert_eq!(transport_uris("rabbit://h//").unwrap()[0].vhost, "/");
+    /// ```
+    pub fn transport_uris(url: &str) -> Result<Vec<AMQPUri>, String> {
+        let (scheme, rest) = url
+            .split_once("://")
+            .ok_or_else(|| "expected rabbit://host:5672/ or amqp://host:5672/%2f".to_owned())?;
+        let scheme = scheme.to_ascii_lowercase();
+        if scheme == "amqp" || scheme == "amqps" {
+            if !rest.contains(',') {
+                return url
+                    .parse::<AMQPUri>()
+                    .map(|u| vec![u])
+                    .map_err(|e| format!("bad AMQP URI: {e}"));
+            }
+        } else if !matches!(scheme.as_str(), "rabbit" | "kombu+rabbit" | "kombu+amqp") {
+            return Err(format!(
+                "unsupported transport {scheme:?}: use rabbit:// (oslo.messaging's transport_url) \
+                 or amqp:// / amqps://"
+            ));
+        }
+        let (location, query) = rest.split_once('?').unwrap_or((rest, ""));
+        let (netloc, path) = match location.find('/') {
+            Some(i) => (&location[..i], &location[i + 1..]),
+            None => (location, ""),
+        };
+        let vhost = decode(path)?;
+        let vhost = if vhost.is_empty() {
+            "/".to_owned()
+        } else {
+            vhost
+        };
+        let tls = scheme == "amqps"
+            || query.split('&').any(|p| {
+                matches!(
+                    p.split_once('=').map(|(k, v)| (k, v.to_ascii_lowercase())),
+                    Some(("ssl", ref v)) if v == "1" || v == "true"
+                )
+            });
+        let mut uris = Vec::new();
+        for host in netloc.split(',').filter(|h| !h.is_empty()) {
+            let (cred, hostport) = match host.rsplit_once('@') {
+                Some((c, h)) => (Some(c), h),
+                None => (None, host),
+            };
+            let (user, pass) = match cred {
+                Some(c) => {
+                    let (u, p) = c.split_once(':').unwrap_or((c, ""));
+                    (decode(u)?, decode(p)?)
+                }
+                None => ("guest".to_owned(), "guest".to_owned()),
+            };
+            let (hostname, port) = match hostport.rsplit_once(':') {
+                Some((h, p)) if !p.contains(']') => (
+                    h,
+                    p.parse::<u16>()
+                        .map_err(|_| format!("bad port {p:?} in the transport URL"))?,
+                ),
+                _ => (hostport, 5672),
+            };
+            let hostname = hostname.trim_start_matches('[').trim_end_matches(']');
+            if hostname.is_empty() {
+                return Err("a host of the transport URL is empty".into());
+            }
+            uris.push(AMQPUri {
+                scheme: if tls {
+                    AMQPScheme::AMQPS
+                } else {
+                    AMQPScheme::AMQP
+                },
+                authority: AMQPAuthority {
+                    userinfo: AMQPUserInfo {
+                        username: user,
+                        password: pass,
+                    },
+                    host: hostname.to_owned(),
+                    port,
+                },
+                vhost: vhost.clone(),
+                ..Default::default()
+            });
+        }
+        if uris.is_empty() {
+            // oslo.messaging's default: localhost, guest/guest.
+            uris.push(AMQPUri {
+                vhost,
+                ..Default::default()
+            });
+        }
+        Ok(uris)
+    }
+
+    /// `%XX` decoded; a bad sequence is an error that does not repeat the text.
+    fn decode(s: &str) -> Result<String, String> {
+        let b = s.as_bytes();
+        let mut out = Vec::with_capacity(b.len());
+        let mut i = 0;
+        while i < b.len() {
+            if b[i] == b'%' {
+                let hex = s
+                    .get(i + 1..i + 3)
+                    .and_then(|h| u8::from_str_radix(h, 16).ok())
+                    .ok_or("bad percent-encoding in the transport URL")?;
+                out.push(hex);
+                i += 3;
+            } else {
+                out.push(b[i]);
+                i += 1;
+            }
+        }
+        String::from_utf8(out).map_err(|_| "the transport URL is not UTF-8 once decoded".into())
     }
 
     /// Adds the signed headers of the current trace (parent = the current point) to `headers`;

@@ -84,6 +84,13 @@ def client(topic, server, n):
             rpc.call({}, "fail", reason="bad input")
         except om.RemoteError as e:
             failure = {"exc_type": e.exc_type, "value": e.value}
+        # A Rust RemoteError::builtin: the builtin exception itself.
+        try:
+            rpc.call({}, "fail_builtin", reason="no such flavor")
+        except ValueError as e:
+            failure["builtin"] = {"isinstance": "ValueError", "message": str(e).split("\n")[0]}
+        except om.RemoteError as e:
+            failure["builtin"] = {"exc_type": e.exc_type}
     profiler.clean()
 
     p = profiler.init(KEY)

@@ -103,6 +103,10 @@ async fn rust_server(topic: &str, notes: Arc<Mutex<Vec<(String, String)>>>) -> R
                     "ValueError",
                     req.args["reason"].as_str().unwrap_or_default(),
                 )),
+                "fail_builtin" => Err(RemoteError::builtin(
+                    "ValueError",
+                    req.args["reason"].as_str().unwrap_or_default(),
+                )),
                 "note" => {
                     let point = osp::get().map(|p| p.id().to_string()).unwrap_or_default();
                     let text = req.args["text"].as_str().unwrap_or_default().to_owned();
@@ -195,7 +199,9 @@ async fn python_calls_and_casts_a_rust_server() {
     // A handler's error: the caller gets it with its type; the point is a failed point.
     assert_eq!(
         out["failure"],
-        json!({"exc_type": "ValueError", "value": "bad input"})
+        json!({"exc_type": "ValueError", "value": "bad input",
+               // RemoteError::builtin: Python's caller catches it with `except ValueError`.
+               "builtin": {"isinstance": "ValueError", "message": "no such flavor"}})
     );
 
     // The cast ran inside the caller's trace.
