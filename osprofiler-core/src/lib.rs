@@ -132,3 +132,8 @@ macro_rules! info {
 /// Support for the `#[trace]` macros; not a public API.
 #[doc(hidden)]
 pub mod __private;
+
+// The README's examples are compiled (and run, unless `no_run`) as doctests.
+#[cfg(doctest)]
+#[doc = include_str!("../README.md")]
+struct ReadmeDoctests;

@@ -226,3 +226,10 @@ mod tests {
         );
     }
 }
+
+// The README's examples are compiled (and run, unless `no_run`) as doctests. They use the
+// `reqwest` and `oslo` features: `cargo test -p osprofiler-http --doc --features reqwest,oslo`
+// (the workspace's tests turn both on).
+#[cfg(all(doctest, feature = "reqwest", feature = "oslo"))]
+#[doc = include_str!("../README.md")]
+struct ReadmeDoctests;

@@ -270,3 +270,8 @@ fn quote_spanned_body_async(
         .await
     }
 }
+
+// The README's examples are compiled (and run, unless `no_run`) as doctests.
+#[cfg(doctest)]
+#[doc = include_str!("../README.md")]
+struct ReadmeDoctests;

@@ -505,3 +505,8 @@ impl<'a> Traced<Transaction<'a>> {
 /// The rows of [`Traced::query_raw`]; its point stops with the stream (at its end, first error
 /// or drop).
 pub type TracedRowStream = DbStream<RowStream, Row, Error>;
+
+// The README's examples are compiled (and run, unless `no_run`) as doctests.
+#[cfg(doctest)]
+#[doc = include_str!("../README.md")]
+struct ReadmeDoctests;

@@ -406,3 +406,8 @@ impl<C: TransactionSession + Send> TransactionSession for Traced<C> {
             .await
     }
 }
+
+// The README's examples are compiled (and run, unless `no_run`) as doctests.
+#[cfg(doctest)]
+#[doc = include_str!("../README.md")]
+struct ReadmeDoctests;

@@ -552,3 +552,8 @@ impl<T: Deref> Deref for Traced<T> {
         &self.inner
     }
 }
+
+// The README's examples are compiled (and run, unless `no_run`) as doctests.
+#[cfg(doctest)]
+#[doc = include_str!("../README.md")]
+struct ReadmeDoctests;
