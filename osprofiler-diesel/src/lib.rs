@@ -1,6 +1,6 @@
 //! # osprofiler-diesel
 //!
-//! OSProfiler `db` points for [diesel] 2.3 through its `Instrumentation` hook: install it on a
+//! OSProfiler `db` points for [diesel] 2.4 (and 2.3) through its `Instrumentation` hook: install it on a
 //! connection, as the default for every new connection, or on an r2d2 pool.
 //!
 //! ```no_run
@@ -73,6 +73,16 @@ impl OsProfilerInstrumentation {
         let keep = self.tracer.keeps_literals();
         self.tracer = DbTracer::for_target(target).keep_literals(keep);
         self.fixed_target = true;
+        self
+    }
+
+    /// Names the database system (`postgresql`, `mysql`, `sqlite`) until the connection URL
+    /// tells more (server, database); [`instrument`] sets it from the connection's backend.
+    pub fn system(mut self, system: &'static str) -> Self {
+        if !self.fixed_target {
+            let keep = self.tracer.keeps_literals();
+            self.tracer = DbTracer::new(system).keep_literals(keep);
+        }
         self
     }
 
@@ -320,10 +330,28 @@ pub fn error_info(e: &diesel::result::Error) -> DbError {
     }
 }
 
-/// Installs the instrumentation on one connection (its target is taken from the connection
-/// URL when it reconnects; set it with [`instrument_with`] for an open connection).
+/// The system of a diesel backend type (`diesel::pg::Pg` → `postgresql`, …).
+///
+/// ```
+/// # #[cfg(feature = "sqlite")]
+/// assert_eq!(osprofiler_diesel::system_of::<diesel::sqlite::Sqlite>(), "sqlite");
+/// ```
+pub fn system_of<B: ?Sized>() -> &'static str {
+    let name = std::any::type_name::<B>();
+    let last = name.rsplit("::").next().unwrap_or(name);
+    match last {
+        "Pg" => "postgresql",
+        "Mysql" => "mysql",
+        "Sqlite" => "sqlite",
+        _ => "unknown",
+    }
+}
+
+/// Installs the instrumentation on one connection: its points name the connection's system
+/// (from its backend), and server and database once it reconnects (set them with
+/// [`instrument_with`] for an open connection).
 pub fn instrument<C: diesel::Connection>(conn: &mut C) {
-    conn.set_instrumentation(OsProfilerInstrumentation::new());
+    conn.set_instrumentation(OsProfilerInstrumentation::new().system(system_of::<C::Backend>()));
 }
 
 /// Installs the instrumentation on one connection with an explicit target.

@@ -222,6 +222,8 @@ fn sync_diesel_from_async_code_stays_in_the_trace() {
     let msgs = messages_of(&base);
     let q = msgs.iter().rfind(|m| m["name"] == "db-start").unwrap();
     assert_eq!(q["parent_id"], rpc.as_str());
+    // `instrument` on an open connection names its system (from the backend).
+    assert_eq!(q["info"]["db"]["system"], "sqlite", "{q}");
 }
 
 #[test]
