@@ -72,13 +72,11 @@ pub(crate) fn client(ca: Option<&str>) -> Result<Client, DriverError> {
             return Err(DriverError::new(format!("{path} holds no PEM certificate")));
         }
     }
-    let tls = rustls::ClientConfig::builder_with_provider(std::sync::Arc::new(
-        rustls::crypto::ring::default_provider(),
-    ))
-    .with_safe_default_protocol_versions()
-    .map_err(|e| DriverError::with_source("cannot set up TLS", e))?
-    .with_root_certificates(roots)
-    .with_no_client_auth();
+    let tls = rustls::ClientConfig::builder_with_provider(provider())
+        .with_safe_default_protocol_versions()
+        .map_err(|e| DriverError::with_source("cannot set up TLS", e))?
+        .with_root_certificates(roots)
+        .with_no_client_auth();
     let connector = hyper_rustls::HttpsConnectorBuilder::new()
         .with_tls_config(tls)
         .https_or_http()
@@ -88,6 +86,20 @@ pub(crate) fn client(ca: Option<&str>) -> Result<Client, DriverError> {
         hyper_util::client::legacy::Client::builder(hyper_util::rt::TokioExecutor::new())
             .build(connector),
     )
+}
+
+/// The TLS crypto provider: the process's default when the application installed one (an
+/// aws-lc-rs provider with post-quantum key exchange, say), else *ring* — this crate's
+/// dependency, which rustls 0.23.48 deprecated for lacking post-quantum key exchange; still
+/// supported and audited, and it builds without a C toolchain beyond `cc`.
+pub(crate) fn provider() -> std::sync::Arc<rustls::crypto::CryptoProvider> {
+    rustls::crypto::CryptoProvider::get_default()
+        .cloned()
+        .unwrap_or_else(|| {
+            #[allow(deprecated)]
+            let ring = rustls::crypto::ring::default_provider();
+            std::sync::Arc::new(ring)
+        })
 }
 
 /// Sends `req` and reads the whole answer, both within `timeout`. The error names `target`

@@ -263,17 +263,19 @@ async fn https_receiver() -> (
     let cert = rcgen::generate_simple_self_signed(vec!["localhost".into()]).unwrap();
     let pem_path = std::env::temp_dir().join(format!("osp-otlp-ca-{}.pem", uuid::Uuid::new_v4()));
     std::fs::write(&pem_path, cert.cert.pem()).unwrap();
-    let config = rustls::ServerConfig::builder_with_provider(Arc::new(
-        rustls::crypto::ring::default_provider(),
-    ))
-    .with_safe_default_protocol_versions()
-    .unwrap()
-    .with_no_client_auth()
-    .with_single_cert(
-        vec![cert.cert.der().clone()],
-        rustls::pki_types::PrivateKeyDer::Pkcs8(cert.key_pair.serialize_der().into()),
-    )
-    .unwrap();
+    // The test server's TLS: *ring*, as the client's default (deprecated in rustls 0.23.48
+    // for lacking post-quantum key exchange; fine for a loopback test).
+    #[allow(deprecated)]
+    let ring = rustls::crypto::ring::default_provider();
+    let config = rustls::ServerConfig::builder_with_provider(Arc::new(ring))
+        .with_safe_default_protocol_versions()
+        .unwrap()
+        .with_no_client_auth()
+        .with_single_cert(
+            vec![cert.cert.der().clone()],
+            rustls::pki_types::PrivateKeyDer::Pkcs8(cert.key_pair.serialize_der().into()),
+        )
+        .unwrap();
     let acceptor = tokio_rustls::TlsAcceptor::from(Arc::new(config));
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let port = listener.local_addr().unwrap().port();
