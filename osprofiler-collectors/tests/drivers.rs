@@ -6,29 +6,13 @@
 use osprofiler_collectors::{MongoDriver, RedisDriver, SqlDriver};
 use osprofiler_core::notifier::Driver;
 use osprofiler_core::{self as osp, Message, ProfilerConfig, Report, Trace};
-use osprofiler_testkit::{captured_trace, captured_trace_with};
+use osprofiler_testkit::{captured_trace, captured_trace_with, error_trace};
 use serde_json::Value;
 
 const PG: &str = "postgresql://postgres@127.0.0.1:5432/test";
 const MY: &str = "mysql://root@127.0.0.1:3306/test";
 const REDIS: &str = "redis://127.0.0.1:6379";
 const MONGO: &str = "mongodb://127.0.0.1:27017";
-
-/// A trace with nesting, SQL, non-ASCII text and one failed point.
-fn error_trace() -> (String, Vec<Message>) {
-    captured_trace(|| {
-        let _wsgi = Trace::new(
-            "wsgi",
-            || osp::info!({"request": {"path": "/v1/ünïcode", "method": "GET", "query": "", "scheme": "http"}}),
-        );
-        drop(Trace::new(
-            "db",
-            || osp::info!({"db": {"statement": "SELECT 'it''s' -- \"etype\"", "system": "sqlite"}}),
-        ));
-        let mut failing = Trace::new("db", || osp::info!({"db": {"statement": "SELEC 1"}}));
-        failing.error_with("OperationalError", "syntax error near \"SELEC\"");
-    })
-}
 
 /// A trace without errors (its statement mentions "etype" to fool a text search).
 fn ok_trace() -> (String, Vec<Message>) {
@@ -80,7 +64,7 @@ fn as_stored(driver: &dyn Driver, msgs: &[Message]) -> Vec<Value> {
 /// The checks every driver must pass; returns the traces it stored.
 fn round_trip(driver: &dyn Driver) -> Vec<String> {
     let hint = service_hint(driver.name());
-    let (bad, bad_msgs) = error_trace();
+    let (bad, bad_msgs) = error_trace(None);
     let (good, good_msgs) = ok_trace();
     driver
         .notify(&bad_msgs)
@@ -214,7 +198,7 @@ fn mongodb_layout_is_pythons() {
     traces.push(big_batch(&d));
 
     // Document level, with the official client: Python's layout.
-    let (base, msgs) = error_trace();
+    let (base, msgs) = error_trace(None);
     d.notify(&msgs).unwrap();
     let rt = tokio::runtime::Runtime::new().unwrap();
     let (docs, marker) = rt.block_on(async {
@@ -274,7 +258,7 @@ fn redis_layout_is_pythons() {
     traces.push(big_batch(&d));
 
     // Byte level: one list per trace, newest first, Python-style JSON; the error marker.
-    let (base, msgs) = error_trace();
+    let (base, msgs) = error_trace(None);
     d.notify(&msgs).unwrap();
     let client = redis::Client::open(REDIS).unwrap();
     let mut c = client
@@ -317,7 +301,7 @@ fn redis_layout_is_pythons() {
 #[test]
 fn redis_without_filter_error_trace_sets_no_marker() {
     let d = RedisDriver::open(REDIS, false).unwrap();
-    let (base, msgs) = error_trace();
+    let (base, msgs) = error_trace(None);
     d.notify(&msgs).unwrap();
     assert!(
         !d.list_error_traces()
@@ -483,10 +467,10 @@ fn drivers_from_conf_follow_filter_error_trace_at_run_time() {
             .unwrap()
     };
     osp::set_filter_error_trace(false);
-    let (off, msgs) = error_trace();
+    let (off, msgs) = error_trace(None);
     d.notify(&msgs).unwrap();
     osp::set_filter_error_trace(true);
-    let (on, msgs) = error_trace();
+    let (on, msgs) = error_trace(None);
     d.notify(&msgs).unwrap();
     osp::set_filter_error_trace(false);
     assert!(!marked(&mut c, &off), "switch off: no error marker");

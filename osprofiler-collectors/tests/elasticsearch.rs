@@ -7,7 +7,7 @@
 use osprofiler_collectors::ElasticsearchDriver;
 use osprofiler_core::notifier::Driver;
 use osprofiler_core::{self as osp, Message, ProfilerConfig, Report, Trace};
-use osprofiler_testkit::{captured_trace, captured_trace_with};
+use osprofiler_testkit::{captured_trace, error_trace};
 use serde_json::{Value, json};
 use std::process::Command;
 
@@ -60,21 +60,6 @@ fn sorted(mut v: Vec<Value>) -> Vec<Value> {
 
 fn values(msgs: &[Message]) -> Vec<Value> {
     sorted(msgs.iter().map(Message::to_value).collect())
-}
-
-fn error_trace(base_id: Option<&str>) -> (String, Vec<Message>) {
-    captured_trace_with(base_id, || {
-        let _wsgi = Trace::new(
-            "wsgi",
-            || osp::info!({"request": {"path": "/v1/ünïcode", "method": "GET", "query": "", "scheme": "http"}}),
-        );
-        drop(Trace::new(
-            "db",
-            || osp::info!({"db": {"statement": "SELECT 'it''s' -- \"etype\"", "system": "sqlite"}}),
-        ));
-        let mut failing = Trace::new("db", || osp::info!({"db": {"statement": "SELEC 1"}}));
-        failing.error_with("OperationalError", "syntax error near \"SELEC\"");
-    })
 }
 
 #[test]

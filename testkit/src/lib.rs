@@ -221,6 +221,24 @@ pub fn captured_trace_with(
     (base_id, mine)
 }
 
+/// A trace with nesting, SQL, non-ASCII text and one failed point (the collectors' tests),
+/// with the `base_id` given or a new one.
+pub fn error_trace(base_id: Option<&str>) -> (String, Vec<osprofiler_core::Message>) {
+    use osprofiler_core::{self as osp, Trace};
+    captured_trace_with(base_id, || {
+        let _wsgi = Trace::new(
+            "wsgi",
+            || osp::info!({"request": {"path": "/v1/ünïcode", "method": "GET", "query": "", "scheme": "http"}}),
+        );
+        drop(Trace::new(
+            "db",
+            || osp::info!({"db": {"statement": "SELECT 'it''s' -- \"etype\"", "system": "sqlite"}}),
+        ));
+        let mut failing = Trace::new("db", || osp::info!({"db": {"statement": "SELEC 1"}}));
+        failing.error_with("OperationalError", "syntax error near \"SELEC\"");
+    })
+}
+
 /// The Python interpreter of the OSProfiler 4.4.0 oracle virtualenv (made by `scripts/test`),
 /// or `$OSPROFILER_PYTHON`. Panics with instructions when it is missing.
 pub fn python() -> std::path::PathBuf {
