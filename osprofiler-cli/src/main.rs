@@ -43,12 +43,26 @@ impl Conn {
         if let Some(cs) = &self.connection_string {
             return Ok(cs.clone());
         }
-        match &self.config_file {
-            Some(path) => osprofiler_core::ProfilerConfig::from_ini_file(path)
-                .map(|conf| conf.connection_string)
-                .map_err(|e| CliError(format!("--config-file: {e}"))),
-            None => Ok(DEFAULT_CONNECTION_STRING.to_owned()),
+        let Some(path) = &self.config_file else {
+            return Ok(DEFAULT_CONNECTION_STRING.to_owned());
+        };
+        let text = std::fs::read_to_string(path)
+            .map_err(|e| CliError(format!("--config-file {}: {e}", path.display())))?;
+        // Which connection_string the file gives, if any (defaults would hide its absence).
+        let mut given = osprofiler_core::ProfilerConfig::default();
+        given.connection_string = String::new();
+        given
+            .apply_ini_str(&text)
+            .map_err(|e| CliError(format!("--config-file {}: {e}", path.display())))?;
+        if given.connection_string.is_empty() {
+            // Python's services default to messaging://; ours to SQLite: say it, guess neither.
+            return Err(CliError(format!(
+                "--config-file {}: its [profiler] section has no connection_string (a Python \
+                 service then uses messaging://): give --connection-string",
+                path.display()
+            )));
         }
+        Ok(given.connection_string)
     }
 }
 
@@ -276,7 +290,7 @@ fn run(cli: Cli) -> Result<(), CliError> {
             }
             let run = result?;
             let mut text = osprofiler_cli::render_terminal(&run.report);
-            let cs = if cs == DEFAULT_CONNECTION_STRING {
+            let flag = if cs == DEFAULT_CONNECTION_STRING {
                 String::new()
             } else {
                 // Printed without its password: the command to paste needs it put back.
@@ -284,7 +298,7 @@ fn run(cli: Cli) -> Result<(), CliError> {
             };
             let store = osprofiler_core::redact(&cs);
             text.push_str(&format!(
-                "\ntrace {id} stored in {store}\n  osprofiler trace show {id}{cs} --html --out trace.html   # the interactive report\n  osprofiler trace show {id}{cs} --json                      # Python's JSON report\n",
+                "\ntrace {id} stored in {store}\n  osprofiler trace show {id}{flag} --html --out trace.html   # the interactive report\n  osprofiler trace show {id}{flag} --json                      # Python's JSON report\n",
                 id = run.base_id,
             ));
             if cs.starts_with("messaging://") {

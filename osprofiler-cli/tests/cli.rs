@@ -389,7 +389,17 @@ fn a_read_only_postgresql_role_can_list_and_show() {
 fn the_connection_string_can_come_from_the_services_config_file() {
     let tmp = temp_dir();
     let cs = format!("sqlite://{}", tmp.join("conf.db").display());
-    let (id, _) = run_demo(&cs, &tmp.join("dbs"));
+    let (id, out) = run_demo(&cs, &tmp.join("dbs"));
+    assert!(
+        out.contains(&format!("trace {id} stored in {cs}\n")),
+        "{out}"
+    );
+    assert!(
+        out.contains(&format!(
+            "osprofiler trace show {id} --connection-string '{cs}' --json"
+        )),
+        "{out}"
+    );
     let conf = tmp.join("nova.conf");
     std::fs::write(&conf, format!("[DEFAULT]\ndebug = true\n\n[profiler]\nenabled = true\nhmac_keys = k\nconnection_string = {cs}\n")).unwrap();
     let listed = ok(&osprofiler(&[
@@ -412,6 +422,12 @@ fn the_connection_string_can_come_from_the_services_config_file() {
     assert!(String::from_utf8_lossy(&out.stderr).contains("no SQLite database"));
     let out = osprofiler(&["trace", "list", "--config-file", "/no/such/nova.conf"]);
     assert!(String::from_utf8_lossy(&out.stderr).contains("--config-file"));
+    // A [profiler] section without connection_string: said, not guessed.
+    let bare = tmp.join("bare.conf");
+    std::fs::write(&bare, "[profiler]\nenabled = true\n").unwrap();
+    let out = osprofiler(&["trace", "list", "--config-file", bare.to_str().unwrap()]);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("has no connection_string"), "{err}");
     std::fs::remove_dir_all(&tmp).unwrap();
 }
 

@@ -130,9 +130,14 @@ impl Settings {
             }
         };
         let (location, query) = rest.split_once('?').unwrap_or((rest, ""));
-        let (userinfo, hostpath) = match location.rsplit_once('@') {
+        // The authority ends at the first `/` (a `/` in a password is written %2F).
+        let (authority, path) = match location.find('/') {
+            Some(i) => (&location[..i], location[i..].trim_end_matches('/')),
+            None => (location, ""),
+        };
+        let (userinfo, authority) = match authority.rsplit_once('@') {
             Some((u, h)) => (Some(u), h),
-            None => (None, location),
+            None => (None, authority),
         };
         let credentials = match userinfo {
             Some(u) => {
@@ -147,20 +152,28 @@ impl Settings {
             }
             None => None,
         };
-        let (authority, path) = match hostpath.find('/') {
-            Some(i) => (&hostpath[..i], hostpath[i..].trim_end_matches('/')),
-            None => (hostpath, ""),
+        let authority = match authority.rsplit_once(':') {
+            _ if authority.is_empty() => "localhost:9200".to_owned(),
+            // A port (an IPv6 literal's last `:` is inside its brackets).
+            Some((_, port)) if !port.contains(']') => {
+                if port.parse::<u16>().is_err() {
+                    return Err(DriverError::new(format!(
+                        "bad port {port:?} in the elasticsearch:// connection string"
+                    )));
+                }
+                authority.to_owned()
+            }
+            _ => format!("{authority}:9200"),
         };
-        let authority = if authority.is_empty() {
-            "localhost:9200".to_owned()
-        } else if authority
-            .rsplit_once(':')
-            .is_some_and(|(_, p)| !p.contains(']'))
+        // Checked now: a URL that cannot make a request would fail every write for ever.
+        if format!("{http}://{authority}{path}/_bulk")
+            .parse::<http::Uri>()
+            .is_err()
         {
-            authority.to_owned() // has a port (an IPv6 literal ends in `]`)
-        } else {
-            format!("{authority}:9200")
-        };
+            return Err(DriverError::new(format!(
+                "bad host or path in the elasticsearch:// connection string: {authority}{path}"
+            )));
+        }
         let mut s = Settings {
             url: format!("{http}://{authority}{path}"),
             credentials,
@@ -392,7 +405,7 @@ fn bulk_outcome(resp: &Value, items: &[Item]) -> Result<(usize, usize, Option<St
         if (200..300).contains(&status) || (*kind == Item::ErrorMarker && status == 409) {
             continue; // stored (an error trace already marked: the first error's time stays)
         }
-        if status == 429 || status >= 500 || status == 0 {
+        if status == 429 || status >= 500 {
             again += 1;
         } else if *kind == Item::Message {
             refused += 1;
@@ -585,12 +598,17 @@ impl ElasticsearchDriver {
                 || status == http::StatusCode::FORBIDDEN;
             return Err(if retry { e } else { e.rejected() });
         }
-        let resp: Value = serde_json::from_slice(&bytes)
-            .map_err(|e| DriverError::with_source("a _bulk answer that is not JSON", e))?;
+        // An answer that is not Elasticsearch's (a proxy's page at a wrong path prefix): the
+        // batch is refused (a few tries, then dropped), not retried for ever.
+        let resp: Value = serde_json::from_slice(&bytes).map_err(|e| {
+            DriverError::with_source(format!("{}: a _bulk answer that is not JSON", self.url), e)
+                .rejected()
+        })?;
         if resp["errors"] == false {
             return Ok(Sent::Stored(0));
         }
-        let (refused, again, first) = bulk_outcome(&resp, items).map_err(DriverError::new)?;
+        let (refused, again, first) =
+            bulk_outcome(&resp, items).map_err(|e| DriverError::new(e).rejected())?;
         if again > 0 {
             // Sent again whole: documents have fixed ids, so nothing is stored twice.
             return Err(DriverError::new(format!(
@@ -643,6 +661,7 @@ impl ElasticsearchDriver {
         .map(drop)
     }
 
+    /// How `base_id` is matched on the main index (asked once, then remembered).
     async fn base_id_query(&self) -> Result<BaseIdQuery, DriverError> {
         if let Some(q) = self
             .base_id_query
@@ -652,22 +671,36 @@ impl ElasticsearchDriver {
         {
             return Ok(q);
         }
+        let (q, known) = self.mapped_base_id(&self.index).await?;
+        if known {
+            *self.base_id_query.lock().unwrap_or_else(|e| e.into_inner()) = Some(q.clone());
+        }
+        Ok(q)
+    }
+
+    /// How `base_id` is matched on `index`.
+    async fn base_id_query_of(&self, index: &str) -> Result<BaseIdQuery, DriverError> {
+        if index == self.index {
+            return self.base_id_query().await;
+        }
+        Ok(self.mapped_base_id(index).await?.0)
+    }
+
+    /// The query for `base_id` on `index` as mapped, and whether the mapping said so (no index
+    /// or no `base_id` yet: whatever is written next follows the template).
+    async fn mapped_base_id(&self, index: &str) -> Result<(BaseIdQuery, bool), DriverError> {
         let mapping = self
             .call_json(
                 http::Method::GET,
-                &format!("/{}/_mapping/field/base_id", self.index),
+                &format!("/{index}/_mapping/field/base_id"),
                 None,
                 "cannot read the index mapping",
             )
             .await?;
-        match mapping.as_ref().and_then(BaseIdQuery::of_mapping) {
-            Some(q) => {
-                *self.base_id_query.lock().unwrap_or_else(|e| e.into_inner()) = Some(q.clone());
-                Ok(q)
-            }
-            // No index or no base_id yet: whatever is written next follows the template.
-            None => Ok(BaseIdQuery::Term("base_id".into())),
-        }
+        Ok(match mapping.as_ref().and_then(BaseIdQuery::of_mapping) {
+            Some(q) => (q, true),
+            None => (BaseIdQuery::Term("base_id".into()), false),
+        })
     }
 
     /// The `_source` of every hit of `query` on `index`, page by page.
@@ -675,7 +708,7 @@ impl ElasticsearchDriver {
         body["size"] = json!(self.scroll_size);
         body["sort"] = json!(["_doc"]);
         body["track_total_hits"] = json!(true);
-        let Some(mut page) = self
+        let Some(page) = self
             .call_json(
                 http::Method::POST,
                 &format!("/{index}/_search?scroll={}", self.scroll_time),
@@ -689,45 +722,10 @@ impl ElasticsearchDriver {
         let total = page["hits"]["total"]["value"]
             .as_u64()
             .or_else(|| page["hits"]["total"].as_u64());
-        // A bound on the pages, so that a server that never ends a scroll cannot hang a read.
-        let max_pages = total.map_or(u64::MAX, |t| t / self.scroll_size + 2);
-        let mut out = Vec::new();
-        let mut scroll_id: Option<String> = None;
-        for _ in 0..max_pages {
-            let hits = page["hits"]["hits"]
-                .as_array()
-                .map_or(&[][..], Vec::as_slice);
-            if hits.is_empty() {
-                break;
-            }
-            out.extend(
-                hits.iter()
-                    .map(|h| h["_source"].clone())
-                    .filter(Value::is_object),
-            );
-            if total.is_some_and(|t| out.len() as u64 >= t) {
-                scroll_id = page["_scroll_id"].as_str().map(str::to_owned).or(scroll_id);
-                break;
-            }
-            let Some(id) = page["_scroll_id"].as_str().map(str::to_owned) else {
-                break;
-            };
-            let next = self
-                .call_json(
-                    http::Method::POST,
-                    "/_search/scroll",
-                    Some(&json!({"scroll": self.scroll_time, "scroll_id": id})),
-                    "cannot read the next page",
-                )
-                .await?;
-            scroll_id = Some(id);
-            match next {
-                Some(p) => page = p,
-                None => break,
-            }
-        }
+        // The scroll is released whatever happens next (Python leaves its scrolls open).
+        let mut scroll_id = page["_scroll_id"].as_str().map(str::to_owned);
+        let read = self.pages(page, total, &mut scroll_id).await;
         if let Some(id) = scroll_id {
-            // Released now rather than after es_scroll_time (Python leaves them open).
             let _ = self
                 .call(
                     http::Method::DELETE,
@@ -740,6 +738,65 @@ impl ElasticsearchDriver {
                 )
                 .await;
         }
+        read
+    }
+
+    /// The hits of a scroll from its first page on; `scroll_id` follows the scroll.
+    async fn pages(
+        &self,
+        mut page: Value,
+        total: Option<u64>,
+        scroll_id: &mut Option<String>,
+    ) -> Result<Vec<Value>, DriverError> {
+        // A bound on the pages, so that a server that never ends a scroll cannot hang a read.
+        let max_pages = total.map_or(u64::MAX, |t| t / self.scroll_size + 2);
+        let mut out = Vec::new();
+        for _ in 0..max_pages {
+            let hits = page["hits"]["hits"]
+                .as_array()
+                .map_or(&[][..], Vec::as_slice);
+            if hits.is_empty() || total.is_some_and(|t| out.len() as u64 >= t) {
+                break;
+            }
+            out.extend(
+                hits.iter()
+                    .map(|h| h["_source"].clone())
+                    .filter(Value::is_object),
+            );
+            if total.is_some_and(|t| out.len() as u64 >= t) {
+                break;
+            }
+            let Some(id) = page["_scroll_id"].as_str().map(str::to_owned) else {
+                break;
+            };
+            *scroll_id = Some(id.clone());
+            let next = self
+                .call_json(
+                    http::Method::POST,
+                    "/_search/scroll",
+                    Some(&json!({"scroll": self.scroll_time, "scroll_id": id})),
+                    "cannot read the next page",
+                )
+                .await?;
+            match next {
+                Some(p) => {
+                    if let Some(id) = p["_scroll_id"].as_str() {
+                        *scroll_id = Some(id.to_owned());
+                    }
+                    page = p;
+                }
+                // The scroll expired between two pages (es_scroll_time) or its node went: an
+                // error, not a trace cut short.
+                None => {
+                    return Err(DriverError::new(format!(
+                        "the search expired after {} of {} hits (raise es_scroll_time, now {})",
+                        out.len(),
+                        total.map_or_else(|| "?".to_owned(), |t| t.to_string()),
+                        self.scroll_time
+                    )));
+                }
+            }
+        }
         Ok(out)
     }
 
@@ -748,9 +805,10 @@ impl ElasticsearchDriver {
     /// Elasticsearch and OpenSearch distribution).
     pub fn delete_trace(&self, base_id: &str) -> Result<u64, DriverError> {
         self.rt.run(async {
-            let query = json!({"query": self.base_id_query().await?.query(base_id)});
             let mut deleted = 0;
             for index in [&self.index, &self.error_index] {
+                // Each index as it is mapped (one may be Python's, the other ours).
+                let query = json!({"query": self.base_id_query_of(index).await?.query(base_id)});
                 let path = format!("/{index}/_delete_by_query?refresh=true&conflicts=proceed");
                 if let Some(r) = self
                     .call_json(
@@ -861,6 +919,12 @@ mod tests {
         );
         let s = Settings::of("elasticsearch://es.example:9201/prefix/").unwrap();
         assert_eq!(s.url, "http://es.example:9201/prefix");
+        // An `@` in the path is the path's.
+        let s = Settings::of("elasticsearch://h/prefix@x").unwrap();
+        assert_eq!(
+            (s.url.as_str(), s.credentials),
+            ("http://h:9200/prefix@x", None)
+        );
         let s = Settings::of("elasticsearch+https://u%40x:p%3Aw@[::1]?index=a.b&refresh=wait_for")
             .unwrap();
         assert_eq!(s.url, "https://[::1]:9200");
@@ -878,6 +942,9 @@ mod tests {
                 "unknown elasticsearch:// option \"size\"",
             ),
             ("elasticsearch://u:%zz@x", "password"),
+            ("elasticsearch://es:92O0", "bad port \"92O0\""),
+            ("elasticsearch://es:", "bad port \"\""),
+            ("elasticsearch://es/a b", "bad host or path"),
         ] {
             let e = Settings::of(bad).unwrap_err().to_string();
             assert!(e.contains(says), "{bad}: {e}");

@@ -96,6 +96,12 @@ fn round_trip_template_listings_and_error_index() {
         [bad.as_str()]
     );
     assert!(d.trace_messages("no-such-trace").unwrap().is_empty());
+    // Every read released its scroll, the empty one too.
+    let stats = rest("GET", &format!("/{}/_stats/search", index.0), None);
+    assert_eq!(
+        stats["indices"][&index.0]["total"]["search"]["scroll_current"], 0,
+        "{stats:#}"
+    );
 
     // The template made the ids exact keywords and the timestamp a date.
     let mapping = rest("GET", &format!("/{}/_mapping", index.0), None);

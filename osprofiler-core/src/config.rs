@@ -95,7 +95,7 @@ impl fmt::Debug for ProfilerConfig {
                 "hmac_keys",
                 &format_args!("[REDACTED; {}]", self.hmac_keys.len()),
             )
-            .field("connection_string", &redact_urls(&self.connection_string))
+            .field("connection_string", &redact(&self.connection_string))
             .field("filter_error_trace", &self.filter_error_trace)
             .field("es_doc_type", &self.es_doc_type)
             .field("es_scroll_time", &self.es_scroll_time)

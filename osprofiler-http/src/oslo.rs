@@ -825,21 +825,31 @@ impl RpcServer {
     /// calls this: no call is lost, none is answered twice unless its handler was cut off at
     /// the deadline (it then runs again on another server, as oslo.messaging's would).
     pub async fn stop_within(mut self, timeout: Duration) {
-        let deadline = tokio::time::Instant::now() + timeout;
+        let now = tokio::time::Instant::now();
+        // `Duration::MAX` means "as long as they take".
+        let deadline = now
+            .checked_add(timeout)
+            .unwrap_or_else(|| now + Duration::from_secs(100 * 365 * 86_400));
         // The serving task starts no more requests and waits for those in flight (told
         // first: cancelling the consumers ends their streams, which it would take for a lost
         // connection); then RabbitMQ delivers nothing more to this server.
         if let Some(stop) = self.stop.take() {
             let _ = stop.send(deadline);
         }
-        for tag in &self.consumer_tags {
-            let _ = self
-                .channel
-                .basic_cancel(tag.as_str().into(), BasicCancelOptions::default())
-                .await;
-        }
+        // A broker that went silent must not hold the stop beyond its deadline (and a short
+        // grace for the cancel and close frames).
+        let grace = deadline + Duration::from_secs(5);
+        let cancel = async {
+            for tag in &self.consumer_tags {
+                let _ = self
+                    .channel
+                    .basic_cancel(tag.as_str().into(), BasicCancelOptions::default())
+                    .await;
+            }
+        };
+        let _ = tokio::time::timeout_at(grace, cancel).await;
         let _ = (&mut self.task).await;
-        let _ = self.conn.close(200, "bye".into()).await;
+        let _ = tokio::time::timeout_at(grace, self.conn.close(200, "bye".into())).await;
     }
 }
 

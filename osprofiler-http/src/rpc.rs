@@ -150,9 +150,23 @@ pub mod amqp {
             % uris.len();
         let mut last = None;
         for uri in uris.iter().cycle().skip(start).take(uris.len()) {
-            match connect_uri(uri.clone(), props.clone()).await {
-                Ok(c) => return Ok(c),
-                Err(e) => last = Some(e),
+            // A host that drops packets would hold the others back for minutes (SYN retries).
+            let attempt =
+                tokio::time::timeout(CONNECT_TIMEOUT, connect_uri(uri.clone(), props.clone()));
+            match attempt.await {
+                Ok(Ok(c)) => return Ok(c),
+                Ok(Err(e)) => last = Some(e),
+                Err(_) => {
+                    last = Some(lapin::Error::from(std::io::Error::new(
+                        std::io::ErrorKind::TimedOut,
+                        format!(
+                            "{}:{} did not answer within {} s",
+                            uri.authority.host,
+                            uri.authority.port,
+                            CONNECT_TIMEOUT.as_secs()
+                        ),
+                    )))
+                }
             }
         }
         Err(last.expect("at least one host"))
@@ -183,6 +197,9 @@ pub mod amqp {
         .await
     }
 
+    /// How long one host of a transport URL gets to accept the connection.
+    pub const CONNECT_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(10);
+
     /// The AMQP URIs a URL names, one per host. `amqp://` and `amqps://` URIs are taken as
     /// AMQP defines them. oslo.messaging's `transport_url` is read as oslo.messaging reads it:
     /// `rabbit://[user:pass@]host[:port][,[user:pass@]host2[:port]…]/[virtual_host][?query]`
@@ -201,6 +218,10 @@ pub mod amqp {
     /// assert_eq!(uris[1].vhost, "/");
     /// assert_eq!(transport_uris("rabbit://h/nova").unwrap()[0].vhost, "nova");
     /// assert_eq!(transport_uris("rabbit://h//").unwrap()[0].vhost, "/");
+    /// // AMQP URIs keep AMQP's rules; an IP address stays the host.
+    /// let amqp = transport_uris("amqp://u:p@10.0.0.5:5673/%2f").unwrap();
+    /// assert_eq!((amqp[0].authority.host.as_str(), amqp[0].authority.port), ("10.0.0.5", 5673));
+    /// assert_eq!(amqp[0].vhost, "/");
     /// ```
     pub fn transport_uris(url: &str) -> Result<Vec<AMQPUri>, String> {
         let (scheme, rest) = url
@@ -209,10 +230,22 @@ pub mod amqp {
         let scheme = scheme.to_ascii_lowercase();
         if scheme == "amqp" || scheme == "amqps" {
             if !rest.contains(',') {
-                return url
+                // AMQP's own rules (virtual host, query options) from lapin's parser; the host
+                // from ours: lapin's takes an IP address for "localhost".
+                let mut uri = url
                     .parse::<AMQPUri>()
-                    .map(|u| vec![u])
-                    .map_err(|e| format!("bad AMQP URI: {e}"));
+                    .map_err(|_| "bad AMQP URI (amqp://user:pass@host:5672/vhost)".to_owned())?;
+                let authority = rest.split(['/', '?']).next().unwrap_or_default();
+                let hostport = authority.rsplit_once('@').map_or(authority, |(_, h)| h);
+                let host = match hostport.rsplit_once(':') {
+                    Some((h, p)) if !p.contains(']') => h,
+                    _ => hostport,
+                };
+                let host = host.trim_start_matches('[').trim_end_matches(']');
+                if !host.is_empty() {
+                    uri.authority.host = decode(host)?;
+                }
+                return Ok(vec![uri]);
             }
         } else if !matches!(scheme.as_str(), "rabbit" | "kombu+rabbit" | "kombu+amqp") {
             return Err(format!(

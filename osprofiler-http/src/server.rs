@@ -114,7 +114,7 @@ impl OsProfilerLayer {
             let tp = crate::w3c::parse(value)?;
             if !tp.sampled {
                 // The caller does not record: neither do we, but its context goes on.
-                return Some(Admitted::Unsampled(Arc::from(tp.to_header())));
+                return Some(Admitted::Unsampled(Arc::from(tp.to_header()?)));
             }
             let key = self.first_key.as_deref().unwrap_or("");
             return Some(Admitted::Traceparent(Profiler::new_root(

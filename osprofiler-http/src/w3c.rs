@@ -61,15 +61,19 @@ pub struct TraceParent {
 }
 
 impl TraceParent {
-    /// The value to send on: the same trace and parent span, with the sampled flag.
-    pub fn to_header(&self) -> String {
-        let hex = |s: &str| s.replace('-', "");
-        format!(
-            "00-{}-{}-{}",
-            hex(&self.base_id),
-            &hex(&self.parent_id)[16..],
+    /// The value to send on: the same trace and parent span, with the sampled flag; `None`
+    /// when the ids are not what [`parse`] makes (dashed uuids).
+    pub fn to_header(&self) -> Option<String> {
+        let hex = |s: &str| {
+            let h = s.replace('-', "");
+            (h.len() == 32 && h.bytes().all(|b| b.is_ascii_hexdigit())).then_some(h)
+        };
+        let (trace, parent) = (hex(&self.base_id)?, hex(&self.parent_id)?);
+        Some(format!(
+            "00-{trace}-{}-{}",
+            &parent[16..],
             if self.sampled { "01" } else { "00" }
-        )
+        ))
     }
 }
 
@@ -83,7 +87,7 @@ impl TraceParent {
 /// assert!(tp.sampled);
 /// let unsampled = osprofiler_http::w3c::parse("00-0f0e0d0c0b0a49088706050403020100-8444555555555555-00").unwrap();
 /// assert!(!unsampled.sampled);
-/// assert_eq!(unsampled.to_header(), "00-0f0e0d0c0b0a49088706050403020100-8444555555555555-00");
+/// assert_eq!(unsampled.to_header().unwrap(), "00-0f0e0d0c0b0a49088706050403020100-8444555555555555-00");
 /// ```
 pub fn parse(value: &str) -> Option<TraceParent> {
     let value = value.trim();
@@ -184,7 +188,7 @@ mod tests {
             again,
             "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01"
         );
-        assert_eq!(tp.to_header(), again);
+        assert_eq!(tp.to_header().as_deref(), Some(again.as_str()));
         // Other flag bits (future ones) do not make a trace sampled.
         assert!(
             !parse("00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-02")

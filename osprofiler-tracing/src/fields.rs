@@ -13,13 +13,16 @@ use tracing_core::field::{Field, Visit};
 pub(crate) struct FieldOptions {
     pub(crate) max_len: usize,
     pub(crate) record: bool,
-    /// Secret names, each as its lower-case words: a field name is secret when one of them is
-    /// a run of consecutive words of the name.
+    /// Secret names, each as its lower-case words. A one-word secret matches a word of the
+    /// name that ends with it (digits after it aside: `dbPassword2`); `key` only as the name's
+    /// last word, not after `primary`, `foreign`, … ([`NOT_SECRET_KEYS`]); a secret of several
+    /// words matches a run of the name's words.
     secret: Vec<Vec<String>>,
-    /// For each byte (both cases), the secrets (bit `i`: `secret[i]`, the first 32) whose first
-    /// word starts with it: a word of a name is checked only against those.
+    /// For each byte (both cases), the one-word secrets (bit `i`: `secret[i]`, the first 32)
+    /// that end with it: a word of a name is checked only against those.
+    ends: [u32; 256],
+    /// The same for the first byte of the secrets of several words.
     starts: [u32; 256],
-    /// Set when there are more than 32 secrets, or one without words (it matches every name).
     check_all: bool,
 }
 
@@ -37,14 +40,37 @@ pub(crate) const DEFAULT_SECRETS: &[&str] = &[
     "credential",
     "credentials",
     "session",
+    "key",
     "apikey",
-    "api_key",
-    "access_key",
-    "private_key",
-    "secret_key",
-    "signing_key",
-    "hmac_key",
-    "hmac_keys",
+    "accesskey",
+    "secretkey",
+    "privatekey",
+    "signingkey",
+    "hmackey",
+];
+
+/// Words before a last word `key` that make it a name, not a secret: `primary_key`,
+/// `cache_key`, `sort_key`, …
+pub(crate) const NOT_SECRET_KEYS: &[&str] = &[
+    "primary",
+    "foreign",
+    "unique",
+    "composite",
+    "sort",
+    "partition",
+    "hash",
+    "range",
+    "row",
+    "cache",
+    "idempotency",
+    "dedup",
+    "routing",
+    "lookup",
+    "map",
+    "index",
+    "group",
+    "object",
+    "message",
 ];
 
 impl Default for FieldOptions {
@@ -53,6 +79,7 @@ impl Default for FieldOptions {
             max_len: 1024,
             record: true,
             secret: Vec::new(),
+            ends: [0; 256],
             starts: [0; 256],
             check_all: false,
         };
@@ -96,15 +123,24 @@ impl FieldOptions {
             .into_iter()
             .map(|s| words(&s).map(str::to_ascii_lowercase).collect())
             .collect();
+        self.ends = [0; 256];
         self.starts = [0; 256];
         self.check_all = self.secret.len() > 32;
         for (i, s) in self.secret.iter().enumerate().take(32) {
-            match s.first().and_then(|w| w.as_bytes().first()) {
-                Some(&b) => {
-                    self.starts[usize::from(b)] |= 1 << i;
-                    self.starts[usize::from(b.to_ascii_uppercase())] |= 1 << i;
+            let (table, byte) = match s.as_slice() {
+                [] => {
+                    self.check_all = true;
+                    continue;
                 }
-                None => self.check_all = true,
+                [one] => (&mut self.ends, one.as_bytes()[one.len() - 1]),
+                [first, ..] => (&mut self.starts, first.as_bytes()[0]),
+            };
+            table[usize::from(byte)] |= 1 << i;
+            table[usize::from(byte.to_ascii_uppercase())] |= 1 << i;
+            if s.len() == 1 && s[0] == "key" {
+                // `keys` too.
+                self.ends[usize::from(b's')] |= 1 << i;
+                self.ends[usize::from(b'S')] |= 1 << i;
             }
         }
     }
@@ -127,31 +163,58 @@ impl FieldOptions {
             n += 1;
         }
         let name_words = if all.is_empty() { &buf[..n] } else { &all[..] };
-        let run_at = |s: &[String], at: usize| {
-            !s.is_empty()
-                && name_words.len() - at >= s.len()
-                && s.iter()
-                    .zip(&name_words[at..])
-                    .all(|(a, b)| a.eq_ignore_ascii_case(b))
+        let matches = |s: &[String], at: usize| match s {
+            [] => true,
+            [one] => word_matches(one, name_words, at),
+            run => {
+                name_words.len() - at >= run.len()
+                    && run
+                        .iter()
+                        .zip(&name_words[at..])
+                        .all(|(a, b)| a.eq_ignore_ascii_case(b))
+            }
         };
         if self.check_all {
             return self
                 .secret
                 .iter()
-                .any(|s| s.is_empty() || (0..name_words.len()).any(|at| run_at(s, at)));
+                .any(|s| s.is_empty() || (0..name_words.len()).any(|at| matches(s, at)));
         }
         for (at, w) in name_words.iter().enumerate() {
-            let mut candidates = self.starts[usize::from(w.as_bytes()[0])];
+            let end = trim_digits(w).as_bytes().last().copied().unwrap_or(b'0');
+            let mut candidates =
+                self.ends[usize::from(end)] | self.starts[usize::from(w.as_bytes()[0])];
             while candidates != 0 {
                 let s = &self.secret[candidates.trailing_zeros() as usize];
                 candidates &= candidates - 1;
-                if run_at(s, at) {
+                if matches(s, at) {
                     return true;
                 }
             }
         }
         false
     }
+}
+
+/// A word without the digits that end it (`password2` → `password`).
+fn trim_digits(w: &str) -> &str {
+    w.trim_end_matches(|c: char| c.is_ascii_digit())
+}
+
+/// Whether the one-word secret `s` matches the name's word at `at` (see
+/// [`FieldOptions::secret`]).
+fn word_matches(s: &str, name: &[&str], at: usize) -> bool {
+    let w = trim_digits(name[at]);
+    if s == "key" {
+        let last = at + 1 == name.len();
+        let keyish = w.eq_ignore_ascii_case("key") || w.eq_ignore_ascii_case("keys");
+        let named = at > 0
+            && NOT_SECRET_KEYS
+                .iter()
+                .any(|n| n.eq_ignore_ascii_case(name[at - 1]));
+        return last && keyish && !named;
+    }
+    w.len() >= s.len() && w.as_bytes()[w.len() - s.len()..].eq_ignore_ascii_case(s.as_bytes())
 }
 
 /// The field that names the point.
@@ -443,10 +506,18 @@ mod tests {
             "db_PASSWORD",
             "password",
             "userPassword",
+            "dbpassword",
+            "password2",
+            "authtoken",
+            "accessToken",
             "apiKey",
             "APIKey",
             "x_api_key",
+            "apikey",
             "aws.secret_access_key",
+            "encryption_key",
+            "ssh_keys",
+            "key",
             "session_id",
             "Authorization",
             "hmac_keys",
@@ -458,6 +529,8 @@ mod tests {
             "author",
             "keyword",
             "primary_key",
+            "cache_key",
+            "sortKey",
             "monkey",
             "tokens_used",
             "passwordless",
@@ -481,9 +554,20 @@ mod tests {
     fn plain(name: &str, list: &[String]) -> bool {
         let lower = |s: &str| words(s).map(str::to_ascii_lowercase).collect::<Vec<_>>();
         let w = lower(name);
-        list.iter().map(|s| lower(s)).any(|s| {
-            s.is_empty()
-                || (w.len() >= s.len() && w.windows(s.len()).any(|win| win == s.as_slice()))
+        let word = |s: &str, at: usize| {
+            let t = w[at].trim_end_matches(|c: char| c.is_ascii_digit());
+            if s == "key" {
+                at + 1 == w.len()
+                    && (t == "key" || t == "keys")
+                    && !(at > 0 && NOT_SECRET_KEYS.contains(&w[at - 1].as_str()))
+            } else {
+                t.ends_with(s)
+            }
+        };
+        list.iter().map(|s| lower(s)).any(|s| match s.len() {
+            0 => true,
+            1 => (0..w.len()).any(|at| word(&s[0], at)),
+            n => w.len() >= n && w.windows(n).any(|win| win == s.as_slice()),
         })
     }
 
@@ -491,8 +575,8 @@ mod tests {
         /// The fast check agrees with a plain word search, whatever the names and the list.
         #[test]
         fn secret_check_is_a_case_insensitive_word_search(
-            name in "[a-zA-Z0-9_.]{0,24}",
-            list in proptest::collection::vec("[a-zA-Z_]{0,8}", 0..40),
+            name in "[a-zA-Z0-9_.]{0,24}|[a-z]{1,5}_[kK]eys?[0-9]?",
+            list in proptest::collection::vec("[a-zA-Z_]{0,8}|key|[a-z]{1,4}_key", 0..40),
         ) {
             let mut o = FieldOptions::default();
             o.set_secret(list.clone());

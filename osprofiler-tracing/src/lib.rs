@@ -31,10 +31,11 @@
 //!   stop message's `{"fields": {…}}`. Debug values are cut at [`PointLayer::max_field_len`].
 //! - **Errors**: a span that records an `error` field, or inside which an `ERROR` event fires,
 //!   stops with `etype` and `message` like any failed point (see [`PointLayer`]).
-//! - **Secrets** stay out by default: fields whose name has the word password, secret, token,
-//!   auth, cookie, credential or session, or a key's name (`api_key`, `apiKey`, `secret_key`,
-//!   `access_key`, …), are recorded as `"***"` (`author`, `keyword`, `primary_key` are not
-//!   secrets: names match by whole words), URL passwords in any value
+//! - **Secrets** stay out by default: fields whose name has a word ending in password, secret,
+//!   token, auth, cookie, credential or session, or ends with a key (`api_key`, `apiKey`,
+//!   `ssh_key`, …), are recorded as `"***"` (`author`, `keyword`, `primary_key`, `monkey` are
+//!   not secrets: names match by words; see [`PointLayer::secret_fields`]), URL passwords in
+//!   any value
 //!   become `***` and SQL in `db.statement`/`db.query.text` loses its literals, as the DB
 //!   adapters' statements do.
 //!
@@ -179,12 +180,16 @@ impl PointLayer {
     }
 
     /// Field names whose values are recorded as `"***"`, matched case-insensitively against
-    /// whole words of a field name (split at `_`, `-`, `.` and camelCase: `x_api_key`,
-    /// `apiKey` and `API-Key` all have the words `api key`); a name of several words matches a
-    /// run of them. Replaces the default list: `password`, `passwd`, `pwd`, `passphrase`,
-    /// `secret`, `token`, `auth`, `authorization`, `cookie`, `credential(s)`, `session`,
-    /// `apikey`, `api_key`, `access_key`, `private_key`, `secret_key`, `signing_key`,
-    /// `hmac_key(s)`. URL passwords in any value are redacted whatever this list says.
+    /// the words of a field name (split at `_`, `-`, `.` and camelCase: `x_api_key`, `apiKey`
+    /// and `API-Key` all have the words `api key`). A one-word name matches a word that ends
+    /// with it, digits after it aside (`password` hides `dbPassword2`, not `passwordless`;
+    /// `auth` hides `oauth`, not `author`); `key` matches only as the last word and not after
+    /// `primary`, `foreign`, `sort`, `cache`, … (`ssh_key` is hidden, `primary_key` and
+    /// `monkey` are not); a name of several words matches a run of them. Replaces the default
+    /// list: `password`, `passwd`, `pwd`, `passphrase`, `secret`, `token`, `auth`,
+    /// `authorization`, `cookie`, `credential(s)`, `session`, `key`, `apikey`, `accesskey`,
+    /// `secretkey`, `privatekey`, `signingkey`, `hmackey`. URL passwords in any value are
+    /// redacted whatever this list says.
     ///
     /// ```
     /// let layer = osprofiler_tracing::layer().secret_fields(["password", "ssn"]);
