@@ -791,7 +791,15 @@ impl RpcServer {
                             });
                         }
                         Some(Err(_)) => continue,
-                        None => break None,
+                        // The broker cancelled the consumers (queue deleted, failover): the
+                        // requests in flight still finish and answer.
+                        None => {
+                            log::warn!(
+                                "osprofiler oslo RpcServer: the broker ended the consumers; \
+                                 finishing the requests in flight, taking no more"
+                            );
+                            break Some(tokio::time::Instant::now() + DEFAULT_STOP_TIMEOUT);
+                        }
                     },
                 }
             };
