@@ -450,3 +450,14 @@ pub fn pid_listening_on(port: u16) -> Option<u32> {
     }
     None
 }
+
+/// The first of `secrets` that one of `texts` shows, as `(secret, text)`: for the tests that
+/// no key or password reaches `Debug`, errors or logs.
+pub fn first_leak<'a>(texts: &'a [String], secrets: &[&'a str]) -> Option<(&'a str, &'a str)> {
+    texts.iter().find_map(|t| {
+        secrets
+            .iter()
+            .find(|s| t.contains(**s))
+            .map(|s| (*s, t.as_str()))
+    })
+}
