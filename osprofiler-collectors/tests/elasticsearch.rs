@@ -259,22 +259,12 @@ fn documents_the_server_refuses_are_dropped_alone() {
 
 fn python_es(args: &[&str]) -> Value {
     let script = concat!(env!("CARGO_MANIFEST_DIR"), "/../tests/python/es_peer.py");
-    let out = Command::new(osprofiler_testkit::python())
-        .arg(script)
-        .args(args)
-        .output()
-        .expect("run the Python peer");
-    assert!(
-        out.status.success(),
-        "Python OSProfiler's elasticsearch driver ({HINT}) {args:?}: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    serde_json::from_slice(&out.stdout).unwrap_or_else(|_| {
-        panic!(
-            "Python's answer to {args:?}: {}",
-            String::from_utf8_lossy(&out.stdout)
-        )
-    })
+    let mut cmd = Command::new(osprofiler_testkit::python());
+    cmd.arg(script).args(args);
+    osprofiler_testkit::json_output(
+        &format!("Python OSProfiler's elasticsearch driver ({HINT}) {args:?}"),
+        &mut cmd,
+    )
 }
 
 /// Python's index, both ways: Python's `osprofiler trace show --json` shows a trace our

@@ -264,17 +264,31 @@ pub fn python_tool(name: &str) -> std::path::PathBuf {
 /// --connection-string <connection_string>` of the oracle virtualenv; panics with its stderr
 /// when it fails.
 pub fn python_trace_show(base_id: &str, connection_string: &str) -> Value {
-    let out = std::process::Command::new(python_tool("osprofiler"))
-        .args(["trace", "show", base_id, "--json", "--connection-string"])
-        .arg(connection_string)
+    let mut cmd = std::process::Command::new(python_tool("osprofiler"));
+    cmd.args(["trace", "show", base_id, "--json", "--connection-string"])
+        .arg(connection_string);
+    json_output(
+        &format!("Python's `osprofiler trace show` over {connection_string}"),
+        &mut cmd,
+    )
+}
+
+/// Runs `cmd`, which must succeed and print JSON; `what` names it in every failure.
+pub fn json_output(what: &str, cmd: &mut std::process::Command) -> Value {
+    let out = cmd
         .output()
-        .expect("run Python's osprofiler CLI");
+        .unwrap_or_else(|e| panic!("{what}: cannot run {:?}: {e}", cmd.get_program()));
     assert!(
         out.status.success(),
-        "Python's `osprofiler trace show` over {connection_string}: {}",
+        "{what}: {}",
         String::from_utf8_lossy(&out.stderr)
     );
-    serde_json::from_slice(&out.stdout).expect("Python's CLI prints JSON")
+    serde_json::from_slice(&out.stdout).unwrap_or_else(|_| {
+        panic!(
+            "{what} printed no JSON: {}",
+            String::from_utf8_lossy(&out.stdout)
+        )
+    })
 }
 
 const WARM_UP: usize = 50;
@@ -391,20 +405,8 @@ pub fn curl_json(service: &str, method: &str, url: &str, body: Option<&str>) -> 
         };
         cmd.args(["-H", ct, "--data-binary", b]);
     }
-    let out = cmd
-        .output()
-        .unwrap_or_else(|e| panic!("{service}: cannot run curl (Debian package curl): {e}"));
-    assert!(
-        out.status.success(),
-        "{service}: {method} {url}: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    serde_json::from_slice(&out.stdout).unwrap_or_else(|_| {
-        panic!(
-            "{service}: {method} {url} answered: {}",
-            String::from_utf8_lossy(&out.stdout)
-        )
-    })
+    // curl is Debian's package curl (scripts/test installs it).
+    json_output(&format!("{service}: {method} {url}"), &mut cmd)
 }
 
 /// The id of the process of this machine that listens on TCP `port` (Linux: from `/proc`), to
