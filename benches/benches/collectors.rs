@@ -8,7 +8,7 @@
 #![allow(missing_docs)] // criterion_group! generates undocumented items
 use criterion::{Criterion, Throughput, criterion_group, criterion_main};
 use osprofiler_core::notifier::Driver;
-use osprofiler_core::{self as osp, Message, Report, Trace};
+use osprofiler_core::{self as osp, Trace, message::Message, report::Report};
 use std::time::Duration;
 
 fn messages(points: usize) -> (String, Vec<Message>) {

@@ -52,7 +52,7 @@ fn bench(c: &mut Criterion) {
         // The same while another task's span is a point somewhere in the process (a busy
         // service): enter and exit then look the span up to see whether it is a point.
         let p = osp::Profiler::new_root("SECRET_KEY", None, None).unwrap();
-        let other = osp::with_trace(Some(p), || tracing::info_span!("other_request"));
+        let other = osp::scope::with_trace(Some(p), || tracing::info_span!("other_request"));
         g.bench_function("registry_with_osprofiler_layer_points_elsewhere", |b| {
             b.iter(|| span_cycle(black_box(7)))
         });

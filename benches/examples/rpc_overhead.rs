@@ -57,7 +57,7 @@ fn envelope_round(i: usize) {
     let got = Request::parse(&body, DEFAULT_MAX_MESSAGE).expect("a request parses");
     let callee = got.trace.as_ref().and_then(|t| t.profiler());
     let sum = got.args["a"].as_i64().unwrap_or(0) + 1;
-    let reply = osp::with_trace(callee, || {
+    let reply = osp::scope::with_trace(callee, || {
         let _point = Trace::new("rpc", || rpc_info("bench.add", i));
         Reply {
             msg_id: "m".into(),

@@ -48,7 +48,7 @@ fn main() {
         let p = osp::Profiler::new_root("SECRET_KEY", None, None).unwrap();
         let _other = (which == "points_elsewhere").then(|| {
             tracing::dispatcher::with_default(&layered, || {
-                osp::with_trace(Some(p.clone()), || tracing::info_span!("other_request"))
+                osp::scope::with_trace(Some(p.clone()), || tracing::info_span!("other_request"))
             })
         });
         if which == "in_trace_noop" {
@@ -83,7 +83,7 @@ fn main() {
         "points_elsewhere" => {
             let p = osp::Profiler::new_root("SECRET_KEY", None, None).unwrap();
             let _other = tracing::dispatcher::with_default(&layered, || {
-                osp::with_trace(Some(p), || tracing::info_span!("other_request"))
+                osp::scope::with_trace(Some(p), || tracing::info_span!("other_request"))
             });
             interleaved(
                 mode,

@@ -1,6 +1,6 @@
 //! Shared pieces of the benchmarks in `benches/`.
 
-use osprofiler_core::Message;
+use osprofiler_core::message::Message;
 use osprofiler_core::notifier::{
     self, Driver, DriverError, QueueNotifier, QueueOptions, TraceSummary,
 };

@@ -365,7 +365,7 @@ pub async fn run(exe: &FsPath, connection_string: &str, dir: &FsPath) -> Result<
     if !guard.flush(Duration::from_secs(10)) {
         return Err(CliError(format!(
             "demo: could not deliver the points to {}",
-            osprofiler_core::redact(connection_string)
+            osprofiler_core::config::redact(connection_string)
         )));
     }
     let _ = body;

@@ -1,6 +1,6 @@
 //! The `osprofiler` command's renderers and loaders, usable as a library.
 //!
-//! A report is the JSON of [`osprofiler_core::Report`] (Python's `get_report`). This crate
+//! A report is the JSON of [`osprofiler_core::report::Report`] (Python's `get_report`). This crate
 //! turns it into the four views of `osprofiler trace show`:
 //!
 //! * [`render_terminal`] — the tree with durations and the SQL of `db` points (the default);
@@ -11,7 +11,7 @@
 //!   timeline bar per point, a filter box and the raw messages of each point.
 //!
 //! ```
-//! use osprofiler_core::Report;
+//! use osprofiler_core::report::Report;
 //! let report = Report::build(&[]).into_value();
 //! assert!(osprofiler_cli::render_json(&report).starts_with("{\n  \"children\": [],\n"));
 //! assert!(osprofiler_cli::render_dot(&report).starts_with("digraph {"));
@@ -19,7 +19,7 @@
 //! ```
 
 use osprofiler_core::notifier::Driver;
-use osprofiler_core::{ProfilerConfig, Report, ReportOptions};
+use osprofiler_core::{ProfilerConfig, report::Report, report::ReportOptions};
 use serde_json::Value;
 use std::fmt::Write as _;
 use std::path::Path;
@@ -79,13 +79,13 @@ pub fn load_report_from(
     let messages = driver.trace_messages(trace).map_err(|e| {
         CliError(format!(
             "cannot read trace {trace} from {}: {e}",
-            osprofiler_core::redact(connection_string)
+            osprofiler_core::config::redact(connection_string)
         ))
     })?;
     if messages.is_empty() {
         return Err(CliError(format!(
             "trace {trace} not found in {} (check the id, the connection string and the HMAC key the trace was sent with)",
-            osprofiler_core::redact(connection_string)
+            osprofiler_core::config::redact(connection_string)
         )));
     }
     Ok(Report::build_owned(messages, opts).into_value())

@@ -3,7 +3,7 @@
 use clap::{Args, Parser, Subcommand};
 use osprofiler_cli::{CliError, demo};
 use osprofiler_collectors::DEFAULT_CONNECTION_STRING;
-use osprofiler_core::ReportOptions;
+use osprofiler_core::report::ReportOptions;
 use std::io::Write as _;
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -205,7 +205,7 @@ fn run(cli: Cli) -> Result<(), CliError> {
             let report = {
                 let _n = slow_notice(format!(
                     "reading trace {trace} from {}",
-                    osprofiler_core::redact(&cs)
+                    osprofiler_core::config::redact(&cs)
                 ));
                 osprofiler_cli::load_report_from(&trace, &cs, opts, |cs| {
                     if consume {
@@ -242,7 +242,7 @@ fn run(cli: Cli) -> Result<(), CliError> {
             let traces = {
                 let _n = slow_notice(format!(
                     "listing traces in {}",
-                    osprofiler_core::redact(&cs)
+                    osprofiler_core::config::redact(&cs)
                 ));
                 if error_trace {
                     driver.list_error_traces()
@@ -253,7 +253,7 @@ fn run(cli: Cli) -> Result<(), CliError> {
             .map_err(|e| {
                 CliError(format!(
                     "cannot list traces in {}: {e}",
-                    osprofiler_core::redact(&cs)
+                    osprofiler_core::config::redact(&cs)
                 ))
             })?;
             // Oldest first: the newest are the last ones.
@@ -294,9 +294,12 @@ fn run(cli: Cli) -> Result<(), CliError> {
                 String::new()
             } else {
                 // Printed without its password: the command to paste needs it put back.
-                format!(" --connection-string '{}'", osprofiler_core::redact(&cs))
+                format!(
+                    " --connection-string '{}'",
+                    osprofiler_core::config::redact(&cs)
+                )
             };
-            let store = osprofiler_core::redact(&cs);
+            let store = osprofiler_core::config::redact(&cs);
             text.push_str(&format!(
                 "\ntrace {id} stored in {store}\n  osprofiler trace show {id}{flag} --html --out trace.html   # the interactive report\n  osprofiler trace show {id}{flag} --json                      # Python's JSON report\n",
                 id = run.base_id,

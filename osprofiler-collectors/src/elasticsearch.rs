@@ -39,7 +39,7 @@ use crate::http::{Client, client, percent_decode, send};
 use crate::rt::Rt;
 use base64::Engine as _;
 use osprofiler_core::notifier::{Driver, DriverError, TraceSummary, summarize};
-use osprofiler_core::{Message, ProfilerConfig};
+use osprofiler_core::{ProfilerConfig, message::Message};
 use serde_json::{Value, json};
 use std::sync::Mutex;
 use std::sync::atomic::{AtomicBool, Ordering};

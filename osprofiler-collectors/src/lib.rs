@@ -45,7 +45,7 @@
 #![cfg_attr(docsrs, feature(doc_cfg))]
 
 use osprofiler_core::notifier::{Driver, DriverError};
-use osprofiler_core::{InitError, NotifierGuard, ProfilerConfig};
+use osprofiler_core::{ProfilerConfig, config::InitError, config::NotifierGuard};
 use std::sync::{Arc, Once};
 
 #[cfg(feature = "elasticsearch")]
@@ -88,7 +88,7 @@ pub const DEFAULT_CONNECTION_STRING: &str = "sqlite://osprofiler.db";
 macro_rules! without {
     ($feature:literal: $($scheme:literal),+) => {
         for scheme in [$($scheme),+] {
-            osprofiler_core::register_driver(scheme, |_, _| {
+            osprofiler_core::config::register_driver(scheme, |_, _| {
                 Err(DriverError::new(concat!(
                     "this build of osprofiler-collectors leaves this collector out: enable its \
                      cargo feature, osprofiler-collectors = { features = [\"",
@@ -139,37 +139,37 @@ pub fn register() {
             #[cfg(feature = "mysql")]
             "mariadb",
         ] {
-            osprofiler_core::register_driver(scheme, |cs, _| {
+            osprofiler_core::config::register_driver(scheme, |cs, _| {
                 Ok(Arc::new(SqlDriver::open(cs)?) as Arc<dyn Driver>)
             });
         }
         #[cfg(feature = "redis")]
         for scheme in ["redis", "rediss", "redissentinel"] {
-            osprofiler_core::register_driver(scheme, |cs, conf| {
+            osprofiler_core::config::register_driver(scheme, |cs, conf| {
                 Ok(Arc::new(RedisDriver::from_conf(cs, conf)?) as Arc<dyn Driver>)
             });
         }
         #[cfg(feature = "mongodb")]
-        osprofiler_core::register_driver("mongodb", |cs, conf| {
+        osprofiler_core::config::register_driver("mongodb", |cs, conf| {
             Ok(Arc::new(MongoDriver::from_conf(cs, conf)?) as Arc<dyn Driver>)
         });
         #[cfg(feature = "messaging")]
-        osprofiler_core::register_driver("messaging", |cs, _| {
+        osprofiler_core::config::register_driver("messaging", |cs, _| {
             Ok(Arc::new(MessagingDriver::open(cs)?) as Arc<dyn Driver>)
         });
         #[cfg(feature = "otlp")]
         for scheme in ["otlp", "otlp+http", "otlp+https"] {
-            osprofiler_core::register_driver(scheme, |cs, _| {
+            osprofiler_core::config::register_driver(scheme, |cs, _| {
                 Ok(Arc::new(OtlpDriver::open(cs)?) as Arc<dyn Driver>)
             });
         }
         #[cfg(feature = "elasticsearch")]
         for scheme in ["elasticsearch", "elasticsearch+http", "elasticsearch+https"] {
-            osprofiler_core::register_driver(scheme, |cs, conf| {
+            osprofiler_core::config::register_driver(scheme, |cs, conf| {
                 Ok(Arc::new(ElasticsearchDriver::from_conf(cs, conf)?) as Arc<dyn Driver>)
             });
         }
-        osprofiler_core::register_driver("jaeger", |_, _| {
+        osprofiler_core::config::register_driver("jaeger", |_, _| {
             Err(DriverError::new(
                 "the Jaeger client protocol is retired and not supported; Jaeger ingests OTLP: \
                  use otlp://<jaeger-host>:4318",
@@ -195,7 +195,7 @@ pub fn register() {
 /// ```
 pub fn open(connection_string: &str, conf: &ProfilerConfig) -> Result<Arc<dyn Driver>, InitError> {
     register();
-    osprofiler_core::create_driver(connection_string, conf)
+    osprofiler_core::config::create_driver(connection_string, conf)
 }
 
 /// The driver for `connection_string`, to read only (what `osprofiler trace show/list` use):

@@ -29,7 +29,7 @@ use lapin::options::{
 };
 use lapin::types::FieldTable;
 use lapin::{BasicProperties, Channel, Connection, ConnectionProperties, ExchangeKind};
-use osprofiler_core::Message;
+use osprofiler_core::message::Message;
 use osprofiler_core::notifier::{Driver, DriverError, TraceSummary, summarize};
 use serde_json::{Value, json};
 use std::time::Duration;
@@ -66,7 +66,7 @@ pub struct MessagingDriver {
 impl std::fmt::Debug for MessagingDriver {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("MessagingDriver")
-            .field("url", &osprofiler_core::redact(&self.url))
+            .field("url", &osprofiler_core::config::redact(&self.url))
             .field("exchange", &self.exchange)
             .finish_non_exhaustive()
     }
@@ -160,7 +160,7 @@ fn python_utcnow() -> String {
     let us = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .map_or(0, |d| d.as_micros() as i64);
-    let iso = osprofiler_core::format_timestamp(us);
+    let iso = osprofiler_core::clock::format_timestamp(us);
     let text = iso.replacen('T', " ", 1);
     text.strip_suffix(".000000")
         .map(str::to_owned)

@@ -19,7 +19,7 @@ use mongodb::error::{Error as MongoError, ErrorKind};
 use mongodb::options::{ClientOptions, IndexOptions};
 use mongodb::{Client, Collection, IndexModel};
 use osprofiler_core::notifier::{Driver, DriverError, TraceSummary};
-use osprofiler_core::{Message, ProfilerConfig};
+use osprofiler_core::{ProfilerConfig, message::Message};
 use serde_json::Value;
 use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicBool, Ordering};

@@ -31,7 +31,7 @@ use opentelemetry_proto::tonic::trace::v1::span::{Event, SpanKind};
 use opentelemetry_proto::tonic::trace::v1::status::StatusCode;
 use opentelemetry_proto::tonic::trace::v1::{ResourceSpans, ScopeSpans, Span, Status};
 use osprofiler_core::notifier::{Driver, DriverError, TraceSummary};
-use osprofiler_core::{Message, parse_timestamp};
+use osprofiler_core::{clock::parse_timestamp, message::Message};
 use prost::Message as _;
 use serde_json::Value;
 use std::collections::{BTreeMap, HashMap};

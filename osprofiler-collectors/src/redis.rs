@@ -17,7 +17,7 @@
 use ::redis::sentinel::{SentinelClient, SentinelNodeConnectionInfo, SentinelServerType};
 use ::redis::{Client, Connection, RedisError};
 use osprofiler_core::notifier::{Driver, DriverError, TraceSummary};
-use osprofiler_core::{Message, ProfilerConfig};
+use osprofiler_core::{ProfilerConfig, message::Message};
 use serde_json::Value;
 use std::sync::Mutex;
 use std::time::Duration;
@@ -209,7 +209,7 @@ fn sentinel(rest: &str, service: &str) -> Result<SentinelClient, DriverError> {
     let bad = || {
         DriverError::new(format!(
             "expected redissentinel://[:password@]host:port (one Sentinel), got redissentinel://{}",
-            osprofiler_core::redact(&format!("x://{rest}")).trim_start_matches("x://")
+            osprofiler_core::config::redact(&format!("x://{rest}")).trim_start_matches("x://")
         ))
     };
     let rest = rest.trim_end_matches('/');

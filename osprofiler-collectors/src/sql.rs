@@ -11,7 +11,7 @@
 //! every insert a B-tree update, and six unused ones cut write throughput by more than half.
 //! A table Python created keeps its indexes and works as is.
 
-use osprofiler_core::Message;
+use osprofiler_core::message::Message;
 use osprofiler_core::notifier::{Driver, DriverError, TraceSummary};
 use serde_json::{Map, Value};
 use sqlx::{AssertSqlSafe, ConnectOptions as _, QueryBuilder, Row};

@@ -5,7 +5,7 @@
 
 use osprofiler_collectors::{MongoDriver, RedisDriver, SqlDriver};
 use osprofiler_core::notifier::Driver;
-use osprofiler_core::{self as osp, Message, ProfilerConfig, Report, Trace};
+use osprofiler_core::{self as osp, ProfilerConfig, Trace, message::Message, report::Report};
 use osprofiler_testkit::{captured_trace, captured_trace_with, error_trace};
 use serde_json::Value;
 

@@ -6,7 +6,7 @@
 
 use osprofiler_collectors::ElasticsearchDriver;
 use osprofiler_core::notifier::Driver;
-use osprofiler_core::{self as osp, Message, ProfilerConfig, Report, Trace};
+use osprofiler_core::{self as osp, ProfilerConfig, Trace, message::Message, report::Report};
 use osprofiler_testkit::{captured_trace, error_trace};
 use serde_json::{Value, json};
 use std::process::Command;

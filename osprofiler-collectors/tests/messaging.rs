@@ -9,7 +9,7 @@ use lapin::types::FieldTable;
 use lapin::{Connection, ConnectionProperties};
 use osprofiler_collectors::MessagingDriver;
 use osprofiler_core::notifier::Driver;
-use osprofiler_core::{self as osp, Message, Trace};
+use osprofiler_core::{self as osp, Trace, message::Message};
 use osprofiler_testkit::{captured_trace, python};
 use serde_json::Value;
 use std::io::{BufRead as _, BufReader};
@@ -295,7 +295,7 @@ fn reading_leaves_the_queue_as_it_was_unless_consuming() {
     let got_b = d.trace_messages(&b).unwrap();
     assert_eq!(got_b.len(), b_msgs.len(), "B survived taking A");
     assert!(consuming.trace_messages(&b).unwrap().len() == b_msgs.len());
-    let report = osprofiler_core::Report::build(&got_b).into_value();
+    let report = osprofiler_core::report::Report::build(&got_b).into_value();
     assert_eq!(report["children"][0]["info"]["name"], "wsgi");
     assert_eq!(
         report["children"][0]["children"][0]["info"]["exception"],

@@ -14,7 +14,7 @@ use opentelemetry_proto::tonic::common::v1::any_value::Value as Any;
 use opentelemetry_proto::tonic::trace::v1::Span;
 use osprofiler_collectors::OtlpDriver;
 use osprofiler_core::notifier::Driver;
-use osprofiler_core::{self as osp, Message, Trace};
+use osprofiler_core::{self as osp, Trace, message::Message};
 use osprofiler_testkit::captured_trace;
 use prost::Message as _;
 use std::sync::atomic::{AtomicUsize, Ordering};

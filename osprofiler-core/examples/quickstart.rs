@@ -2,7 +2,9 @@
 //! function that fails — collects the messages in memory and prints them and the trace tree.
 //!
 //! Run: `cargo run -p osprofiler-core --example quickstart`
-use osprofiler_core::{self as osp, MemoryCollector, Trace, notifier::QueueNotifier, trace};
+use osprofiler_core::{
+    self as osp, Trace, memory::MemoryCollector, notifier::QueueNotifier, trace,
+};
 use std::time::Duration;
 
 #[derive(Debug)]
@@ -42,7 +44,7 @@ async fn load_orders(user: &str) -> usize {
 
 #[tokio::main]
 async fn main() {
-    osp::set_identity(Some("demo"), Some("quickstart"), None);
+    osp::identity::set_identity(Some("demo"), Some("quickstart"), None);
     let memory = MemoryCollector::new();
     let notifier =
         QueueNotifier::start(memory.clone(), Default::default()).expect("start the notifier");
@@ -72,5 +74,5 @@ async fn main() {
     for m in &messages {
         println!("  {}", osp::pyjson::to_string(m));
     }
-    println!("\n{}", osp::Report::build(&messages).render_tree());
+    println!("\n{}", osp::report::Report::build(&messages).render_tree());
 }

@@ -108,7 +108,7 @@ pub(crate) fn now_micros() -> i64 {
 /// digits (`2024-01-02T03:04:05.678901`).
 ///
 /// ```
-/// assert_eq!(osprofiler_core::format_timestamp(1_704_164_645_678_901), "2024-01-02T03:04:05.678901");
+/// assert_eq!(osprofiler_core::clock::format_timestamp(1_704_164_645_678_901), "2024-01-02T03:04:05.678901");
 /// ```
 pub fn format_timestamp(micros: i64) -> String {
     let secs = micros.div_euclid(1_000_000);

@@ -426,7 +426,9 @@ fn registry() -> &'static RwLock<BTreeMap<String, DriverFactory>> {
     static REGISTRY: OnceLock<RwLock<BTreeMap<String, DriverFactory>>> = OnceLock::new();
     REGISTRY.get_or_init(|| {
         let mut m: BTreeMap<String, DriverFactory> = BTreeMap::new();
-        m.insert("memory".into(), |_, _| Ok(crate::MemoryCollector::new()));
+        m.insert("memory".into(), |_, _| {
+            Ok(crate::memory::MemoryCollector::new())
+        });
         RwLock::new(m)
     })
 }
@@ -707,8 +709,8 @@ pub fn init_from_conf(
     } else {
         None
     };
-    crate::set_identity(Some(project), Some(service), host);
-    crate::set_hmac_keys(conf.hmac_keys.clone());
+    crate::identity::set_identity(Some(project), Some(service), host);
+    crate::identity::set_hmac_keys(conf.hmac_keys.clone());
     switches::set_trace_sql(conf.trace_sqlalchemy);
     switches::set_trace_sql_params(conf.trace_sql_params);
     switches::set_filter_error_trace(conf.filter_error_trace);

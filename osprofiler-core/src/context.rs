@@ -223,7 +223,7 @@ impl Profiler {
     /// use osprofiler_core::{Profiler, TraceFutureExt};
     /// let p = Profiler::new_root("key", Some("b"), Some("caller")).unwrap();
     /// assert!(osprofiler_core::get().is_none()); // not installed
-    /// assert_eq!(osprofiler_core::with_trace(Some(p), || osprofiler_core::get().unwrap().id().to_string()), "caller");
+    /// assert_eq!(osprofiler_core::scope::with_trace(Some(p), || osprofiler_core::get().unwrap().id().to_string()), "caller");
     /// ```
     pub fn new_root(
         hmac_key: &str,
@@ -481,7 +481,7 @@ impl Verified {
     where
         N: Into<std::borrow::Cow<'static, str>>,
         F: FnOnce() -> I,
-        I: crate::IntoInfo,
+        I: crate::message::IntoInfo,
     {
         crate::Profiler::root_point(
             self.hmac_key.clone(),

@@ -228,7 +228,7 @@ impl Trace {
     /// as [`Trace::stop_lazy`] then dropping the guard, minus a heap allocation.
     ///
     /// ```
-    /// use osprofiler_core::{self as osp, Info, LazyInfo, Trace};
+    /// use osprofiler_core::{self as osp, Info, message::LazyInfo, Trace};
     /// struct Rows(u64);
     /// impl LazyInfo for Rows {
     ///     fn write(&self, info: &mut Info) {
@@ -247,7 +247,7 @@ impl Trace {
     }
 
     /// Stops the point now with info shared with its start message (see
-    /// [`crate::lazy_shared`]): no allocation for the stop message's info.
+    /// [`crate::message::lazy_shared`]): no allocation for the stop message's info.
     #[inline]
     pub fn finish_shared<L: LazyInfo>(mut self, info: Arc<L>) {
         if let Some(active) = self.active.take() {

@@ -75,7 +75,7 @@ impl PartialEq<str> for Id {
     /// Compares the id's text.
     ///
     /// ```
-    /// use osprofiler_core::Id;
+    /// use osprofiler_core::id::Id;
     /// let id = Id::from("6f1c5b4e-2a3d-4c5b-8e9f-0a1b2c3d4e5f");
     /// assert!(id == "6f1c5b4e-2a3d-4c5b-8e9f-0a1b2c3d4e5f" && Id::from("x") == "x");
     /// ```

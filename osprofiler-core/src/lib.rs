@@ -84,30 +84,6 @@ pub use switches::{
 #[cfg(feature = "macros")]
 pub use osprofiler_macros::{trace, trace_impl};
 
-// Everything else lives in its module; these root paths of earlier releases still work.
-#[doc(hidden)]
-pub use clock::{format_timestamp, parse_timestamp};
-#[doc(hidden)]
-pub use config::{
-    ConfigError, DriverFactory, InitError, NotifierGuard, OPTIONS, ProfilerConfigBuilder,
-    create_driver, redact, register_driver,
-};
-#[doc(hidden)]
-pub use id::Id;
-#[doc(hidden)]
-pub use identity::{hmac_keys, hostname, set_hmac_keys, set_identity};
-#[doc(hidden)]
-pub use memory::MemoryCollector;
-#[doc(hidden)]
-pub use message::{Identity, IntoInfo, Lazy, LazyInfo, Message, Phase, lazy, lazy_shared};
-#[doc(hidden)]
-pub use report::{Report, ReportOptions};
-#[doc(hidden)]
-pub use scope::{InTrace, TraceOwned, with_trace};
-#[doc(hidden)]
-#[allow(deprecated)]
-pub use switches::{set_trace_requests, trace_requests};
-
 pub(crate) use identity::identity;
 
 #[doc(hidden)]

@@ -8,7 +8,7 @@ use std::sync::{Arc, Mutex};
 /// Keeps every message in memory, in arrival order, as the JSON a storage driver would store.
 ///
 /// ```
-/// use osprofiler_core::{MemoryCollector, notifier::Driver};
+/// use osprofiler_core::{memory::MemoryCollector, notifier::Driver};
 /// let memory = MemoryCollector::new();
 /// assert!(memory.list_traces().unwrap().is_empty());
 /// ```

@@ -35,7 +35,7 @@ impl Phase {
 
 /// Who emits: project, service and host, stamped on every message of this process.
 ///
-/// Set once at start-up by `init_from_conf` or [`crate::set_identity`]; messages refer to it
+/// Set once at start-up by `init_from_conf` or [`crate::identity::set_identity`]; messages refer to it
 /// without reference counting, so emitting a point touches no shared counter.
 #[derive(Debug)]
 pub struct Identity {
@@ -45,11 +45,11 @@ pub struct Identity {
 }
 
 impl Identity {
-    /// The project set by `init_from_conf` (or [`crate::set_identity`]).
+    /// The project set by `init_from_conf` (or [`crate::identity::set_identity`]).
     pub fn project(&self) -> Option<&str> {
         self.project.as_deref()
     }
-    /// The service set by `init_from_conf` (or [`crate::set_identity`]).
+    /// The service set by `init_from_conf` (or [`crate::identity::set_identity`]).
     pub fn service(&self) -> Option<&str> {
         self.service.as_deref()
     }
@@ -85,7 +85,7 @@ pub struct Message {
 /// the equivalent JSON map costs a dozen.
 ///
 /// ```
-/// use osprofiler_core::{Info, LazyInfo, Trace};
+/// use osprofiler_core::{Info, message::LazyInfo, Trace};
 /// #[derive(Debug)]
 /// struct Sql(String);
 /// impl LazyInfo for Sql {
@@ -94,7 +94,7 @@ pub struct Message {
 ///     }
 /// }
 /// osprofiler_core::init("k", None, None);
-/// let _point = Trace::new("db", || osprofiler_core::lazy(Sql("SELECT 1".into())));
+/// let _point = Trace::new("db", || osprofiler_core::message::lazy(Sql("SELECT 1".into())));
 /// osprofiler_core::clean();
 /// ```
 pub trait LazyInfo: Send + Sync + 'static {
@@ -145,7 +145,7 @@ pub fn lazy<L: LazyInfo>(info: L) -> Lazy {
 /// ([`LazyInfo::write_for`] is told which one it writes).
 ///
 /// ```
-/// use osprofiler_core::{self as osp, Info, LazyInfo, Phase, Trace};
+/// use osprofiler_core::{self as osp, Info, message::LazyInfo, message::Phase, Trace};
 /// use std::sync::{Arc, atomic::{AtomicU64, Ordering}};
 /// struct Query { sql: &'static str, rows: AtomicU64 }
 /// impl LazyInfo for Query {
@@ -159,7 +159,7 @@ pub fn lazy<L: LazyInfo>(info: L) -> Lazy {
 /// }
 /// osp::init("key", None, None);
 /// let q = Arc::new(Query { sql: "SELECT 1", rows: AtomicU64::new(0) });
-/// let point = Trace::new("db", || osp::lazy_shared(q.clone()));
+/// let point = Trace::new("db", || osp::message::lazy_shared(q.clone()));
 /// q.rows.store(1, Ordering::Relaxed);
 /// point.finish_shared(q);
 /// osp::clean();

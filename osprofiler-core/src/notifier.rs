@@ -278,7 +278,7 @@ pub trait Driver: Send + Sync + 'static {
     fn get_report(&self, base_id: &str) -> Result<Report, DriverError> {
         Ok(Report::build_owned(
             self.trace_messages(base_id)?,
-            crate::ReportOptions::default(),
+            crate::report::ReportOptions::default(),
         ))
     }
 
@@ -378,7 +378,7 @@ impl Shared {
 /// back keeps the traced threads' allocations and frees in their own caches.
 ///
 /// ```
-/// use osprofiler_core::{self as osp, notifier::{QueueNotifier, QueueOptions}, MemoryCollector};
+/// use osprofiler_core::{self as osp, notifier::{QueueNotifier, QueueOptions}, memory::MemoryCollector};
 /// use std::time::Duration;
 /// let memory = MemoryCollector::new();
 /// let notifier = QueueNotifier::start(memory.clone(), QueueOptions::default()).unwrap();

@@ -44,7 +44,7 @@ impl Report {
     ///     json!({"name": "db-stop", "base_id": "b", "trace_id": "t", "parent_id": "b",
     ///            "timestamp": "2024-01-01T00:00:00.002999", "info": {"host": "h"}, "project": null, "service": null}),
     /// ];
-    /// let r = osprofiler_core::Report::build(&msgs);
+    /// let r = osprofiler_core::report::Report::build(&msgs);
     /// assert_eq!(r.to_value()["children"][0]["info"]["finished"], 2);
     /// assert_eq!(r.to_value()["stats"]["db"], json!({"count": 1, "duration": 2}));
     /// ```
@@ -61,7 +61,7 @@ impl Report {
     /// `meta.raw_payload.*` instead of copied (what drivers use: they read owned messages).
     ///
     /// ```
-    /// use osprofiler_core::{Report, ReportOptions};
+    /// use osprofiler_core::{report::Report, report::ReportOptions};
     /// let r = Report::build_owned(Vec::new(), ReportOptions::default());
     /// assert!(r.is_empty());
     /// ```
@@ -246,7 +246,7 @@ impl Report {
     /// [`Report::render_tree_of`] this report.
     ///
     /// ```
-    /// let r = osprofiler_core::Report::build(&[]);
+    /// let r = osprofiler_core::report::Report::build(&[]);
     /// assert!(r.render_tree().starts_with("total"));
     /// ```
     pub fn render_tree(&self) -> String {
@@ -261,8 +261,8 @@ impl Report {
     /// per-name totals.
     ///
     /// ```
-    /// let r = osprofiler_core::Report::build(&[]);
-    /// assert!(osprofiler_core::Report::render_tree_of(r.to_value()).starts_with("total 0 ms, 0 points"));
+    /// let r = osprofiler_core::report::Report::build(&[]);
+    /// assert!(osprofiler_core::report::Report::render_tree_of(r.to_value()).starts_with("total 0 ms, 0 points"));
     /// ```
     pub fn render_tree_of(report: &Value) -> String {
         let mut out = String::new();

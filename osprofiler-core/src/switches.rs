@@ -6,7 +6,6 @@ use std::sync::atomic::{AtomicBool, Ordering::Relaxed};
 static ENABLED: AtomicBool = AtomicBool::new(true);
 static TRACE_SQL: AtomicBool = AtomicBool::new(false);
 static TRACE_SQL_PARAMS: AtomicBool = AtomicBool::new(false);
-static TRACE_REQUESTS: AtomicBool = AtomicBool::new(false);
 static FILTER_ERROR_TRACE: AtomicBool = AtomicBool::new(false);
 
 /// Whether profiling is on (default true for the library; `init_from_conf` sets it from
@@ -36,23 +35,6 @@ pub fn trace_sql_params() -> bool {
 /// Turns parameter recording on or off.
 pub fn set_trace_sql_params(on: bool) {
     TRACE_SQL_PARAMS.store(on, Relaxed)
-}
-/// Whether HTTP clients are traced (`trace_requests`, default false).
-#[deprecated(
-    since = "0.1.1",
-    note = "nothing reads it: adding osprofiler-http's client middleware is the opt-in"
-)]
-#[inline]
-pub fn trace_requests() -> bool {
-    TRACE_REQUESTS.load(Relaxed)
-}
-/// Turns HTTP client tracing on or off.
-#[deprecated(
-    since = "0.1.1",
-    note = "nothing reads it: adding osprofiler-http's client middleware is the opt-in"
-)]
-pub fn set_trace_requests(on: bool) {
-    TRACE_REQUESTS.store(on, Relaxed)
 }
 /// Whether collectors index error traces (`filter_error_trace`, default false).
 #[inline]

@@ -7,7 +7,7 @@
 
 use osprofiler_core::db::{DbError, DbEvent, DbTracer, Sql, SqlText};
 use osprofiler_core::notifier::{Driver, DriverError, TraceSummary};
-use osprofiler_core::{self as osp, Message};
+use osprofiler_core::{self as osp, message::Message};
 use osprofiler_testkit::*;
 use serde_json::{Value, json};
 use std::sync::{Arc, Mutex};

@@ -3,7 +3,7 @@
 use osprofiler_core::notifier::{
     self, Driver, DriverError, Notifier, QueueNotifier, QueueOptions, TraceSummary,
 };
-use osprofiler_core::{self as osp, Message, ProfilerConfig, Trace};
+use osprofiler_core::{self as osp, ProfilerConfig, Trace, message::Message};
 use serde_json::Value;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
@@ -168,7 +168,7 @@ fn dropping_the_notifier_delivers_what_is_queued() {
 #[test]
 fn init_from_conf_wires_the_notifier_and_reports_driver_errors() {
     let _s = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
-    osp::register_driver("failing", |_, _| {
+    osp::config::register_driver("failing", |_, _| {
         Err(DriverError::new(
             "server at 127.0.0.1:1 refused the connection",
         ))
@@ -195,7 +195,7 @@ fn init_from_conf_wires_the_notifier_and_reports_driver_errors() {
     osp::init("k", None, None).unwrap();
     osp::clean();
     let guard = osp::init_from_conf(&conf, "nova", "api", Some("node-1")).unwrap();
-    assert_eq!(&*osp::hmac_keys(), ["new", "old"]);
+    assert_eq!(&*osp::identity::hmac_keys(), ["new", "old"]);
     assert!(osp::trace_sql());
     let p = osp::init("new", None, None).unwrap();
     Trace::new("x", osp::Info::new).finish();
@@ -235,7 +235,7 @@ fn init_from_conf_wires_the_notifier_and_reports_driver_errors() {
 /// Lazy info that records which thread dropped it.
 struct DropSpy(Arc<Mutex<Vec<std::thread::ThreadId>>>);
 
-impl osp::LazyInfo for DropSpy {
+impl osp::message::LazyInfo for DropSpy {
     fn write(&self, info: &mut osp::Info) {
         info.insert("spy".into(), true.into());
     }
@@ -255,7 +255,7 @@ fn delivered_messages_memory_is_freed_by_the_traced_thread() {
     let drops = Arc::new(Mutex::new(Vec::new()));
     let p = osp::init("k", None, None).unwrap();
     for _ in 0..10 {
-        Trace::new("spied", || osp::lazy(DropSpy(drops.clone()))).finish();
+        Trace::new("spied", || osp::message::lazy(DropSpy(drops.clone()))).finish();
     }
     assert!(n.flush_for(Duration::from_secs(10)));
     let stored = driver.trace_messages(&p.base_id().to_string()).unwrap();

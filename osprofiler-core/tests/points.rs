@@ -68,11 +68,11 @@ fn messages_have_the_reference_format() {
         assert_eq!(ts.len(), 26, "{ts}");
         assert_eq!(&ts[10..11], "T");
         assert_eq!(&ts[19..20], ".");
-        assert!(osp::parse_timestamp(ts).is_some());
+        assert!(osp::clock::parse_timestamp(ts).is_some());
     }
     assert!(
-        osp::parse_timestamp(stop["timestamp"].as_str().unwrap())
-            >= osp::parse_timestamp(start["timestamp"].as_str().unwrap())
+        osp::clock::parse_timestamp(stop["timestamp"].as_str().unwrap())
+            >= osp::clock::parse_timestamp(start["timestamp"].as_str().unwrap())
     );
 }
 
@@ -221,7 +221,7 @@ fn a_verified_request_starts_its_first_point_under_the_caller() {
     );
     assert!(osp::get().is_none(), "not installed");
     // Work inside it nests under it; onward calls carry it as parent, signed with the key.
-    let inner_id = osp::with_trace(Some(ctx.clone()), || {
+    let inner_id = osp::scope::with_trace(Some(ctx.clone()), || {
         let db = Trace::new("db", osp::Info::new);
         let h = osp::trace_headers().unwrap();
         let d = osp::headers::signed_unpack(&h.x_trace_info, &h.x_trace_hmac, &["k"]).unwrap();
@@ -261,7 +261,7 @@ fn threads_have_their_own_context_and_with_trace_carries_it() {
     let p2 = p.clone();
     std::thread::spawn(move || {
         assert!(osp::get().is_none(), "a new thread starts untraced");
-        osp::with_trace(Some(p2), || {
+        osp::scope::with_trace(Some(p2), || {
             let _t = Trace::new("in-thread", osp::Info::new);
         });
         assert!(osp::get().is_none());
@@ -286,7 +286,7 @@ fn report_from_collected_messages() {
     e.error_with("ValueError", "bad");
     drop(e);
     osp::clean();
-    let report = osp::Report::build(&messages_of(&base));
+    let report = osp::report::Report::build(&messages_of(&base));
     let v = report.to_value();
     assert_eq!(v["info"]["name"], "total");
     let kids = v["children"].as_array().unwrap();

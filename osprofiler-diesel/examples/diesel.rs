@@ -6,7 +6,7 @@ use diesel::connection::SimpleConnection;
 use diesel::prelude::*;
 use diesel::sql_types::{Integer, Text};
 use osprofiler_core::notifier::{QueueNotifier, QueueOptions};
-use osprofiler_core::{self as osp, MemoryCollector, Report};
+use osprofiler_core::{self as osp, memory::MemoryCollector, report::Report};
 use std::time::Duration;
 
 #[derive(QueryableByName)]

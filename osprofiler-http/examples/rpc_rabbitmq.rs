@@ -9,7 +9,7 @@ use lapin::options::{
 };
 use lapin::types::FieldTable;
 use lapin::{BasicProperties, ConnectionProperties};
-use osprofiler_core::{self as osp, MemoryCollector, Trace, headers::HmacKeys};
+use osprofiler_core::{self as osp, Trace, headers::HmacKeys, memory::MemoryCollector};
 use osprofiler_http::rpc::{amqp, serve};
 use std::time::Duration;
 
@@ -127,7 +127,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     notifier.flush_for(Duration::from_secs(5));
     println!(
         "{}",
-        osp::Report::build(&memory.trace(&base_id)).render_tree()
+        osp::report::Report::build(&memory.trace(&base_id)).render_tree()
     );
     Ok(())
 }

@@ -1,7 +1,7 @@
 //! The client side for `http::Request` services: [`TraceClientLayer`].
 
 use crate::{RequestInfo, X_TRACE_HMAC, X_TRACE_INFO, point_name};
-use osprofiler_core::{InTrace, Trace, TraceFutureExt};
+use osprofiler_core::{Trace, TraceFutureExt, scope::InTrace};
 use std::future::Future;
 use std::pin::Pin;
 use std::sync::Arc;
@@ -89,7 +89,7 @@ pub(crate) fn start_client_point(
     let scheme = url.scheme_str().unwrap_or("http");
     let info = Arc::new(RequestInfo::new(method, url, true));
     let point = Trace::new_detached(point_name(scheme), || {
-        osprofiler_core::lazy_shared(info.clone())
+        osprofiler_core::message::lazy_shared(info.clone())
     });
     if let Some(h) = point.profiler().and_then(|p| p.headers()) {
         // Base64 and hex are always valid header values; the strings' buffers become the
@@ -148,7 +148,7 @@ where
         );
         let req = http::Request::from_parts(parts, body);
         let ctx = point.profiler();
-        let inner = osprofiler_core::with_trace(ctx.clone(), || self.inner.call(req));
+        let inner = osprofiler_core::scope::with_trace(ctx.clone(), || self.inner.call(req));
         TraceClientFuture {
             kind: TraceClientFutureKind::Traced {
                 inner: inner.in_trace(ctx),

@@ -118,13 +118,13 @@ impl RequestInfo {
     }
 }
 
-impl osprofiler_core::LazyInfo for RequestInfo {
+impl osprofiler_core::message::LazyInfo for RequestInfo {
     fn write(&self, info: &mut osprofiler_core::Info) {
-        self.write_for(osprofiler_core::Phase::Start, info);
+        self.write_for(osprofiler_core::message::Phase::Start, info);
     }
 
-    fn write_for(&self, phase: osprofiler_core::Phase, info: &mut osprofiler_core::Info) {
-        if phase == osprofiler_core::Phase::Stop {
+    fn write_for(&self, phase: osprofiler_core::message::Phase, info: &mut osprofiler_core::Info) {
+        if phase == osprofiler_core::message::Phase::Stop {
             let status = self.status.load(std::sync::atomic::Ordering::Relaxed);
             if status != 0 {
                 let key = if self.client { "requests" } else { "response" };
@@ -175,7 +175,7 @@ pub(crate) fn point_name(scheme: &str) -> &'static str {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use osprofiler_core::LazyInfo as _;
+    use osprofiler_core::message::LazyInfo as _;
 
     fn written(info: &RequestInfo) -> serde_json::Value {
         let mut map = osprofiler_core::Info::new();

@@ -6,7 +6,7 @@
 //! [`extract`](TraceContext::extract) for a JSON context and [`serve`] to run the callee's
 //! handler inside the caller's trace.
 
-use osprofiler_core::{InTrace, Profiler, Trace, TraceOwned};
+use osprofiler_core::{Profiler, Trace, scope::InTrace, scope::TraceOwned};
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
 use std::future::Future;

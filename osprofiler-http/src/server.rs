@@ -2,7 +2,7 @@
 
 use crate::{RequestInfo, X_TRACE_HMAC, X_TRACE_INFO};
 use osprofiler_core::headers::{HmacKeys, Verified};
-use osprofiler_core::{InTrace, Profiler, Trace, TraceFutureExt};
+use osprofiler_core::{Profiler, Trace, TraceFutureExt, scope::InTrace};
 use std::future::Future;
 use std::pin::Pin;
 use std::sync::Arc;
@@ -67,7 +67,7 @@ impl OsProfilerLayer {
     /// A layer with the process-wide keys and `enabled` switch set by
     /// [`osprofiler_core::init_from_conf`] (keys are read now).
     pub fn from_global() -> Self {
-        Self::new(osprofiler_core::hmac_keys().iter().cloned())
+        Self::new(osprofiler_core::identity::hmac_keys().iter().cloned())
     }
 
     /// A layer configured from the `[profiler]` options (`hmac_keys`, `enabled`).
@@ -191,7 +191,7 @@ where
         };
         // One info for both messages: the request now, the status when the response is ready.
         let info = Arc::new(RequestInfo::new(req.method(), req.uri(), false));
-        let start_info = || osprofiler_core::lazy_shared(info.clone());
+        let start_info = || osprofiler_core::message::lazy_shared(info.clone());
         let name = self.layer.name;
         let (point, verified) = match admitted {
             Admitted::Headers(v) => (v.start_point(name, start_info), Some(v)),
@@ -207,7 +207,7 @@ where
         if let Some(verified) = verified {
             req.extensions_mut().insert(verified);
         }
-        let inner = osprofiler_core::with_trace(ctx.clone(), || self.inner.call(req));
+        let inner = osprofiler_core::scope::with_trace(ctx.clone(), || self.inner.call(req));
         ResponseFuture {
             kind: ResponseFutureKind::Traced {
                 inner: inner.in_trace(ctx),

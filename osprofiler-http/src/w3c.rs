@@ -12,7 +12,7 @@
 //! as the trace itself follows it). Points this crate records send flags `01`: they are
 //! recorded.
 
-use osprofiler_core::Id;
+use osprofiler_core::id::Id;
 use std::cell::RefCell;
 use std::sync::Arc;
 
@@ -34,7 +34,7 @@ fn uuid_bits(id: &Id) -> Option<u128> {
 /// `00-<base_id>-<low 64 bits of point>-01` for a point of a trace whose base id is a uuid.
 ///
 /// ```
-/// use osprofiler_core::Id;
+/// use osprofiler_core::id::Id;
 /// let base = Id::from("0f0e0d0c-0b0a-4908-8706-050403020100");
 /// let point = Id::from("11111111-2222-4333-8444-555555555555");
 /// assert_eq!(

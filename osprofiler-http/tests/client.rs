@@ -87,10 +87,10 @@ async fn traced_request_carries_signed_headers_and_records_a_point() {
         "stop: the status only"
     );
     let tp = headers["traceparent"].to_str().unwrap();
-    let point = osp::Id::from(start["trace_id"].as_str().unwrap());
+    let point = osp::id::Id::from(start["trace_id"].as_str().unwrap());
     assert_eq!(
         Some(tp.to_owned()),
-        osprofiler_http::w3c::traceparent(&osp::Id::from(base.as_str()), &point)
+        osprofiler_http::w3c::traceparent(&osp::id::Id::from(base.as_str()), &point)
     );
 }
 

@@ -3,7 +3,7 @@
 //!
 //! Run: `cargo run -p osprofiler-sea-orm --features sqlx-sqlite --example sea_orm`
 use osprofiler_core::notifier::{QueueNotifier, QueueOptions};
-use osprofiler_core::{self as osp, MemoryCollector, Report};
+use osprofiler_core::{self as osp, memory::MemoryCollector, report::Report};
 use sea_orm::{ConnectionTrait, DbBackend, Statement, TransactionSession, TransactionTrait};
 use std::time::Duration;
 

@@ -3,7 +3,7 @@
 //!
 //! Run: `cargo run -p osprofiler-sqlx --features sqlite --example sqlx`
 use osprofiler_core::notifier::{QueueNotifier, QueueOptions};
-use osprofiler_core::{self as osp, MemoryCollector, Report};
+use osprofiler_core::{self as osp, memory::MemoryCollector, report::Report};
 use std::time::Duration;
 
 #[tokio::main(flavor = "current_thread")]

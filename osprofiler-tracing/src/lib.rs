@@ -343,7 +343,8 @@ impl PointLayer {
             stop: OnceLock::new(),
         });
         // A child of the current point, not made current: entering the span does that.
-        let guard = Trace::new_detached(name, || osprofiler_core::lazy_shared(info.clone()));
+        let guard =
+            Trace::new_detached(name, || osprofiler_core::message::lazy_shared(info.clone()));
         if !guard.is_active() {
             return;
         }

@@ -273,7 +273,7 @@ fn a_span_entered_in_another_trace_scope_restores_it_on_exit() {
             let span = info_span!("s");
             let here = osp::get().unwrap();
             let other = osp::Profiler::new_root("k", None, None).unwrap();
-            osp::with_trace(Some(other.clone()), || {
+            osp::scope::with_trace(Some(other.clone()), || {
                 let e = span.enter();
                 assert_ne!(osp::get().unwrap().base_id(), other.base_id());
                 drop(e);

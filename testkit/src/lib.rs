@@ -6,7 +6,7 @@ pub mod proxy;
 pub mod servers;
 
 use osprofiler_core::notifier::{self, QueueNotifier, QueueOptions};
-use osprofiler_core::{MemoryCollector, Profiler};
+use osprofiler_core::{Profiler, memory::MemoryCollector};
 use serde_json::Value;
 use std::sync::{Arc, OnceLock};
 use std::time::Duration;
@@ -24,7 +24,7 @@ pub struct Collector {
 pub fn collector() -> &'static Collector {
     static C: OnceLock<Collector> = OnceLock::new();
     C.get_or_init(|| {
-        osprofiler_core::set_identity(Some("proj"), Some("svc"), Some("test-host"));
+        osprofiler_core::identity::set_identity(Some("proj"), Some("svc"), Some("test-host"));
         let memory = MemoryCollector::new();
         let notifier = QueueNotifier::start(memory.clone(), QueueOptions::default())
             .expect("start the test notifier");
@@ -171,13 +171,13 @@ pub fn mode(v: &[usize]) -> usize {
     best.0
 }
 
-/// A notifier that keeps every message as a [`osprofiler_core::Message`], for feeding drivers
+/// A notifier that keeps every message as a [`osprofiler_core::message::Message`], for feeding drivers
 /// directly. Installed as the global notifier by [`captured_trace`] (use it instead of
 /// [`collector`] in a test binary).
-struct Capture(std::sync::Mutex<Vec<osprofiler_core::Message>>);
+struct Capture(std::sync::Mutex<Vec<osprofiler_core::message::Message>>);
 
 impl notifier::Notifier for Capture {
-    fn notify(&self, message: osprofiler_core::Message) {
+    fn notify(&self, message: osprofiler_core::message::Message) {
         self.0
             .lock()
             .unwrap_or_else(|e| e.into_inner())
@@ -188,7 +188,7 @@ impl notifier::Notifier for Capture {
 /// Runs `f` inside a new trace and returns the trace's base id and the messages it sent, as
 /// `Message` values in emission order. Messages carry project `proj`, service `svc` and host
 /// `test-host`. Safe to call from parallel tests: each gets its own trace.
-pub fn captured_trace(f: impl FnOnce()) -> (String, Vec<osprofiler_core::Message>) {
+pub fn captured_trace(f: impl FnOnce()) -> (String, Vec<osprofiler_core::message::Message>) {
     captured_trace_with(None, f)
 }
 
@@ -197,10 +197,10 @@ pub fn captured_trace(f: impl FnOnce()) -> (String, Vec<osprofiler_core::Message
 pub fn captured_trace_with(
     base_id: Option<&str>,
     f: impl FnOnce(),
-) -> (String, Vec<osprofiler_core::Message>) {
+) -> (String, Vec<osprofiler_core::message::Message>) {
     static C: OnceLock<Arc<Capture>> = OnceLock::new();
     let cap = C.get_or_init(|| {
-        osprofiler_core::set_identity(Some("proj"), Some("svc"), Some("test-host"));
+        osprofiler_core::identity::set_identity(Some("proj"), Some("svc"), Some("test-host"));
         osprofiler_core::set_enabled(true);
         let c = Arc::new(Capture(Default::default()));
         notifier::set(c.clone());
@@ -223,7 +223,7 @@ pub fn captured_trace_with(
 
 /// A trace with nesting, SQL, non-ASCII text and one failed point (the collectors' tests),
 /// with the `base_id` given or a new one.
-pub fn error_trace(base_id: Option<&str>) -> (String, Vec<osprofiler_core::Message>) {
+pub fn error_trace(base_id: Option<&str>) -> (String, Vec<osprofiler_core::message::Message>) {
     use osprofiler_core::{self as osp, Trace};
     captured_trace_with(base_id, || {
         let _wsgi = Trace::new(

@@ -73,9 +73,19 @@ impl Drop for Server {
 }
 
 /// A Redis server of the test's own on `port` (nothing saved to disk), with `extra` options.
+/// Its working directory is a temporary one: a replica's full sync writes `dump.rdb` there,
+/// not into the crate under test.
 pub fn redis(port: u16, extra: &[&str]) -> Server {
     let port_s = port.to_string();
+    let dir = std::env::temp_dir().join(format!("osp-redis-{port}"));
+    std::fs::create_dir_all(&dir).expect("a temporary directory for redis-server");
+    let dir = dir
+        .to_str()
+        .expect("a UTF-8 temporary directory")
+        .to_owned();
     let mut args = vec![
+        "--dir",
+        &dir,
         "--bind",
         "127.0.0.1",
         "--port",

@@ -112,7 +112,7 @@ async fn three_services_make_one_tree() {
     let msgs = messages_of(&base);
     check_tree(&msgs).unwrap();
     // The report built from the stored messages is one tree, four levels of wsgi/http deep.
-    let report = osp::Report::build(&msgs);
+    let report = osp::report::Report::build(&msgs);
     let root = &report.to_value()["children"];
     assert_eq!(
         root.as_array().unwrap().len(),

@@ -4,7 +4,7 @@
 mod common;
 use common::python;
 use osprofiler_core::headers::{TraceData, signed_pack, signed_unpack};
-use osprofiler_core::{self as osp, MemoryCollector, Report, Trace, notifier};
+use osprofiler_core::{self as osp, Trace, memory::MemoryCollector, notifier, report::Report};
 use serde_json::{Value, json};
 use std::io::Write;
 use std::path::PathBuf;

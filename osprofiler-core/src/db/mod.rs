@@ -47,7 +47,7 @@
 //! | dropped before it finished | `{"cancelled": true}` |
 //!
 //! An error point is an error for every collector: its trace appears in `trace list
-//! --error-trace` ([`crate::Message::error_type`] sees it).
+//! --error-trace` ([`crate::message::Message::error_type`] sees it).
 //!
 //! Exceptions the libraries impose, and only these:
 //! - **diesel** reports no row count and no SQLSTATE through its instrumentation hook: its

@@ -75,7 +75,7 @@ impl DbPoint {
             call,
             rows: AtomicU64::new(DbInfo::NO_ROWS),
         });
-        let trace = Trace::new_detached("db", || crate::lazy_shared(info.clone()));
+        let trace = Trace::new_detached("db", || crate::message::lazy_shared(info.clone()));
         if !trace.is_active() {
             return DbPoint::inactive();
         }
