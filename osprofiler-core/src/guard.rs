@@ -1,10 +1,12 @@
 //! The point guard: [`Trace`] opens a point and stops it when dropped.
 
 use crate::context::{
-    ACTIVE, CURRENT, Frame, StopInfo, close, current_frame, has_current, open, replace_current,
+    ACTIVE, CURRENT, Frame, Root, StopInfo, close, current_frame, emit, has_current, open,
+    replace_current,
 };
+use crate::headers::Verified;
 use crate::id::Id;
-use crate::message::{FnCall, Info, IntoInfo, LazyInfo};
+use crate::message::{FnCall, Info, IntoInfo, LazyInfo, Phase};
 use crate::scope::{InTrace, TraceOwned};
 use crate::{Profiler, switches};
 use std::borrow::Cow;
@@ -293,5 +295,85 @@ impl Active {
 impl std::fmt::Debug for Trace {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Trace").field("id", &self.id()).finish()
+    }
+}
+
+// The constructors of points that other modules' types offer live here, with the guard they
+// return, so that `context` does not depend on `guard`.
+impl Profiler {
+    /// A new trace (as [`Profiler::new_root`]) with its first point open — a child of
+    /// `parent_id` — in one step: what server middleware does with verified headers. The root
+    /// itself gets no frame, so this saves an allocation; when the point stops, no trace is
+    /// left current.
+    pub(crate) fn root_point<I: IntoInfo>(
+        hmac_key: Arc<str>,
+        base_id: Option<Id>,
+        parent_id: Option<Id>,
+        name: Cow<'static, str>,
+        info: impl FnOnce() -> I,
+    ) -> Trace {
+        if !switches::is_enabled() {
+            return Trace::inactive();
+        }
+        let frame = Arc::new(Frame {
+            root: Root::new(hmac_key, base_id, parent_id),
+            id: Id::new_v4(),
+            name: Some(name),
+            parent: None,
+        });
+        emit(
+            &frame,
+            Phase::Start,
+            frame.parent_id(),
+            info().into_parts(),
+            None,
+        );
+        Trace::of_frame(frame)
+    }
+
+    /// Opens a point as a child of this profiler's current point, without installing it
+    /// anywhere (see [`Trace::scope`] to run a future inside it).
+    pub fn child<N, F, I>(&self, name: N, info: F) -> Trace
+    where
+        N: Into<Cow<'static, str>>,
+        F: FnOnce() -> I,
+        I: IntoInfo,
+    {
+        if !switches::is_enabled() {
+            return Trace::inactive();
+        }
+        Trace::of_frame(open(self.frame.clone(), name.into(), info(), None))
+    }
+}
+
+impl Verified {
+    /// Starts the trace these headers continue with its first point open, as a child of the
+    /// caller's point, not installed anywhere (run a future in it with [`crate::Trace::scope`]
+    /// or [`crate::TraceFutureExt::in_trace`] and the point's [`crate::Trace::profiler`]).
+    /// The same as `self.profiler()` then `child(name, info)`, one allocation cheaper: what
+    /// server middleware does per request. An inactive guard when profiling is disabled.
+    ///
+    /// ```
+    /// use osprofiler_core::headers::{signed_pack, HmacKeys, TraceData};
+    /// use osprofiler_core::Info;
+    /// let h = signed_pack(&TraceData { base_id: "b".into(), parent_id: Some("caller".into()) }, "k");
+    /// let v = HmacKeys::new(["k"]).verify(&h.x_trace_info, &h.x_trace_hmac).unwrap();
+    /// let point = v.start_point("wsgi", Info::new);
+    /// let p = point.profiler().unwrap();
+    /// assert!(p.base_id() == &"b" && p.parent_id() == &"caller");
+    /// ```
+    pub fn start_point<N, F, I>(&self, name: N, info: F) -> crate::Trace
+    where
+        N: Into<std::borrow::Cow<'static, str>>,
+        F: FnOnce() -> I,
+        I: crate::message::IntoInfo,
+    {
+        crate::Profiler::root_point(
+            self.hmac_key.clone(),
+            Some(self.base_id.clone()),
+            self.parent_id.clone(),
+            name.into(),
+            info,
+        )
     }
 }
