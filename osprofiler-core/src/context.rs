@@ -362,7 +362,7 @@ pub(crate) fn close(frame: &Frame, info: impl IntoInfo) {
 /// Opens a point named `name` in the current trace (OSProfiler's `profiler.start`).
 ///
 /// `info` is called only if the point is really emitted: pass a closure, or `Info::new` for
-/// none. Does nothing when no trace is active. Prefer the [`Trace`] guard, which cannot be
+/// none. Does nothing when no trace is active. Prefer the [`Trace`](crate::Trace) guard, which cannot be
 /// left open.
 ///
 /// ```
