@@ -28,7 +28,7 @@
 #![cfg_attr(docsrs, feature(doc_cfg))]
 
 use diesel::connection::{Instrumentation, InstrumentationEvent};
-use osprofiler_core::db::{self, DbError, DbEvent, DbPoint, DbTarget, DbTracer};
+use osprofiler_core::db::{self, DbError, DbEvent, DbPoint, DbSystem, DbTarget, DbTracer};
 
 /// The transaction event whose statement comes next.
 #[derive(Debug, Clone, Copy)]
@@ -53,7 +53,7 @@ pub struct OsProfilerInstrumentation {
 impl Default for OsProfilerInstrumentation {
     fn default() -> Self {
         OsProfilerInstrumentation {
-            tracer: DbTracer::new("unknown"),
+            tracer: DbTracer::new(DbSystem::Other("unknown")),
             fixed_target: false,
             open: Vec::new(),
             pending: None,
@@ -78,7 +78,7 @@ impl OsProfilerInstrumentation {
 
     /// Names the database system (`postgresql`, `mysql`, `sqlite`) until the connection URL
     /// tells more (server, database); [`instrument`] sets it from the connection's backend.
-    pub fn system(mut self, system: &'static str) -> Self {
+    pub fn system(mut self, system: impl Into<DbSystem>) -> Self {
         if !self.fixed_target {
             let keep = self.tracer.keeps_literals();
             self.tracer = DbTracer::new(system).keep_literals(keep);
@@ -106,10 +106,8 @@ pub fn target_of_url(url: &str) -> DbTarget {
         }
     };
     let system = match scheme.as_str() {
-        "postgres" | "postgresql" => "postgresql",
-        "mysql" | "mariadb" => "mysql",
-        "sqlite" | "file" => "sqlite",
-        _ => "unknown",
+        "file" => DbSystem::Sqlite,
+        scheme => DbSystem::parse(scheme).unwrap_or(DbSystem::Other("unknown")),
     };
     let authority_end = rest.find(['/', '?']).unwrap_or(rest.len());
     let authority = &rest[..authority_end];
@@ -336,14 +334,14 @@ pub fn error_info(e: &diesel::result::Error) -> DbError {
 /// # #[cfg(feature = "sqlite")]
 /// assert_eq!(osprofiler_diesel::system_of::<diesel::sqlite::Sqlite>(), "sqlite");
 /// ```
-pub fn system_of<B: ?Sized>() -> &'static str {
+pub fn system_of<B: ?Sized>() -> DbSystem {
     let name = std::any::type_name::<B>();
     let last = name.rsplit("::").next().unwrap_or(name);
     match last {
-        "Pg" => "postgresql",
-        "Mysql" => "mysql",
-        "Sqlite" => "sqlite",
-        _ => "unknown",
+        "Pg" => DbSystem::PostgreSql,
+        "Mysql" => DbSystem::MySql,
+        "Sqlite" => DbSystem::Sqlite,
+        _ => DbSystem::Other("unknown"),
     }
 }
 
@@ -468,13 +466,13 @@ mod tests {
         let t = target_of_url("postgres://admin:s3cret@db.example:5433/nova?sslmode=require");
         assert_eq!(
             (t.system, t.server.as_deref(), t.namespace.as_deref()),
-            ("postgresql", Some("db.example:5433"), Some("nova"))
+            (DbSystem::PostgreSql, Some("db.example:5433"), Some("nova"))
         );
         assert!(!format!("{t:?}").contains("s3cret"));
         let t = target_of_url("mysql://root@127.0.0.1:3306/test");
         assert_eq!(
             (t.system, t.server.as_deref()),
-            ("mysql", Some("127.0.0.1:3306"))
+            (DbSystem::MySql, Some("127.0.0.1:3306"))
         );
         assert_eq!(target_of_url(":memory:").system, "sqlite");
         assert_eq!(

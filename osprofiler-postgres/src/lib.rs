@@ -27,7 +27,7 @@
 
 #![cfg_attr(docsrs, feature(doc_cfg))]
 
-use osprofiler_core::db::{self, DbError, DbEvent, DbStream, DbTracer, SqlText, rows};
+use osprofiler_core::db::{self, DbError, DbEvent, DbHandle, DbStream, DbSystem, SqlText, rows};
 use std::ops::Deref;
 use std::sync::Arc;
 use tokio_postgres::types::{BorrowToSql, ToSql};
@@ -209,59 +209,20 @@ fn sql_of<'a, S: ?Sized + Sql>(
     }
 }
 
-/// A tokio-postgres client (or [`Transaction`]) whose calls are `db` points.
-///
-/// Methods mirror tokio-postgres's; [`Traced::inner`] is the escape hatch (untraced).
-#[derive(Debug)]
-pub struct Traced<C> {
-    inner: C,
-    tracer: DbTracer,
-    /// 0 for a client, the transaction's depth for a transaction (2+: a savepoint).
-    depth: u32,
+osprofiler_core::db_wrapper! {
+    /// A tokio-postgres client (or [`Transaction`]) whose calls are `db` points.
+    ///
+    /// Methods mirror tokio-postgres's; [`Traced::inner`] is the escape hatch (untraced).
+    pub struct Traced<C>;
+    /// Records SQL without bound values (`batch_execute`, `simple_query`, a query without
+    /// parameters) with its literals instead of `?`.
+    keep_literals;
 }
 
 impl<C> Traced<C> {
     /// Wraps a client.
     pub fn new(inner: C) -> Self {
-        Traced {
-            inner,
-            tracer: DbTracer::new("postgresql"),
-            depth: 0,
-        }
-    }
-
-    /// Records the database name (`db.namespace`).
-    pub fn database(mut self, name: impl Into<String>) -> Self {
-        self.tracer = self.tracer.database(name);
-        self
-    }
-
-    /// Records the server address (`db.server`, `host:port`; never put credentials here).
-    pub fn server(mut self, server: impl Into<String>) -> Self {
-        self.tracer = self.tracer.server(server);
-        self
-    }
-
-    /// Records SQL without bound values (`batch_execute`, `simple_query`, a query without
-    /// parameters) with its literals instead of `?`.
-    pub fn keep_literals(mut self, keep: bool) -> Self {
-        self.tracer = self.tracer.keep_literals(keep);
-        self
-    }
-
-    /// The wrapped client: calls made on it are not traced.
-    pub fn inner(&self) -> &C {
-        &self.inner
-    }
-
-    /// The wrapped client, mutably.
-    pub fn inner_mut(&mut self) -> &mut C {
-        &mut self.inner
-    }
-
-    /// Unwraps.
-    pub fn into_inner(self) -> C {
-        self.inner
+        Self::from_handle(DbHandle::new(inner, DbSystem::PostgreSql))
     }
 }
 
@@ -277,7 +238,8 @@ macro_rules! traced_methods {
         ) -> Result<Vec<Row>, Error> {
             let sql = sql_of(statement, params.len(), Some(params));
             let fut = self.$get().query(statement.statement(), params);
-            self.tracer
+            self.handle()
+                .tracer()
                 .run(DbEvent::Query(&sql), fut, rows::len, error_info)
                 .await
         }
@@ -290,7 +252,8 @@ macro_rules! traced_methods {
         ) -> Result<Row, Error> {
             let sql = sql_of(statement, params.len(), Some(params));
             let fut = self.$get().query_one(statement.statement(), params);
-            self.tracer
+            self.handle()
+                .tracer()
                 .run(DbEvent::Query(&sql), fut, rows::one, error_info)
                 .await
         }
@@ -303,7 +266,8 @@ macro_rules! traced_methods {
         ) -> Result<Option<Row>, Error> {
             let sql = sql_of(statement, params.len(), Some(params));
             let fut = self.$get().query_opt(statement.statement(), params);
-            self.tracer
+            self.handle()
+                .tracer()
                 .run(DbEvent::Query(&sql), fut, rows::optional, error_info)
                 .await
         }
@@ -323,14 +287,9 @@ macro_rules! traced_methods {
         {
             let params = params.into_iter();
             let sql = sql_of(statement, params.len(), None);
-            let point = self.tracer.start(DbEvent::Query(&sql));
-            match self.$get().query_raw(statement.statement(), params).await {
-                Ok(inner) => Ok(TracedRowStream::new(inner, point, rows::each, error_info)),
-                Err(e) => {
-                    point.err(error_info(&e));
-                    Err(e)
-                }
-            }
+            let point = self.handle().tracer().start(DbEvent::Query(&sql));
+            let opened = self.$get().query_raw(statement.statement(), params).await;
+            point.stream(opened, rows::each, error_info)
         }
 
         /// Like `execute`: the number of rows affected.
@@ -341,7 +300,8 @@ macro_rules! traced_methods {
         ) -> Result<u64, Error> {
             let sql = sql_of(statement, params.len(), Some(params));
             let fut = self.$get().execute(statement.statement(), params);
-            self.tracer
+            self.handle()
+                .tracer()
                 .run(DbEvent::Query(&sql), fut, |n| Some(*n), error_info)
                 .await
         }
@@ -351,7 +311,8 @@ macro_rules! traced_methods {
             let sql = sql_of(query, 0, None);
             let fut = self.$get().prepare(query);
             let statement = self
-                .tracer
+                .handle()
+                .tracer()
                 .run(DbEvent::Prepare(&sql), fut, rows::none, error_info)
                 .await?;
             Ok(TracedStatement {
@@ -364,7 +325,8 @@ macro_rules! traced_methods {
         pub async fn batch_execute(&self, query: &str) -> Result<(), Error> {
             let sql = sql_of(query, 0, None);
             let fut = self.$get().batch_execute(query);
-            self.tracer
+            self.handle()
+                .tracer()
                 .run(DbEvent::Query(&sql), fut, rows::none, error_info)
                 .await
         }
@@ -374,7 +336,8 @@ macro_rules! traced_methods {
         pub async fn simple_query(&self, query: &str) -> Result<Vec<SimpleQueryMessage>, Error> {
             let sql = sql_of(query, 0, None);
             let fut = self.$get().simple_query(query);
-            self.tracer
+            self.handle()
+                .tracer()
                 .run(
                     DbEvent::Query(&sql),
                     fut,
@@ -397,7 +360,8 @@ macro_rules! traced_methods {
         ) -> Result<tokio_postgres::CopyOutStream, Error> {
             let sql = sql_of(statement, 0, None);
             let fut = self.$get().copy_out(statement.statement());
-            self.tracer
+            self.handle()
+                .tracer()
                 .run(DbEvent::Query(&sql), fut, rows::none, error_info)
                 .await
         }
@@ -413,7 +377,8 @@ macro_rules! traced_methods {
         {
             let sql = sql_of(statement, 0, None);
             let fut = self.$get().copy_in(statement.statement());
-            self.tracer
+            self.handle()
+                .tracer()
                 .run(DbEvent::Query(&sql), fut, rows::none, error_info)
                 .await
         }
@@ -422,7 +387,7 @@ macro_rules! traced_methods {
 
 impl<C: AsClient> Traced<C> {
     fn client(&self) -> &Client {
-        self.inner.as_client()
+        self.inner().as_client()
     }
 
     traced_methods!(client);
@@ -432,73 +397,40 @@ impl<C: AsClientMut> Traced<C> {
     /// Like `transaction`: `BEGIN` is a point (api `begin`), and so are the transaction's
     /// calls, `commit` and `rollback`.
     pub async fn transaction(&mut self) -> Result<Traced<Transaction<'_>>, Error> {
-        let tracer = self.tracer.clone();
-        let fut = self.inner.as_client_mut().transaction();
-        let tx = tracer
-            .run(DbEvent::Begin { depth: 1 }, fut, rows::none, error_info)
-            .await?;
-        Ok(Traced {
-            inner: tx,
-            tracer,
-            depth: 1,
-        })
+        let (client, tracer) = self.handle_mut().split_mut();
+        let fut = client.as_client_mut().transaction();
+        Ok(Traced::from_handle(
+            tracer.begin_at(1, fut, error_info).await?,
+        ))
     }
 }
 
 impl<'a> Traced<Transaction<'a>> {
     fn client(&self) -> &Transaction<'a> {
-        &self.inner
+        self.inner()
     }
 
     traced_methods!(client);
 
     /// Commits (a point, api `commit`; `release_savepoint` for a nested transaction).
     pub async fn commit(self) -> Result<(), Error> {
-        let Traced {
-            inner,
-            tracer,
-            depth,
-        } = self;
-        tracer
-            .run(
-                DbEvent::Commit { depth },
-                inner.commit(),
-                rows::none,
-                error_info,
-            )
-            .await
+        self.handle.commit(Transaction::commit, error_info).await
     }
 
     /// Rolls back (a point, api `rollback`; `rollback_to_savepoint` for a nested transaction).
     pub async fn rollback(self) -> Result<(), Error> {
-        let Traced {
-            inner,
-            tracer,
-            depth,
-        } = self;
-        tracer
-            .run(
-                DbEvent::Rollback { depth },
-                inner.rollback(),
-                rows::none,
-                error_info,
-            )
+        self.handle
+            .rollback(Transaction::rollback, error_info)
             .await
     }
 
     /// A nested transaction (a savepoint; a point, api `savepoint`).
     pub async fn transaction(&mut self) -> Result<Traced<Transaction<'_>>, Error> {
-        let depth = self.depth + 1;
-        let tracer = self.tracer.clone();
-        let fut = self.inner.transaction();
-        let tx = tracer
-            .run(DbEvent::Begin { depth }, fut, rows::none, error_info)
-            .await?;
-        Ok(Traced {
-            inner: tx,
-            tracer,
-            depth,
-        })
+        let depth = self.handle().depth() + 1;
+        let (tx, tracer) = self.handle_mut().split_mut();
+        Ok(Traced::from_handle(
+            tracer.begin_at(depth, tx.transaction(), error_info).await?,
+        ))
     }
 }
 

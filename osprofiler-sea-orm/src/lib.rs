@@ -29,7 +29,7 @@
 
 #![cfg_attr(docsrs, feature(doc_cfg))]
 
-use osprofiler_core::db::{self, DbError, DbEvent, DbFuture, DbTracer, rows};
+use osprofiler_core::db::{self, DbError, DbEvent, DbHandle, DbSystem, rows};
 #[cfg(feature = "_sqlx")]
 use sea_orm::RuntimeErr;
 use sea_orm::{
@@ -41,74 +41,30 @@ use std::future::Future;
 use std::pin::Pin;
 
 /// The future type of sea-orm's `async_trait` methods.
-type BoxedFuture<'a, T> = Pin<Box<dyn Future<Output = T> + Send + 'a>>;
+type BoxedFuture<'a, T> = db::BoxFuture<'a, T>;
 
-/// A sea-orm connection or transaction whose calls are `db` points.
-#[derive(Debug, Clone)]
-pub struct Traced<C> {
-    inner: C,
-    tracer: DbTracer,
-    /// 0 for a connection, the transaction's depth for a transaction (2+: a savepoint).
-    depth: u32,
+osprofiler_core::db_wrapper! {
+    /// A sea-orm connection or transaction whose calls are `db` points.
+    pub struct Traced<C>;
+    /// Records SQL without bound values (`execute_unprepared`, a statement without values)
+    /// with its literals instead of `?`.
+    keep_literals;
 }
 
-fn system_of(backend: DbBackend) -> &'static str {
+fn system_of(backend: DbBackend) -> DbSystem {
     match backend {
-        DbBackend::Postgres => "postgresql",
-        DbBackend::Sqlite => "sqlite",
-        DbBackend::MySql => "mysql",
-        _ => "unknown",
+        DbBackend::Postgres => DbSystem::PostgreSql,
+        DbBackend::Sqlite => DbSystem::Sqlite,
+        DbBackend::MySql => DbSystem::MySql,
+        _ => DbSystem::Other("unknown"),
     }
 }
 
 impl<C: ConnectionTrait> Traced<C> {
     /// Wraps a connection (a `DatabaseConnection`, or a transaction).
     pub fn new(inner: C) -> Self {
-        let tracer = DbTracer::new(system_of(inner.get_database_backend()));
-        Traced {
-            inner,
-            tracer,
-            depth: 0,
-        }
-    }
-}
-
-impl<C> Traced<C> {
-    /// Records the database name (`db.namespace`).
-    pub fn database(mut self, name: impl Into<String>) -> Self {
-        self.tracer = self.tracer.database(name);
-        self
-    }
-
-    /// Records the server address (`db.server`, `host:port`; never credentials).
-    pub fn server(mut self, server: impl Into<String>) -> Self {
-        self.tracer = self.tracer.server(server);
-        self
-    }
-
-    /// Records SQL without bound values (`execute_unprepared`, a statement without values)
-    /// with its literals instead of `?`.
-    pub fn keep_literals(mut self, keep: bool) -> Self {
-        self.tracer = self.tracer.keep_literals(keep);
-        self
-    }
-
-    /// The wrapped connection: calls made on it are not traced.
-    pub fn inner(&self) -> &C {
-        &self.inner
-    }
-
-    /// Unwraps.
-    pub fn into_inner(self) -> C {
-        self.inner
-    }
-
-    fn wrap<T>(&self, inner: T, depth: u32) -> Traced<T> {
-        Traced {
-            inner,
-            tracer: self.tracer.clone(),
-            depth,
-        }
+        let system = system_of(inner.get_database_backend());
+        Self::from_handle(DbHandle::new(inner, system))
     }
 }
 
@@ -162,7 +118,7 @@ pub fn error_info(e: &DbErr) -> DbError {
 #[async_trait::async_trait]
 impl<C: ConnectionTrait + Send + Sync> ConnectionTrait for Traced<C> {
     fn get_database_backend(&self) -> DbBackend {
-        self.inner.get_database_backend()
+        self.inner().get_database_backend()
     }
 
     // The query methods are written out (not `async fn`) so that with no trace active they
@@ -175,16 +131,8 @@ impl<C: ConnectionTrait + Send + Sync> ConnectionTrait for Traced<C> {
         'life0: 'async_trait,
         Self: 'async_trait,
     {
-        if !osprofiler_core::is_active() {
-            return self.inner.execute_raw(stmt);
-        }
-        let point = self.tracer.start(DbEvent::Query(&sql_of(&stmt)));
-        Box::pin(DbFuture::new(
-            self.inner.execute_raw(stmt),
-            point,
-            affected,
-            error_info,
-        ))
+        let point = self.handle().tracer().start(DbEvent::Query(&sql_of(&stmt)));
+        point.boxed(self.inner().execute_raw(stmt), affected, error_info)
     }
 
     fn execute_unprepared<'life0, 'life1, 'async_trait>(
@@ -196,17 +144,11 @@ impl<C: ConnectionTrait + Send + Sync> ConnectionTrait for Traced<C> {
         'life1: 'async_trait,
         Self: 'async_trait,
     {
-        if !osprofiler_core::is_active() {
-            return self.inner.execute_unprepared(sql);
-        }
-        let source = |_: bool| Some(db::Sql::new(sql.into(), 0));
-        let point = self.tracer.start(DbEvent::Query(&source));
-        Box::pin(DbFuture::new(
-            self.inner.execute_unprepared(sql),
-            point,
-            affected,
-            error_info,
-        ))
+        let point = self
+            .handle()
+            .tracer()
+            .start(DbEvent::Query(&|_: bool| Some(db::Sql::new(sql.into(), 0))));
+        point.boxed(self.inner().execute_unprepared(sql), affected, error_info)
     }
 
     fn query_one_raw<'life0, 'async_trait>(
@@ -217,16 +159,8 @@ impl<C: ConnectionTrait + Send + Sync> ConnectionTrait for Traced<C> {
         'life0: 'async_trait,
         Self: 'async_trait,
     {
-        if !osprofiler_core::is_active() {
-            return self.inner.query_one_raw(stmt);
-        }
-        let point = self.tracer.start(DbEvent::Query(&sql_of(&stmt)));
-        Box::pin(DbFuture::new(
-            self.inner.query_one_raw(stmt),
-            point,
-            rows::optional,
-            error_info,
-        ))
+        let point = self.handle().tracer().start(DbEvent::Query(&sql_of(&stmt)));
+        point.boxed(self.inner().query_one_raw(stmt), rows::optional, error_info)
     }
 
     fn query_all_raw<'life0, 'async_trait>(
@@ -237,24 +171,16 @@ impl<C: ConnectionTrait + Send + Sync> ConnectionTrait for Traced<C> {
         'life0: 'async_trait,
         Self: 'async_trait,
     {
-        if !osprofiler_core::is_active() {
-            return self.inner.query_all_raw(stmt);
-        }
-        let point = self.tracer.start(DbEvent::Query(&sql_of(&stmt)));
-        Box::pin(DbFuture::new(
-            self.inner.query_all_raw(stmt),
-            point,
-            rows::len,
-            error_info,
-        ))
+        let point = self.handle().tracer().start(DbEvent::Query(&sql_of(&stmt)));
+        point.boxed(self.inner().query_all_raw(stmt), rows::len, error_info)
     }
 
     fn support_returning(&self) -> bool {
-        self.inner.support_returning()
+        self.inner().support_returning()
     }
 
     fn is_mock_connection(&self) -> bool {
-        self.inner.is_mock_connection()
+        self.inner().is_mock_connection()
     }
 }
 
@@ -268,24 +194,16 @@ impl<C: StreamTrait> StreamTrait for Traced<C> {
         Self: 'a;
 
     fn get_database_backend(&self) -> DbBackend {
-        self.inner.get_database_backend()
+        self.inner().get_database_backend()
     }
 
     fn stream_raw<'a>(
         &'a self,
         stmt: Statement,
     ) -> Pin<Box<dyn Future<Output = Result<Self::Stream<'a>, DbErr>> + 'a + Send>> {
-        let point = self.tracer.start(DbEvent::Query(&sql_of(&stmt)));
-        let fut = self.inner.stream_raw(stmt);
-        Box::pin(async move {
-            match fut.await {
-                Ok(inner) => Ok(TracedStream::new(inner, point, rows::each, error_info)),
-                Err(e) => {
-                    point.err(error_info(&e));
-                    Err(e)
-                }
-            }
-        })
+        let point = self.handle().tracer().start(DbEvent::Query(&sql_of(&stmt)));
+        let fut = self.inner().stream_raw(stmt);
+        Box::pin(async move { point.stream(fut.await, rows::each, error_info) })
     }
 }
 
@@ -306,26 +224,20 @@ where
         isolation_level: Option<IsolationLevel>,
         access_mode: Option<AccessMode>,
     ) -> Result<Self::Transaction, DbErr> {
-        let depth = self.depth + 1;
-        let fut = self.inner.begin_with_config(isolation_level, access_mode);
-        let tx = self
-            .tracer
-            .run(DbEvent::Begin { depth }, fut, rows::none, error_info)
-            .await?;
-        Ok(self.wrap(tx, depth))
+        let fut = self.inner().begin_with_config(isolation_level, access_mode);
+        let tracer = self.handle().tracer();
+        let tx = tracer.begin(self.handle(), fut, error_info).await?;
+        Ok(Traced::from_handle(tx))
     }
 
     async fn begin_with_options(
         &self,
         options: TransactionOptions,
     ) -> Result<Self::Transaction, DbErr> {
-        let depth = self.depth + 1;
-        let fut = self.inner.begin_with_options(options);
-        let tx = self
-            .tracer
-            .run(DbEvent::Begin { depth }, fut, rows::none, error_info)
-            .await?;
-        Ok(self.wrap(tx, depth))
+        let fut = self.inner().begin_with_options(options);
+        let tracer = self.handle().tracer();
+        let tx = tracer.begin(self.handle(), fut, error_info).await?;
+        Ok(Traced::from_handle(tx))
     }
 
     async fn transaction<F, T, E>(&self, callback: F) -> Result<T, TransactionError<E>>
@@ -375,35 +287,11 @@ where
 #[async_trait::async_trait]
 impl<C: TransactionSession + Send> TransactionSession for Traced<C> {
     async fn commit(self) -> Result<(), DbErr> {
-        let Traced {
-            inner,
-            tracer,
-            depth,
-        } = self;
-        tracer
-            .run(
-                DbEvent::Commit { depth },
-                inner.commit(),
-                rows::none,
-                error_info,
-            )
-            .await
+        self.handle.commit(C::commit, error_info).await
     }
 
     async fn rollback(self) -> Result<(), DbErr> {
-        let Traced {
-            inner,
-            tracer,
-            depth,
-        } = self;
-        tracer
-            .run(
-                DbEvent::Rollback { depth },
-                inner.rollback(),
-                rows::none,
-                error_info,
-            )
-            .await
+        self.handle.rollback(C::rollback, error_info).await
     }
 }
 

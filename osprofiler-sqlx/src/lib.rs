@@ -35,7 +35,7 @@ mod params;
 
 use futures_util::future::BoxFuture;
 use futures_util::stream::BoxStream;
-use osprofiler_core::db::{self, DbError, DbEvent, DbFuture, DbPoint, DbStream, DbTracer, rows};
+use osprofiler_core::db::{self, DbError, DbEvent, DbHandle, DbPoint, DbSystem, DbTracer, rows};
 use sqlx::database::Database;
 use sqlx::{Arguments, Either, Error, Execute, Executor, Pool, Transaction};
 use sqlx_core::sql_str::SqlStr;
@@ -50,8 +50,8 @@ use std::ops::{Deref, DerefMut};
             (osprofiler-sqlx = {{ version = \"…\", features = [\"sqlite\"] }})"
 )]
 pub trait TracedDatabase: Database {
-    /// OpenTelemetry `db.system`: `postgresql`, `sqlite`, `mysql`.
-    const SYSTEM: &'static str;
+    /// The database system (`db.system`).
+    const SYSTEM: DbSystem;
     /// Whether the database's error codes are SQLSTATEs (`db.sqlstate`) or its own (`db.code`).
     const SQLSTATE: bool;
     /// Rows affected by a statement.
@@ -60,7 +60,7 @@ pub trait TracedDatabase: Database {
 
 #[cfg(feature = "postgres")]
 impl TracedDatabase for sqlx::Postgres {
-    const SYSTEM: &'static str = "postgresql";
+    const SYSTEM: DbSystem = DbSystem::PostgreSql;
     const SQLSTATE: bool = true;
     fn rows_affected(r: &sqlx::postgres::PgQueryResult) -> u64 {
         r.rows_affected()
@@ -69,7 +69,7 @@ impl TracedDatabase for sqlx::Postgres {
 
 #[cfg(feature = "sqlite")]
 impl TracedDatabase for sqlx::Sqlite {
-    const SYSTEM: &'static str = "sqlite";
+    const SYSTEM: DbSystem = DbSystem::Sqlite;
     const SQLSTATE: bool = false;
     fn rows_affected(r: &sqlx::sqlite::SqliteQueryResult) -> u64 {
         r.rows_affected()
@@ -78,74 +78,43 @@ impl TracedDatabase for sqlx::Sqlite {
 
 #[cfg(feature = "mysql")]
 impl TracedDatabase for sqlx::MySql {
-    const SYSTEM: &'static str = "mysql";
+    const SYSTEM: DbSystem = DbSystem::MySql;
     const SQLSTATE: bool = true;
     fn rows_affected(r: &sqlx::mysql::MySqlQueryResult) -> u64 {
         r.rows_affected()
     }
 }
 
-/// A sqlx pool, transaction or connection whose calls are `db` points. See the crate docs.
-pub struct Traced<T> {
-    inner: T,
-    tracer: DbTracer,
-    /// 0 outside a transaction, its depth inside one (2+: a savepoint).
-    depth: u32,
-}
-
-impl<T: fmt::Debug> fmt::Debug for Traced<T> {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("Traced")
-            .field("inner", &self.inner)
-            .field("tracer", &self.tracer)
-            .field("depth", &self.depth)
-            .finish()
-    }
-}
-
-impl<T: Clone> Clone for Traced<T> {
-    fn clone(&self) -> Self {
-        Traced {
-            inner: self.inner.clone(),
-            tracer: self.tracer.clone(),
-            depth: self.depth,
-        }
-    }
+osprofiler_core::db_wrapper! {
+    /// A sqlx pool, transaction or connection whose calls are `db` points. See the crate docs.
+    pub struct Traced<T>;
+    /// Records SQL without bound values (`sqlx::raw_sql`, a query without binds) with its
+    /// literals instead of `?`.
+    keep_literals;
 }
 
 impl<DB: TracedDatabase> Traced<Pool<DB>> {
     /// Wraps a pool.
     pub fn new(pool: Pool<DB>) -> Self {
-        Traced {
-            inner: pool,
-            tracer: DbTracer::new(DB::SYSTEM),
-            depth: 0,
-        }
+        Self::from_handle(DbHandle::new(pool, DB::SYSTEM))
     }
 
     /// A traced connection from the pool (`acquire` is a point).
     pub async fn acquire(&self) -> Result<Traced<sqlx::pool::PoolConnection<DB>>, Error> {
-        let fut = self.inner.acquire();
-        let conn = self
-            .tracer
+        let fut = self.inner().acquire();
+        let tracer = self.handle().tracer();
+        let conn = tracer
             .run(DbEvent::Acquire, fut, rows::none, error_info::<DB>)
             .await?;
-        Ok(self.wrap(conn, 0))
+        Ok(Traced::from_handle(self.handle().child(conn, 0)))
     }
 
     /// A traced transaction (`begin` is a point; so are `commit` and `rollback`).
     pub async fn begin(&self) -> Result<Traced<Transaction<'static, DB>>, Error> {
-        let fut = self.inner.begin();
-        let tx = self
-            .tracer
-            .run(
-                DbEvent::Begin { depth: 1 },
-                fut,
-                rows::none,
-                error_info::<DB>,
-            )
-            .await?;
-        Ok(self.wrap(tx, 1))
+        let fut = self.inner().begin();
+        let tracer = self.handle().tracer();
+        let tx = tracer.begin(self.handle(), fut, error_info::<DB>).await?;
+        Ok(Traced::from_handle(tx))
     }
 }
 
@@ -156,103 +125,32 @@ impl<T> Traced<T> {
     where
         T: DerefMut<Target = DB::Connection>,
     {
-        Traced {
-            inner,
-            tracer: DbTracer::new(DB::SYSTEM),
-            depth: 0,
-        }
-    }
-
-    /// Records the database name (`db.namespace`).
-    pub fn database(mut self, name: impl Into<String>) -> Self {
-        self.tracer = self.tracer.database(name);
-        self
-    }
-
-    /// Records the server address (`db.server`, `host:port`; never credentials).
-    pub fn server(mut self, server: impl Into<String>) -> Self {
-        self.tracer = self.tracer.server(server);
-        self
-    }
-
-    /// Records SQL without bound values (`sqlx::raw_sql`, a query without binds) with its
-    /// literals instead of `?`.
-    pub fn keep_literals(mut self, keep: bool) -> Self {
-        self.tracer = self.tracer.keep_literals(keep);
-        self
-    }
-
-    /// The wrapped value: calls made on it are not traced.
-    pub fn inner(&self) -> &T {
-        &self.inner
-    }
-
-    /// The wrapped value, mutably.
-    pub fn inner_mut(&mut self) -> &mut T {
-        &mut self.inner
-    }
-
-    /// Unwraps.
-    pub fn into_inner(self) -> T {
-        self.inner
-    }
-
-    fn wrap<U>(&self, inner: U, depth: u32) -> Traced<U> {
-        Traced {
-            inner,
-            tracer: self.tracer.clone(),
-            depth,
-        }
+        Self::from_handle(DbHandle::new(inner, DB::SYSTEM))
     }
 }
 
 impl<'t, DB: TracedDatabase> Traced<Transaction<'t, DB>> {
     /// A nested transaction: a savepoint (a point, api `savepoint`).
     pub async fn begin(&mut self) -> Result<Traced<Transaction<'_, DB>>, Error> {
-        let depth = self.depth + 1;
-        let tracer = self.tracer.clone();
-        let fut = sqlx::Acquire::begin(&mut self.inner);
-        let tx = tracer
-            .run(DbEvent::Begin { depth }, fut, rows::none, error_info::<DB>)
-            .await?;
-        Ok(Traced {
-            inner: tx,
-            tracer,
-            depth,
-        })
+        let depth = self.handle().depth() + 1;
+        let (tx, tracer) = self.handle_mut().split_mut();
+        let fut = sqlx::Acquire::begin(tx);
+        Ok(Traced::from_handle(
+            tracer.begin_at(depth, fut, error_info::<DB>).await?,
+        ))
     }
 
     /// Commits (a point, api `commit`; `release_savepoint` for a nested transaction).
     pub async fn commit(self) -> Result<(), Error> {
-        let Traced {
-            inner,
-            tracer,
-            depth,
-        } = self;
-        tracer
-            .run(
-                DbEvent::Commit { depth },
-                inner.commit(),
-                rows::none,
-                error_info::<DB>,
-            )
+        self.handle
+            .commit(Transaction::commit, error_info::<DB>)
             .await
     }
 
     /// Rolls back (a point, api `rollback`; `rollback_to_savepoint` for a nested transaction).
     pub async fn rollback(self) -> Result<(), Error> {
-        let Traced {
-            inner,
-            tracer,
-            depth,
-        } = self;
-        tracer
-            .run(
-                DbEvent::Rollback { depth },
-                inner.rollback(),
-                rows::none,
-                error_info::<DB>,
-            )
+        self.handle
+            .rollback(Transaction::rollback, error_info::<DB>)
             .await
     }
 }
@@ -337,6 +235,20 @@ fn either_rows<DB: TracedDatabase>(v: &Either<DB::QueryResult, DB::Row>) -> u64 
     }
 }
 
+/// One executor method: with no trace active the query goes to sqlx as it came; otherwise the
+/// point is opened first (its text is read before sqlx takes the query) and the call recorded
+/// as it (`boxed`: a future, `boxed_stream`: a stream).
+macro_rules! traced {
+    ($this:ident = $self_:expr, $inner:expr, $method:ident($query:ident), $kind:ident $rows:expr, $db:ty) => {{
+        let $this = $self_;
+        if !osprofiler_core::is_active() {
+            return $inner.$method($query);
+        }
+        let (point, $query) = open($this.handle().tracer(), $query);
+        point.$kind($inner.$method($query), $rows, error_info::<$db>)
+    }};
+}
+
 /// The executor methods, each a `db` point; `$inner` is the sqlx executor the wrapper delegates
 /// to. With no trace active each hands the query to sqlx as it came.
 macro_rules! traced_executor {
@@ -354,18 +266,7 @@ macro_rules! traced_executor {
             'c: 'e,
             E: 'q + Execute<'q, $db>,
         {
-            let $self = self;
-            if !osprofiler_core::is_active() {
-                return $inner.fetch_many(query);
-            }
-            let (point, query) = open(&$self.tracer, query);
-            let inner = $inner.fetch_many(query);
-            Box::pin(DbStream::new(
-                inner,
-                point,
-                either_rows::<$db>,
-                error_info::<$db>,
-            ))
+            traced!($self = self, $inner, fetch_many(query), boxed_stream either_rows::<$db>, $db)
         }
 
         fn fetch<'e, 'q: 'e, E>(
@@ -376,13 +277,7 @@ macro_rules! traced_executor {
             'c: 'e,
             E: 'q + Execute<'q, $db>,
         {
-            let $self = self;
-            if !osprofiler_core::is_active() {
-                return $inner.fetch(query);
-            }
-            let (point, query) = open(&$self.tracer, query);
-            let inner = $inner.fetch(query);
-            Box::pin(DbStream::new(inner, point, rows::each, error_info::<$db>))
+            traced!($self = self, $inner, fetch(query), boxed_stream rows::each, $db)
         }
 
         fn execute_many<'e, 'q: 'e, E>(
@@ -393,18 +288,7 @@ macro_rules! traced_executor {
             'c: 'e,
             E: 'q + Execute<'q, $db>,
         {
-            let $self = self;
-            if !osprofiler_core::is_active() {
-                return $inner.execute_many(query);
-            }
-            let (point, query) = open(&$self.tracer, query);
-            let inner = $inner.execute_many(query);
-            Box::pin(DbStream::new(
-                inner,
-                point,
-                <$db as TracedDatabase>::rows_affected,
-                error_info::<$db>,
-            ))
+            traced!($self = self, $inner, execute_many(query), boxed_stream <$db as TracedDatabase>::rows_affected, $db)
         }
 
         fn execute<'e, 'q: 'e, E>(
@@ -415,17 +299,7 @@ macro_rules! traced_executor {
             'c: 'e,
             E: 'q + Execute<'q, $db>,
         {
-            let $self = self;
-            if !osprofiler_core::is_active() {
-                return $inner.execute(query);
-            }
-            let (point, query) = open(&$self.tracer, query);
-            Box::pin(DbFuture::new(
-                $inner.execute(query),
-                point,
-                |r| Some(<$db as TracedDatabase>::rows_affected(r)),
-                error_info::<$db>,
-            ))
+            traced!($self = self, $inner, execute(query), boxed |r| Some(<$db as TracedDatabase>::rows_affected(r)), $db)
         }
 
         fn fetch_all<'e, 'q: 'e, E>(
@@ -436,17 +310,7 @@ macro_rules! traced_executor {
             'c: 'e,
             E: 'q + Execute<'q, $db>,
         {
-            let $self = self;
-            if !osprofiler_core::is_active() {
-                return $inner.fetch_all(query);
-            }
-            let (point, query) = open(&$self.tracer, query);
-            Box::pin(DbFuture::new(
-                $inner.fetch_all(query),
-                point,
-                rows::len,
-                error_info::<$db>,
-            ))
+            traced!($self = self, $inner, fetch_all(query), boxed rows::len, $db)
         }
 
         fn fetch_one<'e, 'q: 'e, E>(
@@ -457,17 +321,7 @@ macro_rules! traced_executor {
             'c: 'e,
             E: 'q + Execute<'q, $db>,
         {
-            let $self = self;
-            if !osprofiler_core::is_active() {
-                return $inner.fetch_one(query);
-            }
-            let (point, query) = open(&$self.tracer, query);
-            Box::pin(DbFuture::new(
-                $inner.fetch_one(query),
-                point,
-                rows::one,
-                error_info::<$db>,
-            ))
+            traced!($self = self, $inner, fetch_one(query), boxed rows::one, $db)
         }
 
         fn fetch_optional<'e, 'q: 'e, E>(
@@ -478,17 +332,7 @@ macro_rules! traced_executor {
             'c: 'e,
             E: 'q + Execute<'q, $db>,
         {
-            let $self = self;
-            if !osprofiler_core::is_active() {
-                return $inner.fetch_optional(query);
-            }
-            let (point, query) = open(&$self.tracer, query);
-            Box::pin(DbFuture::new(
-                $inner.fetch_optional(query),
-                point,
-                rows::optional,
-                error_info::<$db>,
-            ))
+            traced!($self = self, $inner, fetch_optional(query), boxed rows::optional, $db)
         }
 
         fn prepare_with<'e>(
@@ -500,17 +344,13 @@ macro_rules! traced_executor {
             'c: 'e,
         {
             let $self = self;
-            if !osprofiler_core::is_active() {
-                return $inner.prepare_with(sql, parameters);
-            }
             let source = |_: bool| Some(db::Sql::new(sql.as_str().into(), 0));
-            let point = $self.tracer.start(DbEvent::Prepare(&source));
-            Box::pin(DbFuture::new(
+            let point = $self.handle().tracer().start(DbEvent::Prepare(&source));
+            point.boxed(
                 $inner.prepare_with(sql, parameters),
-                point,
                 rows::none,
                 error_info::<$db>,
-            ))
+            )
         }
 
         fn describe<'e>(
@@ -532,7 +372,7 @@ where
     DB::Arguments: fmt::Debug,
     for<'x> &'x mut DB::Connection: Executor<'x, Database = DB>,
 {
-    traced_executor!(DB, this => &this.inner);
+    traced_executor!(DB, this => this.inner());
 }
 
 impl<'c, T> Executor<'c> for &'c mut Traced<T>
@@ -543,13 +383,13 @@ where
     <<T::Target as sqlx::Connection>::Database as Database>::Arguments: fmt::Debug,
     for<'x> &'x mut T::Target: Executor<'x, Database = <T::Target as sqlx::Connection>::Database>,
 {
-    traced_executor!(<T::Target as sqlx::Connection>::Database, this => &mut *this.inner);
+    traced_executor!(<T::Target as sqlx::Connection>::Database, this => &mut **this.inner_mut());
 }
 
 impl<T: Deref> Deref for Traced<T> {
     type Target = T::Target;
     fn deref(&self) -> &T::Target {
-        &self.inner
+        self.inner()
     }
 }
 

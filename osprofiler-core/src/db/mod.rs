@@ -9,8 +9,16 @@
 //! doing anything else, and formats nothing on the query's path: the info is written when the
 //! notifier's worker serializes the message.
 //!
+//! The wrappers are one type too: each adapter's `Traced` is a [`DbHandle`] (the library's
+//! value, its tracer and its transaction depth) declared with [`db_wrapper!`](crate::db_wrapper),
+//! which gives every adapter the same builder (`database`, `server`, `keep_literals`) and the
+//! same transaction points; [`DbPoint::boxed`] and [`DbPoint::boxed_stream`] hand the library's
+//! boxed future or stream back untouched when no trace is active. What is left in an adapter
+//! is its library's own: which calls are statements, how to read their text, bound values,
+//! rows and errors ([`DbSystem`] names the database).
+//!
 //! ```
-//! use osprofiler_core::db::{DbError, DbEvent, DbTracer, Sql, SqlText};
+//! use osprofiler_core::db::{DbError, DbEvent, DbSystem, DbTracer, Sql, SqlText};
 //! # async fn demo() {
 //! // Once per pool or connection:
 //! let tracer = DbTracer::new("postgresql").database("nova").server("db1:5432");
@@ -58,11 +66,15 @@
 //!   (sqlx, tokio-postgres).
 //! - `etype` is each library's own error type.
 
+mod handle;
 mod point;
 mod sql;
+mod system;
 
+pub use handle::{BoxFuture, BoxStream, DbHandle};
 pub use point::{DbFuture, DbPoint, DbStream};
 pub use sql::{Dialect, sanitize, sanitize_into};
+pub use system::DbSystem;
 
 use crate::message::{Info, LazyInfo, Phase};
 use serde_json::{Map, Value};
@@ -72,8 +84,8 @@ use std::sync::Arc;
 /// point of a pool or connection.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct DbTarget {
-    /// `postgresql`, `sqlite` or `mysql` (OpenTelemetry's `db.system` names).
-    pub system: &'static str,
+    /// The database system (`db.system`).
+    pub system: DbSystem,
     /// The database name, if known.
     pub namespace: Option<String>,
     /// `host:port` (never credentials), if known.
@@ -81,10 +93,10 @@ pub struct DbTarget {
 }
 
 impl DbTarget {
-    /// A target of `system` with nothing else known.
-    pub fn new(system: &'static str) -> Self {
+    /// A target of `system` (a [`DbSystem`] or its name) with nothing else known.
+    pub fn new(system: impl Into<DbSystem>) -> Self {
         DbTarget {
-            system,
+            system: system.into(),
             namespace: None,
             server: None,
         }
@@ -144,8 +156,9 @@ struct Settings {
 }
 
 impl DbTracer {
-    /// A tracer for `system` (`postgresql`, `mysql`, `sqlite`); the dialect follows from it.
-    pub fn new(system: &'static str) -> Self {
+    /// A tracer for `system` (a [`DbSystem`] or its name: `postgresql`, `mysql`, `sqlite`);
+    /// the dialect follows from it.
+    pub fn new(system: impl Into<DbSystem>) -> Self {
         Self::for_target(DbTarget::new(system))
     }
 
@@ -153,7 +166,7 @@ impl DbTracer {
     pub fn for_target(target: DbTarget) -> Self {
         DbTracer {
             settings: Arc::new(Settings {
-                dialect: Dialect::of_system(target.system),
+                dialect: target.system.dialect(),
                 target,
                 keep_literals: false,
             }),
@@ -472,7 +485,7 @@ impl LazyInfo for DbCall {
         let target = &self.settings.target;
         let mut db = Map::new();
         db.insert("api".into(), self.api.as_str().into());
-        db.insert("system".into(), target.system.into());
+        db.insert("system".into(), target.system.as_str().into());
         if let Some(n) = &target.namespace {
             db.insert("namespace".into(), n.as_str().into());
         }

@@ -22,11 +22,7 @@ impl Dialect {
     /// assert_eq!(Dialect::of_system("mariadb"), Dialect::MySql);
     /// ```
     pub fn of_system(system: &str) -> Dialect {
-        match system {
-            "mysql" | "mariadb" => Dialect::MySql,
-            "sqlite" => Dialect::Sqlite,
-            _ => Dialect::Postgres,
-        }
+        super::DbSystem::parse(system).map_or(Dialect::Postgres, super::DbSystem::dialect)
     }
 }
 
