@@ -7,7 +7,7 @@
 //! Run: `cargo bench -p osprofiler-benches --bench collectors`.
 #![allow(missing_docs)] // criterion_group! generates undocumented items
 use criterion::{Criterion, Throughput, criterion_group, criterion_main};
-use osprofiler_core::notifier::Driver;
+use osprofiler_core::notifier::Writer;
 use osprofiler_core::{self as osp, Trace, message::Message, report::Report};
 use std::time::Duration;
 
@@ -30,7 +30,7 @@ fn bench(c: &mut Criterion) {
     let (_, batch) = messages(256);
     let dir = std::env::temp_dir().join(format!("osp-bench-{}", std::process::id()));
     std::fs::create_dir_all(&dir).unwrap();
-    let drivers: Vec<(&str, Box<dyn Driver>)> = vec![
+    let drivers: Vec<(&str, Box<dyn Writer>)> = vec![
         (
             "sqlite_memory",
             Box::new(osprofiler_collectors::SqlDriver::open("sqlite://:memory:").unwrap()),

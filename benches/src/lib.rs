@@ -2,7 +2,7 @@
 
 use osprofiler_core::message::Message;
 use osprofiler_core::notifier::{
-    self, Driver, DriverError, QueueNotifier, QueueOptions, TraceSummary,
+    self, DriverError, QueueNotifier, QueueOptions, Reader, TraceSummary, Writer,
 };
 use std::hint::black_box;
 use std::sync::Arc;
@@ -11,7 +11,7 @@ use std::sync::Arc;
 #[derive(Debug, Clone, Copy, Default)]
 pub struct Discard;
 
-impl Driver for Discard {
+impl Writer for Discard {
     fn name(&self) -> &str {
         "discard"
     }
@@ -19,6 +19,9 @@ impl Driver for Discard {
         black_box(batch.len());
         Ok(())
     }
+}
+
+impl Reader for Discard {
     fn trace_messages(&self, _: &str) -> Result<Vec<serde_json::Value>, DriverError> {
         Ok(vec![])
     }

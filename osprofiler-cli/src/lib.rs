@@ -18,7 +18,7 @@
 //! assert!(osprofiler_cli::render_html(&report, "empty").contains("<!DOCTYPE html>"));
 //! ```
 
-use osprofiler_core::notifier::Driver;
+use osprofiler_core::notifier::Reader;
 use osprofiler_core::{ProfilerConfig, report::Report, report::ReportOptions};
 use serde_json::Value;
 use std::fmt::Write as _;
@@ -39,7 +39,7 @@ impl std::fmt::Display for CliError {
 impl std::error::Error for CliError {}
 
 /// Opens the collector named by `connection_string` (password redacted in errors).
-pub fn open_driver(connection_string: &str) -> Result<std::sync::Arc<dyn Driver>, CliError> {
+pub fn open_driver(connection_string: &str) -> Result<std::sync::Arc<dyn Reader>, CliError> {
     osprofiler_collectors::open_reader(connection_string, &ProfilerConfig::default())
         .map_err(|e| CliError(e.to_string()))
 }
@@ -60,7 +60,7 @@ pub fn load_report_from(
     trace: &str,
     connection_string: &str,
     opts: ReportOptions,
-    open: impl FnOnce(&str) -> Result<std::sync::Arc<dyn Driver>, CliError>,
+    open: impl FnOnce(&str) -> Result<std::sync::Arc<dyn Reader>, CliError>,
 ) -> Result<Value, CliError> {
     let path = Path::new(trace);
     if path.is_file() {

@@ -326,7 +326,7 @@ fn reading_never_creates_storage() {
 /// A PostgreSQL role that may only read lists and shows traces (nothing is created).
 #[test]
 fn a_read_only_postgresql_role_can_list_and_show() {
-    use osprofiler_core::notifier::Driver as _;
+    use osprofiler_core::notifier::Writer as _;
     const PG: &str = "PostgreSQL at 127.0.0.1:5432 (database test; scripts/test starts it)";
     let writer =
         osprofiler_collectors::SqlDriver::open("postgresql://postgres@127.0.0.1:5432/test")
@@ -500,7 +500,7 @@ fn reading_over_messaging_leaves_the_trace_in_the_queue_unless_consumed() {
 
 #[test]
 fn trace_list_shows_the_newest_50_unless_told_otherwise() {
-    use osprofiler_core::notifier::Driver as _;
+    use osprofiler_core::notifier::Writer as _;
     let tmp = temp_dir();
     let cs = format!("sqlite://{}", tmp.join("list.db").display());
     let driver = osprofiler_collectors::SqlDriver::open(&cs).unwrap();

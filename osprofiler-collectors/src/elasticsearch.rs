@@ -38,7 +38,7 @@
 use crate::http::{Client, client, percent_decode, send};
 use crate::rt::Rt;
 use base64::Engine as _;
-use osprofiler_core::notifier::{Driver, DriverError, TraceSummary, summarize};
+use osprofiler_core::notifier::{DriverError, Reader, TraceSummary, Writer, summarize};
 use osprofiler_core::{ProfilerConfig, message::Message};
 use serde_json::{Value, json};
 use std::sync::Mutex;
@@ -863,7 +863,7 @@ impl ElasticsearchDriver {
     }
 }
 
-impl Driver for ElasticsearchDriver {
+impl Writer for ElasticsearchDriver {
     fn name(&self) -> &str {
         "elasticsearch"
     }
@@ -892,7 +892,9 @@ impl Driver for ElasticsearchDriver {
             }
         })
     }
+}
 
+impl Reader for ElasticsearchDriver {
     fn trace_messages(&self, base_id: &str) -> Result<Vec<Value>, DriverError> {
         self.rt.run(self.messages(base_id))
     }

@@ -21,6 +21,11 @@
 //! collector never blocks traced code. Messages wait in the bounded queue and are retried;
 //! network drivers connect lazily and reconnect after errors.
 //!
+//! Each driver has two halves: a [`Writer`](osprofiler_core::notifier::Writer), what a service
+//! needs ([`open`], [`init_from_conf`]), and a [`Reader`](osprofiler_core::notifier::Reader),
+//! what the CLI and reports need ([`open_reader`]). A service that only writes links none of the
+//! reading code; `otlp://` only exports, so it has no reader.
+//!
 //! ```
 //! use osprofiler_core::{self as osp, ProfilerConfig, Trace};
 //! let path = std::env::temp_dir().join(format!("osp-doc-{}.db", std::process::id()));
@@ -36,7 +41,7 @@
 //! osp::clean();
 //! assert!(guard.flush(std::time::Duration::from_secs(5)));
 //!
-//! let db = osprofiler_collectors::open(&conf.connection_string, &conf).unwrap();
+//! let db = osprofiler_collectors::open_reader(&conf.connection_string, &conf).unwrap();
 //! let report = db.get_report(&base_id).unwrap();
 //! assert_eq!(report.to_value()["children"][0]["info"]["name"], "db");
 //! # drop(guard); let _ = std::fs::remove_file(&path);
@@ -44,7 +49,8 @@
 
 #![cfg_attr(docsrs, feature(doc_cfg))]
 
-use osprofiler_core::notifier::{Driver, DriverError};
+use osprofiler_core::config::DriverFactory;
+use osprofiler_core::notifier::{DriverError, Reader, Writer};
 use osprofiler_core::{ProfilerConfig, config::InitError, config::NotifierGuard};
 use std::sync::{Arc, Once};
 
@@ -82,104 +88,160 @@ pub use crate::sql::SqlDriver;
 /// current directory.
 pub const DEFAULT_CONNECTION_STRING: &str = "sqlite://osprofiler.db";
 
-/// Registers, for the schemes of a driver this build leaves out, an error naming the cargo
-/// feature that brings it (rather than "unknown scheme").
-#[allow(unused_macros)] // with every feature on
-macro_rules! without {
-    ($feature:literal: $($scheme:literal),+) => {
-        for scheme in [$($scheme),+] {
-            osprofiler_core::config::register_driver(scheme, |_, _| {
-                Err(DriverError::new(concat!(
-                    "this build of osprofiler-collectors leaves this collector out: enable its \
-                     cargo feature, osprofiler-collectors = { features = [\"",
-                    $feature,
-                    "\"] }"
-                )))
-            });
-        }
-    };
+/// Opens the reading half of a collector.
+type ReaderFactory =
+    fn(connection_string: &str, conf: &ProfilerConfig) -> Result<Arc<dyn Reader>, DriverError>;
+
+/// One collector of this crate: the schemes it answers, the cargo feature that brings it, and
+/// how this build opens its writer and its reader (`None`: left out of the build; a reader of
+/// `None` in a build that has the collector: it only exports).
+struct Collector {
+    feature: &'static str,
+    schemes: &'static [&'static str],
+    open: Option<(DriverFactory, Option<ReaderFactory>)>,
 }
 
-/// Registers every driver of this build with the core's driver registry. Idempotent.
+/// Opens each half of one driver type; `$write`/`$read` build the driver from `(cs, conf)`.
+macro_rules! halves {
+    ($feature:literal, |$cs:ident, $conf:ident| $write:expr, $($read:expr)?) => {{
+        #[cfg(feature = $feature)]
+        let open: Option<(DriverFactory, Option<ReaderFactory>)> = Some((
+            |$cs, $conf| Ok(Arc::new($write?) as Arc<dyn Writer>),
+            None $(.or(Some(|$cs, $conf| Ok(Arc::new($read?) as Arc<dyn Reader>))))?,
+        ));
+        #[cfg(not(feature = $feature))]
+        let open = None;
+        open
+    }};
+}
+
+/// Every collector, in the order errors list them.
+fn collectors() -> [Collector; 9] {
+    [
+        Collector {
+            feature: "sqlite",
+            schemes: &["sqlite"],
+            open: halves!(
+                "sqlite",
+                |cs, _c| SqlDriver::open(cs),
+                SqlDriver::open_read_only(cs)
+            ),
+        },
+        Collector {
+            feature: "postgres",
+            schemes: &["postgres", "postgresql", "postgresql+psycopg2"],
+            open: halves!(
+                "postgres",
+                |cs, _c| SqlDriver::open(cs),
+                SqlDriver::open_read_only(cs)
+            ),
+        },
+        Collector {
+            feature: "mysql",
+            schemes: &["mysql", "mysql+pymysql", "mariadb"],
+            open: halves!(
+                "mysql",
+                |cs, _c| SqlDriver::open(cs),
+                SqlDriver::open_read_only(cs)
+            ),
+        },
+        Collector {
+            feature: "redis",
+            schemes: &["redis", "rediss", "redissentinel"],
+            open: halves!(
+                "redis",
+                |cs, conf| RedisDriver::from_conf(cs, conf),
+                RedisDriver::from_conf(cs, conf)
+            ),
+        },
+        Collector {
+            feature: "mongodb",
+            schemes: &["mongodb"],
+            open: halves!(
+                "mongodb",
+                |cs, conf| MongoDriver::from_conf(cs, conf),
+                MongoDriver::from_conf(cs, conf)
+            ),
+        },
+        Collector {
+            feature: "messaging",
+            schemes: &["messaging"],
+            open: halves!(
+                "messaging",
+                |cs, _c| MessagingDriver::open(cs),
+                MessagingDriver::open(cs)
+            ),
+        },
+        Collector {
+            feature: "otlp",
+            schemes: &["otlp", "otlp+http", "otlp+https"],
+            open: halves!("otlp", |cs, _c| OtlpDriver::open(cs),),
+        },
+        Collector {
+            feature: "elasticsearch",
+            schemes: &["elasticsearch", "elasticsearch+http", "elasticsearch+https"],
+            open: halves!(
+                "elasticsearch",
+                |cs, conf| ElasticsearchDriver::from_conf(cs, conf),
+                ElasticsearchDriver::from_conf(cs, conf)
+            ),
+        },
+        Collector {
+            feature: "",
+            schemes: &["jaeger"],
+            open: Some((
+                |_, _| Err(jaeger_retired()),
+                Some(|_, _| Err(jaeger_retired())),
+            )),
+        },
+    ]
+}
+
+fn jaeger_retired() -> DriverError {
+    DriverError::new(
+        "the Jaeger client protocol is retired and not supported; Jaeger ingests OTLP: \
+         use otlp://<jaeger-host>:4318",
+    )
+}
+
+/// The error for a collector this build leaves out: it names the cargo feature that brings it.
+fn left_out(feature: &str) -> DriverError {
+    DriverError::new(format!(
+        "this build of osprofiler-collectors leaves this collector out: enable its cargo \
+         feature, osprofiler-collectors = {{ features = [\"{feature}\"] }}"
+    ))
+}
+
+/// Registers every driver of this build with the core's driver registry, and for the schemes
+/// of a driver this build leaves out an error naming the cargo feature that brings it (rather
+/// than "unknown scheme"). Idempotent.
 pub fn register() {
     static ONCE: Once = Once::new();
     ONCE.call_once(|| {
-        #[cfg(not(feature = "sqlite"))]
-        without!("sqlite": "sqlite");
-        #[cfg(not(feature = "postgres"))]
-        without!("postgres": "postgres", "postgresql", "postgresql+psycopg2");
-        #[cfg(not(feature = "mysql"))]
-        without!("mysql": "mysql", "mysql+pymysql", "mariadb");
-        #[cfg(not(feature = "redis"))]
-        without!("redis": "redis", "rediss", "redissentinel");
-        #[cfg(not(feature = "mongodb"))]
-        without!("mongodb": "mongodb");
-        #[cfg(not(feature = "messaging"))]
-        without!("messaging": "messaging");
-        #[cfg(not(feature = "otlp"))]
-        without!("otlp": "otlp", "otlp+http", "otlp+https");
-        #[cfg(not(feature = "elasticsearch"))]
-        without!("elasticsearch": "elasticsearch", "elasticsearch+http", "elasticsearch+https");
-        // One SQL driver: it knows which of its databases this build has.
-        #[cfg(feature = "_sql")]
-        #[allow(clippy::single_element_loop)] // a build with one SQL database
-        for scheme in [
-            #[cfg(feature = "sqlite")]
-            "sqlite",
-            #[cfg(feature = "postgres")]
-            "postgres",
-            #[cfg(feature = "postgres")]
-            "postgresql",
-            #[cfg(feature = "postgres")]
-            "postgresql+psycopg2",
-            #[cfg(feature = "mysql")]
-            "mysql",
-            #[cfg(feature = "mysql")]
-            "mysql+pymysql",
-            #[cfg(feature = "mysql")]
-            "mariadb",
-        ] {
-            osprofiler_core::config::register_driver(scheme, |cs, _| {
-                Ok(Arc::new(SqlDriver::open(cs)?) as Arc<dyn Driver>)
-            });
+        for collector in collectors() {
+            for scheme in collector.schemes {
+                let factory: DriverFactory = match collector.open {
+                    Some((writer, _)) => writer,
+                    None => match collector.feature {
+                        "sqlite" => |_, _| Err(left_out("sqlite")),
+                        "postgres" => |_, _| Err(left_out("postgres")),
+                        "mysql" => |_, _| Err(left_out("mysql")),
+                        "redis" => |_, _| Err(left_out("redis")),
+                        "mongodb" => |_, _| Err(left_out("mongodb")),
+                        "messaging" => |_, _| Err(left_out("messaging")),
+                        "otlp" => |_, _| Err(left_out("otlp")),
+                        _ => |_, _| Err(left_out("elasticsearch")),
+                    },
+                };
+                osprofiler_core::config::register_driver(scheme, factory);
+            }
         }
-        #[cfg(feature = "redis")]
-        for scheme in ["redis", "rediss", "redissentinel"] {
-            osprofiler_core::config::register_driver(scheme, |cs, conf| {
-                Ok(Arc::new(RedisDriver::from_conf(cs, conf)?) as Arc<dyn Driver>)
-            });
-        }
-        #[cfg(feature = "mongodb")]
-        osprofiler_core::config::register_driver("mongodb", |cs, conf| {
-            Ok(Arc::new(MongoDriver::from_conf(cs, conf)?) as Arc<dyn Driver>)
-        });
-        #[cfg(feature = "messaging")]
-        osprofiler_core::config::register_driver("messaging", |cs, _| {
-            Ok(Arc::new(MessagingDriver::open(cs)?) as Arc<dyn Driver>)
-        });
-        #[cfg(feature = "otlp")]
-        for scheme in ["otlp", "otlp+http", "otlp+https"] {
-            osprofiler_core::config::register_driver(scheme, |cs, _| {
-                Ok(Arc::new(OtlpDriver::open(cs)?) as Arc<dyn Driver>)
-            });
-        }
-        #[cfg(feature = "elasticsearch")]
-        for scheme in ["elasticsearch", "elasticsearch+http", "elasticsearch+https"] {
-            osprofiler_core::config::register_driver(scheme, |cs, conf| {
-                Ok(Arc::new(ElasticsearchDriver::from_conf(cs, conf)?) as Arc<dyn Driver>)
-            });
-        }
-        osprofiler_core::config::register_driver("jaeger", |_, _| {
-            Err(DriverError::new(
-                "the Jaeger client protocol is retired and not supported; Jaeger ingests OTLP: \
-                 use otlp://<jaeger-host>:4318",
-            ))
-        });
     });
 }
 
-/// The driver for `connection_string` (after [`register`]); errors name the string (password
-/// redacted) and, for an unknown scheme, the known ones.
+/// The collector writer for `connection_string` (after [`register`]): what the notifier
+/// writes to. Errors name the string (password redacted) and, for an unknown scheme, the known
+/// ones.
 ///
 /// ```
 /// let conf = osprofiler_core::ProfilerConfig::default();
@@ -193,15 +255,16 @@ pub fn register() {
 /// assert!(e.to_string().contains("features = [\"redis\"]"));
 /// # }
 /// ```
-pub fn open(connection_string: &str, conf: &ProfilerConfig) -> Result<Arc<dyn Driver>, InitError> {
+pub fn open(connection_string: &str, conf: &ProfilerConfig) -> Result<Arc<dyn Writer>, InitError> {
     register();
     osprofiler_core::config::create_driver(connection_string, conf)
 }
 
-/// The driver for `connection_string`, to read only (what `osprofiler trace show/list` use):
+/// The collector reader for `connection_string` (what `osprofiler trace show/list` use):
 /// nothing is created — a missing SQLite file or `data` table is an error saying so, and a
 /// database role that may only read is enough ([`SqlDriver::open_read_only`]). The other
-/// collectors create nothing when they read anyway.
+/// collectors create nothing when they read anyway. `otlp://` has no reader: the error says
+/// where to read such traces.
 ///
 /// ```
 /// let conf = osprofiler_core::ProfilerConfig::default();
@@ -211,30 +274,39 @@ pub fn open(connection_string: &str, conf: &ProfilerConfig) -> Result<Arc<dyn Dr
 ///     .unwrap_err();
 /// assert!(e.to_string().contains("no SQLite database"), "{e}");
 /// assert!(!path.exists(), "reading created nothing");
+/// let e = osprofiler_collectors::open_reader("otlp://127.0.0.1:4318", &conf).map(drop).unwrap_err();
+/// assert!(e.to_string().contains("exports spans only"), "{e}");
 /// ```
 pub fn open_reader(
     connection_string: &str,
     conf: &ProfilerConfig,
-) -> Result<Arc<dyn Driver>, InitError> {
-    #[cfg(feature = "_sql")]
-    {
-        let scheme = connection_string
-            .split_once("://")
-            .map(|(s, _)| s.split('+').next().unwrap_or_default().to_ascii_lowercase());
-        let sql = matches!(
-            scheme.as_deref(),
-            Some("sqlite" | "postgres" | "postgresql" | "mysql" | "mariadb")
-        );
-        if sql {
-            return SqlDriver::open_read_only(connection_string)
-                .map(|d| Arc::new(d) as Arc<dyn Driver>)
-                .map_err(|source| InitError::Driver {
-                    connection_string: osprofiler_core::config::redact(connection_string),
-                    source,
-                });
-        }
-    }
-    open(connection_string, conf)
+) -> Result<Arc<dyn Reader>, InitError> {
+    let scheme = connection_string
+        .split_once("://")
+        .map(|(s, _)| s.to_ascii_lowercase())
+        .unwrap_or_default();
+    let all = collectors();
+    let Some(collector) = all.iter().find(|c| c.schemes.contains(&scheme.as_str())) else {
+        // Not a collector of this crate: the registry's error (bad syntax, unknown scheme).
+        return open(connection_string, conf).and_then(|_| {
+            Err(InitError::Driver {
+                connection_string: osprofiler_core::config::redact(connection_string),
+                source: DriverError::new("this collector cannot be read from"),
+            })
+        });
+    };
+    let opened = match collector.open {
+        None => Err(left_out(collector.feature)),
+        Some((_, None)) => Err(DriverError::new(format!(
+            "the {scheme}:// collector exports spans only: read the trace in Jaeger, Tempo or \
+             your OTLP back end"
+        ))),
+        Some((_, Some(reader))) => reader(connection_string, conf),
+    };
+    opened.map_err(|source| InitError::Driver {
+        connection_string: osprofiler_core::config::redact(connection_string),
+        source,
+    })
 }
 
 /// [`osprofiler_core::init_from_conf`] with this crate's drivers registered.

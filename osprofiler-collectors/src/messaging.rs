@@ -30,7 +30,7 @@ use lapin::options::{
 use lapin::types::FieldTable;
 use lapin::{BasicProperties, Channel, Connection, ConnectionProperties, ExchangeKind};
 use osprofiler_core::message::Message;
-use osprofiler_core::notifier::{Driver, DriverError, TraceSummary, summarize};
+use osprofiler_core::notifier::{DriverError, Reader, TraceSummary, Writer, summarize};
 use serde_json::{Value, json};
 use std::time::Duration;
 use tokio::sync::Mutex;
@@ -49,7 +49,7 @@ const TOPIC: &str = "profiler.info";
 ///
 /// ```no_run
 /// use osprofiler_collectors::MessagingDriver;
-/// use osprofiler_core::notifier::Driver;
+/// use osprofiler_core::notifier::{Reader, Writer};
 /// let bus = MessagingDriver::open("messaging://").unwrap();
 /// for t in bus.list_traces().unwrap() {
 ///     println!("{} {}", t.base_id, t.timestamp);
@@ -401,7 +401,7 @@ impl MessagingDriver {
     }
 }
 
-impl Driver for MessagingDriver {
+impl Writer for MessagingDriver {
     fn name(&self) -> &str {
         "messaging"
     }
@@ -412,7 +412,9 @@ impl Driver for MessagingDriver {
         }
         self.rt.run(self.publish(batch))
     }
+}
 
+impl Reader for MessagingDriver {
     /// The trace's notifications in `profiler.info`, left in the queue — or taken off it when
     /// the driver is [`MessagingDriver::consuming`]; other traces' notifications always stay.
     fn trace_messages(&self, base_id: &str) -> Result<Vec<Value>, DriverError> {

@@ -18,7 +18,7 @@ use mongodb::bson::{self, Bson, Document, doc};
 use mongodb::error::{Error as MongoError, ErrorKind};
 use mongodb::options::{ClientOptions, IndexOptions};
 use mongodb::{Client, Collection, IndexModel};
-use osprofiler_core::notifier::{Driver, DriverError, TraceSummary};
+use osprofiler_core::notifier::{DriverError, Reader, TraceSummary, Writer};
 use osprofiler_core::{ProfilerConfig, message::Message};
 use serde_json::Value;
 use std::collections::BTreeMap;
@@ -34,7 +34,7 @@ const DATABASE: &str = "osprofiler";
 ///
 /// ```no_run
 /// use osprofiler_collectors::MongoDriver;
-/// use osprofiler_core::notifier::Driver;
+/// use osprofiler_core::notifier::{Reader, Writer};
 /// let mongo = MongoDriver::open("mongodb://127.0.0.1:27017", false).unwrap();
 /// for t in mongo.list_traces().unwrap() {
 ///     println!("{} {}", t.base_id, t.timestamp);
@@ -260,7 +260,7 @@ fn classify(what: &str, e: MongoError) -> DriverError {
     if refused { e.rejected() } else { e }
 }
 
-impl Driver for MongoDriver {
+impl Writer for MongoDriver {
     fn name(&self) -> &str {
         "mongodb"
     }
@@ -271,7 +271,9 @@ impl Driver for MongoDriver {
         }
         self.rt.run(self.insert(batch))
     }
+}
 
+impl Reader for MongoDriver {
     fn trace_messages(&self, base_id: &str) -> Result<Vec<Value>, DriverError> {
         self.rt.run(async {
             // In the order they were stored (ids are made in insertion order).

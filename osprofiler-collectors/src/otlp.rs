@@ -30,7 +30,7 @@ use opentelemetry_proto::tonic::resource::v1::Resource;
 use opentelemetry_proto::tonic::trace::v1::span::{Event, SpanKind};
 use opentelemetry_proto::tonic::trace::v1::status::StatusCode;
 use opentelemetry_proto::tonic::trace::v1::{ResourceSpans, ScopeSpans, Span, Status};
-use osprofiler_core::notifier::{Driver, DriverError, TraceSummary};
+use osprofiler_core::notifier::{DriverError, Writer};
 use osprofiler_core::{clock::parse_timestamp, message::Message};
 use prost::Message as _;
 use serde_json::Value;
@@ -553,7 +553,7 @@ fn request(spans: BTreeMap<String, Vec<Span>>) -> ExportTraceServiceRequest {
     }
 }
 
-impl Driver for OtlpDriver {
+impl Writer for OtlpDriver {
     fn name(&self) -> &str {
         "otlp"
     }
@@ -602,20 +602,6 @@ impl Driver for OtlpDriver {
             pending.extend(consumed);
         }
         result
-    }
-
-    fn trace_messages(&self, _base_id: &str) -> Result<Vec<Value>, DriverError> {
-        Err(DriverError::new(
-            "the otlp:// collector exports spans only: read the trace in Jaeger, Tempo or your OTLP back end",
-        ))
-    }
-
-    fn list_traces(&self) -> Result<Vec<TraceSummary>, DriverError> {
-        self.trace_messages("").map(|_| Vec::new())
-    }
-
-    fn list_error_traces(&self) -> Result<Vec<TraceSummary>, DriverError> {
-        self.list_traces()
     }
 }
 

@@ -16,7 +16,7 @@
 
 use ::redis::sentinel::{SentinelClient, SentinelNodeConnectionInfo, SentinelServerType};
 use ::redis::{Client, Connection, RedisError};
-use osprofiler_core::notifier::{Driver, DriverError, TraceSummary};
+use osprofiler_core::notifier::{DriverError, Reader, TraceSummary, Writer};
 use osprofiler_core::{ProfilerConfig, message::Message};
 use serde_json::Value;
 use std::sync::Mutex;
@@ -33,7 +33,7 @@ const ERROR: &str = "osprofiler_error:";
 ///
 /// ```no_run
 /// use osprofiler_collectors::RedisDriver;
-/// use osprofiler_core::notifier::Driver;
+/// use osprofiler_core::notifier::{Reader, Writer};
 /// let redis = RedisDriver::open("redis://127.0.0.1:6379", false).unwrap();
 /// for t in redis.list_traces().unwrap() {
 ///     println!("{} {}", t.base_id, t.timestamp);
@@ -239,7 +239,7 @@ fn sentinel(rest: &str, service: &str) -> Result<SentinelClient, DriverError> {
 
 use ::redis::Commands as _;
 
-impl Driver for RedisDriver {
+impl Writer for RedisDriver {
     fn name(&self) -> &str {
         "redis"
     }
@@ -309,7 +309,9 @@ impl Driver for RedisDriver {
             }
         }
     }
+}
 
+impl Reader for RedisDriver {
     fn trace_messages(&self, base_id: &str) -> Result<Vec<Value>, DriverError> {
         let raw: Vec<Vec<u8>> = self.with_conn("cannot read the trace from Redis", |c| {
             c.lrange(format!("{OPT}{base_id}"), 0, -1)

@@ -12,7 +12,7 @@
 //! A table Python created keeps its indexes and works as is.
 
 use osprofiler_core::message::Message;
-use osprofiler_core::notifier::{Driver, DriverError, TraceSummary};
+use osprofiler_core::notifier::{DriverError, Reader, TraceSummary, Writer};
 use serde_json::{Map, Value};
 use sqlx::{AssertSqlSafe, ConnectOptions as _, QueryBuilder, Row};
 use std::future::Future;
@@ -68,7 +68,7 @@ macro_rules! with_pool {
 ///
 /// ```
 /// use osprofiler_collectors::SqlDriver;
-/// use osprofiler_core::notifier::Driver;
+/// use osprofiler_core::notifier::{Reader, Writer};
 /// let db = SqlDriver::open("sqlite://:memory:").unwrap();
 /// assert!(db.list_traces().unwrap().is_empty());
 /// ```
@@ -379,7 +379,7 @@ impl SqlDriver {
                 .bind(base_id)
                 .fetch_all(p)
                 .await
-                .map_err(|e| read_err("cannot read the trace", e))?;
+                .map_err(|e| read_err("cannot read the trace", self.name, e))?;
             for r in rows {
                 let mut cols: Vec<Option<String>> = Vec::with_capacity(9);
                 for i in 0..9 {
@@ -422,7 +422,7 @@ impl SqlDriver {
         if !only_errors {
             let sql = "SELECT base_id, MIN(timestamp) FROM data GROUP BY base_id ORDER BY 2";
             with_pool!(&self.pool, p => {
-                for r in sqlx::query(sql).fetch_all(p).await.map_err(|e| read_err("cannot list traces", e))? {
+                for r in sqlx::query(sql).fetch_all(p).await.map_err(|e| read_err("cannot list traces", self.name, e))? {
                     let base_id: Option<String> = r.try_get(0).map_err(|e| db_err("bad row", e))?;
                     let timestamp: Option<String> = r.try_get(1).map_err(|e| db_err("bad row", e))?;
                     if let Some(base_id) = base_id {
@@ -438,7 +438,7 @@ impl SqlDriver {
             "SELECT base_id, timestamp, {data} FROM data WHERE {data} LIKE '%\"etype\"%' ORDER BY timestamp"
         );
         with_pool!(&self.pool, p => {
-            for r in sqlx::query(AssertSqlSafe(sql)).fetch_all(p).await.map_err(|e| read_err("cannot list error traces", e))? {
+            for r in sqlx::query(AssertSqlSafe(sql)).fetch_all(p).await.map_err(|e| read_err("cannot list error traces", self.name, e))? {
                 let base_id: Option<String> = r.try_get(0).map_err(|e| db_err("bad row", e))?;
                 let timestamp: Option<String> = r.try_get(1).map_err(|e| db_err("bad row", e))?;
                 let data: Option<String> = r.try_get(2).map_err(|e| db_err("bad row", e))?;
@@ -456,8 +456,10 @@ impl SqlDriver {
     }
 }
 
-/// A read's error; a database without the table says so in words.
-fn read_err(what: &str, e: sqlx::Error) -> DriverError {
+/// A read's error, naming the database system; a database without the table says so in words.
+fn read_err(what: &str, system: &str, e: sqlx::Error) -> DriverError {
+    let what = format!("{what} from {system}");
+    let what = what.as_str();
     let missing = e.as_database_error().is_some_and(|d| {
         // PostgreSQL 42P01, MySQL/MariaDB 42S02, SQLite "no such table".
         matches!(d.code().as_deref(), Some("42P01" | "42S02"))
@@ -543,7 +545,7 @@ fn message_of(cols: Vec<Option<String>>) -> Value {
     Value::Object(m)
 }
 
-impl Driver for SqlDriver {
+impl Writer for SqlDriver {
     fn name(&self) -> &str {
         self.name
     }
@@ -554,7 +556,9 @@ impl Driver for SqlDriver {
         }
         self.run(self.insert(batch))
     }
+}
 
+impl Reader for SqlDriver {
     fn trace_messages(&self, base_id: &str) -> Result<Vec<Value>, DriverError> {
         self.run(self.select_trace(base_id))
     }

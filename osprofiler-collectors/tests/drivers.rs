@@ -4,7 +4,7 @@
 //! trace, error listings find only error traces.
 
 use osprofiler_collectors::{MongoDriver, RedisDriver, SqlDriver};
-use osprofiler_core::notifier::Driver;
+use osprofiler_core::notifier::{Driver, Reader, Writer};
 use osprofiler_core::{self as osp, ProfilerConfig, Trace, message::Message, report::Report};
 use osprofiler_testkit::{captured_trace, captured_trace_with, error_trace};
 use serde_json::Value;
@@ -348,7 +348,7 @@ fn connection_strings_pick_drivers_and_bad_ones_are_named() {
     assert!(e.contains("otlp://"), "{e}");
     let e = open_err("elasticsearch://u:secret@127.0.0.1:9200?index=Bad");
     assert!(e.contains("index=\"Bad\"") && !e.contains("secret"), "{e}");
-    let e = osprofiler_collectors::open("postgresql://postgres@127.0.0.1:1/test", &conf)
+    let e = osprofiler_collectors::open_reader("postgresql://postgres@127.0.0.1:1/test", &conf)
         .expect("network drivers connect lazily")
         .list_traces()
         .unwrap_err();

@@ -5,7 +5,7 @@
 //! index of its own (`?index=`), deleted at the end.
 
 use osprofiler_collectors::ElasticsearchDriver;
-use osprofiler_core::notifier::Driver;
+use osprofiler_core::notifier::{Reader, Writer};
 use osprofiler_core::{self as osp, ProfilerConfig, Trace, message::Message, report::Report};
 use osprofiler_testkit::{captured_trace, error_trace};
 use serde_json::{Value, json};

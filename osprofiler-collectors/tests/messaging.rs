@@ -8,7 +8,7 @@ use lapin::options::{QueueBindOptions, QueueDeclareOptions};
 use lapin::types::FieldTable;
 use lapin::{Connection, ConnectionProperties};
 use osprofiler_collectors::MessagingDriver;
-use osprofiler_core::notifier::Driver;
+use osprofiler_core::notifier::{Reader, Writer};
 use osprofiler_core::{self as osp, Trace, message::Message};
 use osprofiler_testkit::{captured_trace, python};
 use serde_json::Value;

@@ -13,7 +13,7 @@ use opentelemetry_proto::tonic::collector::trace::v1::ExportTraceServiceRequest;
 use opentelemetry_proto::tonic::common::v1::any_value::Value as Any;
 use opentelemetry_proto::tonic::trace::v1::Span;
 use osprofiler_collectors::OtlpDriver;
-use osprofiler_core::notifier::Driver;
+use osprofiler_core::notifier::Writer;
 use osprofiler_core::{self as osp, Trace, message::Message};
 use osprofiler_testkit::captured_trace;
 use prost::Message as _;
@@ -246,8 +246,12 @@ async fn a_failed_export_is_retried_without_loss_or_duplicates() {
 
 #[test]
 fn reading_back_points_to_the_tracing_back_end() {
-    let d = OtlpDriver::open("otlp://127.0.0.1:4318").unwrap();
-    let e = d.trace_messages("x").unwrap_err().to_string();
+    // An export-only collector has no reader: opening one says where to read instead.
+    let conf = osprofiler_core::ProfilerConfig::default();
+    let e = osprofiler_collectors::open_reader("otlp://127.0.0.1:4318", &conf)
+        .map(drop)
+        .unwrap_err()
+        .to_string();
     assert!(e.contains("Jaeger"), "{e}");
 }
 

@@ -10,7 +10,7 @@
 use osprofiler_collectors::{
     ElasticsearchDriver, MessagingDriver, MongoDriver, RedisDriver, SqlDriver,
 };
-use osprofiler_core::notifier::Driver;
+use osprofiler_core::notifier::Reader;
 use osprofiler_core::{self as osp, ProfilerConfig, Trace};
 use osprofiler_testkit::proxy::Proxy;
 use std::sync::Mutex;

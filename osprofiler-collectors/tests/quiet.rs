@@ -4,7 +4,7 @@
 //! subscriber.
 
 use osprofiler_collectors::SqlDriver;
-use osprofiler_core::notifier::Driver;
+use osprofiler_core::notifier::{Reader, Writer};
 use osprofiler_core::{Info, Trace};
 use std::io::Write;
 use std::sync::{Arc, Mutex};

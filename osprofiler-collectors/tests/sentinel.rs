@@ -4,7 +4,7 @@
 //! before and after the failover is readable afterwards, no traced call waited on the
 //! collector, and Python OSProfiler reads the trace through `redis://` on the new primary.
 
-use osprofiler_core::notifier::Driver;
+use osprofiler_core::notifier::Reader;
 use osprofiler_core::{self as osp, ProfilerConfig, Trace};
 use osprofiler_testkit::free_port;
 use osprofiler_testkit::servers::{Server, redis, redis_cli};

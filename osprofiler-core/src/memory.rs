@@ -1,14 +1,14 @@
 //! An in-memory collector, for tests and for programs that read their own traces.
 
 use crate::message::Message;
-use crate::notifier::{Driver, DriverError, TraceSummary};
+use crate::notifier::{DriverError, Reader, TraceSummary, Writer};
 use serde_json::Value;
 use std::sync::{Arc, Mutex};
 
 /// Keeps every message in memory, in arrival order, as the JSON a storage driver would store.
 ///
 /// ```
-/// use osprofiler_core::{memory::MemoryCollector, notifier::Driver};
+/// use osprofiler_core::{memory::MemoryCollector, notifier::Reader};
 /// let memory = MemoryCollector::new();
 /// assert!(memory.list_traces().unwrap().is_empty());
 /// ```
@@ -47,7 +47,7 @@ impl MemoryCollector {
     }
 }
 
-impl Driver for MemoryCollector {
+impl Writer for MemoryCollector {
     fn name(&self) -> &str {
         "memory"
     }
@@ -57,7 +57,9 @@ impl Driver for MemoryCollector {
         self.lock().extend(values);
         Ok(())
     }
+}
 
+impl Reader for MemoryCollector {
     fn trace_messages(&self, base_id: &str) -> Result<Vec<Value>, DriverError> {
         Ok(self.trace(base_id))
     }

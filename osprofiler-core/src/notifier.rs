@@ -1,5 +1,6 @@
-//! Where messages go: a process-global [`Notifier`], the [`Driver`] trait collectors
-//! implement, and [`QueueNotifier`], which moves messages off the traced code's path.
+//! Where messages go: a process-global [`Notifier`], the [`Writer`] and [`Reader`] traits
+//! collectors implement (a [`Driver`] is both), and [`QueueNotifier`], which moves messages off
+//! the traced code's path.
 //!
 //! The traced code never waits for I/O. [`QueueNotifier::notify`] pushes into a bounded
 //! lock-free queue and returns; a background thread drains the queue in batches and hands each
@@ -261,16 +262,22 @@ pub fn summarize<'a>(
     out
 }
 
-/// A collector back end (OSProfiler's `drivers.base.Driver`): stores batches and reads traces.
+/// The writing half of a collector: where the notifier's worker stores batches. This is all a
+/// service needs ([`QueueNotifier::start`] takes one), so a service links no collector's
+/// reading code.
 ///
 /// Called from the notifier's worker thread, never from traced code, so it may block.
-pub trait Driver: Send + Sync + 'static {
+pub trait Writer: Send + Sync + 'static {
     /// A short name for logs and errors (`redis`, `sqlite`, ...).
     fn name(&self) -> &str;
 
     /// Stores a batch of messages. On error the same batch is offered again later.
     fn notify(&self, batch: &[Message]) -> Result<(), DriverError>;
+}
 
+/// The reading half of a collector: what the CLI and reports need. A collector that only
+/// exports (OTLP) has none.
+pub trait Reader: Send + Sync + 'static {
     /// Every stored message of one trace, as JSON objects (any order).
     fn trace_messages(&self, base_id: &str) -> Result<Vec<Value>, DriverError>;
 
@@ -288,6 +295,23 @@ pub trait Driver: Send + Sync + 'static {
     /// Traces with at least one error point.
     fn list_error_traces(&self) -> Result<Vec<TraceSummary>, DriverError>;
 }
+
+/// A collector that writes and reads (OSProfiler's `drivers.base.Driver`): every type that is
+/// both a [`Writer`] and a [`Reader`] is one. An `Arc<dyn Driver>` converts into either half.
+///
+/// ```
+/// use osprofiler_core::memory::MemoryCollector;
+/// use osprofiler_core::notifier::{Driver, Reader, Writer};
+/// use std::sync::Arc;
+/// let both: Arc<dyn Driver> = MemoryCollector::new();
+/// let writer: Arc<dyn Writer> = both.clone();
+/// let reader: Arc<dyn Reader> = both;
+/// assert_eq!(writer.name(), "memory");
+/// assert!(reader.list_traces().unwrap().is_empty());
+/// ```
+pub trait Driver: Writer + Reader {}
+
+impl<T: Writer + Reader + ?Sized> Driver for T {}
 
 /// Settings of a [`QueueNotifier`].
 #[derive(Debug, Clone)]
@@ -323,7 +347,7 @@ struct Shared {
     queue: ArrayQueue<Message>,
     /// Heap memory of delivered messages, freed by traced threads (see [`QueueNotifier`]).
     leftovers: ArrayQueue<Leftover>,
-    driver: Arc<dyn Driver>,
+    driver: Arc<dyn Writer>,
     opts: QueueOptions,
     /// Flush requests made so far, and the last one the worker has completed: a request is
     /// complete once the worker has seen the queue empty after it was made.
@@ -368,7 +392,7 @@ impl Shared {
     }
 }
 
-/// The standard notifier: a bounded queue drained by a background thread into a [`Driver`].
+/// The standard notifier: a bounded queue drained by a background thread into a collector [`Writer`].
 ///
 /// Memory a delivered message still owns (its info, lazy info and arguments) is not freed by
 /// the worker: it goes back through a small second queue and each later `notify` frees one
@@ -406,7 +430,7 @@ impl fmt::Debug for QueueNotifier {
 impl QueueNotifier {
     /// Starts the worker thread for `driver`.
     pub fn start(
-        driver: Arc<dyn Driver>,
+        driver: Arc<dyn Writer>,
         opts: QueueOptions,
     ) -> Result<Arc<QueueNotifier>, DriverError> {
         if opts.capacity == 0 || opts.batch_size == 0 {
@@ -444,8 +468,8 @@ impl QueueNotifier {
         }))
     }
 
-    /// The driver behind this notifier (to read traces back).
-    pub fn driver(&self) -> &Arc<dyn Driver> {
+    /// The collector this notifier writes to.
+    pub fn driver(&self) -> &Arc<dyn Writer> {
         &self.shared.driver
     }
 

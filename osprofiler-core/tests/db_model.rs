@@ -6,7 +6,7 @@
 //! One test: `trace_sql` and `trace_sql_params` are process-wide switches.
 
 use osprofiler_core::db::{DbError, DbEvent, DbTracer, Sql, SqlText};
-use osprofiler_core::notifier::{Driver, DriverError, TraceSummary};
+use osprofiler_core::notifier::{DriverError, Reader, TraceSummary, Writer};
 use osprofiler_core::{self as osp, message::Message};
 use osprofiler_testkit::*;
 use serde_json::{Value, json};
@@ -30,7 +30,7 @@ async fn point<F: Future<Output = ()>>(f: F) -> (Value, Value) {
 #[derive(Default)]
 struct ErrorTypes(Mutex<Vec<Option<String>>>);
 
-impl Driver for ErrorTypes {
+impl Writer for ErrorTypes {
     fn name(&self) -> &str {
         "error-types"
     }
@@ -39,6 +39,9 @@ impl Driver for ErrorTypes {
         seen.extend(batch.iter().map(|m| m.error_type().map(str::to_owned)));
         Ok(())
     }
+}
+
+impl Reader for ErrorTypes {
     fn trace_messages(&self, _: &str) -> Result<Vec<Value>, DriverError> {
         Ok(Vec::new())
     }

@@ -87,7 +87,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     // Read the trace back from the collector and show it.
     tokio::time::sleep(Duration::from_millis(100)).await; // the request span closes after the body
     collector.flush(Duration::from_secs(5));
-    let driver = osprofiler_core::config::create_driver(&conf.connection_string, &conf)?;
+    let driver = osprofiler_collectors::open_reader(&conf.connection_string, &conf)?;
     let report = Report::build_owned(driver.trace_messages(&base_id)?, ReportOptions::default());
     print!("{}", Report::render_tree_of(report.to_value()));
     let _ = std::fs::remove_file(&db_file);

@@ -9,7 +9,7 @@ use futures_util::StreamExt;
 use lapin::options::{BasicConsumeOptions, BasicPublishOptions, QueueDeclareOptions};
 use lapin::types::FieldTable;
 use lapin::{BasicProperties, ConnectionProperties};
-use osprofiler_core::notifier::Driver;
+use osprofiler_core::notifier::Reader;
 use osprofiler_core::{self as osp, ProfilerConfig, Trace};
 use osprofiler_http::oslo::{RemoteError, RpcClient, RpcError, RpcServer, ServerOptions, Target};
 use osprofiler_testkit::stop_of;

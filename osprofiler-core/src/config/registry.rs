@@ -2,12 +2,12 @@
 //! [`create_driver`] opens the one a connection string names.
 
 use super::{InitError, ProfilerConfig, err, redact};
-use crate::notifier::{Driver, DriverError};
+use crate::notifier::{DriverError, Writer};
 use std::collections::BTreeMap;
 use std::sync::{Arc, OnceLock, RwLock};
-/// Creates a driver from a connection string.
+/// Creates the writing half of a collector (what the notifier needs) from a connection string.
 pub type DriverFactory =
-    fn(connection_string: &str, conf: &ProfilerConfig) -> Result<Arc<dyn Driver>, DriverError>;
+    fn(connection_string: &str, conf: &ProfilerConfig) -> Result<Arc<dyn Writer>, DriverError>;
 
 fn registry() -> &'static RwLock<BTreeMap<String, DriverFactory>> {
     static REGISTRY: OnceLock<RwLock<BTreeMap<String, DriverFactory>>> = OnceLock::new();
@@ -29,11 +29,11 @@ pub fn register_driver(scheme: &str, factory: DriverFactory) {
         .insert(scheme.to_ascii_lowercase(), factory);
 }
 
-/// Creates the driver for `connection_string` (scheme looked up in the registry).
+/// Creates the collector writer for `connection_string` (scheme looked up in the registry).
 pub fn create_driver(
     connection_string: &str,
     conf: &ProfilerConfig,
-) -> Result<Arc<dyn Driver>, InitError> {
+) -> Result<Arc<dyn Writer>, InitError> {
     let scheme = connection_string
         .split_once("://")
         .map(|(s, _)| s.to_ascii_lowercase());
