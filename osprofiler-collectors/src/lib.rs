@@ -289,10 +289,8 @@ pub fn open_reader(
     let Some(collector) = all.iter().find(|c| c.schemes.contains(&scheme.as_str())) else {
         // Not a collector of this crate: the registry's error (bad syntax, unknown scheme).
         return open(connection_string, conf).and_then(|_| {
-            Err(InitError::Driver {
-                connection_string: osprofiler_core::config::redact(connection_string),
-                source: DriverError::new("this collector cannot be read from"),
-            })
+            let e = DriverError::new("this collector cannot be read from");
+            Err(InitError::driver(connection_string, e))
         });
     };
     let opened = match collector.open {
@@ -303,10 +301,7 @@ pub fn open_reader(
         ))),
         Some((_, Some(reader))) => reader(connection_string, conf),
     };
-    opened.map_err(|source| InitError::Driver {
-        connection_string: osprofiler_core::config::redact(connection_string),
-        source,
-    })
+    opened.map_err(|source| InitError::driver(connection_string, source))
 }
 
 /// [`osprofiler_core::init_from_conf`] with this crate's drivers registered.

@@ -37,6 +37,23 @@ pub enum InitError {
     },
 }
 
+impl InitError {
+    /// The error of a driver that could not start for `connection_string` (stored with its
+    /// password redacted).
+    ///
+    /// ```
+    /// use osprofiler_core::{config::InitError, notifier::DriverError};
+    /// let e = InitError::driver("redis://:pw@h:6379", DriverError::new("refused"));
+    /// assert!(e.to_string().contains("redis://:***@h:6379") && !e.to_string().contains("pw"));
+    /// ```
+    pub fn driver(connection_string: &str, source: DriverError) -> InitError {
+        InitError::Driver {
+            connection_string: redact(connection_string),
+            source,
+        }
+    }
+}
+
 impl fmt::Display for InitError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
@@ -143,12 +160,8 @@ pub fn init_from_conf(
 ) -> Result<NotifierGuard, InitError> {
     let notifier = if conf.enabled {
         let driver = create_driver(&conf.connection_string, conf)?;
-        let n = QueueNotifier::start(driver, QueueOptions::default()).map_err(|e| {
-            InitError::Driver {
-                connection_string: redact(&conf.connection_string),
-                source: e,
-            }
-        })?;
+        let n = QueueNotifier::start(driver, QueueOptions::default())
+            .map_err(|e| InitError::driver(&conf.connection_string, e))?;
         notifier::set(n.clone());
         Some(n)
     } else {

@@ -1,7 +1,7 @@
 //! The collector drivers by connection-string scheme: collector crates register theirs, and
 //! [`create_driver`] opens the one a connection string names.
 
-use super::{InitError, ProfilerConfig, err, redact};
+use super::{InitError, ProfilerConfig, err};
 use crate::notifier::{DriverError, Writer};
 use std::collections::BTreeMap;
 use std::sync::{Arc, OnceLock, RwLock};
@@ -50,10 +50,7 @@ pub fn create_driver(
         .get(&scheme)
         .copied();
     match factory {
-        Some(f) => f(connection_string, conf).map_err(|e| InitError::Driver {
-            connection_string: redact(connection_string),
-            source: e,
-        }),
+        Some(f) => f(connection_string, conf).map_err(|e| InitError::driver(connection_string, e)),
         None => Err(InitError::UnknownScheme {
             scheme,
             known: registry()
