@@ -1,7 +1,8 @@
 //! The oslo.messaging RPC overhead of tracing, measured by interleaving (see
 //! `benches/README.md`): untraced and traced calls alternate through the same
-//! `oslo::RpcClient` → loopback RabbitMQ → `oslo::RpcServer` round trip and are timed one by
-//! one, so the broker's and this VM's drifts hit both sides of each pair alike. Compare with
+//! `osprofiler_oslo::RpcClient` → loopback RabbitMQ → `osprofiler_oslo::RpcServer` round trip
+//! and are timed one by one, so the broker's and this VM's drifts hit both sides of each pair
+//! alike. Compare with
 //! `benches/python_rpc.py`, oslo.messaging's own round trip measured the same way.
 //!
 //! Usage: `rpc_overhead <mode> <pairs>` (RabbitMQ at 127.0.0.1:5672, guest/guest)
@@ -18,10 +19,10 @@
 use osprofiler_benches::interleaved_with;
 use osprofiler_core::notifier::QueueOptions;
 use osprofiler_core::{self as osp, Trace};
-use osprofiler_http::oslo::{
+use osprofiler_oslo::context::TraceContext;
+use osprofiler_oslo::{
     DEFAULT_MAX_MESSAGE, Reply, Request, RpcClient, RpcServer, ServerOptions, Target,
 };
-use osprofiler_http::rpc::TraceContext;
 use serde_json::{Map, Value, json};
 use std::time::Duration;
 

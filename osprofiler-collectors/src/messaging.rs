@@ -106,7 +106,7 @@ fn parse(connection_string: &str) -> Result<(String, String), DriverError> {
         .unwrap_or_default();
     let (authority, query) = rest.split_once('?').unwrap_or((rest, ""));
     // The authority is read as oslo.messaging reads a transport_url's (several hosts, its
-    // virtual host rules): see osprofiler_http::rpc::amqp::transport_uris.
+    // virtual host rules): see osprofiler_oslo::amqp::transport_uris.
     let mut url = if authority.is_empty() {
         DEFAULT_TRANSPORT_URL.to_owned()
     } else {
@@ -150,7 +150,7 @@ fn parse(connection_string: &str) -> Result<(String, String), DriverError> {
         }
     }
     // Checked now (connections are made lazily): a bad URL is an error at start-up.
-    osprofiler_http::rpc::amqp::transport_uris(&url)
+    osprofiler_oslo::amqp::transport_uris(&url)
         .map_err(|e| DriverError::new(format!("messaging:// transport: {e}")))?;
     Ok((url, exchange))
 }
@@ -233,7 +233,7 @@ impl MessagingDriver {
     async fn connect(&self) -> Result<(Connection, Channel), DriverError> {
         let conn = tokio::time::timeout(
             Duration::from_secs(5),
-            osprofiler_http::rpc::amqp::connect(&self.url, ConnectionProperties::default()),
+            osprofiler_oslo::amqp::connect(&self.url, ConnectionProperties::default()),
         )
         .await
         .map_err(|_| DriverError::new("timed out connecting to RabbitMQ"))?
@@ -457,9 +457,7 @@ mod tests {
         // oslo's several hosts.
         let (url, _) = parse("messaging://u:p@mq1:5672,u:p@mq2:5672/").unwrap();
         assert_eq!(
-            osprofiler_http::rpc::amqp::transport_uris(&url)
-                .unwrap()
-                .len(),
+            osprofiler_oslo::amqp::transport_uris(&url).unwrap().len(),
             2
         );
         assert!(parse("messaging://u:p@mq:notaport/").is_err());

@@ -32,7 +32,7 @@ fn a_trace() -> (String, Vec<Message>) {
 /// A private queue bound like oslo.messaging's `profiler.info`, to see what is published. Read
 /// with `basic.get` (nothing is pushed to a consumer that could be in flight at the end).
 async fn tap() -> (Connection, lapin::Channel, String) {
-    let conn = osprofiler_http::rpc::amqp::connect(AMQP, ConnectionProperties::default())
+    let conn = osprofiler_oslo::amqp::connect(AMQP, ConnectionProperties::default())
         .await
         .expect("RabbitMQ at 127.0.0.1:5672 (guest/guest) is needed");
     let ch = conn.create_channel().await.unwrap();

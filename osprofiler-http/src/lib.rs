@@ -9,20 +9,30 @@
 //!   middleware.
 //! - [`TraceClientLayer`]: tower layer for `http::Request` clients; [`TraceMiddleware`] for
 //!   reqwest-middleware. Both add the headers and record an `http`/`https` point.
-//! - [`rpc`]: the trace context for RPC request contexts (oslo-style `trace_info`), and with
-//!   the `amqp` feature the signed headers in AMQP messages.
-//! - `oslo` (feature `oslo`): an oslo.messaging RPC server and client on RabbitMQ, in the same
-//!   traces as Python OpenStack services.
+//! - [`w3c`]: W3C `traceparent`, off by default.
+//!
+//! RPC — the trace in request contexts, AMQP connections and headers, oslo.messaging's server
+//! and client — is the [osprofiler-oslo] crate's. The old paths, `rpc` (and `rpc::amqp`,
+//! `oslo` with the features of those names), still name its items in 0.2, deprecated.
 //!
 //! [osprofiler-core]: osprofiler_core
+//! [osprofiler-oslo]: osprofiler_oslo
 
 #![cfg_attr(docsrs, feature(doc_cfg))]
 
 mod client;
 #[cfg(feature = "oslo")]
+#[deprecated(
+    since = "0.2.0",
+    note = "moved to the osprofiler-oslo crate (feature `rpc`): use osprofiler_oslo::{RpcServer, RpcClient, ...}"
+)]
 pub mod oslo;
 #[cfg(feature = "reqwest")]
 mod reqwest_mw;
+#[deprecated(
+    since = "0.2.0",
+    note = "moved to the osprofiler-oslo crate: use osprofiler_oslo::context and osprofiler_oslo::amqp"
+)]
 pub mod rpc;
 mod server;
 pub mod w3c;
@@ -228,8 +238,8 @@ mod tests {
 }
 
 // The README's examples are compiled (and run, unless `no_run`) as doctests. They use the
-// `reqwest` and `oslo` features: `cargo test -p osprofiler-http --doc --features reqwest,oslo`
-// (the workspace's tests turn both on).
-#[cfg(all(doctest, feature = "reqwest", feature = "oslo"))]
+// `reqwest` feature: `cargo test -p osprofiler-http --doc --features reqwest` (the workspace's
+// tests turn it on).
+#[cfg(all(doctest, feature = "reqwest"))]
 #[doc = include_str!("../README.md")]
 struct ReadmeDoctests;

@@ -3,7 +3,7 @@
 //! type, and a graceful stop under load — no call lost, the ones in flight answered by the
 //! stopping server, the rest by the next one.
 
-use osprofiler_http::oslo::{RemoteError, RpcClient, RpcError, RpcServer, ServerOptions, Target};
+use osprofiler_oslo::{RemoteError, RpcClient, RpcError, RpcServer, ServerOptions, Target};
 use serde_json::{Value, json};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};

@@ -11,7 +11,7 @@ use lapin::types::FieldTable;
 use lapin::{BasicProperties, ConnectionProperties};
 use osprofiler_core::notifier::Reader;
 use osprofiler_core::{self as osp, ProfilerConfig, Trace};
-use osprofiler_http::oslo::{RemoteError, RpcClient, RpcError, RpcServer, ServerOptions, Target};
+use osprofiler_oslo::{RemoteError, RpcClient, RpcError, RpcServer, ServerOptions, Target};
 use osprofiler_testkit::stop_of;
 use serde_json::{Map, Value, json};
 use std::io::{BufRead, BufReader};
@@ -62,7 +62,7 @@ fn new_topic() -> String {
 /// Deletes the queues oslo.messaging servers of `topic` declared (they are not auto-deleted):
 /// the tests leave RabbitMQ as they found it.
 async fn delete_queues(topic: &str, servers: &[&str]) {
-    let conn = osprofiler_http::rpc::amqp::connect(AMQP, ConnectionProperties::default())
+    let conn = osprofiler_oslo::amqp::connect(AMQP, ConnectionProperties::default())
         .await
         .unwrap();
     let ch = conn.create_channel().await.unwrap();
@@ -389,7 +389,7 @@ async fn hostile_messages_are_rejected_and_the_server_goes_on() {
     redis_notifier();
     let topic = new_topic();
     let server = rust_server(&topic, Arc::default()).await;
-    let conn = osprofiler_http::rpc::amqp::connect(AMQP, ConnectionProperties::default())
+    let conn = osprofiler_oslo::amqp::connect(AMQP, ConnectionProperties::default())
         .await
         .unwrap();
     let ch = conn.create_channel().await.unwrap();
@@ -453,7 +453,7 @@ async fn hostile_messages_are_rejected_and_the_server_goes_on() {
             .expect("the server answered")
             .unwrap()
             .unwrap();
-        let reply = osprofiler_http::oslo::Reply::parse(&d.data, 1 << 20).unwrap();
+        let reply = osprofiler_oslo::Reply::parse(&d.data, 1 << 20).unwrap();
         got.insert(reply.msg_id.clone(), reply.outcome);
     }
     assert_eq!(

@@ -10,7 +10,8 @@ use lapin::options::{
 use lapin::types::FieldTable;
 use lapin::{BasicProperties, Channel, Connection, ConnectionProperties};
 use osprofiler_core::{self as osp, Trace, headers::HmacKeys};
-use osprofiler_http::rpc::{TraceContext, amqp, serve};
+use osprofiler_oslo::amqp;
+use osprofiler_oslo::context::{TraceContext, serve};
 use serde_json::{Value, json};
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -20,7 +21,7 @@ use tokio::sync::{Mutex, oneshot};
 const URL: &str = "amqp://guest:guest@127.0.0.1:5672/%2f";
 
 async fn connect() -> Connection {
-    osprofiler_http::rpc::amqp::connect(URL, ConnectionProperties::default())
+    amqp::connect(URL, ConnectionProperties::default())
         .await
         .unwrap_or_else(|e| {
             panic!("RabbitMQ at 127.0.0.1:5672 (guest/guest) is required for this test: {e}")

@@ -2,7 +2,7 @@
 //! the callee's `rpc` handler (trace continued from signed AMQP headers) and its `db` work.
 //!
 //! Needs RabbitMQ at 127.0.0.1:5672 (guest/guest), or `AMQP_URL`:
-//! `cargo run -p osprofiler-http --features amqp --example rpc_rabbitmq`
+//! `cargo run -p osprofiler-oslo --features amqp --example rpc_rabbitmq`
 use futures_util::StreamExt;
 use lapin::options::{
     BasicAckOptions, BasicConsumeOptions, BasicPublishOptions, QueueDeclareOptions,
@@ -10,7 +10,8 @@ use lapin::options::{
 use lapin::types::FieldTable;
 use lapin::{BasicProperties, ConnectionProperties};
 use osprofiler_core::{self as osp, Trace, headers::HmacKeys, memory::MemoryCollector};
-use osprofiler_http::rpc::{amqp, serve};
+use osprofiler_oslo::amqp;
+use osprofiler_oslo::context::serve;
 use std::time::Duration;
 
 #[tokio::main]
@@ -21,7 +22,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     let notifier = osp::notifier::QueueNotifier::start(memory.clone(), Default::default())?;
     osp::notifier::set(notifier.clone());
 
-    let conn = osprofiler_http::rpc::amqp::connect(&url, ConnectionProperties::default())
+    let conn = amqp::connect(&url, ConnectionProperties::default())
         .await
         .map_err(|e| format!("RabbitMQ at {url} is required: {e}"))?;
     let requests = format!("osprofiler-example-{}", std::process::id());
