@@ -10,25 +10,10 @@ pub(crate) type Client = hyper_util::client::legacy::Client<
     http_body_util::Full<bytes::Bytes>,
 >;
 
-/// `%XX` sequences decoded (URL user info and query values, the OTel header variables).
+/// `%XX` sequences decoded (URL user info and query values, the OTel header variables):
+/// [`osprofiler_core::config::percent_decode`], strict about malformed sequences.
 pub(crate) fn percent_decode(s: &str) -> Result<String, DriverError> {
-    let b = s.as_bytes();
-    let mut out = Vec::with_capacity(b.len());
-    let mut i = 0;
-    while i < b.len() {
-        if b[i] == b'%' {
-            let hex = s
-                .get(i + 1..i + 3)
-                .and_then(|h| u8::from_str_radix(h, 16).ok())
-                .ok_or_else(|| DriverError::new("bad percent-encoding (expected %XX)"))?;
-            out.push(hex);
-            i += 3;
-        } else {
-            out.push(b[i]);
-            i += 1;
-        }
-    }
-    String::from_utf8(out).map_err(|_| DriverError::new("percent-encoded text is not UTF-8"))
+    osprofiler_core::config::percent_decode(s).map_err(|e| DriverError::new(e.to_string()))
 }
 
 /// An error with its causes (hyper's own text is terse: "client error (Connect)").

@@ -25,19 +25,19 @@
 use crate::rt::Rt;
 use lapin::options::{
     BasicAckOptions, BasicGetOptions, BasicNackOptions, BasicPublishOptions, ConfirmSelectOptions,
-    ExchangeDeclareOptions, QueueBindOptions, QueueDeclareOptions,
+    QueueBindOptions, QueueDeclareOptions,
 };
 use lapin::types::FieldTable;
-use lapin::{BasicProperties, Channel, Connection, ConnectionProperties, ExchangeKind};
+use lapin::{BasicProperties, Channel, Connection, ConnectionProperties};
 use osprofiler_core::message::Message;
 use osprofiler_core::notifier::{DriverError, Reader, TraceSummary, Writer, summarize};
+use osprofiler_oslo::amqp;
 use serde_json::{Value, json};
 use std::time::Duration;
 use tokio::sync::Mutex;
 
 /// The broker used by `messaging://` with nothing after it.
 pub const DEFAULT_TRANSPORT_URL: &str = "amqp://guest:guest@127.0.0.1:5672/%2f";
-const EXCHANGE: &str = "openstack";
 const TOPIC: &str = "profiler.info";
 
 /// A collector publishing oslo.messaging notifications (see the [module docs](self)).
@@ -76,26 +76,12 @@ fn amqp_err(what: &str, e: lapin::Error) -> DriverError {
     DriverError::with_source(what.to_owned(), e)
 }
 
-/// `%XX` decoding for query values (transport URLs are usually percent-encoded there).
+/// `%XX` decoding for query values (transport URLs are usually percent-encoded there): a `%`
+/// without two hex digits stays as it is, bytes that are not UTF-8 become U+FFFD.
 fn percent_decode(s: &str) -> String {
-    let b = s.as_bytes();
-    let mut out = Vec::with_capacity(b.len());
-    let mut i = 0;
-    while i < b.len() {
-        if b[i] == b'%'
-            && i + 2 < b.len()
-            && b[i + 1].is_ascii_hexdigit()
-            && b[i + 2].is_ascii_hexdigit()
-        {
-            let hex = |c: u8| (c as char).to_digit(16).unwrap_or(0) as u8;
-            out.push(hex(b[i + 1]) * 16 + hex(b[i + 2]));
-            i += 3;
-            continue;
-        }
-        out.push(b[i]);
-        i += 1;
-    }
-    String::from_utf8_lossy(&out).into_owned()
+    percent_encoding::percent_decode_str(s)
+        .decode_utf8_lossy()
+        .into_owned()
 }
 
 /// The AMQP URL and exchange of a `messaging://` connection string.
@@ -112,7 +98,7 @@ fn parse(connection_string: &str) -> Result<(String, String), DriverError> {
     } else {
         format!("rabbit://{authority}")
     };
-    let mut exchange = EXCHANGE.to_owned();
+    let mut exchange = amqp::CONTROL_EXCHANGE.to_owned();
     for pair in query.split('&').filter(|p| !p.is_empty()) {
         let (k, v) = pair.split_once('=').unwrap_or((pair, ""));
         match k {
@@ -150,7 +136,7 @@ fn parse(connection_string: &str) -> Result<(String, String), DriverError> {
         }
     }
     // Checked now (connections are made lazily): a bad URL is an error at start-up.
-    osprofiler_oslo::amqp::transport_uris(&url)
+    amqp::transport_uris(&url)
         .map_err(|e| DriverError::new(format!("messaging:// transport: {e}")))?;
     Ok((url, exchange))
 }
@@ -233,7 +219,7 @@ impl MessagingDriver {
     async fn connect(&self) -> Result<(Connection, Channel), DriverError> {
         let conn = tokio::time::timeout(
             Duration::from_secs(5),
-            osprofiler_oslo::amqp::connect(&self.url, ConnectionProperties::default()),
+            amqp::connect(&self.url, ConnectionProperties::default()),
         )
         .await
         .map_err(|_| DriverError::new("timed out connecting to RabbitMQ"))?
@@ -242,14 +228,9 @@ impl MessagingDriver {
             .create_channel()
             .await
             .map_err(|e| amqp_err("cannot open an AMQP channel", e))?;
-        ch.exchange_declare(
-            self.exchange.as_str().into(),
-            ExchangeKind::Topic,
-            ExchangeDeclareOptions::default(),
-            FieldTable::default(),
-        )
-        .await
-        .map_err(|e| amqp_err("cannot declare the notification exchange", e))?;
+        amqp::declare_control_exchange(&ch, &self.exchange)
+            .await
+            .map_err(|e| amqp_err("cannot declare the notification exchange", e))?;
         ch.queue_declare(
             TOPIC.into(),
             QueueDeclareOptions::default(),
@@ -456,10 +437,7 @@ mod tests {
         );
         // oslo's several hosts.
         let (url, _) = parse("messaging://u:p@mq1:5672,u:p@mq2:5672/").unwrap();
-        assert_eq!(
-            osprofiler_oslo::amqp::transport_uris(&url).unwrap().len(),
-            2
-        );
+        assert_eq!(amqp::transport_uris(&url).unwrap().len(), 2);
         assert!(parse("messaging://u:p@mq:notaport/").is_err());
         assert!(parse("messaging://?transport_url=kafka://x").is_err());
         assert!(parse("messaging://?colour=blue").is_err());
