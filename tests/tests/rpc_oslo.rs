@@ -17,8 +17,9 @@ use serde_json::{Map, Value, json};
 use std::io::{BufRead, BufReader};
 use std::process::{Child, Command, Stdio};
 use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::{Arc, Mutex, OnceLock};
+use std::sync::{Arc, OnceLock};
 use std::time::Duration;
+use tokio::sync::mpsc::{UnboundedSender, unbounded_channel};
 
 const AMQP: &str = "amqp://guest:guest@127.0.0.1:5672/%2f";
 const REDIS: &str = "redis://127.0.0.1:6379";
@@ -79,6 +80,20 @@ async fn delete_queues(topic: &str, servers: &[&str]) {
     let _ = conn.close(200, "bye".into()).await;
 }
 
+/// What RabbitMQ says of `queue` now (a passive declare: ready messages, consumers).
+async fn queue_state(ch: &lapin::Channel, queue: &str) -> lapin::Queue {
+    ch.queue_declare(
+        queue.into(),
+        QueueDeclareOptions {
+            passive: true,
+            ..Default::default()
+        },
+        FieldTable::default(),
+    )
+    .await
+    .unwrap()
+}
+
 fn args(pairs: &[(&str, Value)]) -> Map<String, Value> {
     pairs
         .iter()
@@ -86,8 +101,9 @@ fn args(pairs: &[(&str, Value)]) -> Map<String, Value> {
         .collect()
 }
 
-/// The Rust server of the tests: `add` (a db point inside), `fail`, `note` (a cast).
-async fn rust_server(topic: &str, notes: Arc<Mutex<Vec<(String, String)>>>) -> RpcServer {
+/// The Rust server of the tests: `add` (a db point inside), `fail`, `note` (a cast, whose text
+/// and point id go to `notes`).
+async fn rust_server(topic: &str, notes: UnboundedSender<(String, String)>) -> RpcServer {
     RpcServer::start(AMQP, ServerOptions::new(topic, "rs1"), move |req| {
         let notes = notes.clone();
         async move {
@@ -110,7 +126,7 @@ async fn rust_server(topic: &str, notes: Arc<Mutex<Vec<(String, String)>>>) -> R
                 "note" => {
                     let point = osp::get().map(|p| p.id().to_string()).unwrap_or_default();
                     let text = req.args["text"].as_str().unwrap_or_default().to_owned();
-                    notes.lock().unwrap().push((text, point));
+                    let _ = notes.send((text, point));
                     Ok(Value::Null)
                 }
                 other => Err(RemoteError::new("NoSuchMethod", other)),
@@ -173,8 +189,8 @@ impl Drop for PythonServer {
 async fn python_calls_and_casts_a_rust_server() {
     redis_notifier();
     let topic = new_topic();
-    let notes: Arc<Mutex<Vec<(String, String)>>> = Arc::default();
-    let server = rust_server(&topic, notes.clone()).await;
+    let (notes, mut noted) = unbounded_channel();
+    let server = rust_server(&topic, notes).await;
     let t = topic.clone();
     let out = tokio::task::spawn_blocking(move || python_client(&t, "", 50))
         .await
@@ -206,13 +222,10 @@ async fn python_calls_and_casts_a_rust_server() {
 
     // The cast ran inside the caller's trace.
     let cast = &out["cast"];
-    for _ in 0..100 {
-        if !notes.lock().unwrap().is_empty() {
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-    let (text, point) = notes.lock().unwrap()[0].clone();
+    let (text, point) = tokio::time::timeout(Duration::from_secs(10), noted.recv())
+        .await
+        .expect("the server handled the cast")
+        .unwrap();
     assert_eq!(text, "hello from python");
     let msgs = stored(cast["base_id"].as_str().unwrap());
     let rpc = start_of(&msgs, "rpc", "rsrpc");
@@ -388,7 +401,7 @@ async fn one_trace_across_both_hops_as_pythons_cli_shows_it() {
 async fn hostile_messages_are_rejected_and_the_server_goes_on() {
     redis_notifier();
     let topic = new_topic();
-    let server = rust_server(&topic, Arc::default()).await;
+    let server = rust_server(&topic, unbounded_channel().0).await;
     let conn = osprofiler_oslo::amqp::connect(AMQP, ConnectionProperties::default())
         .await
         .unwrap();
@@ -474,21 +487,20 @@ async fn hostile_messages_are_rejected_and_the_server_goes_on() {
         .await
         .unwrap();
     assert_eq!(sum, 4);
-    tokio::time::sleep(Duration::from_millis(300)).await;
-    let q = ch
-        .queue_declare(
-            topic.as_str().into(),
-            QueueDeclareOptions {
-                passive: true,
-                ..Default::default()
-            },
-            FieldTable::default(),
-        )
-        .await
-        .unwrap();
-    assert_eq!(q.message_count(), 0, "no message redelivered");
-    assert_eq!(q.consumer_count(), 1, "the server still consumes");
+    assert_eq!(
+        queue_state(&ch, &topic).await.consumer_count(),
+        1,
+        "the server still consumes"
+    );
+    // Stopped, the server has settled every message it was given (the stop lets the ones in
+    // flight finish) and closed its connection, on which RabbitMQ puts back whatever it had
+    // not settled: a message requeued, redelivered or left unsettled would be in the queue.
     server.stop().await;
+    assert_eq!(
+        queue_state(&ch, &topic).await.message_count(),
+        0,
+        "no message requeued"
+    );
     delete_queues(&topic, &["rs1"]).await;
 }
 
@@ -496,17 +508,22 @@ async fn hostile_messages_are_rejected_and_the_server_goes_on() {
 async fn a_server_handles_no_more_requests_at_once_than_its_prefetch() {
     let topic = new_topic();
     let (now, most) = (Arc::new(AtomicUsize::new(0)), Arc::new(AtomicUsize::new(0)));
-    let (done_tx, mut done_rx) = tokio::sync::mpsc::unbounded_channel();
+    let (started_tx, mut started) = unbounded_channel();
+    let (done_tx, mut done) = unbounded_channel();
+    // Every handler holds its request until the test opens the gate.
+    let (open, gate) = tokio::sync::watch::channel(false);
     let mut opts = ServerOptions::new(&topic, "rs1");
     opts.prefetch = 3;
     let server = RpcServer::start(AMQP, opts, {
         let (now, most) = (now.clone(), most.clone());
         move |_req| {
-            let (now, most, done) = (now.clone(), most.clone(), done_tx.clone());
+            let (now, most) = (now.clone(), most.clone());
+            let (started, done, mut gate) = (started_tx.clone(), done_tx.clone(), gate.clone());
             async move {
                 let n = now.fetch_add(1, Ordering::SeqCst) + 1;
                 most.fetch_max(n, Ordering::SeqCst);
-                tokio::time::sleep(Duration::from_millis(50)).await;
+                let _ = started.send(());
+                let _ = gate.wait_for(|open| *open).await;
                 now.fetch_sub(1, Ordering::SeqCst);
                 let _ = done.send(());
                 Ok(Value::Null)
@@ -522,8 +539,27 @@ async fn a_server_handles_no_more_requests_at_once_than_its_prefetch() {
             .await
             .unwrap();
     }
+    for _ in 0..3 {
+        tokio::time::timeout(Duration::from_secs(20), started.recv())
+            .await
+            .expect("three casts handed to the server")
+            .unwrap();
+    }
+    // Three held by their handlers, none acknowledged: RabbitMQ keeps the other twelve ready in
+    // the queue (a larger prefetch would have handed more over, and the count never reaches
+    // twelve). Asked again at each answer, until the last cast has reached the queue.
+    let conn = osprofiler_oslo::amqp::connect(AMQP, ConnectionProperties::default())
+        .await
+        .unwrap();
+    let ch = conn.create_channel().await.unwrap();
+    let twelve_ready = async { while queue_state(&ch, &topic).await.message_count() != 12 {} };
+    tokio::time::timeout(Duration::from_secs(20), twelve_ready)
+        .await
+        .expect("RabbitMQ holds the 12 casts beyond the prefetch of 3");
+    assert_eq!(most.load(Ordering::SeqCst), 3, "3 handled at once");
+    open.send(true).unwrap();
     for _ in 0..15 {
-        tokio::time::timeout(Duration::from_secs(20), done_rx.recv())
+        tokio::time::timeout(Duration::from_secs(20), done.recv())
             .await
             .expect("every cast handled")
             .unwrap();
@@ -533,6 +569,7 @@ async fn a_server_handles_no_more_requests_at_once_than_its_prefetch() {
         3,
         "15 casts queued, at most prefetch = 3 handled at once (and 3 reached)"
     );
+    let _ = conn.close(200, "bye".into()).await;
     server.stop().await;
     client.close().await;
     delete_queues(&topic, &["rs1"]).await;
