@@ -20,6 +20,23 @@
 
 #![cfg_attr(docsrs, feature(doc_cfg))]
 
+/// Declares the deprecated aliases of items that moved to osprofiler-oslo, one line each: the
+/// item of the same name at `$new`, with a note that gives the user that new path (`deprecated`
+/// takes no `concat!`; it is not inherited through a `use` re-export either, which rustc does
+/// not mark deprecated).
+macro_rules! moved {
+    ($(type $name:ident = $new:path => $note:literal;)*) => {$(
+        #[doc = concat!("Moved: [`", stringify!($new), "`].")]
+        #[deprecated(since = "0.2.0", note = $note)]
+        pub type $name = $new;
+    )*};
+    ($(const $name:ident: $ty:ty = $new:path => $note:literal;)*) => {$(
+        #[doc = concat!("Moved: [`", stringify!($new), "`].")]
+        #[deprecated(since = "0.2.0", note = $note)]
+        pub const $name: $ty = $new;
+    )*};
+}
+
 mod client;
 #[cfg(feature = "oslo")]
 #[deprecated(

@@ -6,19 +6,15 @@ use osprofiler_core::Profiler;
 use osprofiler_core::scope::{InTrace, TraceOwned};
 use std::future::Future;
 
-/// Moved: [`osprofiler_oslo::context::CONTEXT_KEY`].
-#[deprecated(
-    since = "0.2.0",
-    note = "moved to the osprofiler-oslo crate: use osprofiler_oslo::context::CONTEXT_KEY"
-)]
-pub const CONTEXT_KEY: &str = osprofiler_oslo::context::CONTEXT_KEY;
+moved! {
+    const CONTEXT_KEY: &str = osprofiler_oslo::context::CONTEXT_KEY
+        => "moved to the osprofiler-oslo crate: use osprofiler_oslo::context::CONTEXT_KEY";
+}
 
-/// Moved: [`osprofiler_oslo::context::TraceContext`].
-#[deprecated(
-    since = "0.2.0",
-    note = "moved to the osprofiler-oslo crate: use osprofiler_oslo::context::TraceContext"
-)]
-pub type TraceContext = osprofiler_oslo::context::TraceContext;
+moved! {
+    type TraceContext = osprofiler_oslo::context::TraceContext
+        => "moved to the osprofiler-oslo crate: use osprofiler_oslo::context::TraceContext";
+}
 
 /// Moved: [`osprofiler_oslo::context::serve`].
 #[deprecated(
@@ -41,12 +37,10 @@ pub mod amqp {
     use lapin::{Connection, ConnectionProperties};
     use osprofiler_core::headers::{HmacKeys, Verified};
 
-    /// Moved: [`osprofiler_oslo::amqp::CONNECT_TIMEOUT`].
-    #[deprecated(
-        since = "0.2.0",
-        note = "moved to the osprofiler-oslo crate: use osprofiler_oslo::amqp::CONNECT_TIMEOUT"
-    )]
-    pub const CONNECT_TIMEOUT: std::time::Duration = osprofiler_oslo::amqp::CONNECT_TIMEOUT;
+    moved! {
+        const CONNECT_TIMEOUT: std::time::Duration = osprofiler_oslo::amqp::CONNECT_TIMEOUT
+            => "moved to the osprofiler-oslo crate: use osprofiler_oslo::amqp::CONNECT_TIMEOUT";
+    }
 
     /// Moved: [`osprofiler_oslo::amqp::connect`].
     #[deprecated(
