@@ -21,8 +21,8 @@
 //! collector never blocks traced code. Messages wait in the bounded queue and are retried;
 //! network drivers connect lazily and reconnect after errors.
 //!
-//! Each driver has two halves: a [`Writer`](osprofiler_core::notifier::Writer), what a service
-//! needs ([`open`], [`init_from_conf`]), and a [`Reader`](osprofiler_core::notifier::Reader),
+//! Each driver has two halves: a [`Writer`], what a service
+//! needs ([`open`], [`init_from_conf`]), and a [`Reader`],
 //! what the CLI and reports need ([`open_reader`]). A service that only writes links none of the
 //! reading code; `otlp://` only exports, so it has no reader.
 //!
