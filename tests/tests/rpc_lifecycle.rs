@@ -18,17 +18,41 @@ fn new_topic() -> String {
     format!("osp-life-{}", uuid::Uuid::new_v4().simple())
 }
 
-/// A server whose `slow` method takes `ms` milliseconds; counts the calls it answered.
-async fn server(topic: &str, name: &str, answered: Arc<AtomicUsize>, ms: u64) -> RpcServer {
+/// What a server's `slow` method did: calls started, calls answered.
+#[derive(Default)]
+struct Counts {
+    started: AtomicUsize,
+    answered: AtomicUsize,
+}
+
+impl Counts {
+    fn answered(&self) -> usize {
+        self.answered.load(Ordering::SeqCst)
+    }
+
+    /// Waits (at most 10 s) until `n` calls have started.
+    async fn started(&self, n: usize) {
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while self.started.load(Ordering::SeqCst) < n {
+            assert!(Instant::now() < deadline, "{n} calls never started");
+            tokio::task::yield_now().await;
+            tokio::time::sleep(Duration::from_millis(2)).await;
+        }
+    }
+}
+
+/// A server whose `slow` method takes `ms` milliseconds (the slow work under test).
+async fn server(topic: &str, name: &str, counts: Arc<Counts>, ms: u64) -> RpcServer {
     let mut opts = ServerOptions::new(topic, name);
     opts.prefetch = 4;
     RpcServer::start(TRANSPORT_URL, opts, move |req| {
-        let answered = answered.clone();
+        let counts = counts.clone();
         async move {
             match req.method.as_str() {
                 "slow" => {
+                    counts.started.fetch_add(1, Ordering::SeqCst);
                     tokio::time::sleep(Duration::from_millis(ms)).await;
-                    answered.fetch_add(1, Ordering::SeqCst);
+                    counts.answered.fetch_add(1, Ordering::SeqCst);
                     Ok(req.args["i"].clone())
                 }
                 "echo" => Ok(Value::Object(req.args)),
@@ -107,7 +131,7 @@ async fn oslo_transport_urls_and_serializable_arguments() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_graceful_stop_loses_no_call() {
     let topic = new_topic();
-    let (first, second) = (Arc::new(AtomicUsize::new(0)), Arc::new(AtomicUsize::new(0)));
+    let (first, second) = (Arc::new(Counts::default()), Arc::new(Counts::default()));
     let srv = server(&topic, "a", first.clone(), 600).await;
     let client = Arc::new(RpcClient::connect(TRANSPORT_URL).await.unwrap());
     let calls: Vec<_> = (0..12)
@@ -120,13 +144,13 @@ async fn a_graceful_stop_loses_no_call() {
             })
         })
         .collect();
-    // The first four are running.
-    tokio::time::sleep(Duration::from_millis(250)).await;
+    // The first four are running (the server takes four at a time).
+    first.started(4).await;
     let t0 = Instant::now();
     srv.stop_within(Duration::from_secs(10)).await;
     let stop_took = t0.elapsed();
     assert_eq!(
-        first.load(Ordering::SeqCst),
+        first.answered(),
         4,
         "the requests in flight finished before the stop returned"
     );
@@ -141,11 +165,11 @@ async fn a_graceful_stop_loses_no_call() {
         assert_eq!(got, json!(i));
     }
     assert_eq!(
-        first.load(Ordering::SeqCst) + second.load(Ordering::SeqCst),
+        first.answered() + second.answered(),
         12,
         "each call answered once"
     );
-    assert_eq!(second.load(Ordering::SeqCst), 8);
+    assert_eq!(second.answered(), 8);
     next.stop().await;
 }
 
@@ -154,7 +178,7 @@ async fn a_graceful_stop_loses_no_call() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_request_still_running_at_the_deadline_goes_to_the_next_server() {
     let topic = new_topic();
-    let (first, second) = (Arc::new(AtomicUsize::new(0)), Arc::new(AtomicUsize::new(0)));
+    let (first, second) = (Arc::new(Counts::default()), Arc::new(Counts::default()));
     let srv = server(&topic, "a", first.clone(), 5_000).await;
     let client = Arc::new(RpcClient::connect(TRANSPORT_URL).await.unwrap());
     let call = {
@@ -165,7 +189,7 @@ async fn a_request_still_running_at_the_deadline_goes_to_the_next_server() {
                 .await
         })
     };
-    tokio::time::sleep(Duration::from_millis(250)).await;
+    first.started(1).await;
     let t0 = Instant::now();
     srv.stop_within(Duration::from_millis(300)).await;
     assert!(
@@ -173,9 +197,9 @@ async fn a_request_still_running_at_the_deadline_goes_to_the_next_server() {
         "the deadline holds: {:?}",
         t0.elapsed()
     );
-    assert_eq!(first.load(Ordering::SeqCst), 0);
+    assert_eq!(first.answered(), 0);
     let next = server(&topic, "b", second.clone(), 10).await;
     assert_eq!(call.await.unwrap().unwrap(), json!(7));
-    assert_eq!(second.load(Ordering::SeqCst), 1);
+    assert_eq!(second.answered(), 1);
     next.stop().await;
 }
