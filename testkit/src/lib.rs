@@ -222,20 +222,29 @@ pub fn wait_for_messages(
 }
 
 /// Waits until `ok()` holds, asking again every few milliseconds; panics naming `what` after
-/// `timeout`. For state outside this process that tells nobody when it changes (a server's
-/// API, a process's exit, a port that starts answering); prefer an event when there is one.
-pub fn wait_until(what: &str, timeout: Duration, mut ok: impl FnMut() -> bool) {
+/// `timeout`. For state that tells nobody when it changes (a server's API, a process's exit, a
+/// port that starts answering, a notifier's counters); prefer an event when there is one.
+pub fn wait_until(what: &str, timeout: Duration, ok: impl FnMut() -> bool) {
+    assert!(
+        poll_until(timeout, ok),
+        "{what} did not happen within {timeout:?}"
+    );
+}
+
+/// [`wait_until`] that says whether `ok()` came to hold within `timeout` instead of panicking.
+pub fn poll_until(timeout: Duration, mut ok: impl FnMut() -> bool) -> bool {
     let deadline = Instant::now() + timeout;
     let mut pause = Duration::from_millis(1);
     loop {
         if ok() {
-            return;
+            return true;
         }
-        assert!(
-            Instant::now() < deadline,
-            "{what} did not happen within {timeout:?}"
-        );
-        std::thread::sleep(pause);
+        let left = deadline.saturating_duration_since(Instant::now());
+        if left.is_zero() {
+            return false;
+        }
+        // The one pause of the workspace's waits: 1 ms, doubling up to 50 ms.
+        std::thread::sleep(pause.min(left));
         pause = (pause * 2).min(Duration::from_millis(50));
     }
 }
