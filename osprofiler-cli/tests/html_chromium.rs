@@ -28,15 +28,20 @@ impl Browser {
             );
         let base = format!("http://127.0.0.1:{port}");
         let http = reqwest::Client::builder().no_proxy().build().unwrap();
-        let mut up = false;
-        for _ in 0..100 {
-            if http.get(format!("{base}/status")).send().await.is_ok() {
-                up = true;
-                break;
-            }
-            tokio::time::sleep(Duration::from_millis(100)).await;
-        }
-        assert!(up, "chromedriver did not answer on {base}");
+        // Its port answers once it is up (a blocking wait, off the runtime's threads).
+        tokio::task::spawn_blocking(move || {
+            osprofiler_testkit::wait_until(
+                &format!("chromedriver answering on 127.0.0.1:{port}"),
+                Duration::from_secs(10),
+                || std::net::TcpStream::connect(("127.0.0.1", port)).is_ok(),
+            )
+        })
+        .await
+        .unwrap();
+        assert!(
+            http.get(format!("{base}/status")).send().await.is_ok(),
+            "chromedriver did not answer on {base}"
+        );
         let profile = std::env::temp_dir().join(format!("osp-chromium-{}", uuid::Uuid::new_v4()));
         let caps = json!({"capabilities": {"alwaysMatch": {
             "browserName": "chrome",

@@ -4,6 +4,7 @@
 //! notification listener receives our notifications intact; reading one trace back leaves the
 //! others in the queue.
 
+use futures_util::StreamExt;
 use lapin::options::{QueueBindOptions, QueueDeclareOptions};
 use lapin::types::FieldTable;
 use lapin::{Connection, ConnectionProperties};
@@ -29,9 +30,10 @@ fn a_trace() -> (String, Vec<Message>) {
     })
 }
 
-/// A private queue bound like oslo.messaging's `profiler.info`, to see what is published. Read
-/// with `basic.get` (nothing is pushed to a consumer that could be in flight at the end).
-async fn tap() -> (Connection, lapin::Channel, String) {
+/// A private queue bound like oslo.messaging's `profiler.info`, to see what is published, and
+/// a consumer on it: deliveries are pushed as they arrive (no-ack: what is still in flight
+/// when the connection closes only empties this private queue).
+async fn tap() -> (Connection, lapin::Consumer) {
     let conn = osprofiler_oslo::amqp::connect(AMQP, ConnectionProperties::default())
         .await
         .expect("RabbitMQ at 127.0.0.1:5672 (guest/guest) is needed");
@@ -62,37 +64,37 @@ async fn tap() -> (Connection, lapin::Channel, String) {
     )
     .await
     .unwrap();
-    (conn, ch, name)
+    let consumer = ch
+        .basic_consume(
+            name.as_str().into(),
+            "osp-tap".into(),
+            lapin::options::BasicConsumeOptions {
+                no_ack: true,
+                ..Default::default()
+            },
+            FieldTable::default(),
+        )
+        .await
+        .unwrap();
+    (conn, consumer)
 }
 
 /// The next notification of trace `base_id` on the tap (other tests publish to the exchange
-/// too).
-async fn next(ch: &lapin::Channel, queue: &str, base_id: &str) -> lapin::message::Delivery {
-    let deadline = std::time::Instant::now() + Duration::from_secs(10);
-    loop {
-        let got = ch
-            .basic_get(
-                queue.into(),
-                lapin::options::BasicGetOptions { no_ack: true },
-            )
-            .await
-            .unwrap();
-        match got {
-            Some(m) => {
-                let body: Value = serde_json::from_slice(&m.delivery.data).unwrap();
-                if body["payload"]["base_id"] == base_id {
-                    return m.delivery;
-                }
-            }
-            None => {
-                assert!(
-                    std::time::Instant::now() < deadline,
-                    "no notification within 10 s"
-                );
-                tokio::time::sleep(Duration::from_millis(20)).await;
+/// too), as it arrives; panics after 10 s.
+async fn next(tap: &mut lapin::Consumer, base_id: &str) -> lapin::message::Delivery {
+    let wait = async {
+        while let Some(d) = tap.next().await {
+            let d = d.unwrap();
+            let body: Value = serde_json::from_slice(&d.data).unwrap();
+            if body["payload"]["base_id"] == base_id {
+                return d;
             }
         }
-    }
+        panic!("the tap's consumer ended");
+    };
+    tokio::time::timeout(Duration::from_secs(10), wait)
+        .await
+        .expect("a notification within 10 s")
 }
 
 /// The body with the per-notification values (ids, send time) blanked, keys in order.
@@ -121,12 +123,12 @@ fn shape(body: &[u8]) -> String {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn publishes_what_python_publishes() {
-    let (conn, tap_ch, tap_q) = tap().await;
+    let (conn, mut tap) = tap().await;
     let (base_id, msgs) = a_trace();
     let stop = msgs.iter().find(|m| m.error_type().is_some()).unwrap();
     let d = MessagingDriver::open("messaging://").unwrap();
     d.notify(std::slice::from_ref(stop)).unwrap();
-    let ours = next(&tap_ch, &tap_q, &base_id).await;
+    let ours = next(&mut tap, &base_id).await;
 
     // The same message through Python OSProfiler's messaging driver (oslo.messaging).
     // Python's driver sets project and service on the dict it is given: passing them already
@@ -152,7 +154,7 @@ d.notify(json.loads(sys.argv[1]))
         "Python messaging driver failed (oslo.messaging in the oracle virtualenv, RabbitMQ): {}",
         String::from_utf8_lossy(&out.stderr)
     );
-    let theirs = next(&tap_ch, &tap_q, &base_id).await;
+    let theirs = next(&mut tap, &base_id).await;
 
     assert_eq!(ours.exchange.as_str(), "openstack");
     assert_eq!(ours.exchange, theirs.exchange);

@@ -4,22 +4,59 @@
 //! that fit in the queue is delivered — read back trace by trace from the server itself.
 //!
 //! PostgreSQL, MariaDB, Redis, MongoDB (SecantusDB), RabbitMQ (`messaging://`), OpenSearch
-//! (also hung for real: SIGSTOP, then SIGCONT) and an in-process OTLP receiver. One test at a
-//! time: each installs the process's notifier.
+//! (also hung for real: SIGSTOP, then SIGCONT) and an in-process OTLP receiver. Each test has
+//! its own notifier, installed with a scoped dispatch: they run in parallel.
 
 use osprofiler_collectors::{
     ElasticsearchDriver, MessagingDriver, MongoDriver, RedisDriver, SqlDriver,
 };
-use osprofiler_core::notifier::Reader;
+use osprofiler_core::dispatch::{self, Dispatch};
+use osprofiler_core::message::Message;
+use osprofiler_core::notifier::{
+    DriverError, Notifier, QueueNotifier, QueueOptions, Reader, Writer,
+};
 use osprofiler_core::{self as osp, ProfilerConfig, Trace};
 use osprofiler_testkit::proxy::Proxy;
-use std::sync::Mutex;
+use std::sync::{Arc, Condvar, Mutex};
 use std::time::{Duration, Instant};
 
-static SERIAL: Mutex<()> = Mutex::new(());
+/// The collector's driver, counting the deliveries the worker starts: a test waits for one
+/// started during the outage (it fails, or hangs with the server) instead of for a time.
+struct Attempts {
+    inner: Arc<dyn Writer>,
+    started: Mutex<u64>,
+    cv: Condvar,
+}
+
+impl Attempts {
+    fn count(&self) -> u64 {
+        *self.started.lock().unwrap()
+    }
+
+    /// Waits until more than `n` deliveries have started; false after `timeout`.
+    fn wait_past(&self, n: u64, timeout: Duration) -> bool {
+        let (_g, t) = self
+            .cv
+            .wait_timeout_while(self.started.lock().unwrap(), timeout, |s| *s <= n)
+            .unwrap();
+        !t.timed_out()
+    }
+}
+
+impl Writer for Attempts {
+    fn name(&self) -> &str {
+        self.inner.name()
+    }
+    fn notify(&self, batch: &[Message]) -> Result<(), DriverError> {
+        *self.started.lock().unwrap() += 1;
+        self.cv.notify_all();
+        self.inner.notify(batch)
+    }
+}
 
 /// `n` traced requests, each a `wsgi` point with a `db` point inside; their base ids, and the
-/// longest any of them took.
+/// longest any of them took. A request every 3 ms: the load goes on while the worker delivers,
+/// fails and retries (the pause shapes the load; nothing waits on it).
 fn traced_load(n: usize, traces: &mut Vec<String>, slowest: &mut Duration) {
     for _ in 0..n {
         let t0 = Instant::now();
@@ -66,31 +103,47 @@ fn outage_by(
     per_phase: usize,
     stored: impl Fn(&str) -> usize,
 ) {
-    let _serial = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
+    static IDENTITY: std::sync::Once = std::sync::Once::new();
+    IDENTITY.call_once(|| osp::identity::set_identity(Some("proj"), Some("svc"), None));
     let conf = ProfilerConfig::builder()
         .enabled(true)
         .connection_string(connection_string)
         .socket_timeout(0.5)
         .build();
-    let guard = osprofiler_collectors::init_from_conf(&conf, "proj", "svc", None)
-        .unwrap_or_else(|e| panic!("{name}: {e}"));
+    // What init_from_conf makes, installed in this test's scope instead of process-wide.
+    let driver = Arc::new(Attempts {
+        inner: osprofiler_collectors::open(connection_string, &conf)
+            .unwrap_or_else(|e| panic!("{name}: {e}")),
+        started: Mutex::new(0),
+        cv: Condvar::new(),
+    });
+    let n = QueueNotifier::start(driver.clone(), QueueOptions::default()).unwrap();
+    let scope = Dispatch::new(n.clone()).enabled(true);
     let (mut traces, mut slowest) = (Vec::new(), Duration::ZERO);
-    traced_load(per_phase, &mut traces, &mut slowest);
+    let load = |k: usize, traces: &mut Vec<String>, slowest: &mut Duration| {
+        dispatch::with_default(&scope, || traced_load(k, traces, slowest))
+    };
+    load(per_phase, &mut traces, &mut slowest);
     assert!(
-        guard.flush(Duration::from_secs(20)),
+        n.flush_for(Duration::from_secs(20)),
         "{name}: delivered while up"
     );
     down();
-    traced_load(per_phase * 2, &mut traces, &mut slowest);
-    std::thread::sleep(Duration::from_millis(800)); // the worker keeps failing meanwhile
-    let during = osp::notifier::get().stats();
-    up();
-    traced_load(per_phase, &mut traces, &mut slowest);
+    let before = driver.count();
+    load(per_phase * 2, &mut traces, &mut slowest);
+    // The worker tries while the collector is down (and fails, or hangs with the server).
     assert!(
-        guard.flush(Duration::from_secs(60)),
+        driver.wait_past(before, Duration::from_secs(30)),
+        "{name}: no delivery tried during the outage"
+    );
+    let during = n.stats();
+    up();
+    load(per_phase, &mut traces, &mut slowest);
+    assert!(
+        n.flush_for(Duration::from_secs(60)),
         "{name}: everything delivered once the collector is back"
     );
-    let stats = osp::notifier::get().stats();
+    let stats = n.stats();
     assert!(
         during.delivered < during.queued,
         "{name}: messages waited during the outage: {during:?}"
@@ -104,7 +157,8 @@ fn outage_by(
         slowest < Duration::from_millis(100),
         "{name}: a traced request waited on the collector: {slowest:?}"
     );
-    drop(guard);
+    drop(scope);
+    n.shutdown();
     for t in &traces {
         assert_eq!(
             stored(t),

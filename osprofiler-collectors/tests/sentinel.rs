@@ -6,8 +6,8 @@
 
 use osprofiler_core::notifier::Reader;
 use osprofiler_core::{self as osp, ProfilerConfig, Trace};
-use osprofiler_testkit::free_port;
 use osprofiler_testkit::servers::{Server, redis, redis_cli};
+use osprofiler_testkit::{free_port, wait_until};
 use std::time::{Duration, Instant};
 
 /// The primary's port as the Sentinel names it now.
@@ -17,17 +17,6 @@ fn primary_port(sentinel: u16) -> Option<u16> {
         &["SENTINEL", "get-master-addr-by-name", "mymaster"],
     );
     out.lines().nth(1)?.trim().parse().ok()
-}
-
-fn wait_until(what: &str, timeout: Duration, mut ok: impl FnMut() -> bool) {
-    let deadline = Instant::now() + timeout;
-    while Instant::now() < deadline {
-        if ok() {
-            return;
-        }
-        std::thread::sleep(Duration::from_millis(50));
-    }
-    panic!("{what} did not happen within {timeout:?}");
 }
 
 /// Starts the Sentinel monitoring `primary` (its configuration in a file of its own: a

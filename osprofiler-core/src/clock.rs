@@ -64,34 +64,59 @@ pub(crate) mod counter {
     /// ten minutes to be serialized).
     const KEPT: usize = 600;
 
-    pub(crate) fn wall_micros(raw: u64) -> i64 {
-        static ANCHORS: Mutex<VecDeque<Anchor>> = Mutex::new(VecDeque::new());
-        let c = clock();
-        let mut anchors = ANCHORS.lock().unwrap_or_else(|e| e.into_inner());
-        if anchors
-            .back()
-            .is_none_or(|a| a.taken.elapsed() > Duration::from_secs(1))
-        {
-            if anchors.len() == KEPT {
-                anchors.pop_front();
+    /// The anchors taken so far, oldest first.
+    #[derive(Default)]
+    pub(super) struct Anchors(VecDeque<Anchor>);
+
+    impl Anchors {
+        /// Converts `raw` with the newest anchor taken before it, first taking a new anchor if
+        /// the newest is over a second older than `now` (the time is given, so that tests can
+        /// move it).
+        pub(super) fn wall_micros(&mut self, c: &quanta::Clock, raw: u64, now: Instant) -> i64 {
+            let anchors = &mut self.0;
+            if anchors
+                .back()
+                .is_none_or(|a| now.saturating_duration_since(a.taken) > Duration::from_secs(1))
+            {
+                if anchors.len() == KEPT {
+                    anchors.pop_front();
+                }
+                anchors.push_back(Anchor {
+                    raw: c.raw(),
+                    wall_us: super::now_micros(),
+                    taken: now,
+                });
             }
-            anchors.push_back(Anchor {
-                raw: c.raw(),
-                wall_us: super::now_micros(),
-                taken: Instant::now(),
-            });
+            let a = anchors
+                .iter()
+                .rev()
+                .find(|a| a.raw <= raw)
+                .or(anchors.front())
+                .map_or((0, 0), |a| (a.raw, a.wall_us));
+            if raw >= a.0 {
+                a.1 + c.delta(a.0, raw).as_micros() as i64
+            } else {
+                a.1 - c.delta(raw, a.0).as_micros() as i64
+            }
         }
-        let a = anchors
-            .iter()
-            .rev()
-            .find(|a| a.raw <= raw)
-            .or(anchors.front())
-            .map_or((0, 0), |a| (a.raw, a.wall_us));
-        if raw >= a.0 {
-            a.1 + c.delta(a.0, raw).as_micros() as i64
-        } else {
-            a.1 - c.delta(raw, a.0).as_micros() as i64
+
+        #[cfg(test)]
+        pub(super) fn len(&self) -> usize {
+            self.0.len()
         }
+    }
+
+    pub(crate) fn wall_micros(raw: u64) -> i64 {
+        static ANCHORS: Mutex<Anchors> = Mutex::new(Anchors(VecDeque::new()));
+        ANCHORS
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .wall_micros(clock(), raw, Instant::now())
+    }
+
+    #[cfg(test)]
+    pub(super) fn test_clock() -> &'static quanta::Clock {
+        clock()
     }
 }
 
@@ -220,12 +245,29 @@ mod tests {
 
     #[test]
     fn a_stamp_converts_to_the_same_time_after_the_clock_is_re_anchored() {
+        // The anchors' clock is moved by hand: a second and more passes without waiting it.
+        let c = counter::test_clock();
+        let mut anchors = counter::Anchors::default();
+        let t0 = std::time::Instant::now();
+        let before = c.raw(); // older than every anchor: converted with the oldest
+        let first = anchors.wall_micros(c, before, t0);
+        let between = c.raw(); // after the first anchor
+        let second = anchors.wall_micros(c, between, t0);
+        assert_eq!(anchors.len(), 1);
+        assert!(second >= first);
+
+        let later = t0 + std::time::Duration::from_millis(1100);
+        let after = c.raw();
+        let third = anchors.wall_micros(c, after, later); // takes a new anchor
+        assert_eq!(anchors.len(), 2, "re-anchored after a second");
+        assert!(third >= second);
+        assert_eq!(anchors.wall_micros(c, before, later), first);
+        assert_eq!(anchors.wall_micros(c, between, later), second);
+        assert_eq!(anchors.len(), 2);
+
+        // And through the process's own anchors, as messages are serialized.
         let stamp = Stamp::now();
-        let first = stamp.micros();
-        std::thread::sleep(std::time::Duration::from_millis(1100));
-        let later = Stamp::now().micros(); // takes a new anchor
-        assert!(later > first);
-        assert_eq!(stamp.micros(), first);
+        assert_eq!(stamp.micros(), stamp.micros());
     }
 
     #[test]

@@ -41,12 +41,18 @@
 //! The context follows the future: see [`trace_scope`], [`TraceFutureExt`] and
 //! [`spawn_traced`].
 //!
+//! ## Tests
+//! The notifier and the switches are process-wide; a test that needs its own installs a
+//! [`dispatch::Dispatch`] for a block ([`dispatch::with_default`]) or a future
+//! ([`dispatch::DispatchFutureExt::with_dispatch`]), so tests of one binary run in parallel.
+//!
 //! ## Where things are
 //! The crate root has what a service needs day to day; the rest is in its module: [`context`]
 //! (the trace a task belongs to), [`guard`] (the point guard), [`scope`] (futures and spawned
 //! tasks), [`message`] and [`id`] (what points emit), [`clock`], [`headers`] (signed trace
 //! headers), [`config`], [`notifier`] (queue and drivers), [`report`], [`memory`] (an in-memory
-//! collector), [`db`] (the `db` point model of the DB adapters), [`switches`], [`identity`].
+//! collector), [`db`] (the `db` point model of the DB adapters), [`switches`], [`dispatch`]
+//! (a notifier and switches of a scope's own), [`identity`].
 
 #![cfg_attr(docsrs, feature(doc_cfg))]
 
@@ -54,6 +60,7 @@ pub mod clock;
 pub mod config;
 pub mod context;
 pub mod db;
+pub mod dispatch;
 pub mod guard;
 pub mod headers;
 pub mod id;

@@ -57,17 +57,34 @@ fn global() -> &'static RwLock<Arc<dyn Notifier>> {
 /// Installs `notifier` as the process-wide notifier (OSProfiler's `notifier.set`).
 ///
 /// Traces capture the notifier when they start, so a swap takes effect for traces started
-/// afterwards; traces in flight finish on the notifier they began with.
+/// afterwards; traces in flight finish on the notifier they began with. Code inside a
+/// [dispatch scope](crate::dispatch) keeps seeing the scope's notifier.
 pub fn set(notifier: Arc<dyn Notifier>) {
     *global().write().unwrap_or_else(|e| e.into_inner()) = notifier;
 }
 
-/// The process-wide notifier.
+/// The notifier traces started here deliver to: the [dispatch scope](crate::dispatch)'s, when
+/// one is installed on this thread or task, else the process-wide one.
+///
+/// ```
+/// use osprofiler_core::{dispatch::{self, Dispatch}, notifier::{self, NoopNotifier}};
+/// use std::sync::Arc;
+/// let scoped: Arc<dyn notifier::Notifier> = Arc::new(NoopNotifier);
+/// let d = Dispatch::new(scoped.clone());
+/// assert!(dispatch::with_default(&d, || Arc::ptr_eq(&notifier::get(), &scoped)));
+/// assert!(!Arc::ptr_eq(&notifier::get(), &scoped)); // the process-wide one
+/// ```
 pub fn get() -> Arc<dyn Notifier> {
+    if crate::switches::any_scope()
+        && let Some(n) = crate::dispatch::scoped(|d| Some(d.notifier.clone()))
+    {
+        return n;
+    }
     global().read().unwrap_or_else(|e| e.into_inner()).clone()
 }
 
-/// Flushes the process-wide notifier (waits at most `timeout`); true when all was delivered.
+/// Flushes the notifier [`get`] returns (waits at most `timeout`); true when all was
+/// delivered.
 pub fn flush(timeout: Duration) -> bool {
     get().flush(timeout)
 }

@@ -192,7 +192,8 @@ impl Profiler {
     }
 }
 
-/// Spawns a tokio task that continues the current trace (tokio's `spawn` does not).
+/// Spawns a tokio task that continues the current trace (tokio's `spawn` does not), in the
+/// caller's [dispatch scope](crate::dispatch) if it has one.
 ///
 /// ```
 /// # #[tokio::main(flavor = "current_thread")] async fn main() {
@@ -209,11 +210,22 @@ where
     F: Future + Send + 'static,
     F::Output: Send + 'static,
 {
-    tokio::spawn(fut.in_current_trace())
+    use crate::dispatch::DispatchFutureExt;
+    tokio::spawn(fut.in_current_trace().with_current_dispatch())
 }
 
 /// Runs blocking code (sync DB drivers, diesel) on tokio's blocking pool inside the current
-/// trace.
+/// trace, in the caller's [dispatch scope](crate::dispatch) if it has one.
+///
+/// ```
+/// # #[tokio::main(flavor = "current_thread")] async fn main() {
+/// use osprofiler_core as osp;
+/// osp::init("key", None, None);
+/// let seen = osp::spawn_blocking_traced(|| osp::get().is_some()).await.unwrap();
+/// assert!(seen);
+/// osp::clean();
+/// # }
+/// ```
 #[cfg(feature = "tokio")]
 pub fn spawn_blocking_traced<F, R>(f: F) -> tokio::task::JoinHandle<R>
 where
@@ -221,5 +233,9 @@ where
     R: Send + 'static,
 {
     let profiler = get();
-    tokio::task::spawn_blocking(move || with_trace(profiler, f))
+    let dispatch = crate::dispatch::current();
+    tokio::task::spawn_blocking(move || match dispatch {
+        Some(d) => crate::dispatch::with_default(&d, || with_trace(profiler, f)),
+        None => with_trace(profiler, f),
+    })
 }

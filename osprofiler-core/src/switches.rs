@@ -1,27 +1,84 @@
 //! Runtime switches: relaxed atomics, so a running service can turn tracing, SQL text and
 //! error indexing on and off without restarting anything.
+//!
+//! The setters change the process-wide values. A [dispatch scope](crate::dispatch) may set its
+//! own: inside it, the getters return the scope's value where it sets one.
 
-use std::sync::atomic::{AtomicBool, Ordering::Relaxed};
+use crate::dispatch;
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering::Relaxed};
 
-static ENABLED: AtomicBool = AtomicBool::new(true);
+/// Bit 0: the process-wide `enabled` switch. The other bits: how many dispatch scopes exist
+/// (each adds [`SCOPE`]). One word, so that [`is_enabled`] answers with one load when no scope
+/// exists — the hot path of every hook.
+static STATE: AtomicUsize = AtomicUsize::new(ENABLED);
+const ENABLED: usize = 1;
+const SCOPE: usize = 2;
 static TRACE_SQL: AtomicBool = AtomicBool::new(false);
 static TRACE_SQL_PARAMS: AtomicBool = AtomicBool::new(false);
 static FILTER_ERROR_TRACE: AtomicBool = AtomicBool::new(false);
 
+/// Whether a dispatch scope exists anywhere in the process (then getters look at this
+/// thread's).
+#[inline(always)]
+pub(crate) fn any_scope() -> bool {
+    STATE.load(Relaxed) >= SCOPE
+}
+
+pub(crate) fn scope_created() {
+    STATE.fetch_add(SCOPE, Relaxed);
+}
+
+pub(crate) fn scope_dropped() {
+    STATE.fetch_sub(SCOPE, Relaxed);
+}
+
+/// The process-wide `enabled` switch, whatever the scope.
+#[cfg(test)]
+pub(crate) fn global_enabled() -> bool {
+    STATE.load(Relaxed) & ENABLED != 0
+}
+
+/// A switch: the scope's value if a scope installed here sets it, else the process-wide one.
+#[inline(always)]
+fn read(global: &AtomicBool, pick: fn(&dispatch::Inner) -> Option<bool>) -> bool {
+    if any_scope()
+        && let Some(on) = dispatch::scoped(pick)
+    {
+        return on;
+    }
+    global.load(Relaxed)
+}
+
 /// Whether profiling is on (default true for the library; `init_from_conf` sets it from
 /// the `enabled` option). When off, `init` starts nothing and every hook returns at once.
+///
+/// ```
+/// assert!(osprofiler_core::is_enabled());
+/// ```
 #[inline]
 pub fn is_enabled() -> bool {
-    ENABLED.load(Relaxed)
+    match STATE.load(Relaxed) {
+        // Off, no scope: one compare, as when this was a plain boolean.
+        0 => false,
+        ENABLED => true,
+        // Inline, no call: a call here would keep the hooks' other values out of registers.
+        state => dispatch::enabled_here().unwrap_or(state & ENABLED != 0),
+    }
 }
-/// Turns profiling on or off for the whole process, at once.
+
+/// Turns profiling on or off for the whole process, at once (a [scope](crate::dispatch) that
+/// sets its own keeps it).
 pub fn set_enabled(on: bool) {
-    ENABLED.store(on, Relaxed)
+    if on {
+        STATE.fetch_or(ENABLED, Relaxed);
+    } else {
+        STATE.fetch_and(!ENABLED, Relaxed);
+    }
 }
 /// Whether DB adapters record SQL text (`trace_sqlalchemy` / `trace_sql`, default false).
 #[inline]
 pub fn trace_sql() -> bool {
-    TRACE_SQL.load(Relaxed)
+    read(&TRACE_SQL, |d| d.trace_sql)
 }
 /// Turns SQL text recording on or off, without reconnecting anything.
 pub fn set_trace_sql(on: bool) {
@@ -30,7 +87,7 @@ pub fn set_trace_sql(on: bool) {
 /// Whether DB adapters record bound parameter values (default false: they carry secrets).
 #[inline]
 pub fn trace_sql_params() -> bool {
-    TRACE_SQL_PARAMS.load(Relaxed)
+    read(&TRACE_SQL_PARAMS, |d| d.trace_sql_params)
 }
 /// Turns parameter recording on or off.
 pub fn set_trace_sql_params(on: bool) {
@@ -39,7 +96,7 @@ pub fn set_trace_sql_params(on: bool) {
 /// Whether collectors index error traces (`filter_error_trace`, default false).
 #[inline]
 pub fn filter_error_trace() -> bool {
-    FILTER_ERROR_TRACE.load(Relaxed)
+    read(&FILTER_ERROR_TRACE, |d| d.filter_error_trace)
 }
 /// Turns error-trace indexing on or off.
 pub fn set_filter_error_trace(on: bool) {

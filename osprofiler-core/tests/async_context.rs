@@ -11,6 +11,8 @@ async fn trace_survives_await_across_worker_threads() {
         let p = osp::init("k", None, None).unwrap();
         for _ in 0..50 {
             let _t = Trace::new("step", osp::Info::new);
+            // Resumed by the timer, then by a yield: wherever the runtime polls it next. The
+            // suspension is what is tested, not a wait (1 ms, the timer's resolution).
             tokio::time::sleep(Duration::from_millis(1)).await;
             tokio::task::yield_now().await;
             assert_eq!(
@@ -112,6 +114,7 @@ async fn hundred_concurrent_tasks_do_not_cross_talk() {
                 let _t = Trace::new("work", osp::Info::new);
                 tokio::task::yield_now().await;
                 let _inner = Trace::new("inner", osp::Info::new);
+                // Resumed by the timer, interleaved with the 99 other tasks (not a wait).
                 tokio::time::sleep(Duration::from_micros(100)).await;
             }
             base(&p)
@@ -142,10 +145,9 @@ async fn dropped_future_still_stops_its_point() {
     collector();
     let base = osp::trace_scope(async {
         let p = osp::init("k", None, None).unwrap();
-        let slow = Trace::new_detached("slow", osp::Info::new)
-            .scope(tokio::time::sleep(Duration::from_secs(60)));
-        let timed_out = tokio::time::timeout(Duration::from_millis(5), slow).await;
-        assert!(timed_out.is_err());
+        let slow = Trace::new_detached("slow", osp::Info::new).scope(std::future::pending::<()>());
+        // Started (polled once, pending), then dropped.
+        osprofiler_testkit::conformance::poll_once(slow).await;
         base(&p)
     })
     .await;

@@ -1,25 +1,66 @@
 //! The queue notifier: never blocks the traced code, drops and counts when full, retries a
 //! failing driver and delivers when it recovers, flushes on demand and at shutdown.
+//!
+//! Each test has its own notifier, installed with a scoped dispatch (profiling on in it): they
+//! run in parallel. Only `init_from_conf_wires_...` sets the process-wide notifier and
+//! switches, which no other test here reads.
+use osprofiler_core::dispatch::{self, DefaultGuard, Dispatch};
 use osprofiler_core::notifier::{
     self, DriverError, Notifier, QueueNotifier, QueueOptions, Reader, TraceSummary, Writer,
 };
 use osprofiler_core::{self as osp, ProfilerConfig, Trace, message::Message};
 use serde_json::Value;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Condvar, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
-
-/// Tests here swap the global notifier: run them one at a time.
-static SERIAL: Mutex<()> = Mutex::new(());
 
 #[derive(Default)]
 struct Flaky {
     down: AtomicBool,
-    slow: AtomicBool,
+    /// While set, a call blocks (the worker is stuck in the driver) until it is cleared.
+    slow: Mutex<bool>,
+    /// Told when `slow` changes.
+    released: Condvar,
+    /// Told after every call (with `stored`'s lock).
+    called: Condvar,
     /// Batches holding a point of this name are refused as invalid.
     poison: Mutex<Option<String>>,
     calls: AtomicUsize,
     stored: Mutex<Vec<Value>>,
+}
+
+impl Flaky {
+    fn set_slow(&self, on: bool) {
+        *self.slow.lock().unwrap() = on;
+        self.released.notify_all();
+    }
+
+    /// Waits (at most 20 s) until `done` holds of the stored messages, woken by each call.
+    fn wait_stored(
+        &self,
+        what: &str,
+        done: impl Fn(&[Value]) -> bool,
+    ) -> MutexGuard<'_, Vec<Value>> {
+        let (stored, timeout) = self
+            .called
+            .wait_timeout_while(self.stored.lock().unwrap(), Duration::from_secs(20), |s| {
+                !done(s)
+            })
+            .unwrap();
+        assert!(!timeout.timed_out(), "{what}: {} stored", stored.len());
+        stored
+    }
+
+    /// Waits (at most 20 s) until the driver was called `n` times.
+    fn wait_calls(&self, n: usize) {
+        let (_g, timeout) = self
+            .called
+            .wait_timeout_while(self.stored.lock().unwrap(), Duration::from_secs(20), |_| {
+                self.calls.load(Ordering::SeqCst) < n
+            })
+            .unwrap();
+        assert!(!timeout.timed_out(), "the driver was not called {n} times");
+    }
 }
 
 impl Writer for Flaky {
@@ -27,25 +68,19 @@ impl Writer for Flaky {
         "flaky"
     }
     fn notify(&self, batch: &[Message]) -> Result<(), DriverError> {
-        self.calls.fetch_add(1, Ordering::SeqCst);
-        while self.slow.load(Ordering::SeqCst) {
-            std::thread::sleep(Duration::from_millis(1));
-        }
-        if self.down.load(Ordering::SeqCst) {
-            return Err(DriverError::new("connection refused"));
-        }
-        if let Some(bad) = &*self.poison.lock().unwrap()
-            && batch.iter().any(|m| m.point_name() == bad)
+        drop(
+            self.released
+                .wait_while(self.slow.lock().unwrap(), |slow| *slow)
+                .unwrap(),
+        );
+        let r = self.store(batch);
         {
-            return Err(
-                DriverError::new("value too long for type character varying(255)").rejected(),
-            );
+            // Counted under the lock the waiters hold, so that none misses the wake-up.
+            let _g = self.stored.lock().unwrap();
+            self.calls.fetch_add(1, Ordering::SeqCst);
         }
-        self.stored
-            .lock()
-            .unwrap()
-            .extend(batch.iter().map(Message::to_value));
-        Ok(())
+        self.called.notify_all();
+        r
     }
 }
 
@@ -68,7 +103,28 @@ impl Reader for Flaky {
     }
 }
 
-fn install(driver: Arc<Flaky>, capacity: usize) -> Arc<QueueNotifier> {
+impl Flaky {
+    fn store(&self, batch: &[Message]) -> Result<(), DriverError> {
+        if self.down.load(Ordering::SeqCst) {
+            return Err(DriverError::new("connection refused"));
+        }
+        if let Some(bad) = &*self.poison.lock().unwrap()
+            && batch.iter().any(|m| m.point_name() == bad)
+        {
+            return Err(
+                DriverError::new("value too long for type character varying(255)").rejected(),
+            );
+        }
+        self.stored
+            .lock()
+            .unwrap()
+            .extend(batch.iter().map(Message::to_value));
+        Ok(())
+    }
+}
+
+/// A notifier for `driver`, and the guard that installs it (profiling on) on this thread.
+fn install(driver: Arc<Flaky>, capacity: usize) -> (Arc<QueueNotifier>, DefaultGuard) {
     let opts = QueueOptions {
         capacity,
         batch_size: 16,
@@ -77,16 +133,15 @@ fn install(driver: Arc<Flaky>, capacity: usize) -> Arc<QueueNotifier> {
         ..QueueOptions::default()
     };
     let n = QueueNotifier::start(driver, opts).unwrap();
-    notifier::set(n.clone());
-    n
+    let scope = dispatch::set_default(&Dispatch::new(n.clone()).enabled(true));
+    (n, scope)
 }
 
 #[test]
 fn full_queue_drops_and_counts_without_blocking() {
-    let _s = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
     let driver = Arc::new(Flaky::default());
-    driver.slow.store(true, Ordering::SeqCst); // the worker is stuck in the driver
-    let n = install(driver.clone(), 64);
+    driver.set_slow(true); // the worker is stuck in the driver
+    let (n, _scope) = install(driver.clone(), 64);
     let p = osp::init("k", None, None).unwrap();
     let t0 = Instant::now();
     for _ in 0..1_000 {
@@ -101,7 +156,7 @@ fn full_queue_drops_and_counts_without_blocking() {
         elapsed < Duration::from_secs(2),
         "emitting must not wait for the driver: {elapsed:?}"
     );
-    driver.slow.store(false, Ordering::SeqCst);
+    driver.set_slow(false);
     assert!(n.flush_for(Duration::from_secs(10)));
     let delivered = driver
         .trace_messages(&p.base_id().to_string())
@@ -109,29 +164,29 @@ fn full_queue_drops_and_counts_without_blocking() {
         .len() as u64;
     assert_eq!(delivered, n.stats().delivered);
     assert_eq!(delivered, stats.queued);
-    notifier::set(Arc::new(notifier::NoopNotifier));
 }
 
 #[test]
 fn failing_driver_is_retried_and_delivery_resumes() {
-    let _s = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
     let driver = Arc::new(Flaky::default());
     driver.down.store(true, Ordering::SeqCst);
-    let n = install(driver.clone(), 1024);
+    let (n, _scope) = install(driver.clone(), 1024);
     let p = osp::init("k", None, None).unwrap();
     for _ in 0..10 {
         Trace::new("p", osp::Info::new).finish();
     }
     osp::clean();
+    // The driver is retried: a third call has started, so the first two failures are counted
+    // (the worker counts each after its call returns).
+    driver.wait_calls(3);
+    assert!(n.stats().driver_errors >= 2, "{:?}", n.stats());
+    // A flush cannot succeed while the driver is down: it says so at its timeout (which is
+    // what this waits for: the flush's own deadline, kept short).
     assert!(
-        !n.flush_for(Duration::from_millis(300)),
+        !n.flush_for(Duration::from_millis(50)),
         "cannot flush while the driver is down"
     );
-    assert!(
-        driver.calls.load(Ordering::SeqCst) >= 2,
-        "the driver is retried"
-    );
-    assert!(n.stats().driver_errors >= 2);
+    assert_eq!(n.stats().delivered, 0);
     driver.down.store(false, Ordering::SeqCst);
     assert!(n.flush_for(Duration::from_secs(10)));
     assert_eq!(
@@ -142,12 +197,10 @@ fn failing_driver_is_retried_and_delivery_resumes() {
         20,
         "nothing lost"
     );
-    notifier::set(Arc::new(notifier::NoopNotifier));
 }
 
 #[test]
 fn dropping_the_notifier_delivers_what_is_queued() {
-    let _s = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
     let driver = Arc::new(Flaky::default());
     let n = QueueNotifier::start(
         driver.clone(),
@@ -157,11 +210,14 @@ fn dropping_the_notifier_delivers_what_is_queued() {
         },
     )
     .unwrap();
-    notifier::set(n.clone());
-    let p = osp::init("k", None, None).unwrap();
-    Trace::new("p", osp::Info::new).finish();
-    osp::clean();
-    notifier::set(Arc::new(notifier::NoopNotifier));
+    let scope = Dispatch::new(n.clone()).enabled(true);
+    let p = dispatch::with_default(&scope, || {
+        let p = osp::init("k", None, None).unwrap();
+        Trace::new("p", osp::Info::new).finish();
+        osp::clean();
+        p
+    });
+    drop(scope);
     drop(p); // the trace held the notifier too
     assert_eq!(Arc::strong_count(&n), 1);
     drop(n); // shutdown flushes despite the hour-long interval
@@ -170,7 +226,8 @@ fn dropping_the_notifier_delivers_what_is_queued() {
 
 #[test]
 fn init_from_conf_wires_the_notifier_and_reports_driver_errors() {
-    let _s = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
+    // The one test here of the process-wide notifier and switches (init_from_conf sets them):
+    // the others install their own in their scopes, so none needs to wait for this one.
     osp::config::register_driver("failing", |_, _| {
         Err(DriverError::new(
             "server at 127.0.0.1:1 refused the connection",
@@ -254,9 +311,8 @@ impl Drop for DropSpy {
 
 #[test]
 fn delivered_messages_memory_is_freed_by_the_traced_thread() {
-    let _s = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
     let driver = Arc::new(Flaky::default());
-    let n = install(driver.clone(), 1024);
+    let (n, scope) = install(driver.clone(), 1024);
     let drops = Arc::new(Mutex::new(Vec::new()));
     let p = osp::init("k", None, None).unwrap();
     for _ in 0..10 {
@@ -274,13 +330,12 @@ fn delivered_messages_memory_is_freed_by_the_traced_thread() {
     osp::clean();
     let here = std::thread::current().id();
     assert_eq!(*drops.lock().unwrap(), vec![here; 10]);
-    notifier::set(Arc::new(notifier::NoopNotifier));
+    drop(scope);
     drop(n);
 }
 
 #[test]
 fn a_filling_queue_wakes_the_sleeping_worker() {
-    let _s = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
     let driver = Arc::new(Flaky::default());
     let opts = QueueOptions {
         capacity: 2048,
@@ -291,7 +346,7 @@ fn a_filling_queue_wakes_the_sleeping_worker() {
         ..QueueOptions::default()
     };
     let n = QueueNotifier::start(driver.clone(), opts).unwrap();
-    notifier::set(n.clone());
+    let scope = dispatch::set_default(&Dispatch::new(n.clone()).enabled(true));
     let p = osp::init("k", None, None).unwrap();
     // 8,000 messages, four times the capacity, in bursts of 800. Each burst passes a quarter
     // of the capacity (512), so the worker is woken; before the next burst, at most 512 may
@@ -302,15 +357,8 @@ fn a_filling_queue_wakes_the_sleeping_worker() {
             Trace::new("burst", osp::Info::new).finish();
         }
         sent += 800;
-        let t0 = Instant::now();
-        while sent - n.stats().delivered >= 512 {
-            assert!(
-                t0.elapsed() < Duration::from_secs(20),
-                "the worker was not woken: {:?}",
-                n.stats()
-            );
-            std::thread::sleep(Duration::from_millis(1));
-        }
+        // Each stored batch wakes this wait; without the early wake-up none comes.
+        drop(driver.wait_stored("the worker was not woken", |s| sent - s.len() < 512));
     }
     osp::clean();
     let stats = n.stats();
@@ -318,16 +366,15 @@ fn a_filling_queue_wakes_the_sleeping_worker() {
     assert!(n.flush_for(Duration::from_secs(10)));
     let stored = driver.trace_messages(&p.base_id().to_string()).unwrap();
     assert_eq!(stored.len(), 8_000);
-    notifier::set(Arc::new(notifier::NoopNotifier));
+    drop(scope);
     drop(n);
 }
 
 #[test]
 fn an_invalid_message_is_dropped_and_counted_without_holding_up_or_taking_valid_ones() {
-    let _s = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
     let driver = Arc::new(Flaky::default());
     *driver.poison.lock().unwrap() = Some("bad".into());
-    let n = install(driver.clone(), 1024);
+    let (n, _scope) = install(driver.clone(), 1024);
     let p = osp::init("k", None, None).unwrap();
     // Valid points around an invalid one, in the same batches.
     for i in 0..40 {

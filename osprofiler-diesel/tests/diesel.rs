@@ -4,19 +4,9 @@
 //! code through spawn_blocking_traced.
 use diesel::prelude::*;
 use diesel::sql_types::{Integer, Text};
-use osprofiler_core as osp;
+use osprofiler_core::{self as osp, dispatch::DispatchFutureExt};
 use osprofiler_testkit::*;
 use serde_json::Value;
-
-/// trace_sql is process-wide: these tests take turns.
-static SERIAL: std::sync::Mutex<()> = std::sync::Mutex::new(());
-
-fn traced_run(f: impl FnOnce()) -> Vec<Value> {
-    let p = osp::init("k", None, None).unwrap();
-    f();
-    osp::clean();
-    messages_of(&p.base_id().to_string())
-}
 
 #[derive(QueryableByName, Debug)]
 struct Named {
@@ -24,9 +14,12 @@ struct Named {
     name: String,
 }
 
-/// The same scenario on every database; `p(n)` is the n-th placeholder of its dialect.
+/// The same scenario on every database; `p(n)` is the n-th placeholder of its dialect. Its
+/// traces go to the test's own collector `c`, with `trace_sql` and `trace_sql_params` set in
+/// their own scopes: the tests of this file run in parallel.
 macro_rules! scenario {
-    ($conn:expr, $system:expr, $p:expr) => {{
+    ($c:expr, $conn:expr, $system:expr, $p:expr) => {{
+        let c: &Collector = $c;
         let conn = $conn;
         let system: &str = $system;
         let p: fn(usize) -> String = $p;
@@ -43,9 +36,8 @@ macro_rules! scenario {
             .into_iter()
             .enumerate()
         {
-            osp::set_trace_sql(sql);
-            osp::set_trace_sql_params(params);
-            let msgs = traced_run(|| {
+            let scope = c.dispatch().trace_sql(sql).trace_sql_params(params);
+            let msgs = c.traced_run_sync(&scope, || {
                 diesel::sql_query(&insert)
                     .bind::<Integer, _>(n as i32)
                     .bind::<Text, _>("secret-value")
@@ -76,10 +68,9 @@ macro_rules! scenario {
                 "binds only with trace_sql_params"
             );
         }
-        osp::set_trace_sql(true);
-        osp::set_trace_sql_params(false);
+        let sql = c.dispatch().trace_sql(true);
 
-        let msgs = traced_run(|| {
+        let msgs = c.traced_run_sync(&sql, || {
             assert!(
                 diesel::sql_query("SELECT * FROM no_such_table_here")
                     .execute(conn)
@@ -95,7 +86,7 @@ macro_rules! scenario {
                 .contains("no_such_table_here")
         );
 
-        let msgs = traced_run(|| {
+        let msgs = c.traced_run_sync(&sql, || {
             conn.transaction::<_, diesel::result::Error, _>(|c| {
                 diesel::sql_query(&insert)
                     .bind::<Integer, _>(10)
@@ -131,7 +122,6 @@ macro_rules! scenario {
             )
         );
         assert_eq!(got[0].1, None, "transaction control has no statement");
-        osp::set_trace_sql(false);
         diesel::sql_query(format!("DROP TABLE {t}"))
             .execute(conn)
             .unwrap();
@@ -140,37 +130,36 @@ macro_rules! scenario {
 
 #[test]
 fn sqlite_in_memory() {
-    let _s = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
-    collector();
+    let c = Collector::new();
     let mut conn = SqliteConnection::establish(":memory:").unwrap();
     osprofiler_diesel::instrument_with(
         &mut conn,
         osp::db::DbTarget::new("sqlite").namespace("main"),
     );
-    scenario!(&mut conn, "sqlite", |_| "?".to_owned());
+    scenario!(&c, &mut conn, "sqlite", |_| "?".to_owned());
 }
 
 #[test]
 fn sqlite_in_a_file_with_default_instrumentation() {
-    let _s = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
-    collector();
+    let c = Collector::new();
     osprofiler_diesel::install_default().unwrap();
     let path =
         std::env::temp_dir().join(format!("osp-diesel-{}.db", uuid::Uuid::new_v4().simple()));
     let url = path.display().to_string();
     // Establishing is itself a point when a trace is active.
     let mut conn = None;
-    let msgs = traced_run(|| conn = Some(SqliteConnection::establish(&url).unwrap()));
+    let msgs = c.traced_run_sync(&c.dispatch(), || {
+        conn = Some(SqliteConnection::establish(&url).unwrap())
+    });
     let points = db_points(&msgs);
     assert_eq!(points[0].0, "connect");
     let mut conn = conn.unwrap();
-    scenario!(&mut conn, "sqlite", |_| "?".to_owned());
+    scenario!(&c, &mut conn, "sqlite", |_| "?".to_owned());
 }
 
 #[test]
 fn postgresql_with_r2d2_and_no_password_in_points() {
-    let _s = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
-    collector();
+    let c = Collector::new();
     let url = "postgres://postgres:not-a-real-password@127.0.0.1:5432/test";
     let manager = diesel::r2d2::ConnectionManager::<PgConnection>::new(url);
     let pool = diesel::r2d2::Pool::builder()
@@ -183,7 +172,7 @@ fn postgresql_with_r2d2_and_no_password_in_points() {
             panic!("PostgreSQL at 127.0.0.1:5432 (user postgres, database test) is required: {e}")
         });
     let mut conn = pool.get().unwrap();
-    let msgs = traced_run(|| {
+    let msgs = c.traced_run_sync(&c.dispatch(), || {
         diesel::sql_query("SELECT 1").execute(&mut conn).unwrap();
     });
     let start = &msgs.iter().find(|m| m["name"] == "db-start").unwrap()["info"]["db"];
@@ -196,30 +185,32 @@ fn postgresql_with_r2d2_and_no_password_in_points() {
             .unwrap()
             .contains("not-a-real-password")
     );
-    scenario!(&mut *conn, "postgresql", |n| format!("${n}"));
+    scenario!(&c, &mut *conn, "postgresql", |n| format!("${n}"));
 }
 
 #[test]
 fn sync_diesel_from_async_code_stays_in_the_trace() {
-    let _s = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
-    collector();
+    let c = Collector::new();
     let rt = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
         .build()
         .unwrap();
-    let (base, rpc) = rt.block_on(osp::trace_scope(async {
-        let p = osp::init("k", None, None).unwrap();
-        let rpc = osp::Trace::new("rpc", osp::Info::new);
-        osp::spawn_blocking_traced(|| {
-            let mut conn = SqliteConnection::establish(":memory:").unwrap();
-            osprofiler_diesel::instrument(&mut conn);
-            diesel::sql_query("SELECT 1").execute(&mut conn).unwrap();
+    let (base, rpc) = rt.block_on(
+        osp::trace_scope(async {
+            let p = osp::init("k", None, None).unwrap();
+            let rpc = osp::Trace::new("rpc", osp::Info::new);
+            osp::spawn_blocking_traced(|| {
+                let mut conn = SqliteConnection::establish(":memory:").unwrap();
+                osprofiler_diesel::instrument(&mut conn);
+                diesel::sql_query("SELECT 1").execute(&mut conn).unwrap();
+            })
+            .await
+            .unwrap();
+            (p.base_id().to_string(), rpc.id().unwrap().to_string())
         })
-        .await
-        .unwrap();
-        (p.base_id().to_string(), rpc.id().unwrap().to_string())
-    }));
-    let msgs = messages_of(&base);
+        .with_dispatch(c.dispatch()),
+    );
+    let msgs = c.messages_of(&base);
     let q = msgs.iter().rfind(|m| m["name"] == "db-start").unwrap();
     assert_eq!(q["parent_id"], rpc.as_str());
     // `instrument` on an open connection names its system (from the backend).
@@ -228,8 +219,7 @@ fn sync_diesel_from_async_code_stays_in_the_trace() {
 
 #[test]
 fn a_hundred_concurrent_traced_tasks_share_one_r2d2_pool() {
-    let _s = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
-    collector();
+    let c = Collector::new();
     let url = "postgres://postgres@127.0.0.1:5432/test";
     let pool = diesel::r2d2::Pool::builder()
         .max_size(4)
@@ -248,19 +238,23 @@ fn a_hundred_concurrent_traced_tasks_share_one_r2d2_pool() {
         let mut tasks = Vec::new();
         for i in 0..100 {
             let pool = pool.clone();
-            tasks.push(tokio::spawn(osp::trace_scope(async move {
-                let p = osp::init("k", None, None).unwrap();
-                let outer = osp::Trace::new("rpc", osp::Info::new);
-                osp::spawn_blocking_traced(move || {
-                    let mut conn = pool.get().unwrap();
-                    diesel::sql_query(format!("SELECT {i} + 1"))
-                        .execute(&mut conn)
-                        .unwrap();
+            tasks.push(tokio::spawn(
+                osp::trace_scope(async move {
+                    let p = osp::init("k", None, None).unwrap();
+                    let outer = osp::Trace::new("rpc", osp::Info::new);
+                    osp::spawn_blocking_traced(move || {
+                        let mut conn = pool.get().unwrap();
+                        diesel::sql_query(format!("SELECT {i} + 1"))
+                            .execute(&mut conn)
+                            .unwrap();
+                    })
+                    .await
+                    .unwrap();
+                    (p.base_id().to_string(), outer.id().unwrap().to_string())
                 })
-                .await
-                .unwrap();
-                (p.base_id().to_string(), outer.id().unwrap().to_string())
-            })));
+                // spawn_blocking_traced carries it to the blocking pool.
+                .with_dispatch(c.dispatch()),
+            ));
         }
         let mut out = Vec::new();
         for t in tasks {
@@ -269,7 +263,7 @@ fn a_hundred_concurrent_traced_tasks_share_one_r2d2_pool() {
         out
     });
     for (base, outer) in results {
-        let msgs = messages_of(&base);
+        let msgs = c.messages_of(&base);
         // A connection the pool opens inside the task adds its own points (connect and diesel's
         // set-up statements); all of them, and the query, belong to this task's rpc point.
         let starts: Vec<&Value> = msgs.iter().filter(|m| m["name"] == "db-start").collect();

@@ -4,35 +4,32 @@
 mod common;
 use common::*;
 use futures_util::StreamExt;
-use osprofiler_core as osp;
+use osprofiler_core::{self as osp, dispatch::DispatchFutureExt};
 use osprofiler_testkit::*;
 use serde_json::Value;
 use std::sync::Arc;
 
-/// trace_sql is process-wide: these tests take turns.
-static SERIAL: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
-
 #[tokio::test]
 async fn streams_stop_at_the_end_or_as_cancelled_when_dropped() {
-    let _s = SERIAL.lock().await;
-    collector();
+    let c = Collector::new();
     let db = traced().await;
-    let msgs = traced_run(async {
-        let stream = db
-            .query_raw("SELECT generate_series(1, 50)", std::iter::empty::<i32>())
-            .await
-            .unwrap();
-        let rows: Vec<_> = stream.collect().await;
-        assert_eq!(rows.len(), 50);
-        let mut stream = Box::pin(
-            db.query_raw("SELECT generate_series(1, 1000)", std::iter::empty::<i32>())
+    let msgs = c
+        .traced_run(&c.dispatch(), async {
+            let stream = db
+                .query_raw("SELECT generate_series(1, 50)", std::iter::empty::<i32>())
                 .await
-                .unwrap(),
-        );
-        stream.next().await.unwrap().unwrap();
-        drop(stream);
-    })
-    .await;
+                .unwrap();
+            let rows: Vec<_> = stream.collect().await;
+            assert_eq!(rows.len(), 50);
+            let mut stream = Box::pin(
+                db.query_raw("SELECT generate_series(1, 1000)", std::iter::empty::<i32>())
+                    .await
+                    .unwrap(),
+            );
+            stream.next().await.unwrap().unwrap();
+            drop(stream);
+        })
+        .await;
     let stops: Vec<&Value> = msgs.iter().filter(|m| m["name"] == "db-stop").collect();
     assert_eq!(stops.len(), 2);
     assert_eq!(stops[0]["info"]["db"]["rows"], 50);
@@ -41,18 +38,16 @@ async fn streams_stop_at_the_end_or_as_cancelled_when_dropped() {
 
 #[tokio::test]
 async fn raw_sql_is_sanitized_and_prepared_statements_remember_their_text() {
-    let _s = SERIAL.lock().await;
-    collector();
-    osp::set_trace_sql(true);
+    let c = Collector::new();
     let db = traced().await;
-    let msgs = traced_run(async {
-        db.batch_execute("SELECT 'password123', 42").await.unwrap();
-        let st = db.prepare("SELECT $1::text").await.unwrap();
-        db.query_one(&st, &[&"x"]).await.unwrap();
-        db.query_one(&st, &[&"y"]).await.unwrap();
-    })
-    .await;
-    osp::set_trace_sql(false);
+    let msgs = c
+        .traced_run(&c.dispatch().trace_sql(true), async {
+            db.batch_execute("SELECT 'password123', 42").await.unwrap();
+            let st = db.prepare("SELECT $1::text").await.unwrap();
+            db.query_one(&st, &[&"x"]).await.unwrap();
+            db.query_one(&st, &[&"y"]).await.unwrap();
+        })
+        .await;
     let points = db_points(&msgs);
     assert_eq!(
         points[0].1.as_deref(),
@@ -74,38 +69,41 @@ async fn raw_sql_is_sanitized_and_prepared_statements_remember_their_text() {
 
 #[tokio::test]
 async fn no_trace_means_no_points() {
-    let _s = SERIAL.lock().await;
-    let c = collector();
+    // A collector of this test's own: whatever it gets, this test sent.
+    let c = Collector::new();
     let db = traced().await;
-    let before = {
-        c.notifier.flush_for(std::time::Duration::from_secs(5));
-        c.memory.messages().len()
-    };
-    db.query("SELECT 1", &[]).await.unwrap();
-    db.execute("SELECT 1", &[]).await.unwrap();
-    c.notifier.flush_for(std::time::Duration::from_secs(5));
-    assert_eq!(c.memory.messages().len(), before);
+    async {
+        db.query("SELECT 1", &[]).await.unwrap();
+        db.execute("SELECT 1", &[]).await.unwrap();
+    }
+    .with_dispatch(c.dispatch())
+    .await;
+    c.flush();
+    assert_eq!(c.memory.messages(), Vec::<Value>::new());
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_hundred_concurrent_traced_tasks_share_one_client() {
-    let _s = SERIAL.lock().await;
-    collector();
+    let c = Collector::new();
     let db = Arc::new(traced().await);
     let mut tasks = Vec::new();
     for i in 0..100 {
         let db = db.clone();
-        tasks.push(tokio::spawn(osp::trace_scope(async move {
-            let p = osp::init("k", None, None).unwrap();
-            let outer = osp::Trace::new("rpc", osp::Info::new);
-            db.query_one("SELECT $1::int4 + 1", &[&i]).await.unwrap();
-            db.query("SELECT pg_sleep(0.001)", &[]).await.unwrap();
-            (p.base_id().to_string(), outer.id().unwrap().to_string())
-        })));
+        tasks.push(tokio::spawn(
+            osp::trace_scope(async move {
+                let p = osp::init("k", None, None).unwrap();
+                let outer = osp::Trace::new("rpc", osp::Info::new);
+                db.query_one("SELECT $1::int4 + 1", &[&i]).await.unwrap();
+                // Still running while the other tasks send theirs: queries in flight together.
+                db.query("SELECT pg_sleep(0.001)", &[]).await.unwrap();
+                (p.base_id().to_string(), outer.id().unwrap().to_string())
+            })
+            .with_dispatch(c.dispatch()),
+        ));
     }
     for t in tasks {
         let (base, outer) = t.await.unwrap();
-        let msgs = messages_of(&base);
+        let msgs = c.messages_of(&base);
         let starts: Vec<&Value> = msgs.iter().filter(|m| m["name"] == "db-start").collect();
         assert_eq!(starts.len(), 2, "{base}");
         assert!(

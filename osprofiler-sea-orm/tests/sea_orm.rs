@@ -2,7 +2,7 @@
 //! inserts with parameters, a failing statement, transactions committed and rolled back,
 //! streams read fully and dropped early, with trace_sql off, on, and on with params.
 use futures_util::StreamExt;
-use osprofiler_core as osp;
+use osprofiler_core::{self as osp, dispatch::DispatchFutureExt};
 use osprofiler_sea_orm::Traced;
 use osprofiler_testkit::*;
 use sea_orm::entity::prelude::*;
@@ -26,10 +26,10 @@ mod user {
     impl ActiveModelBehavior for ActiveModel {}
 }
 
-/// trace_sql is process-wide: these tests take turns.
-static SERIAL: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
-
+/// The scenario, with a collector of its own and `trace_sql` set in its own scopes: the
+/// scenarios of this file run in parallel (SQLite in memory, in a file, PostgreSQL).
 async fn scenario(db: DatabaseConnection, system: &str) {
+    let c = Collector::new();
     let db = Traced::new(db).database("test");
     db.inner()
         .execute_unprepared("DROP TABLE IF EXISTS osp_sea_users")
@@ -46,20 +46,20 @@ async fn scenario(db: DatabaseConnection, system: &str) {
         .into_iter()
         .enumerate()
     {
-        osp::set_trace_sql(sql);
-        osp::set_trace_sql_params(params);
-        let msgs = traced_run(async {
-            user::ActiveModel {
-                id: Set(n as i32),
-                name: Set("secret-value".into()),
-            }
-            .insert(&db)
-            .await
-            .unwrap();
-            let all = user::Entity::find().all(&db).await.unwrap();
-            assert_eq!(all.len(), n + 1);
-        })
-        .await;
+        let scope = c.dispatch().trace_sql(sql).trace_sql_params(params);
+        let msgs = c
+            .traced_run(&scope, async {
+                user::ActiveModel {
+                    id: Set(n as i32),
+                    name: Set("secret-value".into()),
+                }
+                .insert(&db)
+                .await
+                .unwrap();
+                let all = user::Entity::find().all(&db).await.unwrap();
+                assert_eq!(all.len(), n + 1);
+            })
+            .await;
         let points = db_points(&msgs);
         let apis: Vec<&str> = points.iter().map(|p| p.0.as_str()).collect();
         assert!(
@@ -85,18 +85,18 @@ async fn scenario(db: DatabaseConnection, system: &str) {
             "values only with trace_sql_params"
         );
     }
-    osp::set_trace_sql(true);
-    osp::set_trace_sql_params(false);
+    let sql = c.dispatch().trace_sql(true);
 
     // A failing statement.
-    let msgs = traced_run(async {
-        assert!(
-            db.execute_unprepared("SELECT * FROM no_such_table_here")
-                .await
-                .is_err()
-        );
-    })
-    .await;
+    let msgs = c
+        .traced_run(&sql, async {
+            assert!(
+                db.execute_unprepared("SELECT * FROM no_such_table_here")
+                    .await
+                    .is_err()
+            );
+        })
+        .await;
     let stop = msgs.iter().find(|m| m["name"] == "db-stop").unwrap();
     assert_eq!(stop["info"]["etype"], "sea_orm::error::DbErr");
     assert!(
@@ -107,36 +107,37 @@ async fn scenario(db: DatabaseConnection, system: &str) {
     );
 
     // Transactions: the closure form commits or rolls back, and the transaction stays traced.
-    let msgs = traced_run(async {
-        db.transaction::<_, (), DbErr>(|tx| {
-            Box::pin(async move {
-                user::ActiveModel {
-                    id: Set(10),
-                    name: Set("a".into()),
-                }
-                .insert(tx)
-                .await?;
-                Ok(())
-            })
-        })
-        .await
-        .unwrap();
-        let r = db
-            .transaction::<_, (), DbErr>(|tx| {
+    let msgs = c
+        .traced_run(&sql, async {
+            db.transaction::<_, (), DbErr>(|tx| {
                 Box::pin(async move {
                     user::ActiveModel {
-                        id: Set(11),
-                        name: Set("b".into()),
+                        id: Set(10),
+                        name: Set("a".into()),
                     }
                     .insert(tx)
                     .await?;
-                    Err(DbErr::Custom("changed my mind".into()))
+                    Ok(())
                 })
             })
-            .await;
-        assert!(r.is_err());
-    })
-    .await;
+            .await
+            .unwrap();
+            let r = db
+                .transaction::<_, (), DbErr>(|tx| {
+                    Box::pin(async move {
+                        user::ActiveModel {
+                            id: Set(11),
+                            name: Set("b".into()),
+                        }
+                        .insert(tx)
+                        .await?;
+                        Err(DbErr::Custom("changed my mind".into()))
+                    })
+                })
+                .await;
+            assert!(r.is_err());
+        })
+        .await;
     let apis: Vec<String> = db_points(&msgs).into_iter().map(|p| p.0).collect();
     assert_eq!(apis.first().map(String::as_str), Some("begin"));
     assert!(
@@ -154,25 +155,25 @@ async fn scenario(db: DatabaseConnection, system: &str) {
     assert!(ids.contains(&10) && !ids.contains(&11));
 
     // Streams: read fully, then dropped early.
-    let msgs = traced_run(async {
-        let all: Vec<_> = user::Entity::find()
-            .stream(&db)
-            .await
-            .unwrap()
-            .collect()
-            .await;
-        assert_eq!(all.len(), 4);
-        let mut s = user::Entity::find().stream(&db).await.unwrap();
-        s.next().await.unwrap().unwrap();
-        drop(s);
-    })
-    .await;
+    let msgs = c
+        .traced_run(&sql, async {
+            let all: Vec<_> = user::Entity::find()
+                .stream(&db)
+                .await
+                .unwrap()
+                .collect()
+                .await;
+            assert_eq!(all.len(), 4);
+            let mut s = user::Entity::find().stream(&db).await.unwrap();
+            s.next().await.unwrap().unwrap();
+            drop(s);
+        })
+        .await;
     let stops: Vec<&Value> = msgs.iter().filter(|m| m["name"] == "db-stop").collect();
     assert_eq!(stops.len(), 2, "{msgs:#?}");
     assert_eq!(stops[0]["info"]["db"]["rows"], 4);
     assert_eq!(stops[1]["info"]["cancelled"], true);
 
-    osp::set_trace_sql(false);
     db.inner()
         .execute_unprepared("DROP TABLE osp_sea_users")
         .await
@@ -181,8 +182,6 @@ async fn scenario(db: DatabaseConnection, system: &str) {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn sqlite_in_memory() {
-    let _s = SERIAL.lock().await;
-    collector();
     let opts = sea_orm::ConnectOptions::new("sqlite::memory:")
         .max_connections(1)
         .to_owned();
@@ -191,8 +190,6 @@ async fn sqlite_in_memory() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn sqlite_in_a_file() {
-    let _s = SERIAL.lock().await;
-    collector();
     let path = std::env::temp_dir().join(format!("osp-sea-{}.db", uuid::Uuid::new_v4().simple()));
     let url = format!("sqlite://{}?mode=rwc", path.display());
     scenario(sea_orm::Database::connect(url).await.unwrap(), "sqlite").await;
@@ -200,8 +197,6 @@ async fn sqlite_in_a_file() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn postgresql() {
-    let _s = SERIAL.lock().await;
-    collector();
     let db = sea_orm::Database::connect("postgres://postgres@127.0.0.1:5432/test")
         .await
         .unwrap_or_else(|e| {
@@ -212,8 +207,7 @@ async fn postgresql() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_hundred_concurrent_traced_tasks_share_one_connection() {
-    let _s = SERIAL.lock().await;
-    collector();
+    let c = Collector::new();
     let db = sea_orm::Database::connect("postgres://postgres@127.0.0.1:5432/test")
         .await
         .unwrap_or_else(|e| {
@@ -223,20 +217,23 @@ async fn a_hundred_concurrent_traced_tasks_share_one_connection() {
     let mut tasks = Vec::new();
     for i in 0..100 {
         let db = db.clone();
-        tasks.push(tokio::spawn(osp::trace_scope(async move {
-            let p = osp::init("k", None, None).unwrap();
-            let outer = osp::Trace::new("rpc", osp::Info::new);
-            let stmt = sea_orm::Statement::from_string(
-                sea_orm::DbBackend::Postgres,
-                format!("SELECT {i} + 1"),
-            );
-            db.query_all_raw(stmt).await.unwrap();
-            (p.base_id().to_string(), outer.id().unwrap().to_string())
-        })));
+        tasks.push(tokio::spawn(
+            osp::trace_scope(async move {
+                let p = osp::init("k", None, None).unwrap();
+                let outer = osp::Trace::new("rpc", osp::Info::new);
+                let stmt = sea_orm::Statement::from_string(
+                    sea_orm::DbBackend::Postgres,
+                    format!("SELECT {i} + 1"),
+                );
+                db.query_all_raw(stmt).await.unwrap();
+                (p.base_id().to_string(), outer.id().unwrap().to_string())
+            })
+            .with_dispatch(c.dispatch()),
+        ));
     }
     for t in tasks {
         let (base, outer) = t.await.unwrap();
-        let msgs = messages_of(&base);
+        let msgs = c.messages_of(&base);
         let starts: Vec<&Value> = msgs.iter().filter(|m| m["name"] == "db-start").collect();
         assert_eq!(starts.len(), 1, "{base}");
         assert_eq!(

@@ -2,13 +2,10 @@
 //! decoded for `db.params` (PostgreSQL, MariaDB), an SQLite file with streams read fully and
 //! dropped early, concurrent tasks on one pool.
 use futures_util::StreamExt;
-use osprofiler_core as osp;
+use osprofiler_core::{self as osp, dispatch::DispatchFutureExt};
 use osprofiler_sqlx::Traced;
 use osprofiler_testkit::*;
 use serde_json::{Value, json};
-
-/// trace_sql is process-wide: these tests take turns.
-static SERIAL: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
 
 async fn postgres() -> Traced<sqlx::PgPool> {
     let pool = sqlx::PgPool::connect("postgres://postgres@127.0.0.1:5432/test")
@@ -42,24 +39,22 @@ macro_rules! params_test {
     ($name:ident, $connect:expr, $p:expr) => {
         #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
         async fn $name() {
-            let _s = SERIAL.lock().await;
-            collector();
+            // trace_sql and trace_sql_params on for this test only: its own scope.
+            let c = Collector::new();
             let db = $connect.await;
             let p: fn(usize) -> String = $p;
-            osp::set_trace_sql(true);
-            osp::set_trace_sql_params(true);
             let sql = format!("SELECT {} AS n, {} AS s", p(1), p(2));
-            let msgs = traced_run(async {
-                sqlx::query(sqlx::AssertSqlSafe(sql.clone()))
-                    .bind(7i32)
-                    .bind("secret-value")
-                    .fetch_all(&db)
-                    .await
-                    .unwrap();
-            })
-            .await;
-            osp::set_trace_sql(false);
-            osp::set_trace_sql_params(false);
+            let scope = c.dispatch().trace_sql(true).trace_sql_params(true);
+            let msgs = c
+                .traced_run(&scope, async {
+                    sqlx::query(sqlx::AssertSqlSafe(sql.clone()))
+                        .bind(7i32)
+                        .bind("secret-value")
+                        .fetch_all(&db)
+                        .await
+                        .unwrap();
+                })
+                .await;
             let start = one(&msgs, "db-start");
             assert_eq!(
                 start["info"]["db"]["params"],
@@ -74,18 +69,18 @@ params_test!(mariadb_params, mariadb(), |_| "?".to_owned());
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn sqlite_file_streams_read_fully_or_dropped_early() {
-    let _s = SERIAL.lock().await;
-    collector();
+    let c = Collector::new();
     let db = sqlite_file().await;
     let select = "SELECT 1 UNION ALL SELECT 2 UNION ALL SELECT 3";
-    let msgs = traced_run(async {
-        let all: Vec<_> = sqlx::query(select).fetch(&db).collect().await;
-        assert_eq!(all.len(), 3);
-        let mut s = sqlx::query(select).fetch(&db);
-        s.next().await.unwrap().unwrap();
-        drop(s);
-    })
-    .await;
+    let msgs = c
+        .traced_run(&c.dispatch(), async {
+            let all: Vec<_> = sqlx::query(select).fetch(&db).collect().await;
+            assert_eq!(all.len(), 3);
+            let mut s = sqlx::query(select).fetch(&db);
+            s.next().await.unwrap().unwrap();
+            drop(s);
+        })
+        .await;
     let stops: Vec<&Value> = msgs.iter().filter(|m| m["name"] == "db-stop").collect();
     assert_eq!(stops.len(), 2);
     assert_eq!(stops[0]["info"]["db"], json!({"rows": 3}));
@@ -95,28 +90,31 @@ async fn sqlite_file_streams_read_fully_or_dropped_early() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_hundred_concurrent_traced_tasks_share_one_pool() {
-    let _s = SERIAL.lock().await;
-    collector();
+    let c = Collector::new();
     let db = std::sync::Arc::new(postgres().await);
     let mut tasks = Vec::new();
     for i in 0..100 {
         let db = db.clone();
-        tasks.push(tokio::spawn(osp::trace_scope(async move {
-            let p = osp::init("k", None, None).unwrap();
-            let outer = osp::Trace::new("rpc", osp::Info::new);
-            sqlx::query("SELECT $1::int4 + 1")
-                .bind(i)
-                .fetch_one(&*db)
-                .await
-                .unwrap();
-            let mut conn = db.acquire().await.unwrap();
-            sqlx::query("SELECT 1").execute(&mut conn).await.unwrap();
-            (p.base_id().to_string(), outer.id().unwrap().to_string())
-        })));
+        // Each task in its own trace scope, all in this test's dispatch.
+        tasks.push(tokio::spawn(
+            osp::trace_scope(async move {
+                let p = osp::init("k", None, None).unwrap();
+                let outer = osp::Trace::new("rpc", osp::Info::new);
+                sqlx::query("SELECT $1::int4 + 1")
+                    .bind(i)
+                    .fetch_one(&*db)
+                    .await
+                    .unwrap();
+                let mut conn = db.acquire().await.unwrap();
+                sqlx::query("SELECT 1").execute(&mut conn).await.unwrap();
+                (p.base_id().to_string(), outer.id().unwrap().to_string())
+            })
+            .with_dispatch(c.dispatch()),
+        ));
     }
     for t in tasks {
         let (base, outer) = t.await.unwrap();
-        let msgs = messages_of(&base);
+        let msgs = c.messages_of(&base);
         let starts: Vec<&Value> = msgs.iter().filter(|m| m["name"] == "db-start").collect();
         let apis: Vec<&str> = starts
             .iter()

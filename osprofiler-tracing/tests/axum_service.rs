@@ -9,7 +9,7 @@ use axum::{Router, routing::get};
 use osprofiler_core as osp;
 use osprofiler_http::{OsProfilerLayer, TraceMiddleware};
 use osprofiler_sqlx::Traced;
-use osprofiler_testkit::{messages_of, one, stop_of};
+use osprofiler_testkit::{all_stopped, one, stop_of, wait_for_messages};
 use serde_json::Value;
 use sqlx::SqlitePool;
 use tower_http::trace::TraceLayer;
@@ -73,9 +73,15 @@ async fn instrumented_axum_sqlx_service_forms_one_tree() {
                 .await
                 .unwrap()
                 .status();
-            // tower-http's span closes when the response body is done, just after.
-            tokio::time::sleep(std::time::Duration::from_millis(50)).await;
-            (status, messages_of(&p.base_id().to_string()))
+            // tower-http's span closes when the response body is done, just after: wait for
+            // every point to stop (a blocking wait, off the runtime's threads).
+            let base = p.base_id().to_string();
+            let msgs = tokio::task::spawn_blocking(move || {
+                wait_for_messages(&base, std::time::Duration::from_secs(10), all_stopped)
+            })
+            .await
+            .unwrap();
+            (status, msgs)
         })
     };
 

@@ -11,6 +11,7 @@ async fn call(i: u32) {
     for _ in 0..3 {
         tokio::task::yield_now().await;
         let _db = Trace::new("db", || osp::info!({"i": i}));
+        // Resumed by the timer, wherever the runtime polls it (the move is tested; no wait).
         tokio::time::sleep(std::time::Duration::from_millis(1)).await;
     }
 }

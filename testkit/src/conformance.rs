@@ -6,8 +6,9 @@
 //! calls [`run`]; what its library cannot report is declared in [`Caps`] and checked too (a
 //! point without `rows` where the library gives none, never a wrong count).
 
-use crate::{collector, messages_of, table};
+use crate::{Collector, table};
 use osprofiler_core::db::{Dialect, sanitize};
+use osprofiler_core::dispatch::Dispatch;
 use serde_json::{Map, Value, json};
 use std::future::Future;
 
@@ -133,28 +134,21 @@ pub fn points(msgs: &[Value]) -> Vec<Point> {
         .collect()
 }
 
-/// Runs `f` inside a fresh trace and returns its `db` points.
-async fn traced<F: Future>(f: F) -> Vec<Point> {
-    let base = osprofiler_core::trace_scope(async {
-        let p = osprofiler_core::init("k", None, None).expect("profiling is enabled");
-        f.await;
-        p.base_id().to_string()
-    })
-    .await;
-    points(&messages_of(&base))
+/// Runs `f` inside a fresh trace, in `scope`, and returns its `db` points.
+async fn traced<F: Future>(c: &Collector, scope: &Dispatch, f: F) -> Vec<Point> {
+    points(&c.traced_run(scope, async { drop(f.await) }).await)
 }
 
-/// The scenarios take turns: `trace_sql` and `trace_sql_params` are process-wide.
-static SERIAL: std::sync::Mutex<()> = std::sync::Mutex::new(());
-
 /// Runs every scenario on `adapter` and asserts the info of every point. `name` labels the
-/// failures (`"sqlx on PostgreSQL"`).
-// Each test's runtime has its own thread: holding the lock across awaits only makes the other
-// tests' threads wait their turn.
-#[allow(clippy::await_holding_lock)]
+/// failures (`"sqlx on PostgreSQL"`). Each run has its own collector and sets `trace_sql` and
+/// `trace_sql_params` in its own scope: runs of one test binary go in parallel.
 pub async fn run<A: Adapter>(name: &str, adapter: &mut A) {
-    let _serial = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
-    collector();
+    let c = Collector::new();
+    let (plain, sql, params) = (
+        c.dispatch(),
+        c.dispatch().trace_sql(true),
+        c.dispatch().trace_sql(true).trace_sql_params(true),
+    );
     let system = adapter.system();
     let caps = adapter.caps();
     let p = |n: usize| {
@@ -187,10 +181,11 @@ pub async fn run<A: Adapter>(name: &str, adapter: &mut A) {
         ))
         .await;
 
-    osprofiler_core::set_trace_sql(false);
-    osprofiler_core::set_trace_sql_params(false);
     let select = format!("SELECT id, name FROM {t} WHERE name = {}", p(1));
-    let got = traced(async { assert_eq!(adapter.select(&select, "alice").await, 1) }).await;
+    let got = traced(&c, &plain, async {
+        assert_eq!(adapter.select(&select, "alice").await, 1)
+    })
+    .await;
     assert_eq!(
         got,
         [Point {
@@ -200,8 +195,10 @@ pub async fn run<A: Adapter>(name: &str, adapter: &mut A) {
         "{name}: a query, trace_sql off: no statement"
     );
 
-    osprofiler_core::set_trace_sql(true);
-    let got = traced(async { assert_eq!(adapter.select(&select, "alice").await, 1) }).await;
+    let got = traced(&c, &sql, async {
+        assert_eq!(adapter.select(&select, "alice").await, 1)
+    })
+    .await;
     assert_eq!(
         got,
         [Point {
@@ -211,17 +208,21 @@ pub async fn run<A: Adapter>(name: &str, adapter: &mut A) {
         "{name}: a query with a bound value keeps its text"
     );
 
-    osprofiler_core::set_trace_sql_params(true);
-    let got = traced(async { assert_eq!(adapter.select(&select, "alice").await, 1) }).await;
-    let params = got[0].start["params"].as_str().unwrap_or_default();
+    let got = traced(&c, &params, async {
+        assert_eq!(adapter.select(&select, "alice").await, 1)
+    })
+    .await;
+    let bound = got[0].start["params"].as_str().unwrap_or_default();
     assert!(
-        params.contains("alice"),
+        bound.contains("alice"),
         "{name}: trace_sql_params records the bound value: {got:?}"
     );
-    osprofiler_core::set_trace_sql_params(false);
 
     let raw = format!("SELECT id, name FROM {t} WHERE name = 'hunter2' OR id = 2");
-    let got = traced(async { assert_eq!(adapter.select_raw(&raw).await, 1) }).await;
+    let got = traced(&c, &sql, async {
+        assert_eq!(adapter.select_raw(&raw).await, 1)
+    })
+    .await;
     assert_eq!(
         got,
         [Point {
@@ -237,7 +238,7 @@ pub async fn run<A: Adapter>(name: &str, adapter: &mut A) {
     let batch = format!(
         "UPDATE {t} SET name = 'hunter3' WHERE id = 99; DELETE FROM {t} WHERE name = 'hunter4'"
     );
-    let got = traced(adapter.batch(&batch)).await;
+    let got = traced(&c, &sql, adapter.batch(&batch)).await;
     assert_eq!(got.len(), 1, "{name}: {got:?}");
     assert_eq!(
         got[0].start,
@@ -254,7 +255,10 @@ pub async fn run<A: Adapter>(name: &str, adapter: &mut A) {
     );
 
     let update = format!("UPDATE {t} SET name = {} WHERE id <= {}", p(1), p(2));
-    let got = traced(async { assert_eq!(adapter.update(&update, "dave", 2).await, 2) }).await;
+    let got = traced(&c, &sql, async {
+        assert_eq!(adapter.update(&update, "dave", 2).await, 2)
+    })
+    .await;
     assert_eq!(
         got,
         [Point {
@@ -265,7 +269,7 @@ pub async fn run<A: Adapter>(name: &str, adapter: &mut A) {
     );
 
     let missing = "SELECT * FROM osp_no_such_table";
-    let got = traced(async {
+    let got = traced(&c, &sql, async {
         let text = adapter.fail(missing).await;
         assert!(text.contains("osp_no_such_table"), "{name}: {text}");
     })
@@ -315,7 +319,7 @@ pub async fn run<A: Adapter>(name: &str, adapter: &mut A) {
 
     if caps.cancel {
         let slow = slow_query(system);
-        let got = traced(adapter.cancel(slow)).await;
+        let got = traced(&c, &sql, adapter.cancel(slow)).await;
         assert_eq!(
             got,
             [Point {
@@ -331,7 +335,12 @@ pub async fn run<A: Adapter>(name: &str, adapter: &mut A) {
 
     let insert = format!("INSERT INTO {t} (id, name) VALUES ({}, {})", p(1), p(2));
     for commit in [true, false] {
-        let got = traced(adapter.transaction(&insert, 10 + i64::from(commit), commit)).await;
+        let got = traced(
+            &c,
+            &sql,
+            adapter.transaction(&insert, 10 + i64::from(commit), commit),
+        )
+        .await;
         let end = if commit { "commit" } else { "rollback" };
         assert_eq!(
             got,
@@ -353,7 +362,7 @@ pub async fn run<A: Adapter>(name: &str, adapter: &mut A) {
         );
     }
 
-    let got = traced(adapter.savepoint(&insert, 20)).await;
+    let got = traced(&c, &sql, adapter.savepoint(&insert, 20)).await;
     assert_eq!(
         got,
         [
@@ -382,7 +391,10 @@ pub async fn run<A: Adapter>(name: &str, adapter: &mut A) {
     );
 
     let all = format!("SELECT id FROM {t} ORDER BY id");
-    let got = traced(async { assert_eq!(adapter.stream(&all).await, 4) }).await;
+    let got = traced(&c, &sql, async {
+        assert_eq!(adapter.stream(&all).await, 4)
+    })
+    .await;
     assert_eq!(
         got,
         [Point {
@@ -392,6 +404,5 @@ pub async fn run<A: Adapter>(name: &str, adapter: &mut A) {
         "{name}: a streamed result counts its rows to the end"
     );
 
-    osprofiler_core::set_trace_sql(false);
     adapter.setup(&format!("DROP TABLE {t}")).await;
 }

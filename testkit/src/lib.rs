@@ -1,46 +1,255 @@
-//! Test helpers shared by the workspace's integration tests: one in-memory collector per test
-//! binary installed as the global notifier, and ways to read what a trace sent.
+//! Test helpers shared by the workspace's integration tests: in-memory collectors (one per
+//! test, installed with a scoped dispatch, or one per test binary installed as the global
+//! notifier), ways to read what a trace sent, and waits for events.
+//!
+//! A test that sets switches (`trace_sql`, ...) or needs a notifier of its own makes its own
+//! [`Collector`] and runs its traced code in [`Collector::dispatch`]: tests of one binary then
+//! run in parallel, without a lock.
 
 pub mod conformance;
 pub mod proxy;
 pub mod servers;
 
-use osprofiler_core::notifier::{self, QueueNotifier, QueueOptions};
+use osprofiler_core::dispatch::{self, Dispatch, DispatchFutureExt};
+use osprofiler_core::message::Message;
+use osprofiler_core::notifier::{
+    self, DriverError, QueueNotifier, QueueOptions, Reader, TraceSummary, Writer,
+};
 use osprofiler_core::{Profiler, memory::MemoryCollector};
 use serde_json::Value;
-use std::sync::{Arc, OnceLock};
-use std::time::Duration;
+use std::sync::{Arc, Condvar, Mutex, Once, OnceLock};
+use std::time::{Duration, Instant};
 
-/// The collector of a test binary.
+/// An in-memory collector behind a queue notifier: the global one of a test binary
+/// ([`collector`]) or a test's own ([`Collector::new`]).
 pub struct Collector {
     /// Where messages land.
     pub memory: Arc<MemoryCollector>,
     /// The notifier in front of it.
     pub notifier: Arc<QueueNotifier>,
+    stored: Arc<Signal>,
+}
+
+/// The memory collector, telling waiters each time a batch is stored.
+struct Signal {
+    memory: Arc<MemoryCollector>,
+    batches: Mutex<u64>,
+    cv: Condvar,
+}
+
+impl Writer for Signal {
+    fn name(&self) -> &str {
+        "memory"
+    }
+    fn notify(&self, batch: &[Message]) -> Result<(), DriverError> {
+        self.memory.notify(batch)?;
+        *self.batches.lock().unwrap_or_else(|e| e.into_inner()) += 1;
+        self.cv.notify_all();
+        Ok(())
+    }
+}
+
+impl Reader for Signal {
+    fn trace_messages(&self, base_id: &str) -> Result<Vec<Value>, DriverError> {
+        self.memory.trace_messages(base_id)
+    }
+    fn list_traces(&self) -> Result<Vec<TraceSummary>, DriverError> {
+        self.memory.list_traces()
+    }
+    fn list_error_traces(&self) -> Result<Vec<TraceSummary>, DriverError> {
+        self.memory.list_error_traces()
+    }
+}
+
+/// Messages carry project `proj`, service `svc` and host `test-host` (set once: the identity
+/// is process-wide, and every test uses the same).
+fn test_identity() {
+    static ONCE: Once = Once::new();
+    ONCE.call_once(|| {
+        osprofiler_core::identity::set_identity(Some("proj"), Some("svc"), Some("test-host"))
+    });
+}
+
+impl Collector {
+    /// A collector of the caller's own, installed nowhere: traces started in
+    /// [`Collector::dispatch`] deliver to it, and nothing else does.
+    #[allow(clippy::new_without_default)]
+    pub fn new() -> Collector {
+        test_identity();
+        let memory = MemoryCollector::new();
+        let stored = Arc::new(Signal {
+            memory: memory.clone(),
+            batches: Mutex::new(0),
+            cv: Condvar::new(),
+        });
+        let notifier = QueueNotifier::start(stored.clone(), QueueOptions::default())
+            .expect("start the test notifier");
+        Collector {
+            memory,
+            notifier,
+            stored,
+        }
+    }
+
+    /// The dispatch to this collector, with profiling on and `trace_sql` and
+    /// `trace_sql_params` off whatever the process-wide switches say; change them with the
+    /// builder (`c.dispatch().trace_sql(true)`).
+    pub fn dispatch(&self) -> Dispatch {
+        Dispatch::new(self.notifier.clone())
+            .enabled(true)
+            .trace_sql(false)
+            .trace_sql_params(false)
+    }
+
+    /// Everything queued so far, delivered (panics after 10 s).
+    pub fn flush(&self) {
+        assert!(
+            self.notifier.flush_for(Duration::from_secs(10)),
+            "notifier did not flush"
+        );
+    }
+
+    /// All messages of the trace, in emission order (after flushing the notifier).
+    pub fn messages_of(&self, base_id: &str) -> Vec<Value> {
+        self.flush();
+        self.memory.trace(base_id)
+    }
+
+    /// The messages of the trace once `done` says they are all there — for points that stop
+    /// after the call that made them returned (a server's, when the response is sent). Waits
+    /// for each stored batch, not for a time; panics after `timeout`. Blocks: call it from a
+    /// blocking thread in async code (`spawn_blocking`).
+    pub fn wait_for(
+        &self,
+        base_id: &str,
+        timeout: Duration,
+        done: impl Fn(&[Value]) -> bool,
+    ) -> Vec<Value> {
+        let deadline = Instant::now() + timeout;
+        loop {
+            let seen = *self
+                .stored
+                .batches
+                .lock()
+                .unwrap_or_else(|e| e.into_inner());
+            let left = deadline.saturating_duration_since(Instant::now());
+            self.notifier.flush_for(left);
+            let msgs = self.memory.trace(base_id);
+            if done(&msgs) {
+                return msgs;
+            }
+            let left = deadline.saturating_duration_since(Instant::now());
+            assert!(
+                !left.is_zero(),
+                "trace {base_id} incomplete after {timeout:?}: {msgs:#?}"
+            );
+            let batches = self
+                .stored
+                .batches
+                .lock()
+                .unwrap_or_else(|e| e.into_inner());
+            drop(
+                self.stored
+                    .cv
+                    .wait_timeout_while(batches, left, |b| *b == seen)
+                    .unwrap_or_else(|e| e.into_inner()),
+            );
+        }
+    }
+
+    /// Runs `f` inside a fresh trace (in its own trace scope) with `dispatch` installed, and
+    /// returns the trace's messages.
+    pub async fn traced_run<F: std::future::Future<Output = ()>>(
+        &self,
+        dispatch: &Dispatch,
+        f: F,
+    ) -> Vec<Value> {
+        let base = osprofiler_core::trace_scope(async {
+            let p = osprofiler_core::init("k", None, None).expect("profiling is enabled");
+            f.await;
+            p.base_id().to_string()
+        })
+        .with_dispatch(dispatch.clone())
+        .await;
+        self.messages_of(&base)
+    }
+
+    /// [`Collector::traced_run`] for blocking code, on this thread.
+    pub fn traced_run_sync(&self, dispatch: &Dispatch, f: impl FnOnce()) -> Vec<Value> {
+        let base = dispatch::with_default(dispatch, || {
+            let p = osprofiler_core::init("k", None, None).expect("profiling is enabled");
+            f();
+            osprofiler_core::clean();
+            p.base_id().to_string()
+        });
+        self.messages_of(&base)
+    }
+}
+
+/// Every point of the trace has stopped (and there is one): the usual `done` of
+/// [`Collector::wait_for`].
+pub fn all_stopped(msgs: &[Value]) -> bool {
+    let ends = |m: &Value, suffix: &str| m["name"].as_str().is_some_and(|n| n.ends_with(suffix));
+    !msgs.is_empty()
+        && msgs.iter().filter(|m| ends(m, "-start")).all(|start| {
+            msgs.iter()
+                .any(|m| m["trace_id"] == start["trace_id"] && ends(m, "-stop"))
+        })
 }
 
 /// One in-memory collector per test binary, installed as the global notifier; messages carry
-/// project `proj`, service `svc` and host `test-host`.
+/// project `proj`, service `svc` and host `test-host`. For tests that change no switch and need
+/// no notifier of their own (they read their own traces by base id); the others make a
+/// [`Collector::new`].
 pub fn collector() -> &'static Collector {
     static C: OnceLock<Collector> = OnceLock::new();
     C.get_or_init(|| {
-        osprofiler_core::identity::set_identity(Some("proj"), Some("svc"), Some("test-host"));
-        let memory = MemoryCollector::new();
-        let notifier = QueueNotifier::start(memory.clone(), QueueOptions::default())
-            .expect("start the test notifier");
-        notifier::set(notifier.clone());
-        Collector { memory, notifier }
+        let c = Collector::new();
+        notifier::set(c.notifier.clone());
+        c
     })
 }
 
-/// All messages of the trace, in emission order (after flushing the notifier).
+/// All messages of the trace, in emission order (after flushing the global notifier).
 pub fn messages_of(base_id: &str) -> Vec<Value> {
-    let c = collector();
+    collector().messages_of(base_id)
+}
+
+/// [`Collector::wait_for`] on the global [`collector`].
+pub fn wait_for_messages(
+    base_id: &str,
+    timeout: Duration,
+    done: impl Fn(&[Value]) -> bool,
+) -> Vec<Value> {
+    collector().wait_for(base_id, timeout, done)
+}
+
+/// Waits until `ok()` holds, asking again every few milliseconds; panics naming `what` after
+/// `timeout`. For state that tells nobody when it changes (a server's API, a process's exit, a
+/// port that starts answering, a notifier's counters); prefer an event when there is one.
+pub fn wait_until(what: &str, timeout: Duration, ok: impl FnMut() -> bool) {
     assert!(
-        c.notifier.flush_for(Duration::from_secs(10)),
-        "notifier did not flush"
+        poll_until(timeout, ok),
+        "{what} did not happen within {timeout:?}"
     );
-    c.memory.trace(base_id)
+}
+
+/// [`wait_until`] that says whether `ok()` came to hold within `timeout` instead of panicking.
+pub fn poll_until(timeout: Duration, mut ok: impl FnMut() -> bool) -> bool {
+    let deadline = Instant::now() + timeout;
+    let mut pause = Duration::from_millis(1);
+    loop {
+        if ok() {
+            return true;
+        }
+        let left = deadline.saturating_duration_since(Instant::now());
+        if left.is_zero() {
+            return false;
+        }
+        // The one pause of the workspace's waits: 1 ms, doubling up to 50 ms.
+        std::thread::sleep(pause.min(left));
+        pause = (pause * 2).min(Duration::from_millis(50));
+    }
 }
 
 /// The trace's base id as text.
@@ -148,7 +357,8 @@ unsafe impl std::alloc::GlobalAlloc for Counting {
     }
 }
 
-/// Runs `f` inside a fresh trace (in its own scope) and returns the trace's messages.
+/// Runs `f` inside a fresh trace (in its own scope) and returns the trace's messages, through
+/// the global [`collector`].
 pub async fn traced_run<F: std::future::Future<Output = ()>>(f: F) -> Vec<Value> {
     let base = osprofiler_core::trace_scope(async {
         let p = osprofiler_core::init("k", None, None).expect("profiling is enabled");
@@ -171,13 +381,12 @@ pub fn mode(v: &[usize]) -> usize {
     best.0
 }
 
-/// A notifier that keeps every message as a [`osprofiler_core::message::Message`], for feeding drivers
-/// directly. Installed as the global notifier by [`captured_trace`] (use it instead of
-/// [`collector`] in a test binary).
-struct Capture(std::sync::Mutex<Vec<osprofiler_core::message::Message>>);
+/// A notifier that keeps every message as a [`Message`], for feeding drivers directly: one per
+/// [`captured_trace`], installed in its scope only.
+struct Capture(Mutex<Vec<Message>>);
 
 impl notifier::Notifier for Capture {
-    fn notify(&self, message: osprofiler_core::message::Message) {
+    fn notify(&self, message: Message) {
         self.0
             .lock()
             .unwrap_or_else(|e| e.into_inner())
@@ -187,43 +396,36 @@ impl notifier::Notifier for Capture {
 
 /// Runs `f` inside a new trace and returns the trace's base id and the messages it sent, as
 /// `Message` values in emission order. Messages carry project `proj`, service `svc` and host
-/// `test-host`. Safe to call from parallel tests: each gets its own trace.
-pub fn captured_trace(f: impl FnOnce()) -> (String, Vec<osprofiler_core::message::Message>) {
+/// `test-host`. Safe to call from parallel tests: each call has its own notifier, installed
+/// with a scoped dispatch (profiling on, whatever the process-wide switch says).
+pub fn captured_trace(f: impl FnOnce()) -> (String, Vec<Message>) {
     captured_trace_with(None, f)
 }
 
 /// [`captured_trace`] with the trace's `base_id` given (any text, as a caller's header could
 /// carry it).
-pub fn captured_trace_with(
-    base_id: Option<&str>,
-    f: impl FnOnce(),
-) -> (String, Vec<osprofiler_core::message::Message>) {
-    static C: OnceLock<Arc<Capture>> = OnceLock::new();
-    let cap = C.get_or_init(|| {
-        osprofiler_core::identity::set_identity(Some("proj"), Some("svc"), Some("test-host"));
-        osprofiler_core::set_enabled(true);
-        let c = Arc::new(Capture(Default::default()));
-        notifier::set(c.clone());
-        c
-    });
-    let base_id = {
+pub fn captured_trace_with(base_id: Option<&str>, f: impl FnOnce()) -> (String, Vec<Message>) {
+    test_identity();
+    let cap = Arc::new(Capture(Mutex::default()));
+    let scope = Dispatch::new(cap.clone()).enabled(true);
+    let base_id = dispatch::with_default(&scope, || {
         let p = osprofiler_core::init("SECRET_KEY", base_id, None).expect("profiling enabled");
         let id = base(&p);
         f();
         osprofiler_core::clean();
         id
-    };
-    let mut all = cap.0.lock().unwrap_or_else(|e| e.into_inner());
-    let (mine, rest): (Vec<_>, Vec<_>) = all
-        .drain(..)
-        .partition(|m| m.base_id().to_text() == base_id);
-    *all = rest;
+    });
+    let all = std::mem::take(&mut *cap.0.lock().unwrap_or_else(|e| e.into_inner()));
+    let mine = all
+        .into_iter()
+        .filter(|m| m.base_id().to_text() == base_id)
+        .collect();
     (base_id, mine)
 }
 
 /// A trace with nesting, SQL, non-ASCII text and one failed point (the collectors' tests),
 /// with the `base_id` given or a new one.
-pub fn error_trace(base_id: Option<&str>) -> (String, Vec<osprofiler_core::message::Message>) {
+pub fn error_trace(base_id: Option<&str>) -> (String, Vec<Message>) {
     use osprofiler_core::{self as osp, Trace};
     captured_trace_with(base_id, || {
         let _wsgi = Trace::new(

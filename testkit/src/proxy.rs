@@ -22,7 +22,6 @@ impl Proxy {
     /// A proxy to `target` (`host:port`), up.
     pub fn start(target: &str) -> Proxy {
         let listener = TcpListener::bind("127.0.0.1:0").expect("bind the proxy");
-        listener.set_nonblocking(true).unwrap();
         let port = listener.local_addr().unwrap().port();
         let (up, stop) = (
             Arc::new(AtomicBool::new(true)),
@@ -32,19 +31,19 @@ impl Proxy {
         let (up2, stop2, open2, target) =
             (up.clone(), stop.clone(), open.clone(), target.to_owned());
         std::thread::spawn(move || {
-            while !stop2.load(Ordering::Relaxed) {
-                let client = match listener.accept() {
-                    Ok((c, _)) => c,
-                    Err(_) => {
-                        std::thread::sleep(Duration::from_millis(5));
-                        continue;
-                    }
+            // A blocking accept: a new connection is forwarded at once; the drop of the proxy
+            // wakes it with a connection of its own.
+            for client in listener.incoming() {
+                if stop2.load(Ordering::Relaxed) {
+                    break;
+                }
+                let Ok(client) = client else {
+                    continue;
                 };
                 if !up2.load(Ordering::Relaxed) {
                     drop(client); // down: the connection is closed at once
                     continue;
                 }
-                let _ = client.set_nonblocking(false);
                 let Ok(server) = TcpStream::connect(&target) else {
                     continue;
                 };
@@ -107,5 +106,10 @@ impl Drop for Proxy {
     fn drop(&mut self) {
         self.stop.store(true, Ordering::Relaxed);
         self.down();
+        // Wakes the accepting thread, which sees `stop` and ends.
+        let _ = TcpStream::connect_timeout(
+            &std::net::SocketAddr::from(([127, 0, 0, 1], self.port)),
+            Duration::from_secs(1),
+        );
     }
 }

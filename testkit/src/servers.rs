@@ -2,7 +2,7 @@
 //! when their handle drops.
 
 use std::process::{Child, Command, Stdio};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 /// A server process of the test's own; killed on drop.
 #[derive(Debug)]
@@ -28,18 +28,22 @@ impl Server {
             child: Some(child),
             port,
         };
-        let deadline = Instant::now() + Duration::from_secs(10);
-        while Instant::now() < deadline {
-            if std::net::TcpStream::connect(("127.0.0.1", port)).is_ok() {
-                return server;
-            }
+        let mut exited = None;
+        let answers = crate::poll_until(Duration::from_secs(10), || {
             if let Some(Ok(Some(status))) = server.child.as_mut().map(Child::try_wait) {
-                panic!("{program} {args:?} exited at start: {status}");
+                exited = Some(status);
+                return true;
             }
-            std::thread::sleep(Duration::from_millis(20));
+            std::net::TcpStream::connect(("127.0.0.1", port)).is_ok()
+        });
+        if let Some(status) = exited {
+            panic!("{program} {args:?} exited at start: {status}");
         }
-        server.stop();
-        panic!("{program} {args:?} did not answer on 127.0.0.1:{port} within 10 s");
+        if !answers {
+            server.stop();
+            panic!("{program} {args:?} did not answer on 127.0.0.1:{port} within 10 s");
+        }
+        server
     }
 
     /// Kills the process and waits for it.
@@ -52,17 +56,13 @@ impl Server {
 
     /// Waits for the process to end by itself (after a `SHUTDOWN`), at most `timeout`.
     pub fn wait_exit(&mut self, timeout: Duration) -> bool {
-        let deadline = Instant::now() + timeout;
-        while Instant::now() < deadline {
-            match self.child.as_mut().map(Child::try_wait) {
-                None | Some(Ok(Some(_))) | Some(Err(_)) => {
-                    self.child = None;
-                    return true;
-                }
-                Some(Ok(None)) => std::thread::sleep(Duration::from_millis(20)),
-            }
+        let exited = crate::poll_until(timeout, || {
+            !matches!(self.child.as_mut().map(Child::try_wait), Some(Ok(None)))
+        });
+        if exited {
+            self.child = None;
         }
-        false
+        exited
     }
 }
 

@@ -242,10 +242,11 @@ fn messages_and_report_match_python() {
 
     let memory = MemoryCollector::new();
     let n = notifier::QueueNotifier::start(memory.clone(), Default::default()).unwrap();
-    notifier::set(n.clone());
+    let _scope = osp::dispatch::set_default(&osp::dispatch::Dispatch::new(n.clone()).enabled(true));
     let p = osp::init("SECRET_KEY", Some("rs-base"), Some("rs-parent")).unwrap();
     osp::start("wsgi", || osp::info!({"request": {"path": "/"}}));
     osp::start("db", osp::Info::new);
+    // A point that lasts, so that the reports' durations are not all zero.
     std::thread::sleep(Duration::from_millis(3));
     osp::stop(|| osp::info!({"rows": 1}));
     let mut failing = Trace::new("rpc", osp::Info::new);

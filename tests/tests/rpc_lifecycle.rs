@@ -8,51 +8,42 @@ use serde_json::{Value, json};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
+use tokio::sync::Semaphore;
 
 /// oslo.messaging's form: a dead host first (port 1), then the real one; `/` is the default
 /// virtual host.
 const TRANSPORT_URL: &str = "rabbit://guest:guest@127.0.0.1:1,guest:guest@127.0.0.1:5672/";
 const HINT: &str = "RabbitMQ at 127.0.0.1:5672 (guest/guest; scripts/test starts it)";
 
+/// Permits for the calls a server has started (none yet).
+fn started() -> Arc<Semaphore> {
+    Arc::new(Semaphore::new(0))
+}
+
 fn new_topic() -> String {
     format!("osp-life-{}", uuid::Uuid::new_v4().simple())
 }
 
-/// What a server's `slow` method did: calls started, calls answered.
-#[derive(Default)]
-struct Counts {
-    started: AtomicUsize,
-    answered: AtomicUsize,
-}
-
-impl Counts {
-    fn answered(&self) -> usize {
-        self.answered.load(Ordering::SeqCst)
-    }
-
-    /// Waits (at most 10 s) until `n` calls have started.
-    async fn started(&self, n: usize) {
-        let deadline = Instant::now() + Duration::from_secs(10);
-        while self.started.load(Ordering::SeqCst) < n {
-            assert!(Instant::now() < deadline, "{n} calls never started");
-            tokio::task::yield_now().await;
-            tokio::time::sleep(Duration::from_millis(2)).await;
-        }
-    }
-}
-
-/// A server whose `slow` method takes `ms` milliseconds (the slow work under test).
-async fn server(topic: &str, name: &str, counts: Arc<Counts>, ms: u64) -> RpcServer {
+/// A server whose `slow` method takes `ms` milliseconds (the work in flight when the server
+/// stops: the time is what is tested); counts the calls it answered, and adds a permit to
+/// `started` as each one starts.
+async fn server(
+    topic: &str,
+    name: &str,
+    answered: Arc<AtomicUsize>,
+    started: Arc<Semaphore>,
+    ms: u64,
+) -> RpcServer {
     let mut opts = ServerOptions::new(topic, name);
     opts.prefetch = 4;
     RpcServer::start(TRANSPORT_URL, opts, move |req| {
-        let counts = counts.clone();
+        let (answered, started) = (answered.clone(), started.clone());
         async move {
             match req.method.as_str() {
                 "slow" => {
-                    counts.started.fetch_add(1, Ordering::SeqCst);
+                    started.add_permits(1);
                     tokio::time::sleep(Duration::from_millis(ms)).await;
-                    counts.answered.fetch_add(1, Ordering::SeqCst);
+                    answered.fetch_add(1, Ordering::SeqCst);
                     Ok(req.args["i"].clone())
                 }
                 "echo" => Ok(Value::Object(req.args)),
@@ -67,7 +58,7 @@ async fn server(topic: &str, name: &str, counts: Arc<Counts>, ms: u64) -> RpcSer
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn oslo_transport_urls_and_serializable_arguments() {
     let topic = new_topic();
-    let srv = server(&topic, "a", Arc::default(), 0).await;
+    let srv = server(&topic, "a", Arc::default(), started(), 0).await;
     let client = RpcClient::connect(TRANSPORT_URL)
         .await
         .unwrap_or_else(|e| panic!("{HINT}: {e}"));
@@ -131,8 +122,9 @@ async fn oslo_transport_urls_and_serializable_arguments() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_graceful_stop_loses_no_call() {
     let topic = new_topic();
-    let (first, second) = (Arc::new(Counts::default()), Arc::new(Counts::default()));
-    let srv = server(&topic, "a", first.clone(), 600).await;
+    let (first, second) = (Arc::new(AtomicUsize::new(0)), Arc::new(AtomicUsize::new(0)));
+    let running = started();
+    let srv = server(&topic, "a", first.clone(), running.clone(), 300).await;
     let client = Arc::new(RpcClient::connect(TRANSPORT_URL).await.unwrap());
     let calls: Vec<_> = (0..12)
         .map(|i| {
@@ -144,13 +136,13 @@ async fn a_graceful_stop_loses_no_call() {
             })
         })
         .collect();
-    // The first four are running (the server takes four at a time).
-    first.started(4).await;
+    // The first four are running.
+    running.acquire_many(4).await.unwrap().forget();
     let t0 = Instant::now();
     srv.stop_within(Duration::from_secs(10)).await;
     let stop_took = t0.elapsed();
     assert_eq!(
-        first.answered(),
+        first.load(Ordering::SeqCst),
         4,
         "the requests in flight finished before the stop returned"
     );
@@ -159,17 +151,17 @@ async fn a_graceful_stop_loses_no_call() {
         "the stop waited for those only: {stop_took:?}"
     );
 
-    let next = server(&topic, "b", second.clone(), 10).await;
+    let next = server(&topic, "b", second.clone(), started(), 0).await;
     for (i, c) in calls.into_iter().enumerate() {
         let got = c.await.unwrap().unwrap_or_else(|e| panic!("call {i}: {e}"));
         assert_eq!(got, json!(i));
     }
     assert_eq!(
-        first.answered() + second.answered(),
+        first.load(Ordering::SeqCst) + second.load(Ordering::SeqCst),
         12,
         "each call answered once"
     );
-    assert_eq!(second.answered(), 8);
+    assert_eq!(second.load(Ordering::SeqCst), 8);
     next.stop().await;
 }
 
@@ -178,8 +170,9 @@ async fn a_graceful_stop_loses_no_call() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_request_still_running_at_the_deadline_goes_to_the_next_server() {
     let topic = new_topic();
-    let (first, second) = (Arc::new(Counts::default()), Arc::new(Counts::default()));
-    let srv = server(&topic, "a", first.clone(), 5_000).await;
+    let (first, second) = (Arc::new(AtomicUsize::new(0)), Arc::new(AtomicUsize::new(0)));
+    let running = started();
+    let srv = server(&topic, "a", first.clone(), running.clone(), 5_000).await;
     let client = Arc::new(RpcClient::connect(TRANSPORT_URL).await.unwrap());
     let call = {
         let (client, topic) = (client.clone(), topic.clone());
@@ -189,7 +182,7 @@ async fn a_request_still_running_at_the_deadline_goes_to_the_next_server() {
                 .await
         })
     };
-    first.started(1).await;
+    running.acquire().await.unwrap().forget(); // the call is running
     let t0 = Instant::now();
     srv.stop_within(Duration::from_millis(300)).await;
     assert!(
@@ -197,9 +190,9 @@ async fn a_request_still_running_at_the_deadline_goes_to_the_next_server() {
         "the deadline holds: {:?}",
         t0.elapsed()
     );
-    assert_eq!(first.answered(), 0);
-    let next = server(&topic, "b", second.clone(), 10).await;
+    assert_eq!(first.load(Ordering::SeqCst), 0);
+    let next = server(&topic, "b", second.clone(), started(), 0).await;
     assert_eq!(call.await.unwrap().unwrap(), json!(7));
-    assert_eq!(second.answered(), 1);
+    assert_eq!(second.load(Ordering::SeqCst), 1);
     next.stop().await;
 }
