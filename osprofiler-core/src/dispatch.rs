@@ -53,13 +53,13 @@
 //! its creation to its drop; its polls only swap a thread-local.
 
 use crate::notifier::Notifier;
-use crate::switches;
 use std::cell::{Cell, RefCell};
 use std::fmt;
 use std::future::Future;
 use std::marker::PhantomData;
 use std::pin::Pin;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering::Relaxed};
 use std::task::{Context, Poll};
 
 /// What a scope sees: a notifier, and the switches it sets (the others are the process-wide
@@ -75,6 +75,34 @@ use std::task::{Context, Poll};
 #[derive(Clone)]
 pub struct Dispatch {
     pub(crate) inner: Arc<Inner>,
+}
+
+/// Bit 0: the process-wide `enabled` switch. The other bits: how many dispatch scopes exist
+/// (each adds [`SCOPE`]). One word, so that [`is_enabled`](crate::is_enabled) answers with one load when no scope
+/// exists — the hot path of every hook.
+pub(crate) static STATE: AtomicUsize = AtomicUsize::new(ENABLED);
+pub(crate) const ENABLED: usize = 1;
+const SCOPE: usize = 2;
+
+/// Whether a dispatch scope exists anywhere in the process (then getters look at this
+/// thread's).
+#[inline(always)]
+pub(crate) fn any_scope() -> bool {
+    STATE.load(Relaxed) >= SCOPE
+}
+
+pub(crate) fn scope_created() {
+    STATE.fetch_add(SCOPE, Relaxed);
+}
+
+pub(crate) fn scope_dropped() {
+    STATE.fetch_sub(SCOPE, Relaxed);
+}
+
+/// The process-wide `enabled` switch, whatever the scope.
+#[cfg(test)]
+pub(crate) fn global_enabled() -> bool {
+    STATE.load(Relaxed) & ENABLED != 0
 }
 
 #[derive(Clone)]
@@ -214,14 +242,14 @@ struct Counted;
 
 impl Counted {
     fn new() -> Counted {
-        switches::scope_created();
+        scope_created();
         Counted
     }
 }
 
 impl Drop for Counted {
     fn drop(&mut self) {
-        switches::scope_dropped();
+        scope_dropped();
     }
 }
 
@@ -267,7 +295,7 @@ fn replace(new: Option<Dispatch>) -> Result<Option<Dispatch>, Option<Dispatch>> 
 /// });
 /// ```
 pub fn current() -> Option<Dispatch> {
-    if !switches::any_scope() {
+    if !any_scope() {
         return None;
     }
     CURRENT.try_with(|c| c.borrow().clone()).ok().flatten()
@@ -605,7 +633,7 @@ mod tests {
             let only_sql = Dispatch::new(n.clone()).trace_sql(false);
             with_default(&only_sql, || {
                 assert!(!crate::trace_sql());
-                assert_eq!(crate::is_enabled(), switches::global_enabled());
+                assert_eq!(crate::is_enabled(), global_enabled());
             });
         });
     }

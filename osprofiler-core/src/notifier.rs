@@ -75,7 +75,7 @@ pub fn set(notifier: Arc<dyn Notifier>) {
 /// assert!(!Arc::ptr_eq(&notifier::get(), &scoped)); // the process-wide one
 /// ```
 pub fn get() -> Arc<dyn Notifier> {
-    if crate::switches::any_scope()
+    if crate::dispatch::any_scope()
         && let Some(n) = crate::dispatch::scoped(|d| Some(d.notifier.clone()))
     {
         return n;

@@ -4,39 +4,12 @@
 //! The setters change the process-wide values. A [dispatch scope](crate::dispatch) may set its
 //! own: inside it, the getters return the scope's value where it sets one.
 
-use crate::dispatch;
-use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering::Relaxed};
+use crate::dispatch::{self, ENABLED, STATE, any_scope};
+use std::sync::atomic::{AtomicBool, Ordering::Relaxed};
 
-/// Bit 0: the process-wide `enabled` switch. The other bits: how many dispatch scopes exist
-/// (each adds [`SCOPE`]). One word, so that [`is_enabled`] answers with one load when no scope
-/// exists — the hot path of every hook.
-static STATE: AtomicUsize = AtomicUsize::new(ENABLED);
-const ENABLED: usize = 1;
-const SCOPE: usize = 2;
 static TRACE_SQL: AtomicBool = AtomicBool::new(false);
 static TRACE_SQL_PARAMS: AtomicBool = AtomicBool::new(false);
 static FILTER_ERROR_TRACE: AtomicBool = AtomicBool::new(false);
-
-/// Whether a dispatch scope exists anywhere in the process (then getters look at this
-/// thread's).
-#[inline(always)]
-pub(crate) fn any_scope() -> bool {
-    STATE.load(Relaxed) >= SCOPE
-}
-
-pub(crate) fn scope_created() {
-    STATE.fetch_add(SCOPE, Relaxed);
-}
-
-pub(crate) fn scope_dropped() {
-    STATE.fetch_sub(SCOPE, Relaxed);
-}
-
-/// The process-wide `enabled` switch, whatever the scope.
-#[cfg(test)]
-pub(crate) fn global_enabled() -> bool {
-    STATE.load(Relaxed) & ENABLED != 0
-}
 
 /// A switch: the scope's value if a scope installed here sets it, else the process-wide one.
 #[inline(always)]
