@@ -92,25 +92,28 @@ pub const DEFAULT_CONNECTION_STRING: &str = "sqlite://osprofiler.db";
 type ReaderFactory =
     fn(connection_string: &str, conf: &ProfilerConfig) -> Result<Arc<dyn Reader>, DriverError>;
 
-/// One collector of this crate: the schemes it answers, the cargo feature that brings it, and
-/// how this build opens its writer and its reader (`None`: left out of the build; a reader of
-/// `None` in a build that has the collector: it only exports).
+/// One collector of this crate: the schemes it answers, and how this build opens its writer and
+/// its reader (no reader: it only exports). For a collector the build leaves out, both say
+/// which cargo feature brings it.
 struct Collector {
-    feature: &'static str,
     schemes: &'static [&'static str],
-    open: Option<(DriverFactory, Option<ReaderFactory>)>,
+    open: (DriverFactory, Option<ReaderFactory>),
 }
 
 /// Opens each half of one driver type; `$write`/`$read` build the driver from `(cs, conf)`.
+/// Without the cargo feature, both halves are the error naming it.
 macro_rules! halves {
     ($feature:literal, |$cs:ident, $conf:ident| $write:expr, $($read:expr)?) => {{
         #[cfg(feature = $feature)]
-        let open: Option<(DriverFactory, Option<ReaderFactory>)> = Some((
+        let open: (DriverFactory, Option<ReaderFactory>) = (
             |$cs, $conf| Ok(Arc::new($write?) as Arc<dyn Writer>),
             None $(.or(Some(|$cs, $conf| Ok(Arc::new($read?) as Arc<dyn Reader>))))?,
-        ));
+        );
         #[cfg(not(feature = $feature))]
-        let open = None;
+        let open: (DriverFactory, Option<ReaderFactory>) = (
+            |_, _| Err(left_out($feature)),
+            Some(|_, _| Err(left_out($feature))),
+        );
         open
     }};
 }
@@ -119,7 +122,6 @@ macro_rules! halves {
 fn collectors() -> [Collector; 9] {
     [
         Collector {
-            feature: "sqlite",
             schemes: &["sqlite"],
             open: halves!(
                 "sqlite",
@@ -128,7 +130,6 @@ fn collectors() -> [Collector; 9] {
             ),
         },
         Collector {
-            feature: "postgres",
             schemes: &["postgres", "postgresql", "postgresql+psycopg2"],
             open: halves!(
                 "postgres",
@@ -137,7 +138,6 @@ fn collectors() -> [Collector; 9] {
             ),
         },
         Collector {
-            feature: "mysql",
             schemes: &["mysql", "mysql+pymysql", "mariadb"],
             open: halves!(
                 "mysql",
@@ -146,7 +146,6 @@ fn collectors() -> [Collector; 9] {
             ),
         },
         Collector {
-            feature: "redis",
             schemes: &["redis", "rediss", "redissentinel"],
             open: halves!(
                 "redis",
@@ -155,7 +154,6 @@ fn collectors() -> [Collector; 9] {
             ),
         },
         Collector {
-            feature: "mongodb",
             schemes: &["mongodb"],
             open: halves!(
                 "mongodb",
@@ -164,7 +162,6 @@ fn collectors() -> [Collector; 9] {
             ),
         },
         Collector {
-            feature: "messaging",
             schemes: &["messaging"],
             open: halves!(
                 "messaging",
@@ -173,12 +170,10 @@ fn collectors() -> [Collector; 9] {
             ),
         },
         Collector {
-            feature: "otlp",
             schemes: &["otlp", "otlp+http", "otlp+https"],
             open: halves!("otlp", |cs, _c| OtlpDriver::open(cs),),
         },
         Collector {
-            feature: "elasticsearch",
             schemes: &["elasticsearch", "elasticsearch+http", "elasticsearch+https"],
             open: halves!(
                 "elasticsearch",
@@ -187,12 +182,11 @@ fn collectors() -> [Collector; 9] {
             ),
         },
         Collector {
-            feature: "",
             schemes: &["jaeger"],
-            open: Some((
+            open: (
                 |_, _| Err(jaeger_retired()),
                 Some(|_, _| Err(jaeger_retired())),
-            )),
+            ),
         },
     ]
 }
@@ -205,6 +199,7 @@ fn jaeger_retired() -> DriverError {
 }
 
 /// The error for a collector this build leaves out: it names the cargo feature that brings it.
+#[allow(dead_code)] // a build with every collector leaves none out
 fn left_out(feature: &str) -> DriverError {
     DriverError::new(format!(
         "this build of osprofiler-collectors leaves this collector out: enable its cargo \
@@ -220,20 +215,7 @@ pub fn register() {
     ONCE.call_once(|| {
         for collector in collectors() {
             for scheme in collector.schemes {
-                let factory: DriverFactory = match collector.open {
-                    Some((writer, _)) => writer,
-                    None => match collector.feature {
-                        "sqlite" => |_, _| Err(left_out("sqlite")),
-                        "postgres" => |_, _| Err(left_out("postgres")),
-                        "mysql" => |_, _| Err(left_out("mysql")),
-                        "redis" => |_, _| Err(left_out("redis")),
-                        "mongodb" => |_, _| Err(left_out("mongodb")),
-                        "messaging" => |_, _| Err(left_out("messaging")),
-                        "otlp" => |_, _| Err(left_out("otlp")),
-                        _ => |_, _| Err(left_out("elasticsearch")),
-                    },
-                };
-                osprofiler_core::config::register_driver(scheme, factory);
+                osprofiler_core::config::register_driver(scheme, collector.open.0);
             }
         }
     });
@@ -276,6 +258,11 @@ pub fn open(connection_string: &str, conf: &ProfilerConfig) -> Result<Arc<dyn Wr
 /// assert!(!path.exists(), "reading created nothing");
 /// let e = osprofiler_collectors::open_reader("otlp://127.0.0.1:4318", &conf).map(drop).unwrap_err();
 /// assert!(e.to_string().contains("exports spans only"), "{e}");
+/// // A collector this build leaves out names the feature that brings it here too.
+/// # #[cfg(not(feature = "redis"))] {
+/// let e = osprofiler_collectors::open_reader("redis://localhost", &conf).map(drop).unwrap_err();
+/// assert!(e.to_string().contains("features = [\"redis\"]"), "{e}");
+/// # }
 /// ```
 pub fn open_reader(
     connection_string: &str,
@@ -293,13 +280,12 @@ pub fn open_reader(
             Err(InitError::driver(connection_string, e))
         });
     };
-    let opened = match collector.open {
-        None => Err(left_out(collector.feature)),
-        Some((_, None)) => Err(DriverError::new(format!(
+    let opened = match collector.open.1 {
+        None => Err(DriverError::new(format!(
             "the {scheme}:// collector exports spans only: read the trace in Jaeger, Tempo or \
              your OTLP back end"
         ))),
-        Some((_, Some(reader))) => reader(connection_string, conf),
+        Some(reader) => reader(connection_string, conf),
     };
     opened.map_err(|source| InitError::driver(connection_string, source))
 }
