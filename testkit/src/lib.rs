@@ -12,9 +12,7 @@ pub mod servers;
 
 use osprofiler_core::dispatch::{self, Dispatch, DispatchFutureExt};
 use osprofiler_core::message::Message;
-use osprofiler_core::notifier::{
-    self, DriverError, QueueNotifier, QueueOptions, Reader, TraceSummary, Writer,
-};
+use osprofiler_core::notifier::{self, DriverError, QueueNotifier, QueueOptions, Writer};
 use osprofiler_core::{Profiler, memory::MemoryCollector};
 use serde_json::Value;
 use std::sync::{Arc, Condvar, Mutex, Once, OnceLock};
@@ -46,18 +44,6 @@ impl Writer for Signal {
         *self.batches.lock().unwrap_or_else(|e| e.into_inner()) += 1;
         self.cv.notify_all();
         Ok(())
-    }
-}
-
-impl Reader for Signal {
-    fn trace_messages(&self, base_id: &str) -> Result<Vec<Value>, DriverError> {
-        self.memory.trace_messages(base_id)
-    }
-    fn list_traces(&self) -> Result<Vec<TraceSummary>, DriverError> {
-        self.memory.list_traces()
-    }
-    fn list_error_traces(&self) -> Result<Vec<TraceSummary>, DriverError> {
-        self.memory.list_error_traces()
     }
 }
 
