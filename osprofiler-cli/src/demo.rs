@@ -6,6 +6,12 @@
 //! with signed trace headers; the worker does the same on its own database, with a
 //! transaction. Both processes send their points to one collector (the embedded SQLite file by
 //! default), and the demo prints the stored trace as a tree.
+//!
+//! The API has the faults a profiler should find: it lists an order's 20 lines and then reads
+//! each line's product with a query of its own (an N+1), and it reads the order's customer
+//! twice with the same value (a duplicate). The worker runs one slow statement (a stock
+//! forecast of about 60 ms), which holds the whole request up behind the HTTP hop (the critical
+//! path). `osprofiler trace analyze` names all three.
 
 use crate::CliError;
 use axum::Router;
@@ -140,6 +146,9 @@ const WORKER_SCHEMA: &[&str] = &[
     "INSERT OR IGNORE INTO stock (item, qty) VALUES ('widget', 42), ('gadget', 7)",
 ];
 
+/// The worker's slow statement: a forecast that counts through 300,000 rows (about 60 ms).
+const FORECAST: &str = "WITH RECURSIVE days(n) AS (SELECT 1 UNION ALL SELECT n + 1 FROM days WHERE n < 300000) SELECT count(*) FROM days";
+
 async fn stock(State(db): State<Arc<Dbs>>, Path(item): Path<String>) -> Result<String, String> {
     let qty: Option<i64> = sqlx::query_scalar("SELECT qty FROM stock WHERE item = ?")
         .bind(&item)
@@ -151,6 +160,10 @@ async fn stock(State(db): State<Arc<Dbs>>, Path(item): Path<String>) -> Result<S
         "UPDATE stock SET reserved = reserved + 1 WHERE item = 'widget'",
     )
     .await?;
+    let _forecast: i64 = sqlx::query_scalar(FORECAST)
+        .fetch_one(&db.sqlx)
+        .await
+        .map_err(|e| e.to_string())?;
     let tx = db.sea.begin().await.map_err(|e| e.to_string())?;
     tx.execute_unprepared("INSERT INTO reservations (item) VALUES ('widget')")
         .await
@@ -202,7 +215,23 @@ const API_SCHEMA: &[&str] = &[
     "CREATE TABLE IF NOT EXISTS customers (id INTEGER PRIMARY KEY, name TEXT NOT NULL)",
     "INSERT OR IGNORE INTO orders (id, item, qty) VALUES (1, 'widget', 3)",
     "INSERT OR IGNORE INTO customers (id, name) VALUES (1, 'ada'), (2, 'grace')",
+    "CREATE TABLE IF NOT EXISTS products (id INTEGER PRIMARY KEY, name TEXT NOT NULL, price INTEGER NOT NULL)",
+    "CREATE TABLE IF NOT EXISTS order_lines (id INTEGER PRIMARY KEY, order_id INTEGER NOT NULL, product_id INTEGER NOT NULL, qty INTEGER NOT NULL)",
+    "INSERT OR IGNORE INTO products (id, name, price) WITH RECURSIVE n(x) AS (SELECT 1 UNION ALL SELECT x + 1 FROM n WHERE x < 20) SELECT x, 'part-' || x, 3 * x FROM n",
+    "INSERT OR IGNORE INTO order_lines (id, order_id, product_id, qty) WITH RECURSIVE n(x) AS (SELECT 1 UNION ALL SELECT x + 1 FROM n WHERE x < 20) SELECT x, 1, x, 1 + x % 3 FROM n",
 ];
+
+/// How many lines order 1 has: the N+1 loop runs this many per-row queries.
+pub const ORDER_LINES: usize = 20;
+
+/// The order's customer: called twice per request with the same id (a duplicate query).
+async fn customer_name(db: &Dbs, id: i64) -> Result<String, String> {
+    sqlx::query_scalar("SELECT name FROM customers WHERE id = ?")
+        .bind(id)
+        .fetch_one(&db.sqlx)
+        .await
+        .map_err(|e| e.to_string())
+}
 
 #[derive(Clone)]
 struct Api {
@@ -217,6 +246,25 @@ async fn order(State(api): State<Api>, Path(id): Path<i64>) -> Result<String, St
         .fetch_one(&api.db.sqlx)
         .await
         .map_err(|e| e.to_string())?;
+    let customer = customer_name(&api.db, 1).await?;
+    // The lines, then each line's product with a query of its own: the N+1 to find.
+    let lines: Vec<(i64, i64)> =
+        sqlx::query_as("SELECT product_id, qty FROM order_lines WHERE order_id = ? ORDER BY id")
+            .bind(id)
+            .fetch_all(&api.db.sqlx)
+            .await
+            .map_err(|e| e.to_string())?;
+    let mut total = 0;
+    for (product, qty) in &lines {
+        let price: i64 = sqlx::query_scalar("SELECT price FROM products WHERE id = ?")
+            .bind(product)
+            .fetch_one(&api.db.sqlx)
+            .await
+            .map_err(|e| e.to_string())?;
+        total += price * qty;
+    }
+    // The same customer again, for the invoice: the duplicate to find.
+    let invoice_to = customer_name(&api.db, 1).await?;
     let customers = api
         .db
         .sea
@@ -237,7 +285,9 @@ async fn order(State(api): State<Api>, Path(id): Path<i64>) -> Result<String, St
         .await
         .map_err(|e| e.to_string())?;
     Ok(format!(
-        "order {id}: {item} ({} customers; stock {stock})",
+        "order {id} for {customer} (invoice to {invoice_to}): {item}, {} lines, total {total} \
+         ({} customers; stock {stock})",
+        lines.len(),
         customers.len()
     ))
 }

@@ -86,28 +86,36 @@ fn demo_stores_one_tree_across_two_processes_and_every_view_shows_it() {
         &cs,
     ]));
     let report: Value = serde_json::from_str(&json).unwrap();
-    // caller -> api wsgi -> (sqlx, sea-orm, diesel, http -> worker wsgi -> (sqlx, diesel, sea-orm tx))
+    // caller -> api wsgi -> (sqlx × 24 (the N+1 and the duplicate), sea-orm, diesel,
+    // http -> worker wsgi -> (sqlx, diesel, sqlx (slow), sea-orm tx))
     assert_eq!(names(&report), ["wsgi@api"]);
     let api = &report["children"][0];
-    assert_eq!(names(api), ["db@api", "db@api", "db@api", "http@api"]);
-    let statements: Vec<&str> = api["children"].as_array().unwrap()[..3]
+    let mut expected = vec!["db@api"; 26];
+    expected.push("http@api");
+    assert_eq!(names(api), expected);
+    let statements: Vec<&str> = api["children"].as_array().unwrap()[..26]
         .iter()
         .map(|n| start_info(n)["db"]["statement"].as_str().unwrap())
         .collect();
-    assert_eq!(
-        statements,
-        [
-            "SELECT item FROM orders WHERE id = ?",
-            "SELECT id, name FROM customers ORDER BY id",
-            "UPDATE orders SET seen = seen + ? WHERE id = ?"
-        ]
-    );
-    let http = &api["children"][3];
+    let mut expected = vec![
+        "SELECT item FROM orders WHERE id = ?",
+        "SELECT name FROM customers WHERE id = ?",
+        "SELECT product_id, qty FROM order_lines WHERE order_id = ? ORDER BY id",
+    ];
+    expected.extend(["SELECT price FROM products WHERE id = ?"; 20]);
+    expected.extend([
+        "SELECT name FROM customers WHERE id = ?",
+        "SELECT id, name FROM customers ORDER BY id",
+        "UPDATE orders SET seen = seen + ? WHERE id = ?",
+    ]);
+    assert_eq!(statements, expected);
+    let http = &api["children"][26];
     assert_eq!(names(http), ["wsgi@worker"]);
     let worker = &http["children"][0];
     assert_eq!(
         names(worker),
         [
+            "db@worker",
             "db@worker",
             "db@worker",
             "db@worker",
@@ -132,13 +140,19 @@ fn demo_stores_one_tree_across_two_processes_and_every_view_shows_it() {
                 "query",
                 Some("UPDATE stock SET reserved = reserved + ? WHERE item = ?")
             ),
+            (
+                "query",
+                Some(
+                    "WITH RECURSIVE days(n) AS (SELECT ? UNION ALL SELECT n + ? FROM days WHERE n < ?) SELECT count(*) FROM days"
+                )
+            ),
             ("begin", None),
             ("query", Some("INSERT INTO reservations (item) VALUES (?)")),
             ("commit", None),
         ],
         "one SQL policy for every adapter: no literal in any statement"
     );
-    assert_eq!(report["stats"]["db"]["count"], 8);
+    assert_eq!(report["stats"]["db"]["count"], 32);
     // The JSON is Python's layout: two-space indent, ", "-free separators.
     assert!(json.starts_with("{\n  \""), "{json:.40}");
 
@@ -180,8 +194,8 @@ fn demo_stores_one_tree_across_two_processes_and_every_view_shows_it() {
     assert!(dot.starts_with("digraph {\n"));
     assert_eq!(
         dot.matches(" -> ").count(),
-        11,
-        "11 points, each with an edge from its parent:\n{dot}"
+        35,
+        "35 points, each with an edge from its parent:\n{dot}"
     );
     assert!(dot.contains("label=\"api:wsgi - "), "{dot}");
 

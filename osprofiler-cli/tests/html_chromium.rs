@@ -184,19 +184,19 @@ async fn html_report_expands_shows_details_and_filters_in_chromium() {
     assert_eq!(
         b.js("return document.querySelectorAll('tr.point').length;")
             .await,
-        11
+        35
     );
 
-    // At first: the API's request and its direct children.
+    // At first: the API's request and its direct children (26 statements and the HTTP call).
     let rows = b.visible_rows().await;
-    assert_eq!(rows.len(), 5, "{rows:?}");
+    assert_eq!(rows.len(), 28, "{rows:?}");
     assert_eq!(rows[0], "0:wsgi:GET /orders/1");
     assert!(
         rows[1].starts_with("1:db:SELECT item FROM orders"),
         "{rows:?}"
     );
     assert!(
-        rows[4].starts_with("1:http:GET http://127.0.0.1:"),
+        rows[27].starts_with("1:http:GET http://127.0.0.1:"),
         "{rows:?}"
     );
 
@@ -204,13 +204,13 @@ async fn html_report_expands_shows_details_and_filters_in_chromium() {
     b.click("tr.point[data-depth='1'][data-name='http'] .toggle")
         .await;
     let rows = b.visible_rows().await;
-    assert_eq!(rows.len(), 6, "{rows:?}");
-    assert_eq!(rows[5], "2:wsgi:GET /stock/widget");
+    assert_eq!(rows.len(), 29, "{rows:?}");
+    assert_eq!(rows[28], "2:wsgi:GET /stock/widget");
     b.click("tr.point[data-depth='2'][data-name='wsgi'] .toggle")
         .await;
     let rows = b.visible_rows().await;
-    assert_eq!(rows.len(), 11, "{rows:?}");
-    assert_eq!(rows[8], "3:db:begin");
+    assert_eq!(rows.len(), 35, "{rows:?}");
+    assert_eq!(rows[32], "3:db:begin");
 
     // Details of a db point.
     assert_eq!(

@@ -58,7 +58,7 @@ fn python_shows_our_demo_and_we_show_pythons_trace() {
         .to_owned();
     let theirs = json(&pythons(&["trace", "show", &rust_id, "--json"]));
     assert_eq!(json(&ours(&["trace", "show", &rust_id, "--json"])), theirs);
-    assert_eq!(theirs["stats"]["db"]["count"], 8);
+    assert_eq!(theirs["stats"]["db"]["count"], 32);
 
     // Python to ours: Python's MongoDB driver stores a trace.
     let script = r#"

@@ -60,7 +60,7 @@ fn python_cli_shows_a_rust_trace_as_ours_does() {
     let ours: Value = serde_json::from_str(&ours(&["trace", "show", &id, "--json"])).unwrap();
     let theirs = pythons_show(&id);
     assert_eq!(ours, theirs);
-    assert_eq!(theirs["stats"]["db"]["count"], 8);
+    assert_eq!(theirs["stats"]["db"]["count"], 32);
 }
 
 #[test]
