@@ -351,8 +351,20 @@ pub trait Reader: Send + Sync + 'static {
     /// assert_eq!((listed[0].root.as_deref(), listed[0].points), (Some("wsgi"), 1));
     /// ```
     fn list(&self, filter: &ListFilter) -> Result<Vec<TraceListing>, DriverError> {
+        let mut traces = self.list_traces()?;
+        // Only the newest wanted, by start alone: only those are read.
+        if let (SortBy::Start, Some(n), None, None, false) = (
+            filter.sort,
+            filter.limit,
+            filter.min_duration_ms,
+            &filter.service,
+            filter.errors_only,
+        ) {
+            traces.sort_by(|a, b| a.timestamp.cmp(&b.timestamp));
+            traces.drain(..traces.len().saturating_sub(n));
+        }
         let mut out = Vec::new();
-        for t in self.list_traces()? {
+        for t in traces {
             if !filter.may_pass_start(crate::clock::parse_timestamp(&t.timestamp)) {
                 continue;
             }
