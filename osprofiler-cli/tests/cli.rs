@@ -675,10 +675,13 @@ fn trace_list_columns_filters_sort_and_json() {
     assert_eq!(ids(&[]), [slow.clone(), failing.clone(), python.clone()]);
 
     // Filters, sort, limit.
-    assert_eq!(ids(&["--service", "worker"]), [failing.clone()]);
-    assert_eq!(ids(&["--errors"]), [failing.clone()]);
-    assert_eq!(ids(&["--error-trace"]), [failing.clone()]);
-    assert_eq!(ids(&["--min-duration", "40"]), [slow.clone()]);
+    assert_eq!(
+        ids(&["--service", "worker"]),
+        std::slice::from_ref(&failing)
+    );
+    assert_eq!(ids(&["--errors"]), std::slice::from_ref(&failing));
+    assert_eq!(ids(&["--error-trace"]), std::slice::from_ref(&failing));
+    assert_eq!(ids(&["--min-duration", "40"]), std::slice::from_ref(&slow));
     assert_eq!(
         ids(&["--since", &between]),
         [failing.clone(), python.clone()]
@@ -688,7 +691,10 @@ fn trace_list_columns_filters_sort_and_json() {
         [failing.clone(), python.clone()]
     );
     assert_eq!(ids(&["--since", "1h"]).len(), 3);
-    assert_eq!(ids(&["--sort", "duration", "--limit", "1"]), [slow.clone()]);
+    assert_eq!(
+        ids(&["--sort", "duration", "--limit", "1"]),
+        std::slice::from_ref(&slow)
+    );
     let (_, note) = run(&["--limit", "2"]);
     assert!(note.contains("the newest 2 of 3 traces"), "{note}");
     assert_eq!(ids(&["--limit", "2"]), [failing.clone(), python.clone()]);
