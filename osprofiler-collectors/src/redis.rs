@@ -23,7 +23,7 @@
 
 use ::redis::sentinel::{SentinelClient, SentinelNodeConnectionInfo, SentinelServerType};
 use ::redis::{Client, Connection, RedisError};
-use osprofiler_core::listing::{self, ListFilter, PartialSummary, TraceListing};
+use osprofiler_core::listing::{self, ListFilter, PartialSummary, StoredTrace, TraceListing};
 use osprofiler_core::notifier::{DriverError, Reader, TraceSummary, Writer};
 use osprofiler_core::{ProfilerConfig, message::Message};
 use serde_json::Value;
@@ -398,7 +398,7 @@ impl Reader for RedisDriver {
     /// From the `osprofiler_summary:<base_id>` partials where they account for every stored
     /// message, else from the messages (see the [module docs](self)).
     fn list(&self, filter: &ListFilter) -> Result<Vec<TraceListing>, DriverError> {
-        type Found = (Vec<(String, u64)>, Vec<PartialSummary>);
+        type Found = (Vec<StoredTrace>, Vec<PartialSummary>);
         let (counts, parts): Found = self.with_conn("cannot list traces in Redis", |c| {
             let keys = Self::scan(c, &format!("{OPT}*"))?;
             let mut pipe = ::redis::pipe();
@@ -417,7 +417,11 @@ impl Reader for RedisDriver {
                 let Some(::redis::Value::Int(n)) = pair.first() else {
                     continue;
                 };
-                counts.push((k[OPT.len()..].to_owned(), (*n).max(0) as u64));
+                counts.push(StoredTrace {
+                    base_id: k[OPT.len()..].to_owned(),
+                    messages: (*n).max(0) as u64,
+                    start_us: None,
+                });
                 if let Some(::redis::Value::Array(items)) = pair.get(1) {
                     for item in items {
                         if let ::redis::Value::BulkString(b) = item

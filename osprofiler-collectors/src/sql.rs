@@ -20,7 +20,7 @@
 //! `data`. A database without the table (created by Python, or read-only) lists every trace
 //! that way.
 
-use osprofiler_core::listing::{self, ListFilter, PartialSummary, TraceListing};
+use osprofiler_core::listing::{self, ListFilter, PartialSummary, StoredTrace, TraceListing};
 use osprofiler_core::message::Message;
 use osprofiler_core::notifier::{DriverError, Reader, TraceSummary, Writer};
 use serde_json::{Map, Value};
@@ -478,21 +478,26 @@ impl SqlDriver {
     /// database has no `trace_summaries` table).
     async fn counts_and_summaries(
         &self,
-    ) -> Result<(Vec<(String, u64)>, Vec<PartialSummary>), DriverError> {
+    ) -> Result<(Vec<StoredTrace>, Vec<PartialSummary>), DriverError> {
         self.before_read().await?;
         let mut counts = Vec::new();
         let mut parts = Vec::new();
         let summaries = format!("SELECT {} FROM trace_summaries", SUMMARY_COLUMNS.join(", "));
         with_pool!(&self.pool, p => {
-            let rows = sqlx::query("SELECT base_id, COUNT(*) FROM data GROUP BY base_id")
+            let rows = sqlx::query("SELECT base_id, COUNT(*), MIN(timestamp) FROM data GROUP BY base_id")
                 .fetch_all(p)
                 .await
                 .map_err(|e| read_err("cannot list traces", self.name, e))?;
             for r in rows {
                 let base_id: Option<String> = r.try_get(0).map_err(|e| db_err("bad row", e))?;
                 let n: i64 = r.try_get(1).map_err(|e| db_err("bad row", e))?;
+                let first: Option<String> = r.try_get(2).ok().flatten();
                 if let Some(base_id) = base_id {
-                    counts.push((base_id, n.max(0) as u64));
+                    counts.push(StoredTrace {
+                        base_id,
+                        messages: n.max(0) as u64,
+                        start_us: first.as_deref().and_then(osprofiler_core::clock::parse_timestamp),
+                    });
                 }
             }
             match sqlx::query(AssertSqlSafe(summaries)).fetch_all(p).await {

@@ -286,25 +286,39 @@ pub fn listing_of<'a>(
     summary_of(base_id, messages).to_listing()
 }
 
+/// A trace in a store, as a collector that stores summaries counts it cheaply (for
+/// [`list_from_summaries`]).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StoredTrace {
+    /// The trace's `base_id`.
+    pub base_id: String,
+    /// How many messages the store holds for it.
+    pub messages: u64,
+    /// Its first message's time (microseconds since the epoch), when the store tells it
+    /// cheaply: traces without a summary that cannot pass the filter are then not read.
+    pub start_us: Option<i64>,
+}
+
 /// [`Reader::list`](crate::notifier::Reader::list) for a collector that stores partial
 /// summaries: `stored` names every trace in the store with its count of stored messages,
 /// `partials` are all the stored partial summaries. A trace whose partials add up to as many
 /// messages as are stored is listed from them; the others (no summary: written by Python, or
 /// by a process that wrote only part of it with summaries) are handed in one call to
-/// `compute`, which reads their messages (e.g. with [`listing_of`]).
+/// `compute`, which reads their messages (e.g. with [`listing_of`]) — only those that may
+/// pass the filter, as far as their start tells.
 ///
 /// ```
-/// use osprofiler_core::listing::{list_from_summaries, ListFilter, PartialSummary};
+/// use osprofiler_core::listing::{list_from_summaries, ListFilter, PartialSummary, StoredTrace};
 /// let part = PartialSummary { start_us: 0, end_us: 5_000, messages: 2, points: 1, ..PartialSummary::empty("a") };
-/// let stored = [("a".to_string(), 2), ("py".to_string(), 4)];
-/// let listed = list_from_summaries(stored, [part], &ListFilter::default(), |ids: &[String]| {
+/// let stored = |id: &str, messages| StoredTrace { base_id: id.into(), messages, start_us: None };
+/// let listed = list_from_summaries([stored("a", 2), stored("py", 4)], [part], &ListFilter::default(), |ids: &[String]| {
 ///     assert_eq!(ids, ["py"]); // no summary: computed from its messages
 ///     Ok::<_, ()>(vec![])
 /// }).unwrap();
 /// assert_eq!((listed[0].base_id.as_str(), listed[0].duration_ms), ("a", 5.0));
 /// ```
 pub fn list_from_summaries<E>(
-    stored: impl IntoIterator<Item = (String, u64)>,
+    stored: impl IntoIterator<Item = StoredTrace>,
     partials: impl IntoIterator<Item = PartialSummary>,
     filter: &ListFilter,
     compute: impl FnOnce(&[String]) -> Result<Vec<TraceListing>, E>,
@@ -313,16 +327,40 @@ pub fn list_from_summaries<E>(
         .into_iter()
         .map(|p| (p.base_id.clone(), p))
         .collect();
-    let mut out = Vec::new();
-    let mut missing = Vec::new();
-    for (base_id, count) in stored {
-        match merged.remove(&base_id) {
-            Some(p) if p.messages == count => {
+    // Each trace that may pass: its start (if known) and its summary, if it adds up.
+    let mut candidates: Vec<(Option<i64>, String, Option<PartialSummary>)> = Vec::new();
+    for t in stored {
+        match merged.remove(&t.base_id) {
+            Some(p) if p.messages == t.messages => {
                 if filter.may_pass_start(Some(p.start_us)) {
-                    out.push(p.to_listing());
+                    candidates.push((Some(p.start_us), t.base_id, Some(p)));
                 }
             }
-            _ => missing.push(base_id),
+            _ => {
+                if filter.may_pass_start(t.start_us) {
+                    candidates.push((t.start_us, t.base_id, None));
+                }
+            }
+        }
+    }
+    // Only the newest N wanted, by start alone: when every start is known, only those are read.
+    if let (SortBy::Start, Some(n), None, None, false) = (
+        filter.sort,
+        filter.limit,
+        filter.min_duration_ms,
+        &filter.service,
+        filter.errors_only,
+    ) && candidates.iter().all(|c| c.0.is_some())
+    {
+        candidates.sort_by(|a, b| (a.0, &a.1).cmp(&(b.0, &b.1)));
+        candidates.drain(..candidates.len().saturating_sub(n));
+    }
+    let mut out = Vec::with_capacity(candidates.len());
+    let mut missing = Vec::new();
+    for (_, id, summary) in candidates {
+        match summary {
+            Some(p) => out.push(p.to_listing()),
+            None => missing.push(id),
         }
     }
     if !missing.is_empty() {

@@ -67,7 +67,14 @@ impl Reader for Store {
                 .or_default() += 1;
         }
         let partials = self.partials.lock().unwrap().clone();
-        listing::list_from_summaries(counts, partials, filter, |ids| {
+        let stored = counts
+            .into_iter()
+            .map(|(base_id, messages)| listing::StoredTrace {
+                base_id,
+                messages,
+                start_us: None,
+            });
+        listing::list_from_summaries(stored, partials, filter, |ids| {
             ids.iter()
                 .map(|id| Ok(listing::listing_of(id, &self.trace_messages(id)?)))
                 .collect()
