@@ -420,7 +420,6 @@ impl Reader for RedisDriver {
                 counts.push(StoredTrace {
                     base_id: k[OPT.len()..].to_owned(),
                     messages: (*n).max(0) as u64,
-                    start_us: None,
                 });
                 if let Some(::redis::Value::Array(items)) = pair.get(1) {
                     for item in items {
@@ -435,7 +434,27 @@ impl Reader for RedisDriver {
             Ok((counts, parts))
         })?;
         let mut missing = Vec::new();
-        let mut out = listing::list_from_summaries(counts, parts, filter, |ids| {
+        let starts = |ids: &[String]| {
+            // The oldest entry of each list, as Python's `list_traces` reads it.
+            let firsts: Vec<::redis::RedisResult<Option<Vec<u8>>>> =
+                self.with_conn("cannot list traces in Redis", |c| {
+                    let mut pipe = ::redis::pipe();
+                    for id in ids {
+                        pipe.cmd("LINDEX").arg(format!("{OPT}{id}")).arg(-1);
+                    }
+                    pipe.ignore_errors().query(c)
+                })?;
+            Ok(ids
+                .iter()
+                .zip(firsts)
+                .filter_map(|(id, first)| {
+                    let first: Value = serde_json::from_slice(&first.ok()??).ok()?;
+                    let us = osprofiler_core::clock::parse_timestamp(first["timestamp"].as_str()?)?;
+                    Some((id.clone(), us))
+                })
+                .collect())
+        };
+        let mut out = listing::list_from_summaries(counts, parts, filter, starts, |ids| {
             missing = ids.to_vec();
             Ok::<_, DriverError>(Vec::new())
         })?;

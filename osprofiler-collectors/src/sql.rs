@@ -484,19 +484,17 @@ impl SqlDriver {
         let mut parts = Vec::new();
         let summaries = format!("SELECT {} FROM trace_summaries", SUMMARY_COLUMNS.join(", "));
         with_pool!(&self.pool, p => {
-            let rows = sqlx::query("SELECT base_id, COUNT(*), MIN(timestamp) FROM data GROUP BY base_id")
+            let rows = sqlx::query("SELECT base_id, COUNT(*) FROM data GROUP BY base_id")
                 .fetch_all(p)
                 .await
                 .map_err(|e| read_err("cannot list traces", self.name, e))?;
             for r in rows {
                 let base_id: Option<String> = r.try_get(0).map_err(|e| db_err("bad row", e))?;
                 let n: i64 = r.try_get(1).map_err(|e| db_err("bad row", e))?;
-                let first: Option<String> = r.try_get(2).ok().flatten();
                 if let Some(base_id) = base_id {
                     counts.push(StoredTrace {
                         base_id,
                         messages: n.max(0) as u64,
-                        start_us: first.as_deref().and_then(osprofiler_core::clock::parse_timestamp),
                     });
                 }
             }
@@ -514,6 +512,29 @@ impl SqlDriver {
             }
         });
         Ok((counts, parts))
+    }
+
+    /// Every trace's first timestamp (microseconds).
+    async fn first_timestamps(
+        &self,
+    ) -> Result<std::collections::HashMap<String, i64>, DriverError> {
+        let mut out = std::collections::HashMap::new();
+        with_pool!(&self.pool, p => {
+            let rows = sqlx::query("SELECT base_id, MIN(timestamp) FROM data GROUP BY base_id")
+                .fetch_all(p)
+                .await
+                .map_err(|e| read_err("cannot list traces", self.name, e))?;
+            for r in rows {
+                let base_id: Option<String> = r.try_get(0).ok().flatten();
+                let first: Option<String> = r.try_get(1).ok().flatten();
+                if let (Some(id), Some(us)) =
+                    (base_id, first.as_deref().and_then(osprofiler_core::clock::parse_timestamp))
+                {
+                    out.insert(id, us);
+                }
+            }
+        });
+        Ok(out)
     }
 
     /// The listings of `ids`, computed from their messages, read a few hundred traces at once.
@@ -572,11 +593,34 @@ impl SqlDriver {
         filter: &ListFilter,
     ) -> Result<Vec<TraceListing>, DriverError> {
         let (counts, parts) = self.counts_and_summaries().await?;
+        // Traces without (enough) summaries: their starts, when the filter can use them.
+        let mut unsummarized = Vec::new();
+        let _ = listing::list_from_summaries(
+            counts.iter().cloned(),
+            parts.iter().cloned(),
+            filter,
+            |ids| {
+                unsummarized = ids.to_vec();
+                Ok::<_, DriverError>(Default::default())
+            },
+            |_| Ok(Vec::new()),
+        )?;
+        let starts = if unsummarized.is_empty() {
+            Default::default()
+        } else {
+            self.first_timestamps().await?
+        };
         let mut missing = Vec::new();
-        let mut out = listing::list_from_summaries(counts, parts, filter, |ids| {
-            missing = ids.to_vec();
-            Ok::<_, DriverError>(Vec::new())
-        })?;
+        let mut out = listing::list_from_summaries(
+            counts,
+            parts,
+            filter,
+            |_| Ok(starts),
+            |ids| {
+                missing = ids.to_vec();
+                Ok::<_, DriverError>(Vec::new())
+            },
+        )?;
         if !missing.is_empty() {
             out.extend(self.compute_listings(&missing).await?);
             out = filter.apply(out);

@@ -294,9 +294,6 @@ pub struct StoredTrace {
     pub base_id: String,
     /// How many messages the store holds for it.
     pub messages: u64,
-    /// Its first message's time (microseconds since the epoch), when the store tells it
-    /// cheaply: traces without a summary that cannot pass the filter are then not read.
-    pub start_us: Option<i64>,
 }
 
 /// [`Reader::list`](crate::notifier::Reader::list) for a collector that stores partial
@@ -304,65 +301,84 @@ pub struct StoredTrace {
 /// `partials` are all the stored partial summaries. A trace whose partials add up to as many
 /// messages as are stored is listed from them; the others (no summary: written by Python, or
 /// by a process that wrote only part of it with summaries) are handed in one call to
-/// `compute`, which reads their messages (e.g. with [`listing_of`]) — only those that may
-/// pass the filter, as far as their start tells.
+/// `compute`, which reads their messages (e.g. with [`listing_of`]).
+///
+/// When there are such traces and the filter can use their start (`since_us`, or only the
+/// newest `limit` by start), `starts` is called first with them and answers their first
+/// message's time where it can cheaply (microseconds; a trace left out passes): only those
+/// that may pass are computed.
 ///
 /// ```
 /// use osprofiler_core::listing::{list_from_summaries, ListFilter, PartialSummary, StoredTrace};
 /// let part = PartialSummary { start_us: 0, end_us: 5_000, messages: 2, points: 1, ..PartialSummary::empty("a") };
-/// let stored = |id: &str, messages| StoredTrace { base_id: id.into(), messages, start_us: None };
-/// let listed = list_from_summaries([stored("a", 2), stored("py", 4)], [part], &ListFilter::default(), |ids: &[String]| {
-///     assert_eq!(ids, ["py"]); // no summary: computed from its messages
-///     Ok::<_, ()>(vec![])
-/// }).unwrap();
+/// let stored = |id: &str, messages| StoredTrace { base_id: id.into(), messages };
+/// let listed = list_from_summaries(
+///     [stored("a", 2), stored("py", 4)],
+///     [part],
+///     &ListFilter::default(),
+///     |_| Ok(Default::default()),
+///     |ids: &[String]| {
+///         assert_eq!(ids, ["py"]); // no summary: computed from its messages
+///         Ok::<_, ()>(vec![])
+///     },
+/// ).unwrap();
 /// assert_eq!((listed[0].base_id.as_str(), listed[0].duration_ms), ("a", 5.0));
 /// ```
 pub fn list_from_summaries<E>(
     stored: impl IntoIterator<Item = StoredTrace>,
     partials: impl IntoIterator<Item = PartialSummary>,
     filter: &ListFilter,
+    starts: impl FnOnce(&[String]) -> Result<HashMap<String, i64>, E>,
     compute: impl FnOnce(&[String]) -> Result<Vec<TraceListing>, E>,
 ) -> Result<Vec<TraceListing>, E> {
     let mut merged: HashMap<String, PartialSummary> = merge_partials(partials)
         .into_iter()
         .map(|p| (p.base_id.clone(), p))
         .collect();
-    // Each trace that may pass: its start (if known) and its summary, if it adds up.
-    let mut candidates: Vec<(Option<i64>, String, Option<PartialSummary>)> = Vec::new();
+    let mut summarized = Vec::new();
+    let mut missing = Vec::new();
     for t in stored {
         match merged.remove(&t.base_id) {
             Some(p) if p.messages == t.messages => {
                 if filter.may_pass_start(Some(p.start_us)) {
-                    candidates.push((Some(p.start_us), t.base_id, Some(p)));
+                    summarized.push(p);
                 }
             }
-            _ => {
-                if filter.may_pass_start(t.start_us) {
-                    candidates.push((t.start_us, t.base_id, None));
-                }
+            _ => missing.push(t.base_id),
+        }
+    }
+    let newest_only = matches!(
+        (
+            filter.sort,
+            filter.limit,
+            filter.min_duration_ms,
+            &filter.service,
+            filter.errors_only
+        ),
+        (SortBy::Start, Some(_), None, None, false)
+    );
+    if !missing.is_empty() && (filter.since_us.is_some() || newest_only) {
+        let known = starts(&missing)?;
+        missing.retain(|id| filter.may_pass_start(known.get(id).copied()));
+        // Only the newest N wanted, by start alone: when every start is known, only those
+        // are read.
+        if let Some(n) = filter.limit.filter(|_| newest_only)
+            && missing.iter().all(|id| known.contains_key(id))
+        {
+            let mut all: Vec<(i64, Option<PartialSummary>, Option<String>)> = summarized
+                .drain(..)
+                .map(|p| (p.start_us, Some(p), None))
+                .chain(missing.drain(..).map(|id| (known[&id], None, Some(id))))
+                .collect();
+            all.sort_by_key(|a| a.0);
+            all.drain(..all.len().saturating_sub(n));
+            for (_, p, id) in all {
+                summarized.extend(p);
+                missing.extend(id);
             }
         }
     }
-    // Only the newest N wanted, by start alone: when every start is known, only those are read.
-    if let (SortBy::Start, Some(n), None, None, false) = (
-        filter.sort,
-        filter.limit,
-        filter.min_duration_ms,
-        &filter.service,
-        filter.errors_only,
-    ) && candidates.iter().all(|c| c.0.is_some())
-    {
-        candidates.sort_by(|a, b| (a.0, &a.1).cmp(&(b.0, &b.1)));
-        candidates.drain(..candidates.len().saturating_sub(n));
-    }
-    let mut out = Vec::with_capacity(candidates.len());
-    let mut missing = Vec::new();
-    for (_, id, summary) in candidates {
-        match summary {
-            Some(p) => out.push(p.to_listing()),
-            None => missing.push(id),
-        }
-    }
+    let mut out: Vec<TraceListing> = summarized.iter().map(PartialSummary::to_listing).collect();
     if !missing.is_empty() {
         out.extend(compute(&missing)?);
     }
@@ -782,6 +798,79 @@ mod tests {
             ..Default::default()
         };
         assert_eq!(ids(f), ["b", "c", "a"]);
+    }
+
+    #[test]
+    fn only_unsummarized_traces_that_may_pass_are_computed() {
+        let part = |id: &str, start: i64| PartialSummary {
+            start_us: start,
+            end_us: start + 10,
+            messages: 2,
+            ..PartialSummary::empty(id)
+        };
+        let stored = |id: &str, messages| StoredTrace {
+            base_id: id.into(),
+            messages,
+        };
+        let traces = || {
+            [
+                stored("s1", 2),
+                stored("s9", 2),
+                stored("py2", 4),
+                stored("py8", 4),
+                stored("short", 4), // its partial counts 2 of its 4 messages
+            ]
+        };
+        let parts = || [part("s1", 1), part("s9", 9), part("short", 7)];
+        let starts = |ids: &[String]| -> Result<HashMap<String, i64>, ()> {
+            Ok(ids
+                .iter()
+                .map(|id| {
+                    (
+                        id.clone(),
+                        id.trim_start_matches(char::is_alphabetic)
+                            .parse()
+                            .unwrap_or(7),
+                    )
+                })
+                .collect())
+        };
+        let run = |filter: ListFilter| {
+            let mut computed = Vec::new();
+            let listed = list_from_summaries(traces(), parts(), &filter, starts, |ids| {
+                computed = ids.to_vec();
+                Ok(ids
+                    .iter()
+                    .map(|id| part(id, starts(std::slice::from_ref(id)).unwrap()[id]).to_listing())
+                    .collect())
+            })
+            .unwrap();
+            let ids: Vec<String> = listed.into_iter().map(|t| t.base_id).collect();
+            (ids, computed)
+        };
+        // Everything: the three without (enough) summary are computed.
+        let (ids, computed) = run(ListFilter::default());
+        assert_eq!(ids, ["s1", "py2", "short", "py8", "s9"]);
+        assert_eq!(computed, ["py2", "py8", "short"]);
+        // The newest 2: only py8 is read.
+        let (ids, computed) = run(ListFilter {
+            limit: Some(2),
+            ..Default::default()
+        });
+        assert_eq!(
+            (ids, computed),
+            (
+                vec!["py8".to_string(), "s9".into()],
+                vec!["py8".to_string()]
+            )
+        );
+        // Since 5: py2 is not read.
+        let (ids, computed) = run(ListFilter {
+            since_us: Some(5),
+            ..Default::default()
+        });
+        assert_eq!(ids, ["short", "py8", "s9"]);
+        assert_eq!(computed, ["py8", "short"]);
     }
 
     #[test]

@@ -69,16 +69,18 @@ impl Reader for Store {
         let partials = self.partials.lock().unwrap().clone();
         let stored = counts
             .into_iter()
-            .map(|(base_id, messages)| listing::StoredTrace {
-                base_id,
-                messages,
-                start_us: None,
-            });
-        listing::list_from_summaries(stored, partials, filter, |ids| {
-            ids.iter()
-                .map(|id| Ok(listing::listing_of(id, &self.trace_messages(id)?)))
-                .collect()
-        })
+            .map(|(base_id, messages)| listing::StoredTrace { base_id, messages });
+        listing::list_from_summaries(
+            stored,
+            partials,
+            filter,
+            |_| Ok(Default::default()),
+            |ids| {
+                ids.iter()
+                    .map(|id| Ok(listing::listing_of(id, &self.trace_messages(id)?)))
+                    .collect()
+            },
+        )
     }
 }
 
