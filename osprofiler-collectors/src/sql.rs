@@ -107,6 +107,8 @@ pub struct SqlDriver {
     pool: Pool,
     rt: crate::rt::Rt,
     schema_ready: AtomicBool,
+    /// `trace_summaries`: 0 not yet created, 1 ready, 2 cannot be created (summaries off).
+    summaries_state: std::sync::atomic::AtomicU8,
     /// Opened to read ([`SqlDriver::open_read_only`]): never creates anything.
     read_only: bool,
 }
@@ -290,6 +292,7 @@ impl SqlDriver {
             pool,
             rt,
             schema_ready: AtomicBool::new(false),
+            summaries_state: std::sync::atomic::AtomicU8::new(0),
             read_only,
         };
         if name == "sqlite" && !read_only {
@@ -346,16 +349,12 @@ impl SqlDriver {
         if self.schema_ready.load(Ordering::Acquire) {
             return Ok(());
         }
-        let mut statements = vec![self.create_table_sql(), self.create_summaries_sql()];
+        let mut statements = vec![self.create_table_sql()];
         if self.name != "mysql" {
             statements.extend(
                 INDEXED
                     .iter()
                     .map(|c| format!("CREATE INDEX IF NOT EXISTS ix_data_{c} ON data ({c})")),
-            );
-            statements.push(
-                "CREATE INDEX IF NOT EXISTS ix_trace_summaries_base_id ON trace_summaries (base_id)"
-                    .into(),
             );
         }
         with_pool!(&self.pool, p => {
@@ -439,8 +438,60 @@ impl SqlDriver {
         Ok(out)
     }
 
-    async fn insert_summaries(&self, parts: &[PartialSummary]) -> Result<(), DriverError> {
+    /// Creates `trace_summaries` if missing; false when it cannot be (a role that may insert
+    /// into `data` but create nothing): summaries are then off (the first call's error says
+    /// so) and listing computes traces from their messages.
+    async fn ensure_summaries(&self) -> Result<bool, DriverError> {
+        match self.summaries_state.load(Ordering::Acquire) {
+            1 => return Ok(true),
+            2 => return Ok(false),
+            _ => {}
+        }
         self.ensure_schema().await?;
+        let mut statements = vec![self.create_summaries_sql()];
+        if self.name != "mysql" {
+            statements.push(
+                "CREATE INDEX IF NOT EXISTS ix_trace_summaries_base_id ON trace_summaries (base_id)"
+                    .into(),
+            );
+        }
+        let mut failure = None;
+        with_pool!(&self.pool, p => {
+            for s in statements {
+                if let Err(e) = sqlx::query(AssertSqlSafe(s)).execute(p).await {
+                    failure = Some(e);
+                    break;
+                }
+            }
+        });
+        match failure {
+            None => {
+                self.summaries_state.store(1, Ordering::Release);
+                Ok(true)
+            }
+            // Unreachable: retried with the messages.
+            Some(e) if e.as_database_error().is_none() => {
+                Err(db_err("cannot create the table `trace_summaries`", e))
+            }
+            Some(e) => {
+                // Said once (the notifier logs it); later calls store nothing, quietly.
+                self.summaries_state.store(2, Ordering::Release);
+                Err(db_err(
+                    &format!(
+                        "cannot create the {} table `trace_summaries`, so no trace summaries \
+                         are stored (`osprofiler trace list` reads each trace's messages)",
+                        self.name
+                    ),
+                    e,
+                ))
+            }
+        }
+    }
+
+    async fn insert_summaries(&self, parts: &[PartialSummary]) -> Result<(), DriverError> {
+        if !self.ensure_summaries().await? {
+            return Ok(());
+        }
         let i = |n: u64| i64::try_from(n).unwrap_or(i64::MAX);
         with_pool!(&self.pool, p => {
             let mut tx = p.begin().await.map_err(|e| db_err("cannot begin", e))?;
@@ -506,8 +557,9 @@ impl SqlDriver {
                         }
                     }
                 }
-                // No summaries table: every trace is computed from its messages.
-                Err(e) if is_missing_table(&e) => {}
+                // No summaries table, or not readable by this role: every trace is
+                // computed from its messages.
+                Err(e) if is_missing_table(&e) || e.as_database_error().is_some() => {}
                 Err(e) => return Err(read_err("cannot read trace summaries", self.name, e)),
             }
         });
@@ -647,11 +699,11 @@ impl SqlDriver {
                 self.dialect.placeholder
             );
             Ok(with_pool!(&self.pool, p => {
-                sqlx::query(AssertSqlSafe(summaries))
-                    .bind(base_id)
-                    .execute(p)
-                    .await
-                    .map_err(|e| db_err("cannot delete the trace's summaries", e))?;
+                match sqlx::query(AssertSqlSafe(summaries)).bind(base_id).execute(p).await {
+                    Ok(_) => {}
+                    Err(e) if is_missing_table(&e) => {}
+                    Err(e) => return Err(db_err("cannot delete the trace's summaries", e)),
+                }
                 sqlx::query(AssertSqlSafe(sql))
                     .bind(base_id)
                     .execute(p)
