@@ -12,6 +12,24 @@
 //! partial counts the messages it stands for, so a reader that can count a trace's stored
 //! messages cheaply sees when some were written by a process that wrote no summary (Python)
 //! and computes that trace from its messages instead.
+//!
+//! Why partials, not one summary when the root stops: each service writes its own points, and
+//! no process sees a whole trace; the process that stops the root may even finish before a
+//! worker it called. Trade-offs:
+//! - A Python service that writes part of a Rust trace writes no partial: the stored count then
+//!   exceeds the partials' and the trace is computed from its messages — right, at the cost of
+//!   reading it. Both SQL (`COUNT(*)` per `base_id`) and Redis (`LLEN`) count cheaply; a store
+//!   that could not would have to trust the partials and undercount such traces.
+//! - A partial is written once the process has no open point of the trace; a point that
+//!   never stops keeps its trace open until [`QueueOptions::summary_traces`] newer traces push
+//!   it out (its partial is then written with what is known, and a later stop adds another
+//!   partial) or the notifier shuts down.
+//! - A message the store refused, or partials lost with a failing store, make the counts
+//!   disagree: the trace is computed from what was stored.
+//! - `duration_ms` runs from the first to the last stored message; `db_ms` sums each `db`
+//!   point's own duration (concurrent statements add up).
+//!
+//! [`QueueOptions::summary_traces`]: crate::notifier::QueueOptions::summary_traces
 
 use crate::clock::{format_timestamp, parse_timestamp};
 use serde_json::Value;
