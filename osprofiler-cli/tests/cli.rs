@@ -476,6 +476,28 @@ fn reading_over_messaging_leaves_the_trace_in_the_queue_unless_consumed() {
             "{shown}"
         );
     }
+    // Listed from one read of the queue, which keeps the trace.
+    let listed = ok(&osprofiler(&[
+        "trace",
+        "list",
+        "--all",
+        "--json",
+        "--connection-string",
+        "messaging://",
+    ]));
+    let listed: Value = serde_json::from_str(&listed).unwrap();
+    let row = listed
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|r| r["base_id"] == id.as_str())
+        .unwrap_or_else(|| panic!("{id} not listed: {listed}"));
+    assert_eq!(
+        (&row["root"], &row["services"]),
+        (&"wsgi".into(), &serde_json::json!(["api", "worker"])),
+        "{row}"
+    );
+    assert!(ok(&show(&[])).contains("[worker@"));
     // Asked to, it takes the trace off the queue, and says so first.
     let consumed = show(&["--consume"]);
     assert!(ok(&consumed).contains("[worker@"));

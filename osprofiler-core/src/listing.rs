@@ -403,6 +403,37 @@ pub fn list_from_summaries<E>(
     Ok(filter.apply(out))
 }
 
+/// [`Reader::list`](crate::notifier::Reader::list) for a collector that reads all its messages
+/// at once (a queue, memory): groups them by trace and computes each listing.
+///
+/// ```
+/// use osprofiler_core::listing::{list_messages, ListFilter};
+/// use serde_json::json;
+/// let msgs = [
+///     json!({"base_id": "a", "name": "wsgi-start", "parent_id": "a", "trace_id": "r", "timestamp": "2024-01-01T00:00:00.000000"}),
+///     json!({"base_id": "a", "name": "wsgi-stop", "parent_id": "a", "trace_id": "r", "timestamp": "2024-01-01T00:00:00.002000"}),
+///     json!({"base_id": "b", "name": "x-start", "parent_id": "b", "trace_id": "s", "timestamp": "2024-01-01T00:00:01.000000"}),
+/// ];
+/// let l = list_messages(&msgs, &ListFilter::default());
+/// assert_eq!((l[0].base_id.as_str(), l[0].duration_ms, l[1].root.as_deref()), ("a", 2.0, Some("x")));
+/// ```
+pub fn list_messages<'a>(
+    messages: impl IntoIterator<Item = &'a Value>,
+    filter: &ListFilter,
+) -> Vec<TraceListing> {
+    let mut by_id: HashMap<&str, Vec<&Value>> = HashMap::new();
+    for m in messages {
+        if let Some(id) = m["base_id"].as_str() {
+            by_id.entry(id).or_default().push(m);
+        }
+    }
+    let out = by_id
+        .into_iter()
+        .map(|(id, msgs)| listing_of(id, msgs))
+        .collect();
+    filter.apply(out)
+}
+
 /// The order of `trace list`.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub enum SortBy {
