@@ -120,20 +120,100 @@ enum TraceCommand {
         #[arg(long)]
         consume: bool,
     },
-    /// List stored traces (base id and first timestamp): the newest 50, oldest of them first.
+    /// List stored traces, one line each: base id, start, duration, root point, points, DB
+    /// statements, DB time, errors (count and first error type), services. The newest 50
+    /// (oldest of them first) unless sorted by duration (longest first).
     List {
         #[command(flatten)]
         conn: Conn,
-        /// Only traces with an error point.
-        #[arg(long)]
-        error_trace: bool,
-        /// How many of the newest traces to list.
+        /// Only traces with an error (`--error-trace`, Python's name, works too).
+        #[arg(long = "errors", visible_alias = "error-trace")]
+        errors: bool,
+        /// Only traces that started since then: a duration back from now (90s, 30m, 1h, 7d,
+        /// 2w) or a time (2024-05-01T10:00:00Z, 2024-05-01T10:00:00+02:00, or OSProfiler's
+        /// 2024-05-01T10:00:00.000000 in UTC).
+        #[arg(long, value_name = "WHEN", value_parser = parse_since_arg)]
+        since: Option<i64>,
+        /// Only traces that took at least MS milliseconds.
+        #[arg(
+            long = "min-duration",
+            value_name = "MS",
+            value_parser = parse_min_duration,
+            allow_hyphen_values = true
+        )]
+        min_duration: Option<f64>,
+        /// Only traces with a point written by this service.
+        #[arg(long, value_name = "NAME")]
+        service: Option<String>,
+        /// The order: by start (oldest first, the newest last) or by duration (longest first).
+        #[arg(long, value_enum, default_value_t = ListSort::Start)]
+        sort: ListSort,
+        /// How many traces: the newest (--sort start) or the longest (--sort duration).
         #[arg(long, value_name = "N", default_value_t = 50, conflicts_with = "all")]
         limit: usize,
         /// List every trace.
         #[arg(long)]
         all: bool,
+        /// A JSON array of objects with the keys base_id, start, duration_ms, root, services,
+        /// points, db_statements, db_ms, errors, error_type.
+        #[arg(long)]
+        json: bool,
     },
+}
+
+/// `trace list --sort`.
+#[derive(Clone, Copy, clap::ValueEnum)]
+enum ListSort {
+    /// Oldest first.
+    Start,
+    /// Longest first.
+    Duration,
+}
+
+/// `--since`: microseconds since the epoch.
+fn parse_since_arg(text: &str) -> Result<i64, String> {
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_micros() as i64);
+    osprofiler_core::listing::parse_since(text, now)
+}
+
+/// `--min-duration`: milliseconds, a number ≥ 0.
+fn parse_min_duration(text: &str) -> Result<f64, String> {
+    match text.trim().parse::<f64>() {
+        Ok(ms) if ms.is_finite() && ms >= 0.0 => Ok(ms),
+        _ => Err(format!(
+            "{text:?} is not a number of milliseconds ≥ 0 (such as 250 or 1.5)"
+        )),
+    }
+}
+
+/// The `trace list` table.
+fn render_listing(traces: &[osprofiler_core::listing::TraceListing]) -> String {
+    let mut text = format!(
+        "{:<36}  {:<26}  {:>11}  {:<16}  {:>6}  {:>5}  {:>11}  {:<20}  {}\n",
+        "base_id", "start", "duration", "root", "points", "db", "db time", "errors", "services"
+    );
+    for t in traces {
+        let errors = match (t.errors, &t.error_type) {
+            (0, _) => "-".to_owned(),
+            (n, Some(e)) => format!("{n} {e}"),
+            (n, None) => n.to_string(),
+        };
+        text.push_str(&format!(
+            "{:<36}  {:<26}  {:>8.1} ms  {:<16}  {:>6}  {:>5}  {:>8.1} ms  {:<20}  {}\n",
+            t.base_id,
+            t.start,
+            t.duration_ms,
+            t.root.as_deref().unwrap_or("-"),
+            t.points,
+            t.db_statements,
+            t.db_ms,
+            errors,
+            t.services.join(",")
+        ));
+    }
+    text
 }
 
 fn write_out(out: Option<&PathBuf>, text: &str) -> Result<(), CliError> {
@@ -232,23 +312,37 @@ fn run(cli: Cli) -> Result<(), CliError> {
             command:
                 TraceCommand::List {
                     conn,
-                    error_trace,
+                    errors,
+                    since,
+                    min_duration,
+                    service,
+                    sort,
                     limit,
                     all,
+                    json,
                 },
         } => {
+            use osprofiler_core::listing::{ListFilter, SortBy};
             let cs = conn.resolve()?;
             let driver = osprofiler_cli::open_driver(&cs)?;
-            let traces = {
+            let filter = ListFilter {
+                since_us: since,
+                min_duration_ms: min_duration,
+                service,
+                errors_only: errors,
+                sort: match sort {
+                    ListSort::Start => SortBy::Start,
+                    ListSort::Duration => SortBy::Duration,
+                },
+                // One more than shown: says whether there are more.
+                limit: (!all).then(|| limit.saturating_add(1)),
+            };
+            let mut traces = {
                 let _n = slow_notice(format!(
                     "listing traces in {}",
                     osprofiler_core::config::redact(&cs)
                 ));
-                if error_trace {
-                    driver.list_error_traces()
-                } else {
-                    driver.list_traces()
-                }
+                driver.list(&filter)
             }
             .map_err(|e| {
                 CliError(format!(
@@ -256,23 +350,40 @@ fn run(cli: Cli) -> Result<(), CliError> {
                     osprofiler_core::config::redact(&cs)
                 ))
             })?;
-            // Oldest first: the newest are the last ones.
-            let shown = if all {
-                &traces[..]
+            let more = !all && traces.len() > limit;
+            if more {
+                match filter.sort {
+                    // Oldest first: the extra one is the oldest.
+                    SortBy::Start => drop(traces.remove(0)),
+                    SortBy::Duration => traces.truncate(limit),
+                }
+                let which = match filter.sort {
+                    SortBy::Start => "newest",
+                    SortBy::Duration => "longest",
+                };
+                let filtered = filter.since_us.is_some()
+                    || filter.min_duration_ms.is_some()
+                    || filter.service.is_some()
+                    || filter.errors_only;
+                // Unfiltered, the total is cheap to count.
+                match (filtered, driver.list_traces()) {
+                    (false, Ok(all)) => eprintln!(
+                        "the {which} {} of {} traces; --limit N or --all for more",
+                        traces.len(),
+                        all.len()
+                    ),
+                    _ => eprintln!(
+                        "the {which} {} matching traces; there are more: --limit N or --all",
+                        traces.len()
+                    ),
+                }
+            }
+            let text = if json {
+                serde_json::to_string_pretty(&traces)
+                    .map_err(|e| CliError(format!("cannot write JSON: {e}")))?
             } else {
-                &traces[traces.len().saturating_sub(limit)..]
+                render_listing(&traces)
             };
-            let mut text = format!("{:<36}  {}\n", "base_id", "timestamp");
-            for t in shown {
-                text.push_str(&format!("{:<36}  {}\n", t.base_id, t.timestamp));
-            }
-            if shown.len() < traces.len() {
-                eprintln!(
-                    "the newest {} of {} traces; --limit N or --all for more",
-                    shown.len(),
-                    traces.len()
-                );
-            }
             write_out(None, &text)
         }
         Command::Demo { conn, dir } => {

@@ -490,6 +490,28 @@ fn reading_over_messaging_leaves_the_trace_in_the_queue_unless_consumed() {
             "{shown}"
         );
     }
+    // Listed from one read of the queue, which keeps the trace.
+    let listed = ok(&osprofiler(&[
+        "trace",
+        "list",
+        "--all",
+        "--json",
+        "--connection-string",
+        "messaging://",
+    ]));
+    let listed: Value = serde_json::from_str(&listed).unwrap();
+    let row = listed
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|r| r["base_id"] == id.as_str())
+        .unwrap_or_else(|| panic!("{id} not listed: {listed}"));
+    assert_eq!(
+        (&row["root"], &row["services"]),
+        (&"wsgi".into(), &serde_json::json!(["api", "worker"])),
+        "{row}"
+    );
+    assert!(ok(&show(&[])).contains("[worker@"));
     // Asked to, it takes the trace off the queue, and says so first.
     let consumed = show(&["--consume"]);
     assert!(ok(&consumed).contains("[worker@"));
@@ -544,5 +566,195 @@ fn trace_list_shows_the_newest_50_unless_told_otherwise() {
     let (rows, note) = listed(&["--all"]);
     assert_eq!(rows, ids);
     assert!(note.is_empty(), "{note}");
+    std::fs::remove_dir_all(&tmp).unwrap();
+}
+
+/// Stores messages through the SQL driver and no summary, as Python's services do.
+struct Plain(std::sync::Arc<osprofiler_collectors::SqlDriver>);
+impl osprofiler_core::notifier::Writer for Plain {
+    fn name(&self) -> &str {
+        "plain"
+    }
+    fn notify(
+        &self,
+        batch: &[osprofiler_core::message::Message],
+    ) -> Result<(), osprofiler_core::notifier::DriverError> {
+        self.0.notify(batch)
+    }
+}
+
+#[test]
+fn trace_list_columns_filters_sort_and_json() {
+    use osprofiler_core::dispatch::{self, Dispatch};
+    use osprofiler_core::notifier::{QueueNotifier, Writer as _};
+    use osprofiler_core::{self as osp, Info, Trace};
+    use std::sync::Arc;
+    use std::time::Duration;
+    let tmp = temp_dir();
+    let cs = format!("sqlite://{}", tmp.join("listing.db").display());
+    let sql = Arc::new(osprofiler_collectors::SqlDriver::open(&cs).unwrap());
+    assert!(sql.stores_summaries());
+    let with_summaries = QueueNotifier::start(sql.clone(), Default::default()).unwrap();
+    let without = QueueNotifier::start(Arc::new(Plain(sql.clone())), Default::default()).unwrap();
+    let trace = |n: &Arc<QueueNotifier>, service: &str, f: &dyn Fn()| {
+        osp::identity::set_identity(Some("p"), Some(service), None);
+        dispatch::with_default(&Dispatch::new(n.clone()), || {
+            let p = osp::init("key", None, None).unwrap();
+            f();
+            osp::clean();
+            p.base_id().to_string()
+        })
+    };
+    let slow = trace(&with_summaries, "api", &|| {
+        let _root = Trace::new("wsgi", Info::new);
+        for ms in [1, 40, 1] {
+            let _db = Trace::new("db", Info::new);
+            std::thread::sleep(Duration::from_millis(ms));
+        }
+    });
+    std::thread::sleep(Duration::from_millis(5));
+    let between = osp::clock::format_timestamp(
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap()
+            .as_micros() as i64,
+    );
+    let failing = trace(&with_summaries, "worker", &|| {
+        let mut t = Trace::new("rpc", Info::new);
+        t.error_with("IntegrityError", "duplicate key");
+    });
+    let python = trace(&without, "pysvc", &|| Trace::new("cli", Info::new).finish());
+    for n in [&with_summaries, &without] {
+        assert!(n.flush_for(Duration::from_secs(10)));
+    }
+
+    let run = |extra: &[&str]| -> (String, String) {
+        let mut args = vec!["trace", "list", "--connection-string", cs.as_str()];
+        args.extend_from_slice(extra);
+        let out = osprofiler(&args);
+        (ok(&out), String::from_utf8_lossy(&out.stderr).into_owned())
+    };
+    let ids = |extra: &[&str]| -> Vec<String> {
+        run(extra)
+            .0
+            .lines()
+            .skip(1)
+            .map(|l| l.split_whitespace().next().unwrap().to_owned())
+            .collect()
+    };
+
+    // --json: the documented keys, the columns' values.
+    let json: Value = serde_json::from_str(&run(&["--json"]).0).unwrap();
+    let rows = json.as_array().unwrap();
+    assert_eq!(rows.len(), 3);
+    let keys = [
+        "base_id",
+        "db_ms",
+        "db_statements",
+        "duration_ms",
+        "error_type",
+        "errors",
+        "points",
+        "root",
+        "services",
+        "start",
+    ];
+    for r in rows {
+        let mut got: Vec<&str> = r.as_object().unwrap().keys().map(|k| k.as_str()).collect();
+        got.sort();
+        assert_eq!(got, keys);
+    }
+    let row = |id: &str| rows.iter().find(|r| r["base_id"] == id).unwrap();
+    let s = row(&slow);
+    assert_eq!(
+        (&s["root"], &s["points"], &s["db_statements"]),
+        (&"wsgi".into(), &4.into(), &3.into())
+    );
+    assert!(s["db_ms"].as_f64().unwrap() >= 40.0, "{s}");
+    assert!(
+        s["duration_ms"].as_f64().unwrap() >= s["db_ms"].as_f64().unwrap(),
+        "{s}"
+    );
+    assert_eq!(s["services"], serde_json::json!(["api"]));
+    assert_eq!((&s["errors"], &s["error_type"]), (&0.into(), &Value::Null));
+    let f = row(&failing);
+    assert_eq!(
+        (&f["errors"], &f["error_type"]),
+        (&1.into(), &"IntegrityError".into())
+    );
+    let p = row(&python);
+    assert_eq!(
+        (&p["root"], &p["services"]),
+        (&"cli".into(), &serde_json::json!(["pysvc"]))
+    );
+
+    // The table: a header and one line per trace, oldest first.
+    let (table, _) = run(&[]);
+    let header = table.lines().next().unwrap();
+    for col in [
+        "base_id", "start", "duration", "root", "points", "db", "db time", "errors", "services",
+    ] {
+        assert!(header.contains(col), "{header}");
+    }
+    let line = |id: &str| {
+        table
+            .lines()
+            .find(|l| l.starts_with(id))
+            .unwrap()
+            .to_owned()
+    };
+    assert!(line(&failing).contains("1 IntegrityError"), "{table}");
+    assert!(
+        line(&slow).contains(" wsgi ") && line(&slow).ends_with("api"),
+        "{table}"
+    );
+    assert_eq!(ids(&[]), [slow.clone(), failing.clone(), python.clone()]);
+
+    // Filters, sort, limit.
+    assert_eq!(
+        ids(&["--service", "worker"]),
+        std::slice::from_ref(&failing)
+    );
+    assert_eq!(ids(&["--errors"]), std::slice::from_ref(&failing));
+    assert_eq!(ids(&["--error-trace"]), std::slice::from_ref(&failing));
+    assert_eq!(ids(&["--min-duration", "40"]), std::slice::from_ref(&slow));
+    assert_eq!(
+        ids(&["--since", &between]),
+        [failing.clone(), python.clone()]
+    );
+    assert_eq!(
+        ids(&["--since", &format!("{between}Z")]),
+        [failing.clone(), python.clone()]
+    );
+    assert_eq!(ids(&["--since", "1h"]).len(), 3);
+    assert_eq!(
+        ids(&["--sort", "duration", "--limit", "1"]),
+        std::slice::from_ref(&slow)
+    );
+    let (_, note) = run(&["--limit", "2"]);
+    assert!(note.contains("the newest 2 of 3 traces"), "{note}");
+    assert_eq!(ids(&["--limit", "2"]), [failing.clone(), python.clone()]);
+    let (_, note) = run(&["--since", "1h", "--limit", "1"]);
+    assert!(
+        note.contains("the newest 1 matching traces; there are more"),
+        "{note}"
+    );
+
+    // A bad value is an error naming the flag.
+    for (args, flag) in [
+        (["--since", "yesterday"], "--since"),
+        (["--min-duration", "-3"], "--min-duration"),
+        (["--min-duration", "fast"], "--min-duration"),
+        (["--sort", "size"], "--sort"),
+        (["--limit", "many"], "--limit"),
+    ] {
+        let mut all = vec!["trace", "list", "--connection-string", cs.as_str()];
+        all.extend_from_slice(&args);
+        let out = osprofiler(&all);
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(2), "{args:?}: {err}");
+        assert!(err.contains(flag), "{args:?}: {err}");
+    }
+    drop((with_summaries, without));
     std::fs::remove_dir_all(&tmp).unwrap();
 }

@@ -102,3 +102,81 @@ print(profiler.get().get_base_id())
         "our trace not listed: {list}"
     );
 }
+
+/// A trace Python wrote has no summary: `trace list` computes its columns from its messages;
+/// and Python's CLI still lists a store holding our summaries (`osprofiler_summary:*`, a key
+/// none of its scans match).
+#[test]
+fn a_python_trace_is_listed_with_its_columns_and_python_lists_past_our_summaries() {
+    let script = r#"
+import sys
+from osprofiler import notifier, profiler
+notifier.set(notifier.create(sys.argv[1], project="pyproj", service="pysvc", host="pyhost", conf={}))
+profiler.init("key")
+with profiler.Trace("wsgi", info={"request": {"path": "/py", "method": "GET", "query": "", "scheme": "http"}}):
+    with profiler.Trace("db", info={"db": {"statement": "SELECT 1"}}):
+        pass
+    try:
+        with profiler.Trace("db", info={"db": {"statement": "SELEC broken"}}):
+            raise ValueError("bad sql")
+    except ValueError:
+        pass
+print(profiler.get().get_base_id())
+"#;
+    let id = run(Command::new(python()).args(["-c", script, REDIS]))
+        .trim()
+        .to_owned();
+    let rust_id = rust_trace_in_redis();
+    let listed: Value = serde_json::from_str(&ours(&["trace", "list", "--all", "--json"])).unwrap();
+    let row = |id: &str| {
+        listed
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|r| r["base_id"] == id)
+            .unwrap_or_else(|| panic!("{id} not listed"))
+            .clone()
+    };
+    let py = row(&id);
+    assert_eq!(py["root"], "wsgi", "{py}");
+    assert_eq!(
+        (&py["points"], &py["db_statements"]),
+        (&3.into(), &2.into()),
+        "{py}"
+    );
+    assert_eq!(
+        (&py["errors"], &py["error_type"]),
+        (&1.into(), &"ValueError".into()),
+        "{py}"
+    );
+    assert_eq!(py["services"], serde_json::json!(["pysvc"]));
+    // Ours, from the two demo services' summaries.
+    let rust = row(&rust_id);
+    assert_eq!(
+        rust["services"],
+        serde_json::json!(["api", "worker"]),
+        "{rust}"
+    );
+    assert_eq!(rust["db_statements"], 8, "{rust}");
+    let summaries: i64 = redis::cmd("LLEN")
+        .arg(format!("osprofiler_summary:{rust_id}"))
+        .query(
+            &mut redis::Client::open(REDIS)
+                .unwrap()
+                .get_connection()
+                .unwrap(),
+        )
+        .unwrap();
+    assert_eq!(summaries, 2, "one partial per service");
+    let theirs = run(Command::new(python_tool("osprofiler")).args([
+        "trace",
+        "list",
+        "--connection-string",
+        REDIS,
+    ]));
+    assert!(
+        theirs.contains(&rust_id) && theirs.contains(&id),
+        "{theirs}"
+    );
+    assert!(!theirs.contains("osprofiler_summary"), "{theirs}");
+}

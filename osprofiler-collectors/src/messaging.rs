@@ -414,6 +414,16 @@ impl Reader for MessagingDriver {
     fn list_error_traces(&self) -> Result<Vec<TraceSummary>, DriverError> {
         Ok(summarize(&self.rt.run(self.peek_all())?, true))
     }
+
+    /// One read of the queue (its notifications are returned to it), every trace in it
+    /// computed from its messages.
+    fn list(
+        &self,
+        filter: &osprofiler_core::listing::ListFilter,
+    ) -> Result<Vec<osprofiler_core::listing::TraceListing>, DriverError> {
+        let all = self.rt.run(self.peek_all())?;
+        Ok(osprofiler_core::listing::list_messages(&all, filter))
+    }
 }
 
 #[cfg(test)]

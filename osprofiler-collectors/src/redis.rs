@@ -7,6 +7,13 @@
 //! pipeline. Python's `osprofiler trace show/list` read what this driver writes, and the other
 //! way round.
 //!
+//! Partial trace summaries (see [`osprofiler_core::listing`]) go to a list per trace,
+//! `osprofiler_summary:<base_id>`, one JSON object per partial (`RPUSH`): a key none of
+//! Python's driver's scans (`osprofiler_opt:*`, `osprofiler:*`, `osprofiler_error:*`) matches,
+//! so Python reads the store as before. `osprofiler trace list` adds a trace's partials up
+//! when their message count equals the trace list's length (`LLEN`), and reads the messages
+//! of the other traces (written by Python, or partly), a few hundred per round trip.
+//!
 //! `redissentinel://[:password@]host:port` asks the Sentinel at `host:port` for the primary of
 //! the service `sentinel_service_name` (default `mymaster`) and stores there exactly what
 //! `redis://` stores; after a failover the next batch goes to the new primary. (Python's own
@@ -16,6 +23,7 @@
 
 use ::redis::sentinel::{SentinelClient, SentinelNodeConnectionInfo, SentinelServerType};
 use ::redis::{Client, Connection, RedisError};
+use osprofiler_core::listing::{self, ListFilter, PartialSummary, StoredTrace, TraceListing};
 use osprofiler_core::notifier::{DriverError, Reader, TraceSummary, Writer};
 use osprofiler_core::{ProfilerConfig, message::Message};
 use serde_json::Value;
@@ -24,6 +32,10 @@ use std::time::Duration;
 
 const OPT: &str = "osprofiler_opt:";
 const ERROR: &str = "osprofiler_error:";
+const SUMMARY: &str = "osprofiler_summary:";
+
+/// Traces whose messages are read in one pipeline when listing traces without summaries.
+const TRACES_PER_PIPELINE: usize = 200;
 
 /// A collector storing messages in Redis (see the [module docs](self)).
 ///
@@ -187,11 +199,15 @@ impl RedisDriver {
         })
     }
 
-    /// Deletes one trace's messages and its error marker (retention, clean-up); returns how
-    /// many keys went.
+    /// Deletes one trace's messages, its error marker and its summaries (retention,
+    /// clean-up); returns how many keys went.
     pub fn delete_trace(&self, base_id: &str) -> Result<u64, DriverError> {
         self.with_conn("cannot delete the trace from Redis", |c| {
-            c.del((format!("{OPT}{base_id}"), format!("{ERROR}{base_id}")))
+            c.del((
+                format!("{OPT}{base_id}"),
+                format!("{ERROR}{base_id}"),
+                format!("{SUMMARY}{base_id}"),
+            ))
         })
     }
 
@@ -309,6 +325,29 @@ impl Writer for RedisDriver {
             }
         }
     }
+
+    fn stores_summaries(&self) -> bool {
+        true
+    }
+
+    fn write_summaries(&self, parts: &[PartialSummary]) -> Result<(), DriverError> {
+        if parts.is_empty() {
+            return Ok(());
+        }
+        let mut pipe = ::redis::pipe();
+        for p in parts {
+            let json = serde_json::to_string(p).map_err(|e| {
+                DriverError::with_source("cannot encode a trace summary", e).rejected()
+            })?;
+            pipe.cmd("RPUSH")
+                .arg(format!("{SUMMARY}{}", p.base_id))
+                .arg(json)
+                .ignore();
+        }
+        self.with_conn("cannot store trace summaries in Redis", |c| {
+            pipe.query::<()>(c)
+        })
+    }
 }
 
 impl Reader for RedisDriver {
@@ -354,6 +393,94 @@ impl Reader for RedisDriver {
             .collect();
         out.sort_by(|a, b| a.timestamp.cmp(&b.timestamp));
         Ok(out)
+    }
+
+    /// From the `osprofiler_summary:<base_id>` partials where they account for every stored
+    /// message, else from the messages (see the [module docs](self)).
+    fn list(&self, filter: &ListFilter) -> Result<Vec<TraceListing>, DriverError> {
+        type Found = (Vec<StoredTrace>, Vec<PartialSummary>);
+        let (counts, parts): Found = self.with_conn("cannot list traces in Redis", |c| {
+            let keys = Self::scan(c, &format!("{OPT}*"))?;
+            let mut pipe = ::redis::pipe();
+            for k in &keys {
+                pipe.cmd("LLEN").arg(k);
+                pipe.cmd("LRANGE")
+                    .arg(format!("{SUMMARY}{}", &k[OPT.len()..]))
+                    .arg(0)
+                    .arg(-1);
+            }
+            // A key that is not a list (under either prefix) is skipped, not an error.
+            let replies: Vec<::redis::Value> = pipe.ignore_errors().query(c)?;
+            let mut counts = Vec::with_capacity(keys.len());
+            let mut parts = Vec::new();
+            for (k, pair) in keys.iter().zip(replies.chunks(2)) {
+                let Some(::redis::Value::Int(n)) = pair.first() else {
+                    continue;
+                };
+                counts.push(StoredTrace {
+                    base_id: k[OPT.len()..].to_owned(),
+                    messages: (*n).max(0) as u64,
+                });
+                if let Some(::redis::Value::Array(items)) = pair.get(1) {
+                    for item in items {
+                        if let ::redis::Value::BulkString(b) = item
+                            && let Ok(p) = serde_json::from_slice::<PartialSummary>(b)
+                        {
+                            parts.push(p);
+                        }
+                    }
+                }
+            }
+            Ok((counts, parts))
+        })?;
+        let mut missing = Vec::new();
+        let starts = |ids: &[String]| {
+            // The oldest entry of each list, as Python's `list_traces` reads it.
+            let firsts: Vec<::redis::RedisResult<Option<Vec<u8>>>> =
+                self.with_conn("cannot list traces in Redis", |c| {
+                    let mut pipe = ::redis::pipe();
+                    for id in ids {
+                        pipe.cmd("LINDEX").arg(format!("{OPT}{id}")).arg(-1);
+                    }
+                    pipe.ignore_errors().query(c)
+                })?;
+            Ok(ids
+                .iter()
+                .zip(firsts)
+                .filter_map(|(id, first)| {
+                    let first: Value = serde_json::from_slice(&first.ok()??).ok()?;
+                    let us = osprofiler_core::clock::parse_timestamp(first["timestamp"].as_str()?)?;
+                    Some((id.clone(), us))
+                })
+                .collect())
+        };
+        let mut out = listing::list_from_summaries(counts, parts, filter, starts, |ids| {
+            missing = ids.to_vec();
+            Ok::<_, DriverError>(Vec::new())
+        })?;
+        if missing.is_empty() {
+            return Ok(out);
+        }
+        for chunk in missing.chunks(TRACES_PER_PIPELINE) {
+            let lists: Vec<::redis::RedisResult<Vec<Vec<u8>>>> =
+                self.with_conn("cannot read traces from Redis", |c| {
+                    let mut pipe = ::redis::pipe();
+                    for id in chunk {
+                        pipe.cmd("LRANGE").arg(format!("{OPT}{id}")).arg(0).arg(-1);
+                    }
+                    pipe.ignore_errors().query(c)
+                })?;
+            for (id, raw) in chunk.iter().zip(lists) {
+                // Unparsable entries are skipped: the trace is listed whatever they hold.
+                let messages: Vec<Value> = raw
+                    .unwrap_or_default()
+                    .iter()
+                    .filter_map(|b| serde_json::from_slice(b).ok())
+                    .collect();
+                out.push(listing::listing_of(id, &messages));
+            }
+        }
+        Ok(filter.apply(out))
     }
 
     fn list_error_traces(&self) -> Result<Vec<TraceSummary>, DriverError> {

@@ -10,7 +10,17 @@
 //! the reads use, `ix_data_base_id` and `ix_data_timestamp` (same names): each index costs
 //! every insert a B-tree update, and six unused ones cut write throughput by more than half.
 //! A table Python created keeps its indexes and works as is.
+//!
+//! A second table, `trace_summaries`, holds the partial summaries the notifier writes (see
+//! [`osprofiler_core::listing`]): one row per process and trace (`base_id`, `start_us`,
+//! `end_us`, `root`, `services` as a JSON array, `messages`, `points`, `db_statements`,
+//! `db_us`, `errors`, `error_type`, `error_us`). `osprofiler trace list` adds a trace's rows
+//! up and compares their `messages` with the trace's row count in `data`; traces with no or
+//! too few summary rows (written by Python, which ignores the table) are computed from
+//! `data`. A database without the table (created by Python, or read-only) lists every trace
+//! that way.
 
+use osprofiler_core::listing::{self, ListFilter, PartialSummary, StoredTrace, TraceListing};
 use osprofiler_core::message::Message;
 use osprofiler_core::notifier::{DriverError, Reader, TraceSummary, Writer};
 use serde_json::{Map, Value};
@@ -36,6 +46,25 @@ const INDEXED: [&str; 2] = ["base_id", "timestamp"];
 
 /// Rows per `INSERT` statement (9 binds each: well under every backend's bind limit).
 const ROWS_PER_INSERT: usize = 1000;
+
+/// Columns of the `trace_summaries` table, in insert order.
+const SUMMARY_COLUMNS: [&str; 12] = [
+    "base_id",
+    "start_us",
+    "end_us",
+    "root",
+    "services",
+    "messages",
+    "points",
+    "db_statements",
+    "db_us",
+    "errors",
+    "error_type",
+    "error_us",
+];
+
+/// Traces read per `SELECT ... WHERE base_id IN (...)` when listing traces without summaries.
+const IDS_PER_SELECT: usize = 500;
 
 enum Pool {
     #[cfg(feature = "sqlite")]
@@ -78,6 +107,8 @@ pub struct SqlDriver {
     pool: Pool,
     rt: crate::rt::Rt,
     schema_ready: AtomicBool,
+    /// `trace_summaries`: 0 not yet created, 1 ready, 2 cannot be created (summaries off).
+    summaries_state: std::sync::atomic::AtomicU8,
     /// Opened to read ([`SqlDriver::open_read_only`]): never creates anything.
     read_only: bool,
 }
@@ -261,6 +292,7 @@ impl SqlDriver {
             pool,
             rt,
             schema_ready: AtomicBool::new(false),
+            summaries_state: std::sync::atomic::AtomicU8::new(0),
             read_only,
         };
         if name == "sqlite" && !read_only {
@@ -296,6 +328,21 @@ impl SqlDriver {
         }
         sql.push(')');
         sql
+    }
+
+    fn create_summaries_sql(&self) -> String {
+        let int = "BIGINT";
+        let index = if self.name == "mysql" {
+            ", INDEX ix_trace_summaries_base_id (base_id)"
+        } else {
+            ""
+        };
+        format!(
+            "CREATE TABLE IF NOT EXISTS trace_summaries (base_id VARCHAR(255), start_us {int}, \
+             end_us {int}, root VARCHAR(255), services TEXT, messages {int}, points {int}, \
+             db_statements {int}, db_us {int}, errors {int}, error_type VARCHAR(255), \
+             error_us {int}{index})"
+        )
     }
 
     async fn ensure_schema(&self) -> Result<(), DriverError> {
@@ -391,6 +438,248 @@ impl SqlDriver {
         Ok(out)
     }
 
+    /// Creates `trace_summaries` if missing; false when it cannot be (a role that may insert
+    /// into `data` but create nothing): summaries are then off (the first call's error says
+    /// so) and listing computes traces from their messages.
+    async fn ensure_summaries(&self) -> Result<bool, DriverError> {
+        match self.summaries_state.load(Ordering::Acquire) {
+            1 => return Ok(true),
+            2 => return Ok(false),
+            _ => {}
+        }
+        self.ensure_schema().await?;
+        let mut statements = vec![self.create_summaries_sql()];
+        if self.name != "mysql" {
+            statements.push(
+                "CREATE INDEX IF NOT EXISTS ix_trace_summaries_base_id ON trace_summaries (base_id)"
+                    .into(),
+            );
+        }
+        let mut failure = None;
+        with_pool!(&self.pool, p => {
+            for s in statements {
+                if let Err(e) = sqlx::query(AssertSqlSafe(s)).execute(p).await {
+                    failure = Some(e);
+                    break;
+                }
+            }
+        });
+        match failure {
+            None => {
+                self.summaries_state.store(1, Ordering::Release);
+                Ok(true)
+            }
+            // Unreachable: retried with the messages.
+            Some(e) if e.as_database_error().is_none() => {
+                Err(db_err("cannot create the table `trace_summaries`", e))
+            }
+            Some(e) => {
+                // Said once (the notifier logs it); later calls store nothing, quietly.
+                self.summaries_state.store(2, Ordering::Release);
+                Err(db_err(
+                    &format!(
+                        "cannot create the {} table `trace_summaries`, so no trace summaries \
+                         are stored (`osprofiler trace list` reads each trace's messages)",
+                        self.name
+                    ),
+                    e,
+                ))
+            }
+        }
+    }
+
+    async fn insert_summaries(&self, parts: &[PartialSummary]) -> Result<(), DriverError> {
+        if !self.ensure_summaries().await? {
+            return Ok(());
+        }
+        let i = |n: u64| i64::try_from(n).unwrap_or(i64::MAX);
+        with_pool!(&self.pool, p => {
+            let mut tx = p.begin().await.map_err(|e| db_err("cannot begin", e))?;
+            for chunk in parts.chunks(ROWS_PER_INSERT / 2) {
+                let mut q = QueryBuilder::new(format!(
+                    "INSERT INTO trace_summaries ({}) ",
+                    SUMMARY_COLUMNS.join(", ")
+                ));
+                q.push_values(chunk, |mut b, s| {
+                    b.push_bind(clip(&s.base_id))
+                        .push_bind(s.start_us)
+                        .push_bind(s.end_us)
+                        .push_bind(s.root.as_deref().map(clip))
+                        .push_bind(serde_json::to_string(&s.services).unwrap_or_default())
+                        .push_bind(i(s.messages))
+                        .push_bind(i(s.points))
+                        .push_bind(i(s.db_statements))
+                        .push_bind(i(s.db_us))
+                        .push_bind(i(s.errors))
+                        .push_bind(s.error_type.as_deref().map(clip))
+                        .push_bind(s.error_us);
+                });
+                q.build().execute(&mut *tx).await.map_err(|e| {
+                    let rejected = refuses_data(&e);
+                    let e = db_err("cannot insert trace summaries", e);
+                    if rejected { e.rejected() } else { e }
+                })?;
+            }
+            tx.commit().await.map_err(|e| db_err("cannot commit", e))?;
+        });
+        Ok(())
+    }
+
+    /// Every trace in `data` with its row count, and every summary row (none when the
+    /// database has no `trace_summaries` table).
+    async fn counts_and_summaries(
+        &self,
+    ) -> Result<(Vec<StoredTrace>, Vec<PartialSummary>), DriverError> {
+        self.before_read().await?;
+        let mut counts = Vec::new();
+        let mut parts = Vec::new();
+        let summaries = format!("SELECT {} FROM trace_summaries", SUMMARY_COLUMNS.join(", "));
+        with_pool!(&self.pool, p => {
+            let rows = sqlx::query("SELECT base_id, COUNT(*) FROM data GROUP BY base_id")
+                .fetch_all(p)
+                .await
+                .map_err(|e| read_err("cannot list traces", self.name, e))?;
+            for r in rows {
+                let base_id: Option<String> = r.try_get(0).map_err(|e| db_err("bad row", e))?;
+                let n: i64 = r.try_get(1).map_err(|e| db_err("bad row", e))?;
+                if let Some(base_id) = base_id {
+                    counts.push(StoredTrace {
+                        base_id,
+                        messages: n.max(0) as u64,
+                    });
+                }
+            }
+            match sqlx::query(AssertSqlSafe(summaries)).fetch_all(p).await {
+                Ok(rows) => {
+                    for r in rows {
+                        if let Some(s) = summary_of_row(&r) {
+                            parts.push(s);
+                        }
+                    }
+                }
+                // No summaries table, or not readable by this role: every trace is
+                // computed from its messages.
+                Err(e) if is_missing_table(&e) || e.as_database_error().is_some() => {}
+                Err(e) => return Err(read_err("cannot read trace summaries", self.name, e)),
+            }
+        });
+        Ok((counts, parts))
+    }
+
+    /// Every trace's first timestamp (microseconds).
+    async fn first_timestamps(
+        &self,
+    ) -> Result<std::collections::HashMap<String, i64>, DriverError> {
+        let mut out = std::collections::HashMap::new();
+        with_pool!(&self.pool, p => {
+            let rows = sqlx::query("SELECT base_id, MIN(timestamp) FROM data GROUP BY base_id")
+                .fetch_all(p)
+                .await
+                .map_err(|e| read_err("cannot list traces", self.name, e))?;
+            for r in rows {
+                let base_id: Option<String> = r.try_get(0).ok().flatten();
+                let first: Option<String> = r.try_get(1).ok().flatten();
+                if let (Some(id), Some(us)) =
+                    (base_id, first.as_deref().and_then(osprofiler_core::clock::parse_timestamp))
+                {
+                    out.insert(id, us);
+                }
+            }
+        });
+        Ok(out)
+    }
+
+    /// The listings of `ids`, computed from their messages, read a few hundred traces at once.
+    async fn compute_listings(&self, ids: &[String]) -> Result<Vec<TraceListing>, DriverError> {
+        let Dialect {
+            data_text,
+            placeholder,
+            ..
+        } = self.dialect;
+        let mut out = Vec::with_capacity(ids.len());
+        for chunk in ids.chunks(IDS_PER_SELECT) {
+            let binds: Vec<String> = (1..=chunk.len())
+                .map(|n| {
+                    if placeholder == "?" {
+                        "?".to_owned()
+                    } else {
+                        format!("${n}")
+                    }
+                })
+                .collect();
+            let sql = format!(
+                "SELECT {}, {data_text} FROM data WHERE base_id IN ({}) ORDER BY id",
+                COLUMNS.join(", "),
+                binds.join(", ")
+            );
+            let mut by_id: std::collections::HashMap<String, Vec<Value>> = Default::default();
+            with_pool!(&self.pool, p => {
+                let mut q = sqlx::query(AssertSqlSafe(sql));
+                for id in chunk {
+                    q = q.bind(id);
+                }
+                let rows = q
+                    .fetch_all(p)
+                    .await
+                    .map_err(|e| read_err("cannot read traces", self.name, e))?;
+                for r in rows {
+                    let mut cols: Vec<Option<String>> = Vec::with_capacity(9);
+                    for i in 0..9 {
+                        // An unreadable column is a missing field: the trace is still listed.
+                        cols.push(r.try_get(i).ok().flatten());
+                    }
+                    let base_id = cols[1].clone().unwrap_or_default();
+                    by_id.entry(base_id).or_default().push(message_of(cols));
+                }
+            });
+            for id in chunk {
+                let messages = by_id.remove(id).unwrap_or_default();
+                out.push(listing::listing_of(id, &messages));
+            }
+        }
+        Ok(out)
+    }
+
+    async fn list_traces_filtered(
+        &self,
+        filter: &ListFilter,
+    ) -> Result<Vec<TraceListing>, DriverError> {
+        let (counts, parts) = self.counts_and_summaries().await?;
+        // Traces without (enough) summaries: their starts, when the filter can use them.
+        let mut unsummarized = Vec::new();
+        let _ = listing::list_from_summaries(
+            counts.iter().cloned(),
+            parts.iter().cloned(),
+            filter,
+            |ids| {
+                unsummarized = ids.to_vec();
+                Ok::<_, DriverError>(Default::default())
+            },
+            |_| Ok(Vec::new()),
+        )?;
+        let starts = if unsummarized.is_empty() {
+            Default::default()
+        } else {
+            self.first_timestamps().await?
+        };
+        let mut missing = Vec::new();
+        let mut out = listing::list_from_summaries(
+            counts,
+            parts,
+            filter,
+            |_| Ok(starts),
+            |ids| {
+                missing = ids.to_vec();
+                Ok::<_, DriverError>(Vec::new())
+            },
+        )?;
+        if !missing.is_empty() {
+            out.extend(self.compute_listings(&missing).await?);
+            out = filter.apply(out);
+        }
+        Ok(out)
+    }
+
     /// Deletes every stored message of one trace (retention, clean-up); returns how many.
     ///
     /// ```
@@ -405,7 +694,16 @@ impl SqlDriver {
                 "DELETE FROM data WHERE base_id = {}",
                 self.dialect.placeholder
             );
+            let summaries = format!(
+                "DELETE FROM trace_summaries WHERE base_id = {}",
+                self.dialect.placeholder
+            );
             Ok(with_pool!(&self.pool, p => {
+                match sqlx::query(AssertSqlSafe(summaries)).bind(base_id).execute(p).await {
+                    Ok(_) => {}
+                    Err(e) if is_missing_table(&e) => {}
+                    Err(e) => return Err(db_err("cannot delete the trace's summaries", e)),
+                }
                 sqlx::query(AssertSqlSafe(sql))
                     .bind(base_id)
                     .execute(p)
@@ -454,6 +752,52 @@ impl SqlDriver {
         });
         Ok(out)
     }
+}
+
+/// Whether the error says a table does not exist.
+fn is_missing_table(e: &sqlx::Error) -> bool {
+    e.as_database_error().is_some_and(|d| {
+        // PostgreSQL 42P01, MySQL/MariaDB 42S02, SQLite "no such table".
+        matches!(d.code().as_deref(), Some("42P01" | "42S02"))
+            || d.message().contains("no such table")
+    })
+}
+
+/// Text cut to the 255 characters of a `VARCHAR(255)` column.
+fn clip(s: &str) -> String {
+    match s.char_indices().nth(255) {
+        Some((i, _)) => s[..i].to_owned(),
+        None => s.to_owned(),
+    }
+}
+
+/// A `trace_summaries` row; `None` when it cannot be read (the trace is then computed from
+/// its messages, its counts no longer matching).
+fn summary_of_row<R: Row>(r: &R) -> Option<PartialSummary>
+where
+    usize: sqlx::ColumnIndex<R>,
+    for<'a> String: sqlx::Decode<'a, R::Database> + sqlx::Type<R::Database>,
+    for<'a> i64: sqlx::Decode<'a, R::Database> + sqlx::Type<R::Database>,
+{
+    let text = |i: usize| r.try_get::<Option<String>, _>(i).ok().flatten();
+    let int = |i: usize| r.try_get::<Option<i64>, _>(i).ok().flatten();
+    let count = |i: usize| int(i).map(|n| n.max(0) as u64);
+    Some(PartialSummary {
+        base_id: text(0)?,
+        start_us: int(1)?,
+        end_us: int(2)?,
+        root: text(3),
+        services: text(4)
+            .and_then(|t| serde_json::from_str(&t).ok())
+            .unwrap_or_default(),
+        messages: count(5)?,
+        points: count(6)?,
+        db_statements: count(7)?,
+        db_us: count(8)?,
+        errors: count(9)?,
+        error_type: text(10),
+        error_us: int(11),
+    })
 }
 
 /// A read's error, naming the database system; a database without the table says so in words.
@@ -556,6 +900,17 @@ impl Writer for SqlDriver {
         }
         self.run(self.insert(batch))
     }
+
+    fn stores_summaries(&self) -> bool {
+        !self.read_only
+    }
+
+    fn write_summaries(&self, parts: &[PartialSummary]) -> Result<(), DriverError> {
+        if parts.is_empty() || self.read_only {
+            return Ok(());
+        }
+        self.run(self.insert_summaries(parts))
+    }
 }
 
 impl Reader for SqlDriver {
@@ -569,5 +924,11 @@ impl Reader for SqlDriver {
 
     fn list_error_traces(&self) -> Result<Vec<TraceSummary>, DriverError> {
         self.run(self.summaries(true))
+    }
+
+    /// From the `trace_summaries` rows where they account for every stored message, else
+    /// from the messages (see the [module docs](self)).
+    fn list(&self, filter: &ListFilter) -> Result<Vec<TraceListing>, DriverError> {
+        self.run(self.list_traces_filtered(filter))
     }
 }

@@ -65,6 +65,7 @@ pub mod guard;
 pub mod headers;
 pub mod id;
 pub mod identity;
+pub mod listing;
 pub mod memory;
 pub mod message;
 pub mod notifier;

@@ -71,4 +71,11 @@ impl Reader for MemoryCollector {
     fn list_error_traces(&self) -> Result<Vec<TraceSummary>, DriverError> {
         Ok(crate::notifier::summarize(self.lock().iter(), true))
     }
+
+    fn list(
+        &self,
+        filter: &crate::listing::ListFilter,
+    ) -> Result<Vec<crate::listing::TraceListing>, DriverError> {
+        Ok(crate::listing::list_messages(self.lock().iter(), filter))
+    }
 }

@@ -8,6 +8,7 @@
 //! [`NotifierStats`]), with one warning in the log. A failing driver is retried with backoff;
 //! meanwhile messages wait in the queue.
 
+pub use crate::listing::{ListFilter, PartialSummary, SortBy, TraceListing};
 use crate::message::{Leftover, Message};
 use crate::report::Report;
 use crossbeam_queue::ArrayQueue;
@@ -290,6 +291,23 @@ pub trait Writer: Send + Sync + 'static {
 
     /// Stores a batch of messages. On error the same batch is offered again later.
     fn notify(&self, batch: &[Message]) -> Result<(), DriverError>;
+
+    /// Whether this collector stores per-trace summaries ([`Writer::write_summaries`]): when
+    /// true, the notifier's worker keeps them. Default false.
+    fn stores_summaries(&self) -> bool {
+        false
+    }
+
+    /// Stores partial summaries of traces (see [`crate::listing`]): each says what this process
+    /// wrote for one trace since its last partial, written when the process has no open point
+    /// left for the trace. Called by the notifier's worker after the messages they count were
+    /// stored, only when [`Writer::stores_summaries`]. Partials are additive: a reader adds
+    /// up all those of a trace. On error the same partials are offered again later. By default
+    /// nothing is stored and listing computes each trace from its messages.
+    fn write_summaries(&self, parts: &[PartialSummary]) -> Result<(), DriverError> {
+        let _ = parts;
+        Ok(())
+    }
 }
 
 /// The reading half of a collector: what the CLI and reports need. A collector that only
@@ -311,6 +329,50 @@ pub trait Reader: Send + Sync + 'static {
 
     /// Traces with at least one error point.
     fn list_error_traces(&self) -> Result<Vec<TraceSummary>, DriverError>;
+
+    /// The traces `filter` selects, one [`TraceListing`] each (`osprofiler trace list`),
+    /// sorted and limited as it says.
+    ///
+    /// By default each trace is computed from its messages ([`crate::listing::listing_of`]):
+    /// right for every collector and for traces Python wrote, but it reads every message of
+    /// every listed trace. Collectors that store summaries answer from them.
+    ///
+    /// ```
+    /// use osprofiler_core::{self as osp, listing::ListFilter, memory::MemoryCollector, notifier::Reader};
+    /// let memory = MemoryCollector::new();
+    /// let d = osp::dispatch::Dispatch::new(osp::notifier::QueueNotifier::start(memory.clone(), Default::default()).unwrap());
+    /// osp::dispatch::with_default(&d, || {
+    ///     osp::init("key", None, None);
+    ///     osp::Trace::new("wsgi", osp::Info::new).finish();
+    ///     osp::clean();
+    ///     osp::notifier::flush(std::time::Duration::from_secs(5));
+    /// });
+    /// let listed = memory.list(&ListFilter::default()).unwrap();
+    /// assert_eq!((listed[0].root.as_deref(), listed[0].points), (Some("wsgi"), 1));
+    /// ```
+    fn list(&self, filter: &ListFilter) -> Result<Vec<TraceListing>, DriverError> {
+        let mut traces = self.list_traces()?;
+        // Only the newest wanted, by start alone: only those are read.
+        if let (SortBy::Start, Some(n), None, None, false) = (
+            filter.sort,
+            filter.limit,
+            filter.min_duration_ms,
+            &filter.service,
+            filter.errors_only,
+        ) {
+            traces.sort_by(|a, b| a.timestamp.cmp(&b.timestamp));
+            traces.drain(..traces.len().saturating_sub(n));
+        }
+        let mut out = Vec::new();
+        for t in traces {
+            if !filter.may_pass_start(crate::clock::parse_timestamp(&t.timestamp)) {
+                continue;
+            }
+            let messages = self.trace_messages(&t.base_id)?;
+            out.push(crate::listing::listing_of(&t.base_id, &messages));
+        }
+        Ok(filter.apply(out))
+    }
 }
 
 /// A collector that writes and reads (OSProfiler's `drivers.base.Driver`): every type that is
@@ -346,6 +408,10 @@ pub struct QueueOptions {
     /// How many times a batch the collector rejects as invalid is tried before it is dropped
     /// (default 3). Connection failures are retried until the collector is back.
     pub reject_retries: u32,
+    /// For a collector that stores per-trace summaries ([`Writer::stores_summaries`]): how
+    /// many traces with points still open the worker follows at once (default 10,000); past
+    /// that, the oldest one's summary is written with what is known so far.
+    pub summary_traces: usize,
 }
 
 impl Default for QueueOptions {
@@ -356,6 +422,7 @@ impl Default for QueueOptions {
             interval: Duration::from_millis(10),
             shutdown_timeout: Duration::from_secs(5),
             reject_retries: 3,
+            summary_traces: 10_000,
         }
     }
 }
@@ -592,6 +659,11 @@ fn worker(s: Arc<Shared>) {
     let mut rejections = 0u32;
     // Messages of a rejected batch, delivered one at a time to find the invalid ones.
     let mut singles: std::collections::VecDeque<Message> = std::collections::VecDeque::new();
+    // Per-trace summaries of what this process wrote, for collectors that store them.
+    let mut summaries = s
+        .driver
+        .stores_summaries()
+        .then(|| Summaries::new(s.opts.summary_traces));
     loop {
         let flush_request = s.flush_requested.load(Ordering::Acquire);
         if batch.is_empty() {
@@ -637,6 +709,12 @@ fn worker(s: Arc<Shared>) {
             match outcome {
                 Ok(refused) => {
                     let n = (batch.len() - refused) as u64;
+                    if let Some(sum) = summaries.as_mut() {
+                        sum.observe(&batch);
+                        if sum.pending.len() >= s.opts.batch_size {
+                            sum.write(&s);
+                        }
+                    }
                     for mut m in batch.drain(..) {
                         if let Some(l) = m.take_leftover() {
                             // When full, the worker frees it itself.
@@ -705,6 +783,12 @@ fn worker(s: Arc<Shared>) {
                 }
             }
         }
+        if let Some(sum) = summaries.as_mut() {
+            if s.shutdown.load(Ordering::Acquire) && s.queue.is_empty() {
+                sum.finish();
+            }
+            sum.write(&s);
+        }
         // The queue was seen empty with nothing in flight: every message pushed before
         // `flush_request` was made has been delivered.
         if s.flushed.load(Ordering::Relaxed) < flush_request {
@@ -715,6 +799,65 @@ fn worker(s: Arc<Shared>) {
             return;
         }
         sleep_or_wake(&s, s.opts.interval);
+    }
+}
+
+/// The worker's per-trace summaries: followed traces, and partials waiting to be written.
+struct Summaries {
+    acc: crate::listing::Accumulator,
+    pending: Vec<PartialSummary>,
+    failures: u64,
+}
+
+impl Summaries {
+    /// Partials kept while the collector fails; past that the oldest are dropped (listing then
+    /// computes those traces from their messages, seeing the counts disagree).
+    const MAX_PENDING: usize = 100_000;
+
+    fn new(cap: usize) -> Summaries {
+        Summaries {
+            acc: crate::listing::Accumulator::new(cap),
+            pending: Vec::new(),
+            failures: 0,
+        }
+    }
+
+    fn observe(&mut self, delivered: &[Message]) {
+        for m in delivered {
+            self.acc.observe(m);
+        }
+        self.pending.extend(self.acc.take_closed());
+        if self.pending.len() > Self::MAX_PENDING {
+            let extra = self.pending.len() - Self::MAX_PENDING;
+            self.pending.drain(..extra);
+        }
+    }
+
+    /// At shutdown: the traces still open are summarized with what is known.
+    fn finish(&mut self) {
+        self.pending.extend(self.acc.take_all());
+    }
+
+    fn write(&mut self, s: &Shared) {
+        if self.pending.is_empty() {
+            return;
+        }
+        match s.driver.write_summaries(&self.pending) {
+            Ok(()) => self.pending.clear(),
+            Err(e) => {
+                self.failures += 1;
+                if self.failures.is_power_of_two() {
+                    log::warn!(
+                        "osprofiler: driver {} cannot store trace summaries ({} failures so far),                          will retry: {e}",
+                        s.driver.name(),
+                        self.failures
+                    );
+                }
+                if s.shutdown.load(Ordering::Acquire) {
+                    self.pending.clear();
+                }
+            }
+        }
     }
 }
 
