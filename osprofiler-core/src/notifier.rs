@@ -262,7 +262,9 @@ pub fn summarize<'a>(
         };
         // A message without a timestamp still lists its trace, but does not make its start "".
         let ts = m["timestamp"].as_str();
-        let e = traces.entry(base_id).or_insert((ts.unwrap_or_default(), false));
+        let e = traces
+            .entry(base_id)
+            .or_insert((ts.unwrap_or_default(), false));
         if let Some(ts) = ts
             && (ts < e.0 || e.0.is_empty())
         {

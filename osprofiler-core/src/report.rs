@@ -478,6 +478,13 @@ impl Report {
     /// points, the request of `wsgi`/`http` points, the function of `rpc` points); then the
     /// per-name totals.
     ///
+    /// Siblings come in precise order ([`Walk`]: by the microsecond, not Python's whole
+    /// milliseconds). The first line counts detached points and unreadable entries when there
+    /// are any (`total 12 ms, 40 points, 1 detached, 2 unreadable entries not shown`); a
+    /// detached point's line ends with `(detached: parent <id> not stored)`, `(detached: in a
+    /// cycle)` or `(detached: its own parent)`. Points deeper than 64 levels are drawn at that
+    /// indent with `[depth N]` written out.
+    ///
     /// ```
     /// let r = osprofiler_core::report::Report::build(&[]);
     /// assert!(osprofiler_core::report::Report::render_tree_of(r.to_value()).starts_with("total 0 ms, 0 points"));
