@@ -66,9 +66,11 @@ pub fn load_report_from(
     if path.is_file() {
         let text = std::fs::read_to_string(path)
             .map_err(|e| CliError(format!("cannot read {trace}: {e}")))?;
-        let v: Value = serde_json::from_str(&text)
+        // Any depth: a saved report is as deep as its trace (serde_json alone stops at 128).
+        let v: Value = osprofiler_core::pyjson::from_str_deep(&text)
             .map_err(|e| CliError(format!("{trace} is not a report in JSON: {e}")))?;
         if v.get("children").is_none() || v.get("info").is_none() {
+            osprofiler_core::report::drop_deep(v);
             return Err(CliError(format!(
                 "{trace} is JSON but not a trace report (no \"info\" and \"children\")"
             )));
@@ -100,29 +102,18 @@ pub fn render_terminal(report: &Value) -> String {
 
 /// Python's `osprofiler trace show --json` output: `json.dumps(report, indent=2,
 /// separators=(",", ": "))`, with every object's keys sorted (the same output whether or not
-/// some dependency makes `serde_json` keep insertion order).
+/// some dependency makes `serde_json` keep insertion order). Siblings stay in the report's
+/// (Python's) order. Written without recursion; nesting deeper than
+/// [`osprofiler_core::pyjson::PRETTY_DEPTH_LIMIT`] levels (where Python's `json.dumps` fails)
+/// is written on one line.
 pub fn render_json(report: &Value) -> String {
-    fn sorted(v: &Value) -> Value {
-        match v {
-            Value::Object(m) => {
-                let mut entries: Vec<(&String, &Value)> = m.iter().collect();
-                entries.sort_by(|a, b| a.0.cmp(b.0));
-                Value::Object(
-                    entries
-                        .into_iter()
-                        .map(|(k, v)| (k.clone(), sorted(v)))
-                        .collect(),
-                )
-            }
-            Value::Array(a) => Value::Array(a.iter().map(sorted).collect()),
-            other => other.clone(),
-        }
-    }
-    osprofiler_core::pyjson::to_string_pretty(&sorted(report))
+    osprofiler_core::pyjson::to_string_pretty_sorted(report)
 }
 
 /// A Graphviz digraph of the tree with Python's labels (`service:name - N ms`, plus the
-/// request of `wsgi` points and the function of `rpc`/`driver` points).
+/// request of `wsgi` points and the function of `rpc`/`driver` points). Siblings come in
+/// precise (microsecond) order ([`osprofiler_core::report::Walk`]); a detached point's label
+/// says so on a line of its own. Written without recursion.
 pub fn render_dot(report: &Value) -> String {
     fn label(info: &Value) -> String {
         let name = info["name"].as_str().unwrap_or("");
@@ -167,18 +158,30 @@ pub fn render_dot(report: &Value) -> String {
         q.push('"');
         q
     }
-    fn sub(out: &mut String, node: &Value, next: &mut usize) -> usize {
-        let id = *next;
-        *next += 1;
-        let _ = writeln!(out, "\t{id} [label={}]", quote(&label(&node["info"])));
-        for child in node["children"].as_array().map_or(&[][..], Vec::as_slice) {
-            let cid = sub(out, child, next);
-            let _ = writeln!(out, "\t{id} -> {cid}");
-        }
-        id
-    }
+    let walk = osprofiler_core::report::Walk::new(report);
     let mut out = String::from("digraph {\n");
-    sub(&mut out, report, &mut 0);
+    let _ = writeln!(out, "\t0 [label={}]", quote(&label(&report["info"])));
+    // Node ids in depth-first order from 1 (0 is the report's total); each edge is written
+    // once the child's subtree is, as a recursive walk would.
+    let id = |i: usize| i + 1;
+    let mut open: Vec<(usize, usize)> = Vec::new(); // (depth, point index)
+    let close = |out: &mut String, open: &mut Vec<(usize, usize)>, depth: usize| {
+        while open.last().is_some_and(|&(d, _)| d >= depth) {
+            let Some((_, i)) = open.pop() else { break };
+            let parent = walk.points[i].parent.map_or(0, id);
+            let _ = writeln!(out, "\t{parent} -> {}", id(i));
+        }
+    };
+    for (i, p) in walk.points.iter().enumerate() {
+        close(&mut out, &mut open, p.depth);
+        let mut l = label(&p.node["info"]);
+        if let Some(d) = &p.detached {
+            let _ = write!(l, "\\n({d})");
+        }
+        let _ = writeln!(out, "\t{} [label={}]", id(i), quote(&l));
+        open.push((p.depth, i));
+    }
+    close(&mut out, &mut open, 0);
     out.push_str("}\n");
     out
 }
@@ -190,9 +193,14 @@ const HTML_TEMPLATE: &str = include_str!("report.html");
 pub fn render_html(report: &Value, title: &str) -> String {
     // Inside <script>, a "</script>" in the data would end the element: `<` only occurs in
     // JSON strings, where \u003c means the same.
-    let data = serde_json::to_string(report)
-        .unwrap_or_else(|_| "{}".into())
-        .replace('<', "\\u003c");
+    let mut data = Vec::new();
+    osprofiler_core::pyjson::write_value(
+        &mut data,
+        report,
+        osprofiler_core::pyjson::Layout::Compact,
+    );
+    // Written from a `Value`'s strings: valid UTF-8.
+    let data = String::from_utf8_lossy(&data).replace('<', "\\u003c");
     let title = title
         .replace('&', "&amp;")
         .replace('<', "&lt;")

@@ -306,6 +306,8 @@ fn run(cli: Cli) -> Result<(), CliError> {
             } else {
                 osprofiler_cli::render_terminal(&report)
             };
+            // A `Value`'s own drop recurses once per level: a deep trace would overflow.
+            osprofiler_core::report::drop_deep(report);
             write_out(out.as_ref(), &text)
         }
         Command::Trace {

@@ -206,8 +206,16 @@ impl MongoDriver {
         // The first timestamp of each trace (the documents come oldest first).
         let mut first: BTreeMap<String, String> = BTreeMap::new();
         for d in docs {
-            if let (Some(id), Some(ts)) = (d["base_id"].as_str(), d["timestamp"].as_str()) {
-                first.entry(id.to_owned()).or_insert_with(|| ts.to_owned());
+            // A trace is listed whatever its documents' timestamps are (a non-string one sorts
+            // before the strings: it gives no timestamp, and a later string one replaces it).
+            if let Some(id) = d["base_id"].as_str() {
+                let ts = d["timestamp"].as_str();
+                let e = first
+                    .entry(id.to_owned())
+                    .or_insert_with(|| ts.unwrap_or_default().to_owned());
+                if let Some(ts) = ts.filter(|_| e.is_empty()) {
+                    ts.clone_into(e);
+                }
             }
         }
         let mut out: Vec<TraceSummary> = first

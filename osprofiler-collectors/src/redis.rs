@@ -356,10 +356,14 @@ impl Reader for RedisDriver {
             c.lrange(format!("{OPT}{base_id}"), 0, -1)
         })?;
         // Newest first, as Python reads them: the report then breaks ties between points that
-        // started in the same millisecond exactly as Python's does.
+        // started in the same millisecond exactly as Python's does. An entry that is not JSON
+        // comes as a string of its text: the report counts it as unreadable, not hidden.
         Ok(raw
             .iter()
-            .filter_map(|b| serde_json::from_slice(b).ok())
+            .map(|b| {
+                serde_json::from_slice(b)
+                    .unwrap_or_else(|_| Value::String(String::from_utf8_lossy(b).into_owned()))
+            })
             .collect())
     }
 
@@ -381,16 +385,45 @@ impl Reader for RedisDriver {
                     .map(|(k, first)| (k, first.ok().flatten()))
                     .collect())
             })?;
-        let mut out: Vec<TraceSummary> = firsts
-            .into_iter()
-            .filter_map(|(key, first)| {
-                let first: Value = serde_json::from_slice(&first?).ok()?;
-                Some(TraceSummary {
+        let timestamp_of = |entry: &[u8]| -> Option<String> {
+            let v: Value = serde_json::from_slice(entry).ok()?;
+            v["timestamp"].as_str().map(str::to_owned)
+        };
+        let mut out: Vec<TraceSummary> = Vec::with_capacity(firsts.len());
+        // Traces whose first stored entry is unreadable (written by another tool, cut short):
+        // listed all the same, with the earliest timestamp of their readable entries.
+        let mut unreadable_first: Vec<String> = Vec::new();
+        for (key, first) in firsts {
+            let Some(first) = first else { continue };
+            match timestamp_of(&first) {
+                Some(timestamp) => out.push(TraceSummary {
                     base_id: key[OPT.len()..].to_owned(),
-                    timestamp: first["timestamp"].as_str().unwrap_or_default().to_owned(),
-                })
-            })
-            .collect();
+                    timestamp,
+                }),
+                None => unreadable_first.push(key),
+            }
+        }
+        if !unreadable_first.is_empty() {
+            let entries: Vec<Vec<Vec<u8>>> =
+                self.with_conn("cannot list traces in Redis", |c| {
+                    let mut pipe = ::redis::pipe();
+                    for k in &unreadable_first {
+                        pipe.cmd("LRANGE").arg(k).arg(0).arg(-1);
+                    }
+                    pipe.query(c)
+                })?;
+            for (key, entries) in unreadable_first.into_iter().zip(entries) {
+                let timestamp = entries
+                    .iter()
+                    .filter_map(|e| timestamp_of(e))
+                    .min()
+                    .unwrap_or_default();
+                out.push(TraceSummary {
+                    base_id: key[OPT.len()..].to_owned(),
+                    timestamp,
+                });
+            }
+        }
         out.sort_by(|a, b| a.timestamp.cmp(&b.timestamp));
         Ok(out)
     }

@@ -313,6 +313,58 @@ fn redis_without_filter_error_trace_sets_no_marker() {
     clean_up(&[base], |t| d.delete_trace(t).unwrap(), &d);
 }
 
+#[test]
+fn redis_lists_a_trace_whatever_its_first_entry_is() {
+    let d = RedisDriver::open(REDIS, false).unwrap();
+    let client = redis::Client::open(REDIS).unwrap();
+    let mut c = client
+        .get_connection()
+        .expect("Redis at 127.0.0.1:6379 is needed");
+    let (base, msgs) = ok_trace();
+    // The first stored entry (the list's tail: Python pushes newest first) is not JSON; the
+    // second trace's has no timestamp; the third holds nothing readable at all.
+    let key = |b: &str| format!("osprofiler_opt:{b}");
+    let _: () = redis::cmd("RPUSH")
+        .arg(key(&base))
+        .arg("{not json")
+        .query(&mut c)
+        .unwrap();
+    d.notify(&msgs).unwrap();
+    let no_ts = format!("no-ts-{}", uuid_like(&base));
+    let _: () = redis::cmd("RPUSH")
+        .arg(key(&no_ts))
+        .arg(r#"{"base_id": "x", "timestamp": 5}"#)
+        .arg(r#"{"base_id": "x", "timestamp": "2020-01-01T00:00:00.000001"}"#)
+        .query(&mut c)
+        .unwrap();
+    let nothing = format!("nothing-{}", uuid_like(&base));
+    let _: () = redis::cmd("RPUSH")
+        .arg(key(&nothing))
+        .arg("\u{1}")
+        .query(&mut c)
+        .unwrap();
+    let listed = d.list_traces().unwrap();
+    let find = |b: &str| {
+        listed
+            .iter()
+            .find(|s| s.base_id == b)
+            .map(|s| s.timestamp.clone())
+    };
+    let earliest = msgs.iter().map(Message::timestamp).min().unwrap();
+    assert_eq!(find(&base), Some(earliest));
+    assert_eq!(find(&no_ts).as_deref(), Some("2020-01-01T00:00:00.000001"));
+    assert_eq!(find(&nothing).as_deref(), Some(""));
+    // The report counts the unreadable entry.
+    assert_eq!(d.get_report(&base).unwrap().unreadable(), 1);
+    for b in [&base, &no_ts, &nothing] {
+        let _: () = redis::cmd("DEL").arg(key(b)).query(&mut c).unwrap();
+    }
+}
+
+fn uuid_like(base: &str) -> String {
+    base.chars().rev().take(12).collect()
+}
+
 fn open_err(cs: &str) -> String {
     match osprofiler_collectors::open(cs, &ProfilerConfig::default()) {
         Ok(d) => panic!("{cs} opened a {} driver", d.name()),

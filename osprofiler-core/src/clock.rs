@@ -185,7 +185,15 @@ pub fn parse_timestamp(s: &str) -> Option<i64> {
 
 /// Microseconds since the epoch of a UTC date and time, `None` when a field is out of range.
 fn micros_of(y: i64, m: i64, d: i64, hh: i64, mm: i64, ss: i64, us: i64) -> Option<i64> {
-    if !(1..=12).contains(&m) || !(1..=31).contains(&d) || hh > 23 || mm > 59 || ss > 60 {
+    // Years 0..=99999 keep every time and every difference of two times within an i64 of
+    // microseconds (a garbage timestamp must not overflow a report's arithmetic).
+    if !(0..=99_999).contains(&y)
+        || !(1..=12).contains(&m)
+        || !(1..=31).contains(&d)
+        || !(0..=23).contains(&hh)
+        || !(0..=59).contains(&mm)
+        || !(0..=60).contains(&ss)
+    {
         return None;
     }
     let days = days_from_civil(y, m as u32, d as u32);

@@ -261,9 +261,14 @@ pub fn summarize<'a>(
         let Some(base_id) = m["base_id"].as_str() else {
             continue;
         };
-        let ts = m["timestamp"].as_str().unwrap_or_default();
-        let e = traces.entry(base_id).or_insert((ts, false));
-        if ts < e.0 {
+        // A message without a timestamp still lists its trace, but does not make its start "".
+        let ts = m["timestamp"].as_str();
+        let e = traces
+            .entry(base_id)
+            .or_insert((ts.unwrap_or_default(), false));
+        if let Some(ts) = ts
+            && (ts < e.0 || e.0.is_empty())
+        {
             e.0 = ts;
         }
         e.1 |= is_error(m);
