@@ -66,6 +66,7 @@
 //!   (sqlx, tokio-postgres).
 //! - `etype` is each library's own error type.
 
+pub mod fingerprint;
 mod handle;
 mod point;
 mod sql;
@@ -280,14 +281,14 @@ impl DbTracer {
                 None,
             ),
         };
-        let sql = match source {
-            Some(source) if crate::trace_sql() => source.sql(crate::trace_sql_params()),
-            _ => None,
-        };
-        let (statement, params) = match sql {
+        // The statement is read for its fingerprint even without `trace_sql`: most adapters
+        // hand over text they hold (a copy at most); its parameters only when recorded.
+        let record_sql = source.is_some() && crate::trace_sql();
+        let with_params = record_sql && crate::trace_sql_params();
+        let (statement, params) = match source.and_then(|s| s.sql(with_params)) {
             Some(sql) => {
                 let raw = sql.binds == 0;
-                let params = if raw || !crate::trace_sql_params() {
+                let params = if raw || !with_params {
                     None
                 } else {
                     sql.params
@@ -296,18 +297,34 @@ impl DbTracer {
                     Some(Statement {
                         text: sql.text,
                         sanitize: raw && !self.settings.keep_literals,
+                        binds: sql.binds,
                     }),
                     params,
                 )
             }
             _ => (None, None),
         };
+        // The trace's root, for the key of the values digest (none without a key).
+        let values = match &statement {
+            Some(st) if st.binds == 0 || params.is_some() => crate::context::CURRENT
+                .try_with(|c| {
+                    c.borrow()
+                        .as_ref()
+                        .filter(|f| !f.root.hmac_key.is_empty())
+                        .map(|f| TraceRoot(f.root.clone()))
+                })
+                .ok()
+                .flatten(),
+            _ => None,
+        };
         DbCall {
             api,
             depth,
             settings: self.settings.clone(),
             statement,
+            record_sql,
             params,
+            values,
         }
     }
 }
@@ -468,6 +485,8 @@ impl Api {
 struct Statement {
     text: SqlText,
     sanitize: bool,
+    /// [`Sql::binds`].
+    binds: usize,
 }
 
 /// The start info of a `db` point, written by the notifier's worker.
@@ -477,7 +496,20 @@ struct DbCall {
     depth: Option<u32>,
     settings: Arc<Settings>,
     statement: Option<Statement>,
+    /// `trace_sql` was on: `statement` and `normalized` are recorded.
+    record_sql: bool,
     params: Option<String>,
+    /// The trace's root when `values` is recorded (its key keys the digest).
+    values: Option<TraceRoot>,
+}
+
+/// A trace's root, shown without its key.
+struct TraceRoot(Arc<crate::context::Root>);
+
+impl std::fmt::Debug for TraceRoot {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("TraceRoot(..)")
+    }
 }
 
 impl LazyInfo for DbCall {
@@ -497,12 +529,29 @@ impl LazyInfo for DbCall {
         }
         if let Some(st) = &self.statement {
             let text = st.text.as_str();
-            let text = if st.sanitize {
-                sanitize(text, self.settings.dialect)
-            } else {
-                text.to_owned()
-            };
-            db.insert("statement".into(), text.into());
+            let dialect = self.settings.dialect;
+            let entry = fingerprint::lookup(text, dialect);
+            db.insert(
+                "fingerprint".into(),
+                fingerprint::format_id(entry.fingerprint.id).into(),
+            );
+            if self.record_sql {
+                let statement = if st.sanitize {
+                    sanitize(text, dialect)
+                } else {
+                    text.to_owned()
+                };
+                db.insert("statement".into(), statement.into());
+                db.insert("normalized".into(), (*entry.fingerprint.text).into());
+            }
+            if let Some(TraceRoot(root)) = &self.values {
+                let key = *root
+                    .values_key
+                    .get_or_init(|| fingerprint::values_key(&root.hmac_key));
+                let digest =
+                    fingerprint::values_digest(key, text, &entry.literals, self.params.as_deref());
+                db.insert("values".into(), fingerprint::format_id(digest).into());
+            }
         }
         if let Some(p) = &self.params {
             db.insert("params".into(), p.as_str().into());
