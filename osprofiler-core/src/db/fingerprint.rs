@@ -40,8 +40,8 @@ pub struct Fingerprint {
 /// - an `IN` list of values (`?`, or parenthesized tuples of `?`) becomes `IN (...)`, and the
 ///   rows after `VALUES` (one or many, whatever they hold) become `VALUES (...)`;
 /// - comments are removed; every run of whitespace and comments becomes one space, except at
-///   the start and end, after `(` and before `,`, `)` and `;` (there: none); trailing `;` are
-///   dropped;
+///   the start and end, after `(` and before `,`, `)` and `;` (there: none); a `,` is always
+///   followed by one space; trailing `;` are dropped;
 /// - keywords (`select`, `from`, `in`, `null`, …: a fixed list of SQL's common keywords) are
 ///   upper-cased unless they follow or precede a `.`; identifiers keep their case, quoted
 ///   identifiers are kept byte for byte.
@@ -304,13 +304,14 @@ impl Normalized {
         }
         let toks = collapse(sql, toks);
         let mut text = String::with_capacity(sql.len());
-        let mut after_open = true;
+        let (mut after_open, mut after_comma) = (true, false);
         for t in &toks {
             let tight = matches!(t.kind, Kind::Punct(b',' | b')' | b';'));
-            if t.space && !after_open && !tight {
+            if (t.space || after_comma) && !after_open && !tight {
                 text.push(' ');
             }
             after_open = t.kind == Kind::Punct(b'(');
+            after_comma = t.kind == Kind::Punct(b',');
             match t.kind {
                 Kind::Keyword | Kind::Operand => text.extend(
                     b[t.start..t.end]
@@ -594,7 +595,7 @@ mod tests {
             &[
                 ("SELECT 1", "SELECT ?"),
                 ("  select 1 ;; ", "SELECT ?"),
-                ("SELECT f( a , b ) ; SELECT 2", "SELECT f(a, b); SELECT ?"),
+                ("SELECT f( a ,b ) ; SELECT 2", "SELECT f(a, b); SELECT ?"),
                 ("SELECT $1::int4, 'x'::text", "SELECT ?::int4, ?::text"),
                 (
                     "SELECT a-1, b - -2, (-3), x=-4, y*+5",
