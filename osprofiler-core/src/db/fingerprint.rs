@@ -261,11 +261,11 @@ impl Normalized {
         };
         scan(sql, dialect, |token, start, end| match token {
             Token::Plain => {
-                for i in start..end {
-                    if b[i].is_ascii_whitespace() {
+                for (i, &c) in b.iter().enumerate().take(end).skip(start) {
+                    if c.is_ascii_whitespace() {
                         space = true;
                     } else {
-                        push(&mut toks, Kind::Punct(b[i]), i, i + 1, &mut space);
+                        push(&mut toks, Kind::Punct(c), i, i + 1, &mut space);
                     }
                 }
             }

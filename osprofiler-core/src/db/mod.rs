@@ -45,6 +45,31 @@
 //! | `depth` | transaction control | 1 for the transaction, 2 and more for savepoints |
 //! | `statement` | `trace_sql` on; statements only | the SQL. With bound values, as sent (placeholders); without (raw SQL, `batch_execute`, `simple_query`, `sql_query`, a query with no binds), every literal replaced by `?` for the connection's [`Dialect`] — unless the adapter was told [`DbTracer::keep_literals`] |
 //! | `params` | `trace_sql` and `trace_sql_params` on; statements with bound values | the bound values as text |
+//! | `fingerprint` | statements (`query`, `prepare`), whether or not `trace_sql` is on | the [`fingerprint::fingerprint_id`] of the statement's shape: 16 lowercase hex digits. It reveals neither text nor values |
+//! | `normalized` | `trace_sql` on; statements only | the statement's shape: [`fingerprint::normalize`] (`SELECT a FROM t WHERE id IN (...)`) |
+//! | `values` | statements whose values the point sees (below), in a trace with a key | a keyed digest of the statement's values, 16 lowercase hex digits: equal values give equal digests within one deployment (one HMAC key), the values themselves are never recorded |
+//!
+//! The fingerprint is computed by the notifier's worker, through a cache keyed by the raw text
+//! (a statement seen before costs a lookup). To have it with `trace_sql` off the point reads
+//! the statement's text anyway — what the adapter hands over with `trace_sql` on, without the
+//! parameters: a shared string for tokio-postgres (`SqlText::Shared`, no copy), a copy of the
+//! text for sqlx and sea-orm, and diesel's formatted query (its hook gives the query only as
+//! `Debug`, so diesel formats it on every traced call, as with `trace_sql` on).
+//!
+//! **`values`**: SipHash-1-3 of the values (each length-prefixed and tagged literal or bound),
+//! under a 128-bit key derived once per trace key as HMAC-SHA1(HMAC key, `"osprofiler-rs db
+//! values"`). No digest in a trace without a key (an empty one): unkeyed, a digest of a few
+//! possible values could be reversed by trying them. A point records it when it sees the
+//! values:
+//!
+//! | statement | `values` digests | recorded |
+//! |---|---|---|
+//! | without bound values (raw SQL, `batch_execute`, `simple_query`, `sql_query`, `execute_unprepared`, a query with no binds) | the literals of its text (what [`normalize`](fingerprint::normalize) replaced) | always, whatever `trace_sql` says, every adapter |
+//! | with bound values | its literals and the bound values' text (what `params` records) | with `trace_sql` and `trace_sql_params` on — sqlx (`Debug` of its `Arguments`), diesel (the `binds` of its `Debug`), sea-orm (`Debug` of its `Values`), tokio-postgres (`Debug` of the parameters; `query_raw`/`execute_raw` iterators are not read: no `values`) |
+//!
+//! Bound values are formatted on the query's path, which is why they are read only when
+//! `trace_sql_params` asks for them: without it, a point with bound values has no `values`
+//! (not a digest of its literals alone, which would make different executions look equal).
 //!
 //! The stop message's info is one of:
 //!
