@@ -84,7 +84,12 @@ pub fn fingerprint_id(normalized: &str) -> u64 {
 /// assert_eq!(osprofiler_core::db::fingerprint::format_id(0xab), "00000000000000ab");
 /// ```
 pub fn format_id(id: u64) -> String {
-    format!("{id:016x}")
+    const HEX: &[u8; 16] = b"0123456789abcdef";
+    let mut s = String::with_capacity(16);
+    for i in (0..16).rev() {
+        s.push(char::from(HEX[((id >> (i * 4)) & 0xf) as usize]));
+    }
+    s
 }
 
 /// The [`Fingerprint`] of `sql`, cached: a statement seen before (the same text and dialect)
@@ -112,8 +117,55 @@ const GENERATION: usize = 128;
 /// dropped and the new one becomes the old.
 #[derive(Default)]
 struct Shard {
-    new: HashMap<Box<str>, Entry>,
-    old: HashMap<Box<str>, Entry>,
+    new: HashMap<Box<str>, Entry, BuildFx>,
+    old: HashMap<Box<str>, Entry, BuildFx>,
+}
+
+/// The cache's hasher: FxHash's multiply-rotate over 8 bytes at a time, several times faster
+/// than the default SipHash on long statements. Not collision-resistant: a crafted set of
+/// statements can share a bucket, which the bounded shard (128 entries) keeps cheap.
+#[derive(Default, Clone, Copy)]
+struct BuildFx;
+
+impl std::hash::BuildHasher for BuildFx {
+    type Hasher = Fx;
+    fn build_hasher(&self) -> Fx {
+        Fx(0)
+    }
+}
+
+struct Fx(u64);
+
+impl Fx {
+    const K: u64 = 0x51_7c_c1_b7_27_22_0a_95;
+    #[inline]
+    fn add(&mut self, word: u64) {
+        self.0 = (self.0.rotate_left(5) ^ word).wrapping_mul(Self::K);
+    }
+}
+
+impl std::hash::Hasher for Fx {
+    #[inline]
+    fn write(&mut self, bytes: &[u8]) {
+        let mut chunks = bytes.chunks_exact(8);
+        for c in &mut chunks {
+            self.add(u64::from_le_bytes(c.try_into().expect("8 bytes")));
+        }
+        let rest = chunks.remainder();
+        if !rest.is_empty() {
+            let mut last = [0u8; 8];
+            last[..rest.len()].copy_from_slice(rest);
+            self.add(u64::from_le_bytes(last));
+        }
+    }
+    #[inline]
+    fn write_u8(&mut self, b: u8) {
+        self.add(u64::from(b));
+    }
+    #[inline]
+    fn finish(&self) -> u64 {
+        self.0
+    }
 }
 
 type Cache = [Mutex<Shard>; SHARDS];
