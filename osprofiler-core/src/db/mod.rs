@@ -68,8 +68,11 @@
 //! | with bound values | its literals and the bound values' text (what `params` records) | with `trace_sql` and `trace_sql_params` on — sqlx (`Debug` of its `Arguments`), diesel (the `binds` of its `Debug`), sea-orm (`Debug` of its `Values`), tokio-postgres (`Debug` of the parameters; `query_raw`/`execute_raw` iterators are not read: no `values`) |
 //!
 //! Bound values are formatted on the query's path, which is why they are read only when
-//! `trace_sql_params` asks for them: without it, a point with bound values has no `values`
-//! (not a digest of its literals alone, which would make different executions look equal).
+//! `trace_sql_params` asks for them: reading them for every point was measured (PostgreSQL
+//! `SELECT $1::int4`, 23–65 µs round trips) at +2.8 µs per call for sqlx (the `Debug` of its
+//! arguments), +5.5% over raw, and +0.3 µs for tokio-postgres. Without it, a point with bound
+//! values has no `values` (not a digest of its literals alone, which would make different
+//! executions look equal).
 //!
 //! The stop message's info is one of:
 //!
