@@ -2,6 +2,7 @@
 //! packing and verification. Run: `cargo bench -p osprofiler-benches --bench core`.
 #![allow(missing_docs)] // criterion_group! generates undocumented items
 use criterion::{Criterion, black_box, criterion_group, criterion_main};
+use osprofiler_core::db::{DbEvent, DbTracer, Sql, SqlText};
 use osprofiler_core::headers::{TraceData, signed_pack, signed_unpack};
 
 use osprofiler_core::{self as osp, Trace, notifier, trace};
@@ -68,6 +69,34 @@ fn bench(c: &mut Criterion) {
     notifier::set(n.clone());
     osp::init("SECRET_KEY", None, None).unwrap();
     g.finish();
+
+    // A `db` point in a trace, as an adapter opens and stops it: a static text (tokio-postgres
+    // shares its text alike) and a copied one (sqlx, sea-orm), `trace_sql` off and on. The
+    // request thread only: the no-op notifier drops the messages unread (the worker writes
+    // the info, fingerprint included; see the `fingerprint` group of `benches/sql.rs`).
+    osp::clean();
+    notifier::set(std::sync::Arc::new(notifier::NoopNotifier));
+    osp::init("SECRET_KEY", None, None).unwrap();
+    let mut g = c.benchmark_group("db_point");
+    let tracer = DbTracer::new("postgresql").database("test");
+    let stat = |_: bool| Some(Sql::new(SqlText::Static("SELECT 1"), 0));
+    let sql = String::from("SELECT id, name FROM users WHERE id = $1");
+    let owned = |_: bool| Some(Sql::new(sql.as_str().into(), 1));
+    for on in [false, true] {
+        osp::set_trace_sql(on);
+        let mode = if on { "trace_sql" } else { "no_trace_sql" };
+        g.bench_function(format!("static_{mode}"), |b| {
+            b.iter(|| tracer.start(black_box(DbEvent::Query(&stat))).ok(1))
+        });
+        g.bench_function(format!("copied_{mode}"), |b| {
+            b.iter(|| tracer.start(black_box(DbEvent::Query(&owned))).ok(1))
+        });
+    }
+    osp::set_trace_sql(false);
+    g.finish();
+    osp::clean();
+    notifier::set(n.clone());
+    osp::init("SECRET_KEY", None, None).unwrap();
 
     let mut g = c.benchmark_group("macro");
     g.bench_function("plain_fn_baseline", |b| {

@@ -6,7 +6,8 @@
 //! Usage: `overhead <adapter> <query> <mode> <iterations>`
 //! - adapter: `postgres` (tokio-postgres), `sqlx-pg`, `sqlx-sqlite`, `diesel-pg`,
 //!   `diesel-sqlite`, `sea-orm-pg`, `sea-orm-sqlite`
-//! - query: `select_1` or `select_100`
+//! - query: `select_1` or `select_100`; `select_bound` (`SELECT $1::int4` with one bound
+//!   integer; `postgres` and `sqlx-pg` only)
 //! - mode: `raw`, `no_trace`, `in_trace`, `trace_sql` (one loop, for callgrind), or
 //!   `ab-no_trace`, `ab-in_trace`, `ab-trace_sql`: raw and traced calls alternated and timed,
 //!   printing the paired difference with a 95% confidence interval
@@ -36,6 +37,7 @@ fn main() {
     };
     let n: usize = n.parse().expect("iterations");
     let hundred = query == "select_100";
+    let bound = query == "select_bound";
     let raw = mode == "raw";
     type Op<'a> = Box<dyn FnMut() + 'a>;
     let _notifier = osprofiler_benches::install_discard();
@@ -58,24 +60,31 @@ fn main() {
             });
             let client: &'static tokio_postgres::Client = Box::leak(Box::new(client));
             let traced = osprofiler_postgres::Traced::new(client).database("test");
-            let sql = if hundred { HUNDRED_PG } else { "SELECT 1" };
+            let sql = match (hundred, bound) {
+                (true, _) => HUNDRED_PG,
+                (_, true) => "SELECT $1::int4",
+                _ => "SELECT 1",
+            };
             let stmt = rt.block_on(traced.prepare(sql)).unwrap();
             let rt = &rt;
             let plain = stmt.inner().clone();
+            let params: &'static [&'static (dyn tokio_postgres::types::ToSql + Sync)] =
+                if bound { &[&7i32] } else { &[] };
             (
                 Box::new(move || {
-                    rt.block_on(client.query(&plain, &[])).unwrap();
+                    rt.block_on(client.query(&plain, params)).unwrap();
                 }),
                 Box::new(move || {
-                    rt.block_on(traced.query(&stmt, &[])).unwrap();
+                    rt.block_on(traced.query(&stmt, params)).unwrap();
                 }),
             )
         }
         "sqlx-pg" | "sqlx-sqlite" => {
             let pg = adapter == "sqlx-pg";
-            let sql: &'static str = match (pg, hundred) {
-                (true, true) => HUNDRED_PG,
-                (false, true) => HUNDRED_SQLITE,
+            let sql: &'static str = match (pg, hundred, bound) {
+                (true, true, _) => HUNDRED_PG,
+                (false, true, _) => HUNDRED_SQLITE,
+                (true, _, true) => "SELECT $1::int4",
                 _ => "SELECT 1",
             };
             // The same pair of closures over either pool type.
@@ -85,10 +94,14 @@ fn main() {
                     let traced = osprofiler_sqlx::Traced::new(pool.clone());
                     let rt = &rt;
                     let raw: Op<'_> = Box::new(move || {
-                        rt.block_on(sqlx::query(sql).fetch_all(&pool)).unwrap();
+                        let q = sqlx::query(sql);
+                        let q = if bound { q.bind(7i32) } else { q };
+                        rt.block_on(q.fetch_all(&pool)).unwrap();
                     });
                     let wrapped: Op<'_> = Box::new(move || {
-                        rt.block_on(sqlx::query(sql).fetch_all(&traced)).unwrap();
+                        let q = sqlx::query(sql);
+                        let q = if bound { q.bind(7i32) } else { q };
+                        rt.block_on(q.fetch_all(&traced)).unwrap();
                     });
                     (raw, wrapped)
                 }};

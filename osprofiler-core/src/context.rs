@@ -29,6 +29,8 @@ pub(crate) struct Root {
     pub(crate) hmac_key: Arc<str>,
     /// The key's HMAC schedule, computed the first time headers are signed.
     pub(crate) mac: std::sync::OnceLock<Option<hmac::Hmac<sha1::Sha1>>>,
+    /// The key of `db.values` digests, derived from the HMAC key the first time one is written.
+    pub(crate) values_key: std::sync::OnceLock<(u64, u64)>,
     pub(crate) notifier: Arc<dyn Notifier>,
 }
 
@@ -45,6 +47,7 @@ impl Root {
             identity: crate::identity(),
             hmac_key,
             mac: std::sync::OnceLock::new(),
+            values_key: std::sync::OnceLock::new(),
             notifier: notifier::get(),
         })
     }

@@ -3,9 +3,13 @@
 //! when nothing is bound, unless kept; params only with `trace_sql_params` and binds); and a
 //! DB error answering `Message::error_type` though it is lazy info.
 //!
+//! The fingerprint is recorded always, the normalized text with `trace_sql`, the values digest
+//! where the values are seen (raw statements; bound ones with their params text).
+//!
 //! One test: `trace_sql` and `trace_sql_params` are process-wide switches.
 
-use osprofiler_core::db::{DbError, DbEvent, DbTracer, Sql, SqlText};
+use osprofiler_core::db::fingerprint::{fingerprint, format_id};
+use osprofiler_core::db::{DbError, DbEvent, DbTracer, Dialect, Sql, SqlText};
 use osprofiler_core::notifier::{DriverError, Reader, TraceSummary, Writer};
 use osprofiler_core::{self as osp, message::Message};
 use osprofiler_testkit::*;
@@ -69,7 +73,12 @@ async fn one_model_for_every_adapter() {
     let raw = |_: bool| Some(Sql::new("SELECT 'hunter2', 7".into(), 0));
     let ok = |n: usize| async move { Ok::<Vec<u8>, std::io::Error>(vec![0; n]) };
 
-    // trace_sql off: no statement, rows counted.
+    let shape = "SELECT name FROM t WHERE pw = ? AND n = ?";
+    let id = format_id(fingerprint(shape, Dialect::Postgres).id);
+    let raw_id = format_id(fingerprint("SELECT 'x', 1", Dialect::Postgres).id);
+
+    // trace_sql off: no statement, its fingerprint, rows counted; no values digest (the bound
+    // values are not read).
     let (start, stop) = point(async {
         tracer
             .run(
@@ -84,7 +93,7 @@ async fn one_model_for_every_adapter() {
     .await;
     assert_eq!(
         start,
-        json!({"api": "query", "system": "postgresql", "namespace": "test"})
+        json!({"api": "query", "system": "postgresql", "namespace": "test", "fingerprint": id})
     );
     assert_eq!(stop, json!({"db": {"rows": 2}}));
 
@@ -108,6 +117,36 @@ async fn one_model_for_every_adapter() {
     };
     let bound: &'static (dyn Fn(bool) -> Option<Sql> + Sync) = Box::leak(Box::new(bound));
     let raw: &'static (dyn Fn(bool) -> Option<Sql> + Sync) = Box::leak(Box::new(raw));
+    let raw2: &'static (dyn Fn(bool) -> Option<Sql> + Sync) = Box::leak(Box::new(|_: bool| {
+        Some(Sql::new("select  'other' , 8 -- x".into(), 0))
+    }));
+    let start = run(bound, tracer.clone()).await;
+    assert_eq!(
+        (&start["fingerprint"], &start["normalized"]),
+        (&json!(id), &json!(shape))
+    );
+    assert!(start.get("values").is_none(), "bound values not seen");
+    // A raw statement's literals are its values: digested, keyed, never shown.
+    let (a, b) = (
+        run(raw, tracer.clone()).await,
+        run(raw2, tracer.clone()).await,
+    );
+    assert_eq!(
+        (&a["fingerprint"], &a["normalized"]),
+        (&json!(raw_id), &json!("SELECT ?, ?"))
+    );
+    assert_eq!(a["fingerprint"], b["fingerprint"]);
+    assert_eq!(a["values"].as_str().unwrap().len(), 16);
+    assert_ne!(a["values"], b["values"]);
+    assert_eq!(a["values"], run(raw, tracer.clone()).await["values"]);
+    osp::set_trace_sql(false);
+    let a_off = run(raw, tracer.clone()).await;
+    assert_eq!(
+        (&a_off["fingerprint"], &a_off["values"]),
+        (&a["fingerprint"], &a["values"])
+    );
+    assert!(a_off.get("normalized").is_none() && a_off.get("statement").is_none());
+    osp::set_trace_sql(true);
     assert_eq!(
         run(bound, tracer.clone()).await["statement"],
         "SELECT name FROM t WHERE pw = $1 AND n = 7"
@@ -119,7 +158,9 @@ async fn one_model_for_every_adapter() {
     );
     assert!(run(bound, tracer.clone()).await.get("params").is_none());
     osp::set_trace_sql_params(true);
-    assert_eq!(run(bound, tracer.clone()).await["params"], "[\"hunter2\"]");
+    let with_params = run(bound, tracer.clone()).await;
+    assert_eq!(with_params["params"], "[\"hunter2\"]");
+    assert_eq!(with_params["values"].as_str().unwrap().len(), 16);
     assert!(
         run(raw, tracer.clone()).await.get("params").is_none(),
         "nothing bound, nothing to show"

@@ -7,6 +7,7 @@
 //! point without `rows` where the library gives none, never a wrong count).
 
 use crate::{Collector, table};
+use osprofiler_core::db::fingerprint::{fingerprint_id, format_id, normalize};
 use osprofiler_core::db::{Dialect, sanitize};
 use osprofiler_core::dispatch::Dispatch;
 use serde_json::{Map, Value, json};
@@ -134,9 +135,75 @@ pub fn points(msgs: &[Value]) -> Vec<Point> {
         .collect()
 }
 
-/// Runs `f` inside a fresh trace, in `scope`, and returns its `db` points.
+/// Runs `f` inside a fresh trace, in `scope`, and returns its `db` points, each with its
+/// statement's shape keys taken out of `start` (checked by [`shape_of`]).
+async fn traced_shapes<F: Future>(
+    c: &Collector,
+    scope: &Dispatch,
+    f: F,
+) -> Vec<(Point, Map<String, Value>)> {
+    let mut got = points(&c.traced_run(scope, async { drop(f.await) }).await);
+    got.iter_mut()
+        .map(|p| {
+            let shape = shape_of(&mut p.start);
+            (p.clone(), shape)
+        })
+        .collect()
+}
+
+/// [`traced_shapes`] without the shapes.
 async fn traced<F: Future>(c: &Collector, scope: &Dispatch, f: F) -> Vec<Point> {
-    points(&c.traced_run(scope, async { drop(f.await) }).await)
+    traced_shapes(c, scope, f)
+        .await
+        .into_iter()
+        .map(|(p, _)| p)
+        .collect()
+}
+
+/// Takes `fingerprint`, `normalized` and `values` out of a start's `db` info, checking the
+/// rules every point follows: a statement (`query`, `prepare`) has a fingerprint, 16 lowercase
+/// hex digits; `normalized` comes with `statement`, is its normalized text and names the
+/// fingerprint; `values` is 16 hex digits; other calls have none of them.
+pub fn shape_of(start: &mut Value) -> Map<String, Value> {
+    let hex16 = |v: &Value| {
+        v.as_str().is_some_and(|s| {
+            s.len() == 16
+                && s.bytes()
+                    .all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b))
+        })
+    };
+    let db = start.as_object_mut().expect("db info is an object");
+    let mut shape = Map::new();
+    for key in ["fingerprint", "normalized", "values"] {
+        if let Some(v) = db.remove(key) {
+            shape.insert(key.into(), v);
+        }
+    }
+    let statement = matches!(db["api"].as_str(), Some("query" | "prepare"));
+    assert_eq!(
+        shape.contains_key("fingerprint"),
+        statement,
+        "a fingerprint on every statement, on nothing else: {db:?} {shape:?}"
+    );
+    if statement {
+        assert!(hex16(&shape["fingerprint"]), "{shape:?}");
+    }
+    if let Some(v) = shape.get("values") {
+        assert!(hex16(v), "{shape:?}");
+    }
+    assert_eq!(
+        shape.contains_key("normalized"),
+        db.contains_key("statement"),
+        "normalized text exactly with trace_sql: {db:?} {shape:?}"
+    );
+    if let (Some(Value::String(n)), Some(Value::String(st))) =
+        (shape.get("normalized"), db.get("statement"))
+    {
+        let dialect = Dialect::of_system(db["system"].as_str().unwrap_or_default());
+        assert_eq!(n, &normalize(st, dialect), "{db:?}");
+        assert_eq!(shape["fingerprint"], format_id(fingerprint_id(n)));
+    }
+    shape
 }
 
 /// Runs every scenario on `adapter` and asserts the info of every point. `name` labels the
@@ -181,18 +248,26 @@ pub async fn run<A: Adapter>(name: &str, adapter: &mut A) {
         ))
         .await;
 
+    let dialect = Dialect::of_system(system);
+    let id_of = |sql: &str| format_id(fingerprint_id(&normalize(sql, dialect)));
     let select = format!("SELECT id, name FROM {t} WHERE name = {}", p(1));
-    let got = traced(&c, &plain, async {
+    let got = traced_shapes(&c, &plain, async {
         assert_eq!(adapter.select(&select, "alice").await, 1)
     })
     .await;
     assert_eq!(
         got,
-        [Point {
-            start: start("query", json!({})),
-            stop: rows(1)
-        }],
-        "{name}: a query, trace_sql off: no statement"
+        [(
+            Point {
+                start: start("query", json!({})),
+                stop: rows(1)
+            },
+            json!({ "fingerprint": id_of(&select) })
+                .as_object()
+                .unwrap()
+                .clone()
+        )],
+        "{name}: a query, trace_sql off: no statement, its fingerprint, no values (not read)"
     );
 
     let got = traced(&c, &sql, async {
@@ -208,21 +283,44 @@ pub async fn run<A: Adapter>(name: &str, adapter: &mut A) {
         "{name}: a query with a bound value keeps its text"
     );
 
-    let got = traced(&c, &params, async {
-        assert_eq!(adapter.select(&select, "alice").await, 1)
-    })
-    .await;
-    let bound = got[0].start["params"].as_str().unwrap_or_default();
-    assert!(
-        bound.contains("alice"),
-        "{name}: trace_sql_params records the bound value: {got:?}"
+    let mut digests = Vec::new();
+    for value in ["alice", "bob", "alice"] {
+        let got = traced_shapes(&c, &params, adapter.select(&select, value)).await;
+        let bound = got[0].0.start["params"].as_str().unwrap_or_default();
+        assert!(
+            bound.contains(value),
+            "{name}: trace_sql_params records the bound value: {got:?}"
+        );
+        digests.push(got[0].1["values"].clone());
+    }
+    assert!(digests[0].is_string(), "{name}: values digest with params");
+    assert_ne!(
+        digests[0], digests[1],
+        "{name}: other values, another digest"
     );
+    assert_eq!(digests[0], digests[2], "{name}: same values, same digest");
 
     let raw = format!("SELECT id, name FROM {t} WHERE name = 'hunter2' OR id = 2");
-    let got = traced(&c, &sql, async {
-        assert_eq!(adapter.select_raw(&raw).await, 1)
-    })
-    .await;
+    let mut shapes = Vec::new();
+    for scope in [&plain, &sql] {
+        let got = traced_shapes(&c, scope, async {
+            assert_eq!(adapter.select_raw(&raw).await, 1)
+        })
+        .await;
+        shapes.push(got);
+    }
+    let (off, on) = (&shapes[0], &shapes[1]);
+    assert!(
+        off[0].1["values"].is_string(),
+        "{name}: a raw statement's values digest, trace_sql off: {off:?}"
+    );
+    assert_eq!(
+        (&off[0].1["fingerprint"], &off[0].1["values"]),
+        (&on[0].1["fingerprint"], &on[0].1["values"]),
+        "{name}: the same with trace_sql"
+    );
+    assert_eq!(on[0].1["fingerprint"], id_of(&raw));
+    let got = vec![on[0].0.clone()];
     assert_eq!(
         got,
         [Point {

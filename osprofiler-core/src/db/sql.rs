@@ -44,6 +44,9 @@ enum Class {
     Dollar,
     Dot,
     Question,
+    Percent,
+    Colon,
+    At,
 }
 
 const CLASSES: [Class; 256] = {
@@ -67,6 +70,9 @@ const CLASSES: [Class; 256] = {
                 b'$' => Class::Dollar,
                 b'.' => Class::Dot,
                 b'?' => Class::Question,
+                b'%' => Class::Percent,
+                b':' => Class::Colon,
+                b'@' => Class::At,
                 _ => Class::Plain,
             }
         };
@@ -137,73 +143,101 @@ pub fn sanitize(sql: &str, dialect: Dialect) -> String {
 
 /// [`sanitize`] appending to `out`.
 pub fn sanitize_into(sql: &str, dialect: Dialect, out: &mut String) {
+    // `sql[copied..]` is kept text not yet appended; every token boundary is at an ASCII byte,
+    // so the slices are on character boundaries.
+    let mut copied = 0;
+    scan(sql, dialect, |token, start, end| {
+        if token == Token::Literal {
+            out.push_str(&sql[copied..start]);
+            out.push('?');
+            copied = end;
+        }
+    });
+    out.push_str(&sql[copied..]);
+}
+
+/// What a token of [`scan`] is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Token {
+    /// Punctuation, operators and whitespace (ASCII only): a run of them, or one byte.
+    Plain,
+    /// An identifier or keyword (unquoted).
+    Word,
+    /// A literal: a string (any quoting or prefix), a number, a dollar-quoted body; also a
+    /// quoted identifier that never closes (its text cannot be told apart from data).
+    Literal,
+    /// A quoted identifier (`"…"`, `` `…` ``, `[…]`).
+    Ident,
+    /// A comment (`--`, `#`, `/* */`), without the newline ending a line comment.
+    Comment,
+    /// A bound-value placeholder: `$1`, `?`, `?NNN`, `%s`, `%(name)s`, `:name`, and SQLite's
+    /// `@name` and `$name`.
+    Placeholder,
+}
+
+/// Splits `sql` into tokens, calling `emit(token, start, end)` for each in order; the tokens
+/// cover every byte, and every boundary is at an ASCII byte.
+#[inline]
+pub(crate) fn scan(sql: &str, dialect: Dialect, mut emit: impl FnMut(Token, usize, usize)) {
     let b = sql.as_bytes();
     let n = b.len();
-    // `sql[copied..i]` is kept text not yet appended; every cut is at an ASCII byte, so the
-    // slices are on character boundaries.
-    let mut copied = 0;
     let mut i = 0;
-    let redact = |out: &mut String, start: usize, end: usize, copied: &mut usize| {
-        out.push_str(&sql[*copied..start]);
-        out.push('?');
-        *copied = end;
-    };
     while i < n {
         let c = b[i];
-        match CLASSES[usize::from(c)] {
+        let start = i;
+        let token = match CLASSES[usize::from(c)] {
             Class::Plain => {
                 i += 1;
                 while i < n && CLASSES[usize::from(b[i])] == Class::Plain {
                     i += 1;
                 }
+                Token::Plain
             }
             Class::Word => {
-                let start = i;
                 i += 1;
                 while i < n && word_byte(b[i]) {
                     i += 1;
                 }
-                if let Some(end) = prefixed_literal(b, start, i, dialect) {
-                    redact(out, start, end, &mut copied);
-                    i = end;
+                match prefixed_literal(b, start, i, dialect) {
+                    Some(end) => {
+                        i = end;
+                        Token::Literal
+                    }
+                    None => Token::Word,
                 }
             }
             Class::Digit => {
-                let end = number_end(b, i);
-                redact(out, i, end, &mut copied);
-                i = end;
+                i = number_end(b, i);
+                Token::Literal
             }
             Class::Dot => {
                 if b.get(i + 1).is_some_and(u8::is_ascii_digit) {
-                    let end = number_end(b, i);
-                    redact(out, i, end, &mut copied);
-                    i = end;
+                    i = number_end(b, i);
+                    Token::Literal
                 } else {
                     i += 1;
+                    Token::Plain
                 }
             }
             Class::Quote => {
-                let end = string_end(b, i + 1, b'\'', dialect == Dialect::MySql);
-                redact(out, i, end, &mut copied);
-                i = end;
+                i = string_end(b, i + 1, b'\'', dialect == Dialect::MySql);
+                Token::Literal
             }
             Class::DoubleQuote => {
                 if dialect == Dialect::MySql {
-                    let end = string_end(b, i + 1, b'"', true);
-                    redact(out, i, end, &mut copied);
-                    i = end;
+                    i = string_end(b, i + 1, b'"', true);
+                    Token::Literal
                 } else {
-                    i = identifier(b, i, b'"', &mut |s, e| redact(out, s, e, &mut copied));
+                    identifier(b, &mut i, b'"')
                 }
             }
-            Class::Backtick => {
-                i = identifier(b, i, b'`', &mut |s, e| redact(out, s, e, &mut copied));
-            }
+            Class::Backtick => identifier(b, &mut i, b'`'),
             Class::Bracket => {
                 if dialect == Dialect::Sqlite {
-                    i = identifier(b, i, b']', &mut |s, e| redact(out, s, e, &mut copied));
+                    identifier(b, &mut i, b']')
                 } else {
                     i += 1;
+                    Token::Plain
                 }
             }
             Class::Dash => {
@@ -213,39 +247,56 @@ pub fn sanitize_into(sql: &str, dialect: Dialect, out: &mut String) {
                             .is_none_or(|&x| x.is_ascii_whitespace() || x < 0x20))
                 {
                     i = line_end(b, i + 2);
+                    Token::Comment
                 } else {
                     i += 1;
+                    Token::Plain
                 }
             }
             Class::Hash => {
+                i += 1;
                 if dialect == Dialect::MySql {
-                    i = line_end(b, i + 1);
+                    i = line_end(b, i);
+                    Token::Comment
                 } else {
-                    i += 1;
+                    Token::Plain
                 }
             }
             Class::Slash => {
                 if b.get(i + 1) == Some(&b'*') {
                     i = block_comment_end(b, i + 2, dialect == Dialect::Postgres);
+                    Token::Comment
                 } else {
                     i += 1;
+                    Token::Plain
                 }
             }
             Class::Dollar => {
                 if dialect == Dialect::Postgres {
                     match dollar(b, i) {
-                        Dollar::Placeholder(end) => i = end,
-                        Dollar::Literal(end) => {
-                            redact(out, i, end, &mut copied);
+                        Dollar::Placeholder(end) => {
                             i = end;
+                            Token::Placeholder
                         }
-                        Dollar::Plain => i += 1,
+                        Dollar::Literal(end) => {
+                            i = end;
+                            Token::Literal
+                        }
+                        Dollar::Plain => {
+                            i += 1;
+                            Token::Plain
+                        }
                     }
                 } else {
                     // SQLite's `$name` parameter, MySQL's `$` in identifiers.
                     i += 1;
                     while i < n && word_byte(b[i]) {
                         i += 1;
+                    }
+                    if dialect == Dialect::Sqlite && i > start + 1 {
+                        Token::Placeholder
+                    } else {
+                        Token::Word
                     }
                 }
             }
@@ -257,10 +308,71 @@ pub fn sanitize_into(sql: &str, dialect: Dialect, out: &mut String) {
                         i += 1;
                     }
                 }
+                Token::Placeholder
             }
-        }
+            Class::Percent => match percent_placeholder(b, i) {
+                Some(end) => {
+                    i = end;
+                    Token::Placeholder
+                }
+                None => {
+                    i += 1;
+                    Token::Plain
+                }
+            },
+            Class::Colon => {
+                i += 1;
+                if b.get(i) == Some(&b':') {
+                    // A PostgreSQL cast `::`.
+                    i += 1;
+                    Token::Plain
+                } else if b
+                    .get(i)
+                    .is_some_and(|&x| x.is_ascii_alphabetic() || x == b'_')
+                {
+                    // `:name`.
+                    while i < n && word_byte(b[i]) {
+                        i += 1;
+                    }
+                    Token::Placeholder
+                } else {
+                    Token::Plain
+                }
+            }
+            Class::At => {
+                i += 1;
+                if dialect == Dialect::Sqlite
+                    && b.get(i)
+                        .is_some_and(|&x| x.is_ascii_alphabetic() || x == b'_')
+                {
+                    while i < n && word_byte(b[i]) {
+                        i += 1;
+                    }
+                    Token::Placeholder
+                } else {
+                    Token::Plain
+                }
+            }
+        };
+        emit(token, start, i);
     }
-    out.push_str(&sql[copied..]);
+}
+
+/// The end of a Python DB-API placeholder at `i` (`%s`, `%(name)s`), if one starts there.
+#[inline]
+fn percent_placeholder(b: &[u8], i: usize) -> Option<usize> {
+    match b.get(i + 1)? {
+        b's' => Some(i + 2),
+        b'(' => {
+            let close = i + 2 + memchr::memchr(b')', &b[i + 2..])?;
+            let name = &b[i + 2..close];
+            (!name.is_empty()
+                && name.iter().all(|&x| word_byte(x))
+                && b.get(close + 1) == Some(&b's'))
+            .then_some(close + 2)
+        }
+        _ => None,
+    }
 }
 
 /// The end of a literal whose prefix word is `b[start..word_end]` (`E'…'`, `X'…'`, `U&'…'`,
@@ -316,23 +428,24 @@ fn string_end(b: &[u8], mut i: usize, quote: u8, backslash: bool) -> usize {
     b.len()
 }
 
-/// Skips a quoted identifier opened at `start` (doubled closing quotes inside) and returns the
-/// index past it; one that never closes is handed to `redact` (start, end of input).
+/// Skips a quoted identifier opened at `*i` (doubled closing quotes inside), leaving `*i`
+/// past it: [`Token::Ident`], or [`Token::Literal`] up to the end when it never closes.
 #[inline]
-fn identifier(b: &[u8], start: usize, close: u8, redact: &mut dyn FnMut(usize, usize)) -> usize {
-    let mut i = start + 1;
-    while i < b.len() {
-        if b[i] == close {
-            if close != b']' && b.get(i + 1) == Some(&close) {
-                i += 2;
+fn identifier(b: &[u8], i: &mut usize, close: u8) -> Token {
+    let mut j = *i + 1;
+    while j < b.len() {
+        if b[j] == close {
+            if close != b']' && b.get(j + 1) == Some(&close) {
+                j += 2;
                 continue;
             }
-            return i + 1;
+            *i = j + 1;
+            return Token::Ident;
         }
-        i += 1;
+        j += 1;
     }
-    redact(start, b.len());
-    b.len()
+    *i = b.len();
+    Token::Literal
 }
 
 /// The end of a numeric literal starting at `i`: digits, `.`, `_`, letters (`0x1F`, `1e5`),
