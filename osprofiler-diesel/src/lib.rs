@@ -283,8 +283,20 @@ impl Instrumentation for OsProfilerInstrumentation {
                                 std::fmt::Write::write_fmt(&mut text, format_args!("{query:?}"));
                             let parsed = parse_debug(text);
                             let binds = parsed.binds.as_deref().map_or(0, count_binds);
-                            let params = parsed.binds.filter(|_| with_params && binds > 0);
-                            Some(db::Sql::new(db::SqlText::Owned(parsed.sql), binds).params(params))
+                            // The binds' text is made anyway (diesel gives the query only
+                            // as `Debug`): the worker hashes it for `values`.
+                            let (params, values) = match parsed.binds {
+                                Some(b) if binds > 0 && with_params => {
+                                    (Some(b.clone()), Some(db::BoundValues::owned(b)))
+                                }
+                                Some(b) if binds > 0 => (None, Some(db::BoundValues::owned(b))),
+                                _ => (None, None),
+                            };
+                            Some(
+                                db::Sql::new(db::SqlText::Owned(parsed.sql), binds)
+                                    .params(params)
+                                    .values(values),
+                            )
                         };
                         self.tracer.start(DbEvent::Query(&source))
                     }

@@ -201,7 +201,11 @@ fn sql_of<'a, S: ?Sized + Sql>(
     params: Option<&'a [&'a (dyn ToSql + Sync)]>,
 ) -> impl Fn(bool) -> Option<db::Sql> + 'a {
     move |with_params| {
-        let sql = db::Sql::new(statement.text()?, binds);
+        // Borrowed for the call only: hashed now, into a hasher (no String), for `values`.
+        let values = params
+            .filter(|p| !p.is_empty())
+            .map(|p| db::BoundValues::hash_now(&p));
+        let sql = db::Sql::new(statement.text()?, binds).values(values);
         Some(match params {
             Some(p) if with_params => sql.params(Some(format!("{p:?}"))),
             _ => sql,

@@ -75,7 +75,17 @@ fn sql_of(stmt: &Statement) -> impl Fn(bool) -> Option<db::Sql> + '_ {
         let params = (with_params && binds > 0)
             .then(|| stmt.values.as_ref().map(|v| format!("{:?}", v.0)))
             .flatten();
-        Some(db::Sql::new(stmt.sql.as_str().into(), binds).params(params))
+        // A clone of the values (nothing formatted): the worker hashes it for `values`.
+        let values = stmt
+            .values
+            .as_ref()
+            .filter(|_| binds > 0)
+            .map(|v| db::BoundValues::owned(v.0.clone()));
+        Some(
+            db::Sql::new(stmt.sql.as_str().into(), binds)
+                .params(params)
+                .values(values),
+        )
     }
 }
 

@@ -202,7 +202,7 @@ fn open<'q, DB, E>(tracer: &DbTracer, mut query: E) -> (DbPoint, Captured<DB>)
 where
     DB: Database,
     E: Execute<'q, DB>,
-    DB::Arguments: fmt::Debug,
+    DB::Arguments: fmt::Debug + Clone + Send + Sync + 'static,
 {
     let arguments = query.take_arguments();
     let statement = query.statement().cloned();
@@ -214,7 +214,15 @@ where
         let params = (with_params && binds > 0)
             .then(|| args.map(|a| params::readable(format!("{a:?}"))))
             .flatten();
-        Some(db::Sql::new(sql.as_str().into(), binds).params(params))
+        // A clone (buffers copied, nothing formatted): the worker hashes it for `values`.
+        let values = args
+            .filter(|_| binds > 0)
+            .map(|a| db::BoundValues::owned(a.clone()));
+        Some(
+            db::Sql::new(sql.as_str().into(), binds)
+                .params(params)
+                .values(values),
+        )
     };
     let point = tracer.start(DbEvent::Query(&source));
     (
@@ -369,7 +377,7 @@ macro_rules! traced_executor {
 impl<'c, DB> Executor<'c> for &'c Traced<Pool<DB>>
 where
     DB: TracedDatabase,
-    DB::Arguments: fmt::Debug,
+    DB::Arguments: fmt::Debug + Clone + Send + Sync + 'static,
     for<'x> &'x mut DB::Connection: Executor<'x, Database = DB>,
 {
     traced_executor!(DB, this => this.inner());
@@ -380,7 +388,8 @@ where
     T: DerefMut + Send + fmt::Debug,
     T::Target: sqlx::Connection,
     <T::Target as sqlx::Connection>::Database: TracedDatabase,
-    <<T::Target as sqlx::Connection>::Database as Database>::Arguments: fmt::Debug,
+    <<T::Target as sqlx::Connection>::Database as Database>::Arguments:
+        fmt::Debug + Clone + Send + Sync + 'static,
     for<'x> &'x mut T::Target: Executor<'x, Database = <T::Target as sqlx::Connection>::Database>,
 {
     traced_executor!(<T::Target as sqlx::Connection>::Database, this => &mut **this.inner_mut());

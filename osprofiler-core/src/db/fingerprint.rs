@@ -235,23 +235,61 @@ pub(crate) fn values_digest(
     key: (u64, u64),
     sql: &str,
     literals: &[(u32, u32)],
-    params: Option<&str>,
+    bound: Option<&super::BoundValues>,
 ) -> u64 {
     use std::hash::Hasher;
     let mut h = siphasher::sip::SipHasher13::new_with_keys(key.0, key.1);
-    let mut feed = |tag: u8, bytes: &[u8]| {
-        h.write_u8(tag);
-        h.write_u64(bytes.len() as u64);
-        h.write(bytes);
-    };
     let b = sql.as_bytes();
     for &(s, e) in literals {
-        feed(b'L', &b[s as usize..e as usize]);
+        let bytes = &b[s as usize..e as usize];
+        h.write_u8(b'L');
+        h.write_u64(bytes.len() as u64);
+        h.write(bytes);
     }
-    if let Some(p) = params {
-        feed(b'P', p.as_bytes());
+    match bound.map(|b| &b.0) {
+        Some(super::Bound::Owned(v)) => {
+            // Streamed: tag, the Debug text, its length (a suffix frames it as well as a
+            // prefix).
+            h.write_u8(b'B');
+            let mut w = HashWriter { h: &mut h, n: 0 };
+            let _ = std::fmt::write(&mut w, format_args!("{v:?}"));
+            let n = w.n;
+            h.write_u64(n);
+        }
+        Some(super::Bound::Hashed(x)) => {
+            h.write_u8(b'H');
+            h.write(&x.to_le_bytes());
+        }
+        None => {}
     }
     h.finish()
+}
+
+/// Feeds formatted text into a hasher, counting its bytes.
+struct HashWriter<'a, H> {
+    h: &'a mut H,
+    n: u64,
+}
+
+impl<H: std::hash::Hasher> std::fmt::Write for HashWriter<'_, H> {
+    fn write_str(&mut self, s: &str) -> std::fmt::Result {
+        self.h.write(s.as_bytes());
+        self.n += s.len() as u64;
+        Ok(())
+    }
+}
+
+/// SipHash-1-3-128 (fixed key) of a value's `Debug` text, streamed: no `String` is made.
+/// Only ever stored keyed ([`values_digest`]).
+pub(crate) fn debug_hash128(v: &dyn std::fmt::Debug) -> u128 {
+    use siphasher::sip128::Hasher128 as _;
+    use std::hash::Hasher as _;
+    let mut h = siphasher::sip128::SipHasher13::new();
+    let mut w = HashWriter { h: &mut h, n: 0 };
+    let _ = std::fmt::write(&mut w, format_args!("{v:?}"));
+    let n = w.n;
+    h.write_u64(n);
+    h.finish128().as_u128()
 }
 
 /// The SipHash key of the values digests of traces signed with `hmac_key`: the first 16 bytes
@@ -773,9 +811,11 @@ mod tests {
         let other = values_key("OTHER_KEY");
         let sql1 = "SELECT * FROM t WHERE a = 'alice' AND b = 1";
         let sql2 = "SELECT * FROM t WHERE a = 'bob' AND b = 1";
+        use super::super::BoundValues;
         let d = |key, sql: &str, params: Option<&str>| {
             let e = lookup(sql, Postgres);
-            values_digest(key, sql, &e.literals, params)
+            let bound = params.map(|p| BoundValues::owned(p.to_owned()));
+            values_digest(key, sql, &e.literals, bound.as_ref())
         };
         assert_eq!(d(k, sql1, None), d(k, sql1, None));
         assert_ne!(d(k, sql1, None), d(k, sql2, None));
@@ -784,6 +824,13 @@ mod tests {
         assert_eq!(d(k, bound, Some("[7]")), d(k, bound, Some("[7]")));
         assert_ne!(d(k, bound, Some("[7]")), d(k, bound, Some("[8]")));
         assert_ne!(d(k, bound, Some("[7]")), d(other, bound, Some("[7]")));
+        // Hashed now or in the worker: each form tells equal values from different ones.
+        let now = |v: i64| {
+            let b = BoundValues::hash_now(&[v]);
+            values_digest(k, bound, &[], Some(&b))
+        };
+        assert_eq!(now(7), now(7));
+        assert_ne!(now(7), now(8));
         // A literal cannot pass for a bound value.
         assert_ne!(d(k, "SELECT 7", None), d(k, "SELECT $1", Some("7")));
     }

@@ -65,14 +65,11 @@
 //! | statement | `values` digests | recorded |
 //! |---|---|---|
 //! | without bound values (raw SQL, `batch_execute`, `simple_query`, `sql_query`, `execute_unprepared`, a query with no binds) | the literals of its text (what [`normalize`](fingerprint::normalize) replaced) | always, whatever `trace_sql` says, every adapter |
-//! | with bound values | its literals and the bound values' text (what `params` records) | with `trace_sql` and `trace_sql_params` on — sqlx (`Debug` of its `Arguments`), diesel (the `binds` of its `Debug`), sea-orm (`Debug` of its `Values`), tokio-postgres (`Debug` of the parameters; `query_raw`/`execute_raw` iterators are not read: no `values`) |
+//! | with bound values | its literals and the bound values ([`BoundValues`]: their `Debug` text, hashed, never kept) | always, whatever `trace_sql` and `trace_sql_params` say — sqlx (a clone of its `Arguments`, hashed by the worker), sea-orm (a clone of its `Values`, hashed by the worker), diesel (the `binds` of the query's `Debug`, which it formats anyway), tokio-postgres (the parameters' `Debug` streamed into a hasher on the call: no `String`; `query_raw`/`execute_raw` iterators are not read: no `values`) |
 //!
-//! Bound values are formatted on the query's path, which is why they are read only when
-//! `trace_sql_params` asks for them: reading them for every point was measured (PostgreSQL
-//! `SELECT $1::int4`, 23–65 µs round trips) at +2.8 µs per call for sqlx (the `Debug` of its
-//! arguments), +5.5% over raw, and +0.3 µs for tokio-postgres. Without it, a point with bound
-//! values has no `values` (not a digest of its literals alone, which would make different
-//! executions look equal).
+//! Bound values cost the query's path a clone at most: formatting sqlx's arguments there (a
+//! `PgArguments` prints its buffer byte by byte) was measured at +2.8 µs per call, so the
+//! worker formats them, off the path, into the keyed hasher.
 //!
 //! The stop message's info is one of:
 //!
@@ -313,9 +310,10 @@ impl DbTracer {
         // hand over text they hold (a copy at most); its parameters only when recorded.
         let record_sql = source.is_some() && crate::trace_sql();
         let with_params = record_sql && crate::trace_sql_params();
-        let (statement, params) = match source.and_then(|s| s.sql(with_params)) {
+        let (statement, params, bound) = match source.and_then(|s| s.sql(with_params)) {
             Some(sql) => {
                 let raw = sql.binds == 0;
+                let bound = if raw { None } else { sql.values };
                 let params = if raw || !with_params {
                     None
                 } else {
@@ -328,13 +326,14 @@ impl DbTracer {
                         binds: sql.binds,
                     }),
                     params,
+                    bound,
                 )
             }
-            _ => (None, None),
+            _ => (None, None, None),
         };
         // The trace's root, for the key of the values digest (none without a key).
         let values = match &statement {
-            Some(st) if st.binds == 0 || params.is_some() => crate::context::CURRENT
+            Some(st) if st.binds == 0 || bound.is_some() => crate::context::CURRENT
                 .try_with(|c| {
                     c.borrow()
                         .as_ref()
@@ -352,6 +351,7 @@ impl DbTracer {
             statement,
             record_sql,
             params,
+            bound: if values.is_some() { bound } else { None },
             values,
         }
     }
@@ -428,6 +428,54 @@ pub struct Sql {
     /// The bound values as text (`[7, "alice"]`), recorded as `params` with
     /// `trace_sql_params`.
     pub params: Option<String>,
+    /// The bound values for the `values` digest (see [`Sql::values`]).
+    values: Option<BoundValues>,
+}
+
+/// Bound values as the `values` digest reads them: never recorded, only hashed (with the
+/// trace's key) into `db.values`, so equal values can be told from different ones.
+///
+/// Two forms, for what an adapter has in hand:
+/// - [`BoundValues::owned`]: values the adapter can give away (a clone of sqlx's `Arguments`,
+///   of sea-orm's `Values`, diesel's formatted binds). Their `Debug` text is hashed by the
+///   notifier's worker: the query's path only moves them.
+/// - [`BoundValues::hash_now`]: values only borrowed for the call (tokio-postgres's
+///   `&[&dyn ToSql]`): their `Debug` text is hashed on the spot, into a hasher, with no
+///   `String` made; the worker keys that hash.
+///
+/// ```
+/// use osprofiler_core::db::{BoundValues, Sql, SqlText};
+/// let sql = Sql::new(SqlText::Static("SELECT * FROM t WHERE id = $1"), 1)
+///     .values(Some(BoundValues::owned(vec![7_i64])));
+/// assert_eq!(sql.binds, 1);
+/// ```
+pub struct BoundValues(Bound);
+
+enum Bound {
+    Owned(Box<dyn std::fmt::Debug + Send + Sync>),
+    Hashed(u128),
+}
+
+impl BoundValues {
+    /// Values the worker formats (`Debug`) into the digest.
+    pub fn owned(values: impl std::fmt::Debug + Send + Sync + 'static) -> BoundValues {
+        BoundValues(Bound::Owned(Box::new(values)))
+    }
+
+    /// Values hashed now (their `Debug` text streamed into SipHash-1-3-128, no allocation).
+    pub fn hash_now(values: &dyn std::fmt::Debug) -> BoundValues {
+        BoundValues(Bound::Hashed(fingerprint::debug_hash128(values)))
+    }
+}
+
+impl std::fmt::Debug for BoundValues {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        // Never the values: this Debug reaches logs.
+        f.write_str(match self.0 {
+            Bound::Owned(_) => "BoundValues(owned, ..)",
+            Bound::Hashed(_) => "BoundValues(hashed, ..)",
+        })
+    }
 }
 
 impl Sql {
@@ -437,12 +485,21 @@ impl Sql {
             text,
             binds,
             params: None,
+            values: None,
         }
     }
 
     /// With the bound values' text.
     pub fn params(mut self, params: Option<String>) -> Self {
         self.params = params;
+        self
+    }
+
+    /// With the bound values for the `values` digest (whatever `trace_sql` and
+    /// `trace_sql_params` say: the digest reveals no value). Without them a statement with
+    /// bound values has no `values`.
+    pub fn values(mut self, values: Option<BoundValues>) -> Self {
+        self.values = values;
         self
     }
 }
@@ -527,6 +584,8 @@ struct DbCall {
     /// `trace_sql` was on: `statement` and `normalized` are recorded.
     record_sql: bool,
     params: Option<String>,
+    /// The bound values for the digest, when `values` is recorded.
+    bound: Option<BoundValues>,
     /// The trace's root when `values` is recorded (its key keys the digest).
     values: Option<TraceRoot>,
 }
@@ -577,7 +636,7 @@ impl LazyInfo for DbCall {
                     .values_key
                     .get_or_init(|| fingerprint::values_key(&root.hmac_key));
                 let digest =
-                    fingerprint::values_digest(key, text, &entry.literals, self.params.as_deref());
+                    fingerprint::values_digest(key, text, &entry.literals, self.bound.as_ref());
                 db.insert("values".into(), fingerprint::format_id(digest).into());
             }
         }
