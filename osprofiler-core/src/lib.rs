@@ -56,6 +56,7 @@
 
 #![cfg_attr(docsrs, feature(doc_cfg))]
 
+pub mod analysis;
 pub mod clock;
 pub mod config;
 pub mod context;
