@@ -277,6 +277,9 @@ pub struct PathPoint {
     pub service: Option<String>,
     /// Its time on the path (not covered by the chosen children).
     pub self_ms: f64,
+    /// Its depth in the tree, 0 for a top-level point (not in the JSON; for indenting).
+    #[serde(skip)]
+    pub depth: usize,
 }
 
 /// One executed statement, for statistics across traces (`osprofiler stats`).
@@ -352,6 +355,7 @@ struct Pt<'a> {
     service: Option<&'a str>,
     project: Option<&'a str>,
     parent: Option<usize>,
+    depth: usize,
     kids: Vec<usize>,
     start: i64,
     end: i64,
@@ -478,6 +482,7 @@ impl<'a> Flat<'a> {
                 service: s("service"),
                 project: s("project"),
                 parent,
+                depth: parent.map_or(0, |p| pts[p].depth + 1),
                 kids: Vec::new(),
                 start: 0,
                 end: 0,
@@ -863,6 +868,7 @@ fn critical_path(flat: &Flat<'_>, order: &[usize]) -> Vec<PathPoint> {
                 name: pts[i].name.to_owned(),
                 service: pts[i].service.map(str::to_owned),
                 self_ms: ms(c),
+                depth: pts[i].depth,
             })
         })
         .collect()
