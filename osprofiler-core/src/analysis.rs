@@ -87,6 +87,7 @@ use crate::db::Dialect;
 use serde::Serialize;
 use serde_json::{Map, Value};
 use std::collections::HashMap;
+use std::rc::Rc;
 
 // TODO(P1): replace with `crate::db::fingerprint` (normalize, fingerprint_id, format_id) when
 // the fingerprint part merges; same signatures.
@@ -297,7 +298,7 @@ pub struct DbCall {
     pub rows: Option<u64>,
     /// The service that ran it.
     pub service: Option<String>,
-    /// The trace's base id, from the point's messages.
+    /// The trace's base id, from the report's messages (a report is one trace).
     pub base_id: Option<String>,
     /// The point's id.
     pub trace_id: String,
@@ -325,12 +326,12 @@ pub fn db_calls(report: &Value) -> Vec<DbCall> {
             let db = p.db.as_ref()?;
             Some(DbCall {
                 id: db.id,
-                text: db.text.clone(),
+                text: db.text.as_deref().map(str::to_owned),
                 values: db.values,
                 duration_us: p.end - p.start,
                 rows: db.rows,
                 service: p.service.map(str::to_owned),
-                base_id: p.base_id.map(str::to_owned),
+                base_id: flat.base.map(str::to_owned),
                 trace_id: p.trace_id.to_owned(),
                 parent_id: p.parent_id.map(str::to_owned),
                 start_us: p.start,
@@ -342,7 +343,7 @@ pub fn db_calls(report: &Value) -> Vec<DbCall> {
 
 struct DbInfo {
     id: Option<u64>,
-    text: Option<String>,
+    text: Option<Rc<str>>,
     values: Option<u64>,
     rows: Option<u64>,
 }
@@ -350,7 +351,6 @@ struct DbInfo {
 struct Pt<'a> {
     trace_id: &'a str,
     parent_id: Option<&'a str>,
-    base_id: Option<&'a str>,
     name: &'a str,
     service: Option<&'a str>,
     project: Option<&'a str>,
@@ -367,16 +367,8 @@ struct Pt<'a> {
 struct Flat<'a> {
     pts: Vec<Pt<'a>>,
     roots: Vec<usize>,
-}
-
-fn raw_message<'a>(info: &'a Map<String, Value>, phase: &str) -> Option<&'a Value> {
-    info.iter()
-        .find(|(k, _)| {
-            k.strip_prefix("meta.raw_payload.")
-                .and_then(|rest| rest.strip_suffix(phase))
-                .is_some_and(|rest| rest.ends_with('-'))
-        })
-        .map(|(_, v)| v)
+    /// The first base id the walk met.
+    base: Option<&'a str>,
 }
 
 fn hex_u64(v: &Value) -> Option<u64> {
@@ -385,45 +377,105 @@ fn hex_u64(v: &Value) -> Option<u64> {
         .and_then(|s| u64::from_str_radix(s, 16).ok())
 }
 
-fn db_info(start: Option<&Value>, stop: Option<&Value>) -> Option<DbInfo> {
-    let db = start?.get("info")?.get("db")?.as_object()?;
-    let api = db.get("api").and_then(Value::as_str);
+/// Normalized text and id per (statement, dialect): an N+1 runs one text many times.
+type Shapes<'a> = HashMap<(&'a str, Dialect), (Rc<str>, u64)>;
+
+fn hash_value(h: u64, v: &Value) -> u64 {
+    match v {
+        Value::String(s) => fnv1a(fnv1a(h, b"s"), s.as_bytes()),
+        other => fnv1a(h, other.to_string().as_bytes()),
+    }
+}
+
+/// What the analysis reads of a raw message, in one pass over its keys.
+struct Msg<'a> {
+    ts: Option<i64>,
+    base_id: Option<&'a str>,
+    info: Option<&'a Value>,
+}
+
+impl<'a> Msg<'a> {
+    /// `base_id` is read only when `want_base` (one per trace is enough).
+    fn of(m: Option<&'a Value>, want_base: bool) -> Msg<'a> {
+        let mut out = Msg {
+            ts: None,
+            base_id: None,
+            info: None,
+        };
+        for (k, v) in m.and_then(Value::as_object).into_iter().flatten() {
+            match k.as_str() {
+                "timestamp" => out.ts = v.as_str().and_then(parse_timestamp),
+                "base_id" if want_base => out.base_id = v.as_str(),
+                "info" => out.info = Some(v),
+                _ => {}
+            }
+        }
+        out
+    }
+}
+
+/// The statement of a `db` point, from its start and stop messages' info.
+fn db_info<'a>(
+    start: Option<&'a Value>,
+    stop: Option<&'a Value>,
+    shapes: &mut Shapes<'a>,
+) -> Option<DbInfo> {
+    let db = start?.get("db")?.as_object()?;
+    let (mut api, mut statement, mut recorded, mut normalized, mut system) =
+        (None, None, None, None, None);
+    let (mut params, mut values) = (None, None);
+    for (k, v) in db {
+        match k.as_str() {
+            "api" => api = v.as_str(),
+            "statement" => statement = v.as_str(),
+            "fingerprint" => recorded = hex_u64(v),
+            "normalized" => normalized = v.as_str(),
+            "system" => system = v.as_str(),
+            "params" => params = Some(v),
+            "values" => values = hex_u64(v),
+            _ => {}
+        }
+    }
     if api.is_some_and(|a| a != "query") {
         return None;
     }
-    let statement = db.get("statement").and_then(Value::as_str);
-    let recorded = db.get("fingerprint").and_then(hex_u64);
     if statement.is_none() && recorded.is_none() && api.is_none() {
         return None;
     }
-    let dialect = Dialect::of_system(db.get("system").and_then(Value::as_str).unwrap_or(""));
-    let normalized = db
-        .get("normalized")
-        .and_then(Value::as_str)
-        .map(str::to_owned)
-        .or_else(|| statement.map(|s| fp::normalize(s, dialect)));
-    let id = recorded.or_else(|| normalized.as_deref().map(fp::fingerprint_id));
-    let params = db.get("params");
-    let values = db.get("values").and_then(hex_u64).or_else(|| {
+    let computed = statement.map(|sql| {
+        let dialect = Dialect::of_system(system.unwrap_or(""));
+        shapes
+            .entry((sql, dialect))
+            .or_insert_with(|| {
+                let text = fp::normalize(sql, dialect);
+                let id = fp::fingerprint_id(&text);
+                (Rc::from(text), id)
+            })
+            .clone()
+    });
+    let text = match normalized {
+        Some(n) => Some(Rc::from(n)),
+        None => computed.as_ref().map(|c| c.0.clone()),
+    };
+    let id = recorded.or_else(|| match normalized {
+        Some(n) => Some(fp::fingerprint_id(n)),
+        None => computed.as_ref().map(|c| c.1),
+    });
+    let values = values.or_else(|| {
         let s = statement?;
         if params.is_none() && api.is_some() {
             return None; // a Rust statement without values: its literals are gone
         }
-        let mut h = fnv1a(0xcbf2_9ce4_8422_2325, s.as_bytes());
-        h = fnv1a(h, &[0]);
-        if let Some(p) = params {
-            h = fnv1a(h, p.to_string().as_bytes());
-        }
-        Some(h)
+        let h = fnv1a(fnv1a(0xcbf2_9ce4_8422_2325, s.as_bytes()), &[0]);
+        Some(params.map_or(h, |p| hash_value(h, p)))
     });
     let rows = stop
-        .and_then(|m| m.get("info"))
         .and_then(|i| i.get("db"))
         .and_then(|d| d.get("rows"))
         .and_then(Value::as_u64);
     Some(DbInfo {
         id,
-        text: normalized,
+        text,
         values,
         rows,
     })
@@ -431,11 +483,21 @@ fn db_info(start: Option<&Value>, stop: Option<&Value>) -> Option<DbInfo> {
 
 impl<'a> Flat<'a> {
     fn of(report: &'a Value) -> Flat<'a> {
-        let mut pts: Vec<Pt<'a>> = Vec::new();
+        // The report's per-name counts say how many points to expect (a hint only).
+        let hint = report
+            .get("stats")
+            .and_then(Value::as_object)
+            .map_or(0, |s| {
+                s.values()
+                    .filter_map(|x| x.get("count").and_then(Value::as_u64))
+                    .fold(0u64, u64::saturating_add)
+            })
+            .min(1 << 20) as usize;
+        let mut pts: Vec<Pt<'a>> = Vec::with_capacity(hint);
         let mut roots = Vec::new();
         // Raw times (µs since the epoch) or, where missing, the report's whole milliseconds
         // (since the trace's first message) placed after `t0` once known.
-        let mut raw: Vec<(Option<i64>, Option<i64>, i64, i64)> = Vec::new();
+        let mut raw: Vec<(Option<i64>, Option<i64>, i64, i64)> = Vec::with_capacity(hint);
         let mut stack: Vec<(&'a Value, Option<usize>)> = Vec::new();
         let top = report.get("children").and_then(Value::as_array);
         for c in top.into_iter().flatten().rev() {
@@ -443,57 +505,76 @@ impl<'a> Flat<'a> {
         }
         static EMPTY: std::sync::LazyLock<Map<String, Value>> = std::sync::LazyLock::new(Map::new);
         let empty: &Map<String, Value> = &EMPTY;
+        let mut shapes: Shapes<'a> = HashMap::new();
+        let mut base: Option<&'a str> = None;
         while let Some((node, parent)) = stack.pop() {
-            let info = node.get("info").and_then(Value::as_object).unwrap_or(empty);
-            let s = |k: &str| info.get(k).and_then(Value::as_str);
-            let start_msg = raw_message(info, "start");
-            let stop_msg = raw_message(info, "stop");
-            let ts = |m: Option<&Value>| {
-                m.and_then(|m| m.get("timestamp"))
-                    .and_then(Value::as_str)
-                    .and_then(parse_timestamp)
-            };
+            // One pass over each map's keys rather than lookups: a report is a large tree of
+            // small maps, and each lookup is a cache miss or two.
+            let (mut info, mut trace_id, mut parent_id, mut kids) = (empty, "", None, None);
+            for (k, v) in node.as_object().unwrap_or(empty) {
+                match k.as_str() {
+                    "info" => info = v.as_object().unwrap_or(empty),
+                    "trace_id" => trace_id = v.as_str().unwrap_or(""),
+                    "parent_id" => parent_id = v.as_str(),
+                    "children" => kids = v.as_array(),
+                    _ => {}
+                }
+            }
+            // One pass over the info's keys (no lookups: a report's info has ~10 keys).
+            let (mut name, mut service, mut project, mut exception) = (None, None, None, None);
+            let (mut started, mut finished) = (0, 0);
+            let (mut start_msg, mut stop_msg) = (None, None);
             // Garbage-proof: within ±3,000 years, so sums of microseconds cannot overflow.
-            let ms = |k: &str| {
-                info.get(k)
-                    .and_then(Value::as_i64)
-                    .unwrap_or(0)
-                    .clamp(-MAX_MS, MAX_MS)
-            };
-            raw.push((ts(start_msg), ts(stop_msg), ms("started"), ms("finished")));
-            let error = s("exception").filter(|e| *e != "None").map(|etype| {
-                stop_msg
-                    .and_then(|m| m.get("info"))
+            let ms = |v: &Value| v.as_i64().unwrap_or(0).clamp(-MAX_MS, MAX_MS);
+            for (k, v) in info {
+                match k.as_str() {
+                    "name" => name = v.as_str(),
+                    "service" => service = v.as_str(),
+                    "project" => project = v.as_str(),
+                    "exception" => exception = v.as_str(),
+                    "started" => started = ms(v),
+                    "finished" => finished = ms(v),
+                    k => {
+                        if let Some(rest) = k.strip_prefix("meta.raw_payload.") {
+                            if rest.ends_with("-start") {
+                                start_msg = start_msg.or(Some(v));
+                            } else if rest.ends_with("-stop") {
+                                stop_msg = stop_msg.or(Some(v));
+                            }
+                        }
+                    }
+                }
+            }
+            let start = Msg::of(start_msg, base.is_none());
+            let stop = Msg::of(stop_msg, base.is_none() && start.base_id.is_none());
+            raw.push((start.ts, stop.ts, started, finished));
+            let error = exception.filter(|e| *e != "None").map(|etype| {
+                stop.info
                     .and_then(|i| i.get("message"))
                     .and_then(Value::as_str)
                     .unwrap_or(etype)
                     .to_owned()
             });
-            let base_id = start_msg
-                .or(stop_msg)
-                .and_then(|m| m.get("base_id"))
-                .and_then(Value::as_str);
+            base = base.or(start.base_id).or(stop.base_id);
             let i = pts.len();
             pts.push(Pt {
-                trace_id: node.get("trace_id").and_then(Value::as_str).unwrap_or(""),
-                parent_id: node.get("parent_id").and_then(Value::as_str),
-                base_id,
-                name: s("name").unwrap_or("?"),
-                service: s("service"),
-                project: s("project"),
+                trace_id,
+                parent_id,
+                name: name.unwrap_or("?"),
+                service,
+                project,
                 parent,
                 depth: parent.map_or(0, |p| pts[p].depth + 1),
                 kids: Vec::new(),
                 start: 0,
                 end: 0,
                 error,
-                db: db_info(start_msg, stop_msg),
+                db: db_info(start.info, stop.info, &mut shapes),
             });
             match parent {
                 Some(p) => pts[p].kids.push(i),
                 None => roots.push(i),
             }
-            let kids = node.get("children").and_then(Value::as_array);
             for c in kids.into_iter().flatten().rev() {
                 stack.push((c, Some(i)));
             }
@@ -514,7 +595,7 @@ impl<'a> Flat<'a> {
             p.kids.sort_by_key(|&k| starts[k]);
         }
         roots.sort_by_key(|&k| starts[k]);
-        Flat { pts, roots }
+        Flat { pts, roots, base }
     }
 
     /// Parents before children, siblings by start.
@@ -775,10 +856,7 @@ impl Analysis {
         });
 
         let critical_path = critical_path(&flat, &order);
-        let base_id = order
-            .iter()
-            .find_map(|&i| pts[i].base_id)
-            .map(str::to_owned);
+        let base_id = flat.base.map(str::to_owned);
 
         Analysis {
             base_id,
@@ -824,12 +902,13 @@ fn critical_path(flat: &Flat<'_>, order: &[usize]) -> Vec<PathPoint> {
         }
     }
     // Each node's children, latest end first, and how far the walk has looked among them.
-    let mut by_end: HashMap<usize, (Vec<usize>, usize)> = HashMap::new();
-    let mut credit: HashMap<usize, i64> = HashMap::new();
+    let mut by_end: Vec<Option<(Vec<usize>, usize)>> = Vec::new();
+    by_end.resize_with(n, || None);
+    let mut credit: Vec<Option<i64>> = vec![None; n];
     let mut node = root;
     let mut cursor = span[root].map_or(0, |s| s.1);
     loop {
-        let (kids, next) = by_end.entry(node).or_insert_with(|| {
+        let (kids, next) = by_end[node].get_or_insert_with(|| {
             let mut k: Vec<usize> = pts[node]
                 .kids
                 .iter()
@@ -847,11 +926,11 @@ fn critical_path(flat: &Flat<'_>, order: &[usize]) -> Vec<PathPoint> {
             let child = kids[*next];
             *next += 1;
             let ce = span[child].map_or(cursor, |s| s.1);
-            *credit.entry(node).or_default() += (cursor - ce).max(0);
+            *credit[node].get_or_insert(0) += (cursor - ce).max(0);
             node = child;
             cursor = ce;
         } else {
-            *credit.entry(node).or_default() += (cursor - ns).max(0);
+            *credit[node].get_or_insert(0) += (cursor - ns).max(0);
             cursor = ns;
             match pts[node].parent.filter(|_| node != root) {
                 Some(p) => node = p,
@@ -862,7 +941,7 @@ fn critical_path(flat: &Flat<'_>, order: &[usize]) -> Vec<PathPoint> {
     order
         .iter()
         .filter_map(|&i| {
-            let c = *credit.get(&i)?;
+            let c = credit[i]?;
             Some(PathPoint {
                 trace_id: pts[i].trace_id.to_owned(),
                 name: pts[i].name.to_owned(),
