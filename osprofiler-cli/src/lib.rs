@@ -412,19 +412,69 @@ pub fn render_dot(report: &Value) -> String {
 
 const HTML_TEMPLATE: &str = include_str!("report.html");
 
-/// One self-contained HTML page for the report (works offline: no external script, style or
-/// font). `title` is shown in the header (usually the base id).
-pub fn render_html(report: &Value, title: &str) -> String {
-    // Inside <script>, a "</script>" in the data would end the element: `<` only occurs in
-    // JSON strings, where \u003c means the same.
-    let data = serde_json::to_string(report)
+/// What the HTML page gets besides the report: the analysis (the keys of `trace analyze
+/// --json`) and the points each finding is made of, so that warnings can jump to them.
+fn page_analysis(report: &Value) -> Value {
+    let a = Analysis::of(report, &AnalysisOptions::default());
+    let n1: Vec<&Vec<String>> = a.n_plus_one.iter().map(|n| &n.trace_ids).collect();
+    let dups: Vec<&Vec<String>> = a.duplicates.iter().map(|d| &d.trace_ids).collect();
+    let fp_of: serde_json::Map<String, Value> = osprofiler_core::analysis::db_calls(report)
+        .into_iter()
+        .filter_map(|c| Some((c.trace_id, Value::String(format!("{:016x}", c.id?)))))
+        .collect();
+    serde_json::json!({
+        "analysis": a,
+        "n_plus_one_points": n1,
+        "duplicate_points": dups,
+        "fingerprint_of": fp_of,
+    })
+}
+
+/// JSON for inside a `<script>` element: a "</script>" in the data would end the element;
+/// `<` only occurs in JSON strings, where \u003c means the same.
+fn script_json(v: &Value) -> String {
+    serde_json::to_string(v)
         .unwrap_or_else(|_| "{}".into())
-        .replace('<', "\\u003c");
+        .replace('<', "\\u003c")
+}
+
+/// One self-contained HTML page for the report (works offline: no external script, style or
+/// font). `title` is shown in the header (usually the base id). The page carries the analysis
+/// too: a summary bar (duration, DB share, statements, errors), the statements by total
+/// time, N+1 and duplicate warnings that jump to their points, and the critical path marked
+/// in the waterfall; siblings are ordered by their start to the microsecond.
+pub fn render_html(report: &Value, title: &str) -> String {
+    let data = script_json(report);
+    let analysis = script_json(&page_analysis(report));
     let title = title
         .replace('&', "&amp;")
         .replace('<', "&lt;")
         .replace('>', "&gt;");
-    HTML_TEMPLATE
-        .replace("__TITLE__", &title)
-        .replace("__DATA__", &data)
+    fill(
+        HTML_TEMPLATE,
+        &[
+            ("__TITLE__", &title),
+            ("__ANALYSIS__", &analysis),
+            ("__DATA__", &data),
+        ],
+    )
+}
+
+/// The template with each placeholder replaced, in one pass: a value is never searched for
+/// placeholders (a statement may well contain "__DATA__").
+fn fill(template: &str, values: &[(&str, &str)]) -> String {
+    let mut out =
+        String::with_capacity(template.len() + values.iter().map(|v| v.1.len()).sum::<usize>());
+    let mut rest = template;
+    while let Some((at, key, value)) = values
+        .iter()
+        .filter_map(|(k, v)| rest.find(k).map(|at| (at, *k, *v)))
+        .min_by_key(|x| x.0)
+    {
+        out.push_str(&rest[..at]);
+        out.push_str(value);
+        rest = &rest[at + key.len()..];
+    }
+    out.push_str(rest);
+    out
 }
