@@ -359,7 +359,7 @@ struct Pt<'a> {
     kids: Vec<usize>,
     start: i64,
     end: i64,
-    error: Option<String>,
+    error: Option<&'a str>,
     db: Option<DbInfo>,
 }
 
@@ -553,7 +553,6 @@ impl<'a> Flat<'a> {
                     .and_then(|i| i.get("message"))
                     .and_then(Value::as_str)
                     .unwrap_or(etype)
-                    .to_owned()
             });
             base = base.or(start.base_id).or(stop.base_id);
             let i = pts.len();
@@ -668,7 +667,7 @@ impl Analysis {
                     trace_id: p.trace_id.to_owned(),
                     name: p.name.to_owned(),
                     service: p.service.map(str::to_owned),
-                    message: p.error.clone()?,
+                    message: p.error?.to_owned(),
                 })
             })
             .collect();
