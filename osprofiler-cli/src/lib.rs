@@ -7,8 +7,12 @@
 //! * [`render_json`] — the layout of Python's `osprofiler trace show --json` (indent,
 //!   separators, `\uXXXX` escapes; keys sorted, where Python keeps insertion order);
 //! * [`render_dot`] — a Graphviz digraph with Python's node labels;
-//! * [`render_html`] — one self-contained page (no network needed): a collapsible tree with a
+//! * [`render_html`] — one self-contained page (no network needed): the analysis (summary bar,
+//!   statements by time, N+1/duplicate warnings, critical path), a collapsible tree with a
 //!   timeline bar per point, a filter box and the raw messages of each point.
+//!
+//! and the analysis of `osprofiler trace analyze`: [`render_analysis`], [`render_analysis_json`]
+//! and the three lines `trace show` ends with, [`summary_lines`].
 //!
 //! ```
 //! use osprofiler_core::report::Report;
