@@ -673,3 +673,68 @@ fn a_trace_as_deep_as_it_is_long_needs_no_recursion() {
     // serde_json drops values recursively: leak this one rather than overflow the stack.
     std::mem::forget(report);
 }
+
+mod garbage {
+    use super::*;
+    use proptest::prelude::*;
+
+    /// JSON of any shape, biased toward the keys a report has (so the analysis gets deep into
+    /// nodes, raw messages and `db` info with wrong types).
+    fn any_json() -> impl Strategy<Value = Value> {
+        let key = prop_oneof![
+            Just("children".to_owned()),
+            Just("info".to_owned()),
+            Just("trace_id".to_owned()),
+            Just("parent_id".to_owned()),
+            Just("name".to_owned()),
+            Just("service".to_owned()),
+            Just("started".to_owned()),
+            Just("finished".to_owned()),
+            Just("exception".to_owned()),
+            Just("meta.raw_payload.db-start".to_owned()),
+            Just("meta.raw_payload.db-stop".to_owned()),
+            Just("timestamp".to_owned()),
+            Just("db".to_owned()),
+            Just("statement".to_owned()),
+            Just("params".to_owned()),
+            Just("fingerprint".to_owned()),
+            Just("values".to_owned()),
+            Just("rows".to_owned()),
+            Just("api".to_owned()),
+            "[a-z_.-]{0,12}",
+        ];
+        let leaf = prop_oneof![
+            Just(Value::Null),
+            any::<bool>().prop_map(Value::from),
+            any::<i64>().prop_map(Value::from),
+            any::<f64>()
+                .prop_map(|f| serde_json::Number::from_f64(f).map_or(Value::Null, Value::Number)),
+            Just(Value::from("2024-01-01T00:00:00.000001")),
+            Just(Value::from("9999-12-31T23:59:59.999999")),
+            Just(Value::from("0000000000000001")),
+            Just(Value::from("query")),
+            Just(Value::from("None")),
+            ".{0,12}".prop_map(Value::from),
+        ];
+        leaf.prop_recursive(6, 96, 8, move |inner| {
+            prop_oneof![
+                prop::collection::vec(inner.clone(), 0..6).prop_map(Value::Array),
+                prop::collection::vec((key.clone(), inner), 0..8)
+                    .prop_map(|kv| Value::Object(kv.into_iter().collect())),
+            ]
+        })
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(512))]
+        #[test]
+        fn the_analysis_of_any_json_never_panics(v in any_json(), n1 in 0usize..4) {
+            let a = Analysis::of(&v, &AnalysisOptions::default().n1_min_calls(n1));
+            prop_assert!(a.db.share >= 0.0 && a.db.share <= 1.0);
+            prop_assert!(serde_json::to_string(&a).is_ok());
+            let _ = db_calls(&v);
+            let wrapped = json!({"children": [v]});
+            let _ = Analysis::of(&wrapped, &AnalysisOptions::default());
+        }
+    }
+}
