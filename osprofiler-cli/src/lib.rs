@@ -7,8 +7,12 @@
 //! * [`render_json`] — the layout of Python's `osprofiler trace show --json` (indent,
 //!   separators, `\uXXXX` escapes; keys sorted, where Python keeps insertion order);
 //! * [`render_dot`] — a Graphviz digraph with Python's node labels;
-//! * [`render_html`] — one self-contained page (no network needed): a collapsible tree with a
+//! * [`render_html`] — one self-contained page (no network needed): the analysis (summary bar,
+//!   statements by time, N+1/duplicate warnings, critical path), a collapsible tree with a
 //!   timeline bar per point, a filter box and the raw messages of each point.
+//!
+//! and the analysis of `osprofiler trace analyze`: [`render_analysis`], [`render_analysis_json`]
+//! and the three lines `trace show` ends with, [`summary_lines`].
 //!
 //! ```
 //! use osprofiler_core::report::Report;
@@ -18,6 +22,7 @@
 //! assert!(osprofiler_cli::render_html(&report, "empty").contains("<!DOCTYPE html>"));
 //! ```
 
+use osprofiler_core::analysis::{Analysis, AnalysisOptions};
 use osprofiler_core::notifier::Reader;
 use osprofiler_core::{ProfilerConfig, report::Report, report::ReportOptions};
 use serde_json::Value;
@@ -95,9 +100,235 @@ pub fn load_report_from(
 
 /// The default view: the tree with each point's start and duration to the microsecond,
 /// service@host, errors and the statement of `db` points, then per-name totals
-/// ([`Report::render_tree_of`]).
+/// ([`Report::render_tree_of`]), then the analysis in three lines ([`summary_lines`]).
 pub fn render_terminal(report: &Value) -> String {
-    Report::render_tree_of(report)
+    let mut out = Report::render_tree_of(report);
+    out.push('\n');
+    out.push_str(&summary_lines(&Analysis::of(
+        report,
+        &AnalysisOptions::default(),
+    )));
+    out
+}
+
+fn cut(text: &str, max: usize) -> String {
+    let folded = text.split_whitespace().collect::<Vec<_>>().join(" ");
+    if folded.chars().count() <= max {
+        folded
+    } else {
+        let mut s: String = folded.chars().take(max.saturating_sub(1)).collect();
+        s.push('…');
+        s
+    }
+}
+
+fn shape(id: &str, text: Option<&str>, max: usize) -> String {
+    match text {
+        Some(t) => cut(t, max),
+        None => format!("(statement {id}, text not recorded)"),
+    }
+}
+
+fn plural(n: usize, one: &str, many: &str) -> String {
+    format!("{n} {}", if n == 1 { one } else { many })
+}
+
+/// The analysis in three lines (what `trace show` ends with):
+///
+/// ```text
+/// duration 52.301 ms · db 12.400 ms (23.7%) in 24 statements · errors: 0
+/// slowest statement: 36.000 ms in 20 calls  SELECT … FROM items WHERE id = ?
+/// N+1: 1 (20× under wsgi) · duplicates: 1 (2×) · critical path: 6 points, most db@worker 30.000 ms, wsgi@api 8.100 ms
+/// ```
+///
+/// ```
+/// use osprofiler_core::analysis::{Analysis, AnalysisOptions};
+/// let a = Analysis::of(&osprofiler_core::report::Report::build(&[]).into_value(), &AnalysisOptions::default());
+/// let s = osprofiler_cli::summary_lines(&a);
+/// assert_eq!(s.lines().count(), 3);
+/// assert!(s.starts_with("duration 0.000 ms · db 0.000 ms (0.0%) in 0 statements · errors: 0"));
+/// ```
+pub fn summary_lines(a: &Analysis) -> String {
+    let mut out = format!(
+        "duration {:.3} ms · db {:.3} ms ({:.1}%) in {} · errors: {}\n",
+        a.duration_ms,
+        a.db.total_ms,
+        a.db.share * 100.0,
+        plural(a.db.statements, "statement", "statements"),
+        a.errors.len()
+    );
+    match a.fingerprints.first() {
+        Some(f) => {
+            let _ = writeln!(
+                out,
+                "slowest statement: {:.3} ms in {}  {}",
+                f.total_ms,
+                plural(f.calls, "call", "calls"),
+                shape(&f.id, f.fingerprint.as_deref(), 80)
+            );
+        }
+        None => out.push_str("slowest statement: none\n"),
+    }
+    let n1 = match a.n_plus_one.first() {
+        None => "0".to_owned(),
+        Some(n) => format!(
+            "{} ({}× under {})",
+            a.n_plus_one.len(),
+            n.calls,
+            n.parent_name
+        ),
+    };
+    let dups = match a.duplicates.first() {
+        None => "0".to_owned(),
+        Some(d) => format!("{} ({}×)", a.duplicates.len(), d.calls),
+    };
+    // The path's biggest contributors (the whole path is in `trace analyze`).
+    let mut top: Vec<&osprofiler_core::analysis::PathPoint> = a.critical_path.iter().collect();
+    top.sort_by(|x, y| y.self_ms.total_cmp(&x.self_ms));
+    let path = if top.is_empty() {
+        "none".to_owned()
+    } else {
+        let most: Vec<String> = top
+            .iter()
+            .take(2)
+            .map(|p| {
+                format!(
+                    "{}@{} {:.3} ms",
+                    p.name,
+                    p.service.as_deref().unwrap_or("?"),
+                    p.self_ms
+                )
+            })
+            .collect();
+        format!(
+            "{}, most {}",
+            plural(top.len(), "point", "points"),
+            most.join(", ")
+        )
+    };
+    let _ = writeln!(
+        out,
+        "N+1: {n1} · duplicates: {dups} · critical path: {path}"
+    );
+    out
+}
+
+/// `osprofiler trace analyze`'s terminal summary: totals, errors, the statements that took
+/// the most time, N+1 and duplicate warnings with their parent point, and the critical path.
+///
+/// ```
+/// use osprofiler_core::analysis::{Analysis, AnalysisOptions};
+/// let a = Analysis::of(&osprofiler_core::report::Report::build(&[]).into_value(), &AnalysisOptions::default());
+/// assert!(osprofiler_cli::render_analysis(&a).contains("no statement"));
+/// ```
+pub fn render_analysis(a: &Analysis) -> String {
+    let mut out = String::new();
+    let _ = writeln!(
+        out,
+        "trace {}: {:.3} ms, {}, errors: {}",
+        a.base_id.as_deref().unwrap_or("?"),
+        a.duration_ms,
+        plural(a.points, "point", "points"),
+        a.errors.len()
+    );
+    let _ = writeln!(
+        out,
+        "db: {} in {:.3} ms, {:.1}% of the wall time",
+        plural(a.db.statements, "statement", "statements"),
+        a.db.total_ms,
+        a.db.share * 100.0
+    );
+    if !a.errors.is_empty() {
+        out.push_str("\nerrors\n");
+        for e in &a.errors {
+            let _ = writeln!(
+                out,
+                "  {} [{}] {}: {}",
+                e.name,
+                e.service.as_deref().unwrap_or("?"),
+                e.trace_id,
+                cut(&e.message, 120)
+            );
+        }
+    }
+    if a.fingerprints.is_empty() {
+        out.push_str("\nno statement\n");
+    } else {
+        out.push_str("\nstatements by total time\n");
+        let _ = writeln!(
+            out,
+            "  {:>6} {:>10} {:>9} {:>9} {:>7}  {:<16}  statement",
+            "calls", "total ms", "mean ms", "max ms", "rows", "id"
+        );
+        for f in a.fingerprints.iter().take(10) {
+            let _ = writeln!(
+                out,
+                "  {:>6} {:>10.3} {:>9.3} {:>9.3} {:>7}  {:<16}  {}",
+                f.calls,
+                f.total_ms,
+                f.mean_ms,
+                f.max_ms,
+                f.rows,
+                f.id,
+                shape(&f.id, f.fingerprint.as_deref(), 90)
+            );
+        }
+        if a.fingerprints.len() > 10 {
+            let _ = writeln!(
+                out,
+                "  … and {} more (--json lists them all)",
+                a.fingerprints.len() - 10
+            );
+        }
+    }
+    if !a.n_plus_one.is_empty() {
+        out.push_str("\nN+1 queries\n");
+        for n in &a.n_plus_one {
+            let _ = writeln!(
+                out,
+                "  ! {}× {} ms under {} ({}): {}",
+                n.calls,
+                format_args!("{:.3}", n.total_ms),
+                n.parent_name,
+                n.parent_id,
+                shape(&n.id, n.fingerprint.as_deref(), 90)
+            );
+        }
+    }
+    if !a.duplicates.is_empty() {
+        out.push_str("\nduplicate statements (same values)\n");
+        for d in &a.duplicates {
+            let _ = writeln!(
+                out,
+                "  ! {}× {:.3} ms: {}",
+                d.calls,
+                d.total_ms,
+                shape(&d.id, d.fingerprint.as_deref(), 90)
+            );
+        }
+    }
+    if !a.critical_path.is_empty() {
+        out.push_str("\ncritical path (self ms on the path)\n");
+        let top = a.critical_path.first().map_or(0, |p| p.depth);
+        for p in &a.critical_path {
+            let _ = writeln!(
+                out,
+                "  {:>10.3}  {}{} [{}] {}",
+                p.self_ms,
+                "  ".repeat(p.depth.saturating_sub(top).min(40)),
+                p.name,
+                p.service.as_deref().unwrap_or("?"),
+                p.trace_id
+            );
+        }
+    }
+    out
+}
+
+/// `osprofiler trace analyze --json`: the analysis as pretty JSON with the keys of
+/// [`osprofiler_core::analysis`].
+pub fn render_analysis_json(a: &Analysis) -> String {
+    serde_json::to_string_pretty(a).unwrap_or_else(|_| "{}".into())
 }
 
 /// Python's `osprofiler trace show --json` output: `json.dumps(report, indent=2,
@@ -188,11 +419,39 @@ pub fn render_dot(report: &Value) -> String {
 
 const HTML_TEMPLATE: &str = include_str!("report.html");
 
+/// What the HTML page gets besides the report: the analysis (the keys of `trace analyze
+/// --json`) and the points each finding is made of, so that warnings can jump to them.
+fn page_analysis(report: &Value) -> Value {
+    let a = Analysis::of(report, &AnalysisOptions::default());
+    let n1: Vec<&Vec<String>> = a.n_plus_one.iter().map(|n| &n.trace_ids).collect();
+    let dups: Vec<&Vec<String>> = a.duplicates.iter().map(|d| &d.trace_ids).collect();
+    let fp_of: serde_json::Map<String, Value> = osprofiler_core::analysis::db_calls(report)
+        .into_iter()
+        .filter_map(|c| Some((c.trace_id, Value::String(format!("{:016x}", c.id?)))))
+        .collect();
+    serde_json::json!({
+        "analysis": a,
+        "n_plus_one_points": n1,
+        "duplicate_points": dups,
+        "fingerprint_of": fp_of,
+    })
+}
+
+/// JSON for inside a `<script>` element: a "</script>" in the data would end the element;
+/// `<` only occurs in JSON strings, where \u003c means the same.
+fn script_json(v: &Value) -> String {
+    serde_json::to_string(v)
+        .unwrap_or_else(|_| "{}".into())
+        .replace('<', "\\u003c")
+}
+
 /// One self-contained HTML page for the report (works offline: no external script, style or
-/// font). `title` is shown in the header (usually the base id).
+/// font). `title` is shown in the header (usually the base id). The page carries the analysis
+/// too: a summary bar (duration, DB share, statements, errors), the statements by total
+/// time, N+1 and duplicate warnings that jump to their points, and the critical path marked
+/// in the waterfall; siblings are ordered by their start to the microsecond.
 pub fn render_html(report: &Value, title: &str) -> String {
-    // Inside <script>, a "</script>" in the data would end the element: `<` only occurs in
-    // JSON strings, where \u003c means the same.
+    // The report may be as deep as it is long: written without recursion.
     let mut data = Vec::new();
     osprofiler_core::pyjson::write_value(
         &mut data,
@@ -201,11 +460,36 @@ pub fn render_html(report: &Value, title: &str) -> String {
     );
     // Written from a `Value`'s strings: valid UTF-8.
     let data = String::from_utf8_lossy(&data).replace('<', "\\u003c");
+    let analysis = script_json(&page_analysis(report));
     let title = title
         .replace('&', "&amp;")
         .replace('<', "&lt;")
         .replace('>', "&gt;");
-    HTML_TEMPLATE
-        .replace("__TITLE__", &title)
-        .replace("__DATA__", &data)
+    fill(
+        HTML_TEMPLATE,
+        &[
+            ("__TITLE__", &title),
+            ("__ANALYSIS__", &analysis),
+            ("__DATA__", &data),
+        ],
+    )
+}
+
+/// The template with each placeholder replaced, in one pass: a value is never searched for
+/// placeholders (a statement may well contain "__DATA__").
+fn fill(template: &str, values: &[(&str, &str)]) -> String {
+    let mut out =
+        String::with_capacity(template.len() + values.iter().map(|v| v.1.len()).sum::<usize>());
+    let mut rest = template;
+    while let Some((at, key, value)) = values
+        .iter()
+        .filter_map(|(k, v)| rest.find(k).map(|at| (at, *k, *v)))
+        .min_by_key(|x| x.0)
+    {
+        out.push_str(&rest[..at]);
+        out.push_str(value);
+        rest = &rest[at + key.len()..];
+    }
+    out.push_str(rest);
+    out
 }

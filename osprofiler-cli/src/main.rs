@@ -120,6 +120,25 @@ enum TraceCommand {
         #[arg(long)]
         consume: bool,
     },
+    /// Where the time went: DB share, statements by total time, N+1 and duplicate statements,
+    /// errors, the critical path.
+    Analyze {
+        /// The trace's base id, or a report saved with `trace show --json`.
+        trace: String,
+        #[command(flatten)]
+        conn: Conn,
+        /// The analysis as JSON (keys: base_id, duration_ms, points, errors, services, db,
+        /// fingerprints, n_plus_one, duplicates, critical_path).
+        #[arg(long)]
+        json: bool,
+        /// The fewest different-value executions of one statement in a row under one parent
+        /// reported as an N+1.
+        #[arg(long, value_name = "N", default_value_t = 5)]
+        n1_min_calls: usize,
+        /// Keep point names whole (`compute-api`); Python cuts them at the first `-`.
+        #[arg(long)]
+        keep_names: bool,
+    },
     /// List stored traces, one line each: base id, start, duration, root point, points, DB
     /// statements, DB time, errors (count and first error type), services. The newest 50
     /// (oldest of them first) unless sorted by duration (longest first).
@@ -309,6 +328,38 @@ fn run(cli: Cli) -> Result<(), CliError> {
             // A `Value`'s own drop recurses once per level: a deep trace would overflow.
             osprofiler_core::report::drop_deep(report);
             write_out(out.as_ref(), &text)
+        }
+        Command::Trace {
+            command:
+                TraceCommand::Analyze {
+                    trace,
+                    conn,
+                    json,
+                    n1_min_calls,
+                    keep_names,
+                },
+        } => {
+            let cs = conn.resolve()?;
+            let opts = ReportOptions {
+                keep_full_names: keep_names,
+            };
+            let report = {
+                let _n = slow_notice(format!(
+                    "reading trace {trace} from {}",
+                    osprofiler_core::config::redact(&cs)
+                ));
+                osprofiler_cli::load_report(&trace, &cs, opts)?
+            };
+            let a = osprofiler_core::analysis::Analysis::of(
+                &report,
+                &osprofiler_core::analysis::AnalysisOptions::default().n1_min_calls(n1_min_calls),
+            );
+            let text = if json {
+                osprofiler_cli::render_analysis_json(&a)
+            } else {
+                osprofiler_cli::render_analysis(&a)
+            };
+            write_out(None, &text)
         }
         Command::Trace {
             command:

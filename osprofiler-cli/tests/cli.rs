@@ -1,6 +1,8 @@
 //! The `osprofiler` binary end to end: the demo stores a two-service trace in the embedded
 //! SQLite collector, and `trace show` / `trace list` read it back in every format.
 
+mod common;
+
 use serde_json::Value;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
@@ -182,6 +184,33 @@ fn demo_stores_one_tree_across_two_processes_and_every_view_shows_it() {
         "{terminal}"
     );
     assert!(terminal.contains("└─ wsgi"), "{terminal}");
+    // It ends with the analysis in three lines.
+    let last: Vec<&str> = terminal.lines().rev().take(3).collect();
+    assert!(
+        last[2].starts_with("duration ") && last[2].contains(" in 6 statements · errors: 0"),
+        "{terminal}"
+    );
+    assert!(last[1].starts_with("slowest statement: "), "{terminal}");
+    assert!(
+        last[0].starts_with("N+1: 0 · duplicates: 0 · critical path: 11 points"),
+        "{terminal}"
+    );
+
+    // The analysis of the stored trace: begin and commit are not statements.
+    let analysis: Value = serde_json::from_str(&ok(&osprofiler(&[
+        "trace",
+        "analyze",
+        &id,
+        "--json",
+        "--connection-string",
+        &cs,
+    ])))
+    .unwrap();
+    assert_eq!(analysis["base_id"], id.as_str());
+    assert_eq!(analysis["points"], 11);
+    assert_eq!(analysis["db"]["statements"], 6);
+    assert_eq!(analysis["fingerprints"].as_array().unwrap().len(), 6);
+    assert_eq!(analysis["critical_path"][0]["name"], "wsgi");
 
     let dot = ok(&osprofiler(&[
         "trace",
@@ -756,5 +785,162 @@ fn trace_list_columns_filters_sort_and_json() {
         assert!(err.contains(flag), "{args:?}: {err}");
     }
     drop((with_summaries, without));
+    std::fs::remove_dir_all(&tmp).unwrap();
+}
+
+#[test]
+fn analyze_finds_the_n_plus_one_the_duplicate_and_the_slow_hop() {
+    let tmp = temp_dir();
+    let saved = common::saved_report(&tmp);
+    let saved = saved.to_str().unwrap();
+
+    let v: Value =
+        serde_json::from_str(&ok(&osprofiler(&["trace", "analyze", saved, "--json"]))).unwrap();
+    let keys: Vec<&str> = v.as_object().unwrap().keys().map(String::as_str).collect();
+    assert_eq!(
+        keys,
+        [
+            "base_id",
+            "duration_ms",
+            "points",
+            "errors",
+            "services",
+            "db",
+            "fingerprints",
+            "n_plus_one",
+            "duplicates",
+            "critical_path"
+        ]
+    );
+    assert_eq!(v["base_id"], common::BASE);
+    assert_eq!(v["duration_ms"], 124.0);
+    assert_eq!(v["points"], 28);
+    assert_eq!(v["db"]["statements"], 24);
+    assert_eq!(v["db"]["total_ms"], 3.7 + 20.0 * 1.5 + 3.0 + 61.5);
+    assert_eq!(
+        v["errors"],
+        serde_json::json!([{"trace_id": "api-rpc", "name": "rpc", "service": "api",
+                            "message": "notify: no reply in 5 ms"}])
+    );
+    // Most total time first: the slow statement behind the HTTP hop, then the per-row query.
+    assert_eq!(v["fingerprints"][0]["fingerprint"], common::SLOW_SQL);
+    assert_eq!(
+        v["fingerprints"][0]["services"],
+        serde_json::json!(["inventory"])
+    );
+    assert_eq!(v["fingerprints"][1]["fingerprint"], common::ROW_SQL);
+    assert_eq!(v["fingerprints"][1]["calls"], 20);
+    assert_eq!(v["fingerprints"][1]["rows"], 20);
+    assert_eq!(
+        v["n_plus_one"],
+        serde_json::json!([{"id": "0000000000002002", "fingerprint": common::ROW_SQL,
+            "parent_id": "api-req", "parent_name": "wsgi", "calls": 20, "total_ms": 30.0}])
+    );
+    assert_eq!(
+        v["duplicates"],
+        serde_json::json!([{"id": "0000000000003003", "fingerprint": common::DUP_SQL,
+            "calls": 2, "total_ms": 3.0}])
+    );
+    let path: Vec<(&str, &str)> = v["critical_path"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|p| {
+            (
+                p["trace_id"].as_str().unwrap(),
+                p["service"].as_str().unwrap(),
+            )
+        })
+        .collect();
+    assert!(path.contains(&("db-slow", "inventory")), "{path:?}");
+    assert!(path.contains(&("api-http", "api")), "{path:?}");
+    assert_eq!(path[0], ("api-req", "api"));
+    let slow = v["critical_path"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|p| p["trace_id"] == "db-slow")
+        .unwrap();
+    assert_eq!(slow["self_ms"], 61.5);
+
+    // The threshold is the user's.
+    let v: Value = serde_json::from_str(&ok(&osprofiler(&[
+        "trace",
+        "analyze",
+        saved,
+        "--json",
+        "--n1-min-calls",
+        "21",
+    ])))
+    .unwrap();
+    assert_eq!(v["n_plus_one"], serde_json::json!([]));
+
+    // The terminal summary says the same.
+    let text = ok(&osprofiler(&["trace", "analyze", saved]));
+    assert!(
+        text.starts_with(&format!(
+            "trace {}: 124.000 ms, 28 points, errors: 1\n",
+            common::BASE
+        )),
+        "{text}"
+    );
+    assert!(text.contains("db: 24 statements in 98.200 ms, "), "{text}");
+    assert!(text.contains("notify: no reply in 5 ms"), "{text}");
+    assert!(
+        text.contains(
+            "! 20× 30.000 ms under wsgi (api-req): SELECT name, price FROM items WHERE id = ?"
+        ),
+        "{text}"
+    );
+    assert!(
+        text.contains("! 2× 3.000 ms: SELECT id, name, email FROM customers WHERE id = ?"),
+        "{text}"
+    );
+    assert!(
+        text.contains("    61.500        db [inventory] db-slow"),
+        "{text}"
+    );
+
+    // And `trace show` ends with it in three lines.
+    let tree = ok(&osprofiler(&["trace", "show", saved]));
+    let last: Vec<&str> = tree.lines().rev().take(3).collect();
+    assert!(
+        last[2].starts_with("duration 124.000 ms · db 98.200 ms ("),
+        "{tree}"
+    );
+    assert!(last[2].ends_with(" in 24 statements · errors: 1"), "{tree}");
+    assert_eq!(
+        last[1],
+        format!(
+            "slowest statement: 61.500 ms in 1 call  {}",
+            common::SLOW_SQL
+        )
+    );
+    assert!(
+        last[0].starts_with("N+1: 1 (20× under wsgi) · duplicates: 1 (2×) · critical path: "),
+        "{tree}"
+    );
+    assert!(last[0].contains("most db@inventory 61.500 ms"), "{tree}");
+    std::fs::remove_dir_all(&tmp).unwrap();
+}
+
+#[test]
+fn analyze_errors_are_one_line() {
+    let tmp = temp_dir();
+    let cs = format!("sqlite://{}", tmp.join("none.db").display());
+    let out = osprofiler(&[
+        "trace",
+        "analyze",
+        "no-such-trace",
+        "--connection-string",
+        &cs,
+    ]);
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(err.lines().count(), 1, "{err}");
+    assert!(
+        err.starts_with("osprofiler: ") && err.contains("none.db"),
+        "{err}"
+    );
     std::fs::remove_dir_all(&tmp).unwrap();
 }

@@ -2,6 +2,8 @@
 //! over HTTP). The page is opened from a file with the network unused, a node is expanded, the
 //! rendered rows are checked, a `db` point's details are opened, and the filter box is used.
 
+mod common;
+
 use serde_json::{Value, json};
 use std::process::{Child, Command, Stdio};
 use std::time::Duration;
@@ -253,4 +255,227 @@ async fn html_report_expands_shows_details_and_filters_in_chromium() {
     b.call("DELETE", "", json!({})).await;
     drop(b);
     std::fs::remove_dir_all(&tmp).unwrap();
+}
+
+/// The analysis on the page: the summary bar, the statements table, N+1 and duplicate warnings
+/// that jump to their points, the critical path marked in the waterfall, siblings in
+/// microsecond order.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn html_report_shows_the_analysis_in_chromium() {
+    // Kept in the target's scratch directory: the page of a realistic trace, to look at.
+    let dir = std::path::Path::new(env!("CARGO_TARGET_TMPDIR")).join("html-analysis");
+    std::fs::create_dir_all(&dir).unwrap();
+    let saved = common::saved_report(&dir);
+    let page = dir.join("realistic-trace.html");
+    let st = Command::new(env!("CARGO_BIN_EXE_osprofiler"))
+        .args(["trace", "show"])
+        .arg(&saved)
+        .args(["--html", "--out"])
+        .arg(&page)
+        .status()
+        .unwrap();
+    assert!(st.success());
+
+    let b = Browser::start().await;
+    b.call(
+        "POST",
+        "/url",
+        json!({"url": format!("file://{}", page.display())}),
+    )
+    .await;
+    let text = |id: &str| format!("return document.getElementById('{id}').textContent;");
+    assert_eq!(b.js(&text("sum-duration")).await, "124.000 ms");
+    assert_eq!(b.js(&text("sum-db")).await, "98.200 ms (79.2%)");
+    assert_eq!(b.js(&text("sum-statements")).await, "24");
+    assert_eq!(b.js(&text("sum-errors")).await, "1");
+
+    // The statements table: most total time first.
+    let fps: Vec<Vec<String>> = serde_json::from_value(
+        b.js(
+            "return Array.from(document.querySelectorAll('#fingerprints tbody tr'))\
+              .map(r => Array.from(r.cells).map(c => c.textContent));",
+        )
+        .await,
+    )
+    .unwrap();
+    assert_eq!(fps.len(), 4, "{fps:?}");
+    assert_eq!(
+        fps[0],
+        [
+            "1",
+            "61.500",
+            "61.500",
+            "61.500",
+            "20",
+            "inventory",
+            common::SLOW_SQL
+        ]
+    );
+    assert_eq!(
+        fps[1],
+        [
+            "20",
+            "30.000",
+            "1.500",
+            "1.500",
+            "20",
+            "api",
+            common::ROW_SQL
+        ]
+    );
+
+    // Warnings: an N+1, a duplicate, an error; each link names the point it jumps to.
+    let warnings: Vec<(String, String, String)> = serde_json::from_value(
+        b.js("return Array.from(document.querySelectorAll('#warnings .warning'))\
+              .map(w => [w.textContent, w.querySelector('a').dataset.target, w.querySelector('a').dataset.points]);")
+            .await,
+    )
+    .unwrap();
+    assert_eq!(warnings.len(), 3, "{warnings:?}");
+    assert!(
+        warnings[0].0.starts_with(&format!(
+            "N+1 20× {} under wsgi — 30.000 ms",
+            common::ROW_SQL
+        )),
+        "{warnings:?}"
+    );
+    assert_eq!(
+        (warnings[0].1.as_str(), warnings[0].2.as_str()),
+        ("db-row-00", "20")
+    );
+    assert!(
+        warnings[1].0.starts_with(&format!(
+            "Duplicate 2× with the same values {}",
+            common::DUP_SQL
+        )),
+        "{warnings:?}"
+    );
+    assert_eq!(
+        (warnings[1].1.as_str(), warnings[1].2.as_str()),
+        ("db-dup-1", "2")
+    );
+    assert!(
+        warnings[2].0.contains("notify: no reply in 5 ms"),
+        "{warnings:?}"
+    );
+    for (_, target, _) in &warnings {
+        assert_eq!(
+            b.js(&format!(
+                "return document.querySelectorAll('tr.point[data-trace-id=\"{target}\"]').length;"
+            ))
+            .await,
+            1,
+            "the warning's point {target} is on the page"
+        );
+    }
+
+    // Their points carry a warning sign from the start.
+    assert_eq!(
+        b.js("return document.querySelectorAll('tr.point.suspect').length;")
+            .await,
+        22
+    );
+
+    // The critical path: the request, the HTTP hop, the worker's request and its slow
+    // statement are marked; the per-row queries that ran before the hop are on it too (they
+    // ran one after the other), the failed RPC after it as well.
+    let critical: Vec<String> = serde_json::from_value(
+        b.js("return Array.from(document.querySelectorAll('tr.point.critical')).map(r => r.dataset.traceId);")
+            .await,
+    )
+    .unwrap();
+    for id in ["api-req", "api-http", "inv-req", "db-slow", "api-rpc"] {
+        assert!(
+            critical.iter().any(|c| c == id),
+            "{id} on the critical path: {critical:?}"
+        );
+    }
+
+    // The slow statement is hidden at first (two levels down); its warning-free path: click the
+    // N+1 warning and its 20 points are expanded, marked, the first one selected.
+    assert_eq!(
+        b.js("return document.querySelector('tr.point[data-trace-id=\"db-slow\"]').hidden;")
+            .await,
+        true
+    );
+    b.click("#warnings .n-plus-one a").await;
+    assert_eq!(
+        b.js("return document.querySelectorAll('tr.point.flagged').length;")
+            .await,
+        20
+    );
+    assert_eq!(
+        b.js("return document.querySelectorAll('tr.point.flagged:not([hidden])').length;")
+            .await,
+        20
+    );
+    assert_eq!(
+        b.js("return document.querySelector('tr.point.selected').dataset.traceId;")
+            .await,
+        "db-row-00"
+    );
+    // A statements-table row shows its points: the slow one, two levels down.
+    b.click("#fingerprints tbody tr:first-child").await;
+    assert_eq!(
+        b.js("return document.querySelector('tr.point[data-trace-id=\"db-slow\"]').hidden;")
+            .await,
+        false
+    );
+    assert_eq!(
+        b.js("return document.querySelector('tr.point.selected').dataset.traceId;")
+            .await,
+        "db-slow"
+    );
+
+    // Siblings by their start to the microsecond, whatever the store's order.
+    let order: Vec<String> = serde_json::from_value(
+        b.js("return Array.from(document.querySelectorAll('tr.point[data-depth=\"1\"]')).map(r => r.dataset.traceId);")
+            .await,
+    )
+    .unwrap();
+    assert_eq!(order.first().map(String::as_str), Some("db-list"));
+    assert_eq!(order.last().map(String::as_str), Some("api-rpc"));
+
+    b.call("DELETE", "", json!({})).await;
+    drop(b);
+}
+
+/// Siblings that start within one millisecond, stored in the wrong order: the report (Python's
+/// order) keeps the store's order; the page orders them by the microsecond.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn html_report_orders_siblings_by_the_microsecond_in_chromium() {
+    let msg = |name: &str, id: &str, parent: &str, us: i64| {
+        json!({"name": name, "base_id": "b", "trace_id": id, "parent_id": parent,
+               "timestamp": osprofiler_core::clock::format_timestamp(1_765_000_000_000_000 + us),
+               "project": "p", "service": "s", "info": {"host": "h"}})
+    };
+    let msgs = [
+        msg("wsgi-start", "root", "b", 0),
+        msg("late-start", "late", "root", 9_907),
+        msg("early-start", "early", "root", 9_491),
+        msg("early-stop", "early", "root", 9_600),
+        msg("late-stop", "late", "root", 9_950),
+        msg("wsgi-stop", "root", "b", 10_000),
+    ];
+    let report = osprofiler_core::report::Report::build(&msgs).into_value();
+    let dir = std::env::temp_dir().join(format!("osp-html-us-{}", uuid::Uuid::new_v4()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let page = dir.join("p.html");
+    std::fs::write(&page, osprofiler_cli::render_html(&report, "b")).unwrap();
+    let b = Browser::start().await;
+    b.call(
+        "POST",
+        "/url",
+        json!({"url": format!("file://{}", page.display())}),
+    )
+    .await;
+    let names: Vec<String> = serde_json::from_value(
+        b.js("return Array.from(document.querySelectorAll('tr.point')).map(r => r.dataset.name);")
+            .await,
+    )
+    .unwrap();
+    assert_eq!(names, ["wsgi", "early", "late"]);
+    b.call("DELETE", "", json!({})).await;
+    drop(b);
+    std::fs::remove_dir_all(&dir).unwrap();
 }

@@ -56,6 +56,7 @@
 
 #![cfg_attr(docsrs, feature(doc_cfg))]
 
+pub mod analysis;
 pub mod clock;
 pub mod config;
 pub mod context;
@@ -73,6 +74,9 @@ pub mod pyjson;
 pub mod report;
 pub mod scope;
 pub mod switches;
+#[cfg(feature = "testing")]
+#[cfg_attr(docsrs, doc(cfg(feature = "testing")))]
+pub mod testing;
 
 // What a service needs for the quickstart: start traces and points, carry them across awaits
 // and tasks, configure from [profiler], sign outgoing calls, and the runtime switches.
