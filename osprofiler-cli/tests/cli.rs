@@ -187,16 +187,21 @@ fn demo_stores_one_tree_across_two_processes_and_every_view_shows_it() {
     // It ends with the analysis in three lines.
     let last: Vec<&str> = terminal.lines().rev().take(3).collect();
     assert!(
-        last[2].starts_with("duration ") && last[2].contains(" in 6 statements · errors: 0"),
+        last[2].starts_with("duration ") && last[2].contains(" in 30 statements · errors: 0"),
         "{terminal}"
     );
-    assert!(last[1].starts_with("slowest statement: "), "{terminal}");
     assert!(
-        last[0].starts_with("N+1: 0 · duplicates: 0 · critical path: 11 points"),
+        last[1].starts_with("slowest statement: ") && last[1].contains("WITH RECURSIVE days"),
+        "{terminal}"
+    );
+    assert!(
+        last[0].starts_with("N+1: 1 (20× under wsgi) · duplicates: 1 (2×) · critical path: "),
         "{terminal}"
     );
 
-    // The analysis of the stored trace: begin and commit are not statements.
+    // The analysis of the stored trace finds the demo's three faults: the N+1 over the order's
+    // 20 lines, the customer read twice with the same value, and the slow forecast behind the
+    // HTTP hop to the worker, which holds the request up. Begin and commit are not statements.
     let analysis: Value = serde_json::from_str(&ok(&osprofiler(&[
         "trace",
         "analyze",
@@ -207,10 +212,74 @@ fn demo_stores_one_tree_across_two_processes_and_every_view_shows_it() {
     ])))
     .unwrap();
     assert_eq!(analysis["base_id"], id.as_str());
-    assert_eq!(analysis["points"], 11);
-    assert_eq!(analysis["db"]["statements"], 6);
-    assert_eq!(analysis["fingerprints"].as_array().unwrap().len(), 6);
-    assert_eq!(analysis["critical_path"][0]["name"], "wsgi");
+    assert_eq!(analysis["points"], 35);
+    assert_eq!(analysis["db"]["statements"], 30);
+    assert_eq!(analysis["errors"], serde_json::json!([]));
+    let share = analysis["db"]["share"].as_f64().unwrap();
+    assert!(share > 0.3 && share <= 1.0, "{analysis}");
+    let forecast = &analysis["fingerprints"][0];
+    assert!(
+        forecast["fingerprint"]
+            .as_str()
+            .unwrap()
+            .starts_with("WITH RECURSIVE days(n) AS (SELECT ? UNION ALL"),
+        "the slow statement costs the most: {analysis}"
+    );
+    assert_eq!(forecast["services"], serde_json::json!(["worker"]));
+    assert_eq!(forecast["calls"], 1);
+    let n1 = analysis["n_plus_one"].as_array().unwrap();
+    assert_eq!(n1.len(), 1, "{analysis}");
+    assert_eq!(
+        (
+            &n1[0]["fingerprint"],
+            &n1[0]["calls"],
+            &n1[0]["parent_name"]
+        ),
+        (
+            &"SELECT price FROM products WHERE id = ?".into(),
+            &20.into(),
+            &"wsgi".into()
+        )
+    );
+    assert_eq!(n1[0]["parent_id"], report["children"][0]["trace_id"]);
+    let dups = analysis["duplicates"].as_array().unwrap();
+    assert_eq!(dups.len(), 1, "{analysis}");
+    assert_eq!(
+        (&dups[0]["fingerprint"], &dups[0]["calls"]),
+        (&"SELECT name FROM customers WHERE id = ?".into(), &2.into())
+    );
+    // The critical path runs from the API through the hop into the worker's slow statement,
+    // which has the most self time on it.
+    let path: Vec<String> = analysis["critical_path"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|p| {
+            format!(
+                "{}@{}",
+                p["name"].as_str().unwrap(),
+                p["service"].as_str().unwrap()
+            )
+        })
+        .collect();
+    for hop in ["wsgi@api", "http@api", "wsgi@worker"] {
+        assert!(path.contains(&hop.to_owned()), "{path:?}");
+    }
+    let heaviest = analysis["critical_path"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .max_by(|a, b| {
+            a["self_ms"]
+                .as_f64()
+                .unwrap()
+                .total_cmp(&b["self_ms"].as_f64().unwrap())
+        })
+        .unwrap();
+    assert_eq!(
+        heaviest["trace_id"], http["children"][0]["children"][2]["trace_id"],
+        "the forecast: {analysis}"
+    );
 
     let dot = ok(&osprofiler(&[
         "trace",
