@@ -493,3 +493,95 @@ fn fill(template: &str, values: &[(&str, &str)]) -> String {
     out.push_str(rest);
     out
 }
+
+/// The terminal view of `osprofiler stats`: the endpoints, then the statements, each most total
+/// time first and at most `top` rows.
+///
+/// ```
+/// let stats = osprofiler_core::stats::StatsBuilder::new().finish();
+/// assert!(osprofiler_cli::render_stats(&stats, 20).starts_with("0 traces"));
+/// ```
+pub fn render_stats(stats: &osprofiler_core::stats::Stats, top: usize) -> String {
+    let mut out = String::new();
+    let _ = writeln!(
+        out,
+        "{}{}",
+        plural(stats.traces, "trace", "traces"),
+        stats
+            .service
+            .as_deref()
+            .map(|s| format!(", service {s}"))
+            .unwrap_or_default()
+    );
+    let clip = |s: &str, n: usize| -> String {
+        if s.chars().count() > n {
+            let mut c: String = s.chars().take(n - 1).collect();
+            c.push('…');
+            c
+        } else {
+            s.to_owned()
+        }
+    };
+    if !stats.endpoints.is_empty() {
+        let _ = writeln!(
+            out,
+            "\nendpoints by total time\n{:>6} {:>11} {:>10} {:>10} {:>10} {:>6} {:>8}  {:<36}  endpoint",
+            "calls", "total ms", "mean ms", "p95 ms", "max ms", "db %", "stmts", "slowest trace"
+        );
+        for e in stats.endpoints.iter().take(top) {
+            let _ = writeln!(
+                out,
+                "{:>6} {:>11.3} {:>10.3} {:>10.3} {:>10.3} {:>5.1}% {:>8.1}  {:<36}  {}{}",
+                e.calls,
+                e.total_ms,
+                e.mean_ms,
+                e.p95_ms,
+                e.max_ms,
+                e.db_share * 100.0,
+                e.statements_per_call,
+                e.slowest_base_id.as_deref().unwrap_or("-"),
+                e.service
+                    .as_deref()
+                    .map(|s| format!("{s}: "))
+                    .unwrap_or_default(),
+                clip(&e.endpoint, 80)
+            );
+        }
+    }
+    if !stats.statements.is_empty() {
+        let _ = writeln!(
+            out,
+            "\nstatements by total time\n{:>6} {:>11} {:>10} {:>10} {:>10} {:>8}  {:<36}  statement",
+            "calls", "total ms", "mean ms", "p95 ms", "max ms", "rows", "slowest trace"
+        );
+        for st in stats.statements.iter().take(top) {
+            let text = st
+                .fingerprint
+                .clone()
+                .unwrap_or_else(|| format!("(fingerprint {}, no text recorded)", st.id));
+            let _ = writeln!(
+                out,
+                "{:>6} {:>11.3} {:>10.3} {:>10.3} {:>10.3} {:>8}  {:<36}  {} [{}]",
+                st.calls,
+                st.total_ms,
+                st.mean_ms,
+                st.p95_ms,
+                st.max_ms,
+                st.rows,
+                st.slowest_base_id.as_deref().unwrap_or("-"),
+                clip(&text, 100),
+                st.services.join(", ")
+            );
+        }
+    }
+    let hidden =
+        stats.endpoints.len().saturating_sub(top) + stats.statements.len().saturating_sub(top);
+    if hidden > 0 {
+        let _ = writeln!(
+            out,
+            "\n({} more: --top N, or --json for all)",
+            plural(hidden, "row", "rows")
+        );
+    }
+    out
+}

@@ -73,6 +73,29 @@ enum Command {
         #[command(subcommand)]
         command: TraceCommand,
     },
+    /// Statements and endpoints across many traces: calls, total, mean, p95 and max time,
+    /// rows, and the slowest trace of each to open (pg_stat_statements that counts the
+    /// application's own time too). Most total time first.
+    Stats {
+        #[command(flatten)]
+        conn: Conn,
+        /// Only traces that started since then: a duration back from now (90s, 30m, 1h, 7d,
+        /// 2w) or a time (2024-05-01T10:00:00Z, or OSProfiler's 2024-05-01T10:00:00.000000).
+        #[arg(long, value_name = "WHEN", value_parser = parse_since_arg)]
+        since: Option<i64>,
+        /// Only this service's statements, and the requests it served as endpoints.
+        #[arg(long, value_name = "NAME")]
+        service: Option<String>,
+        /// Read at most the newest N traces.
+        #[arg(long = "max-traces", value_name = "N", default_value_t = 1000)]
+        max_traces: usize,
+        /// Rows per table in the terminal output (the JSON has every row).
+        #[arg(long, value_name = "N", default_value_t = 20)]
+        top: usize,
+        /// The statistics as JSON (keys: traces, service, endpoints, statements).
+        #[arg(long)]
+        json: bool,
+    },
     /// Start two demo services on loopback, send one traced request and show its trace.
     Demo {
         #[command(flatten)]
@@ -436,6 +459,55 @@ fn run(cli: Cli) -> Result<(), CliError> {
                     .map_err(|e| CliError(format!("cannot write JSON: {e}")))?
             } else {
                 render_listing(&traces)
+            };
+            write_out(None, &text)
+        }
+        Command::Stats {
+            conn,
+            since,
+            service,
+            max_traces,
+            top,
+            json,
+        } => {
+            use osprofiler_core::listing::{ListFilter, SortBy};
+            let cs = conn.resolve()?;
+            let store = osprofiler_core::config::redact(&cs);
+            let driver = osprofiler_cli::open_driver(&cs)?;
+            let filter = ListFilter {
+                since_us: since,
+                service: service.clone(),
+                sort: SortBy::Start,
+                limit: Some(max_traces.saturating_add(1)),
+                ..ListFilter::default()
+            };
+            let _n = slow_notice(format!("reading traces in {store}"));
+            let mut traces = driver
+                .list(&filter)
+                .map_err(|e| CliError(format!("cannot list traces in {store}: {e}")))?;
+            if traces.len() > max_traces {
+                // Oldest first: the extra one is the oldest.
+                traces.remove(0);
+                eprintln!("the newest {max_traces} matching traces; --max-traces N for more");
+            }
+            let mut builder = osprofiler_core::stats::StatsBuilder::new();
+            if let Some(s) = service {
+                builder = builder.service(s);
+            }
+            for t in &traces {
+                // A trace that went away meanwhile (pruned) or cannot be read is left out.
+                match driver.get_report(&t.base_id) {
+                    Ok(r) if !r.is_empty() => builder.add(r.to_value()),
+                    Ok(_) => {}
+                    Err(e) => eprintln!("trace {} left out: {e}", t.base_id),
+                }
+            }
+            let stats = builder.finish();
+            let text = if json {
+                serde_json::to_string_pretty(&stats)
+                    .map_err(|e| CliError(format!("cannot write JSON: {e}")))?
+            } else {
+                osprofiler_cli::render_stats(&stats, top)
             };
             write_out(None, &text)
         }

@@ -1013,3 +1013,98 @@ fn analyze_errors_are_one_line() {
     );
     std::fs::remove_dir_all(&tmp).unwrap();
 }
+
+#[test]
+fn stats_ranks_statements_and_endpoints_across_traces() {
+    let tmp = temp_dir();
+    let cs = format!("sqlite://{}", tmp.join("traces.db").display());
+    let (first, _) = run_demo(&cs, &tmp.join("dbs"));
+    let (second, _) = run_demo(&cs, &tmp.join("dbs"));
+    let stats = |extra: &[&str]| -> Value {
+        let mut args = vec!["stats", "--json", "--connection-string", cs.as_str()];
+        args.extend_from_slice(extra);
+        serde_json::from_str(&ok(&osprofiler(&args))).unwrap()
+    };
+
+    let all = stats(&[]);
+    assert_eq!(all["traces"], 2);
+    let top = &all["statements"][0];
+    assert!(
+        top["fingerprint"]
+            .as_str()
+            .unwrap()
+            .starts_with("WITH RECURSIVE days"),
+        "the forecast costs the most over both traces: {all}"
+    );
+    assert_eq!((&top["calls"], &top["traces"]), (&2.into(), &2.into()));
+    let slowest = top["slowest_base_id"].as_str().unwrap();
+    assert!(slowest == first || slowest == second, "{top}");
+    assert!(top["p95_ms"].as_f64().unwrap() <= top["max_ms"].as_f64().unwrap());
+    let per_row = all["statements"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|s| s["fingerprint"] == "SELECT price FROM products WHERE id = ?")
+        .unwrap();
+    assert_eq!(
+        (&per_row["calls"], &per_row["rows"]),
+        (&40.into(), &40.into())
+    );
+    let totals: Vec<f64> = all["statements"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|s| s["total_ms"].as_f64().unwrap())
+        .collect();
+    assert!(totals.windows(2).all(|w| w[0] >= w[1]), "{totals:?}");
+    assert_eq!(all["endpoints"].as_array().unwrap().len(), 1, "{all}");
+    let e = &all["endpoints"][0];
+    assert_eq!(
+        (&e["endpoint"], &e["service"], &e["calls"]),
+        (&"wsgi GET /orders/{id}".into(), &"api".into(), &2.into())
+    );
+    assert_eq!(e["statements_per_call"], 30.0);
+
+    // One service: its statements, and the requests it served.
+    let worker = stats(&["--service", "worker"]);
+    assert_eq!(worker["endpoints"][0]["endpoint"], "wsgi GET /stock/widget");
+    for s in worker["statements"].as_array().unwrap() {
+        assert_eq!(s["services"], serde_json::json!(["worker"]), "{s}");
+    }
+    assert_eq!(stats(&["--service", "nobody"])["traces"], 0);
+    // Nothing started after a time in the future; a bad value names its flag.
+    assert_eq!(stats(&["--since", "2999-01-01T00:00:00Z"])["traces"], 0);
+    let out = osprofiler(&["stats", "--since", "soon", "--connection-string", &cs]);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("--since"));
+
+    // The terminal tables.
+    let text = ok(&osprofiler(&[
+        "stats",
+        "--top",
+        "3",
+        "--connection-string",
+        &cs,
+    ]));
+    assert!(text.starts_with("2 traces\n"), "{text}");
+    assert!(text.contains("api: wsgi GET /orders/{id}"), "{text}");
+    assert!(text.contains("more: --top N, or --json for all"), "{text}");
+
+    // trace list counts the same statements as the analysis (begin and commit are not).
+    let list: Value = serde_json::from_str(&ok(&osprofiler(&[
+        "trace",
+        "list",
+        "--json",
+        "--connection-string",
+        &cs,
+    ])))
+    .unwrap();
+    for t in list.as_array().unwrap() {
+        assert_eq!(
+            (&t["points"], &t["db_statements"]),
+            (&35.into(), &30.into()),
+            "{t}"
+        );
+    }
+    std::fs::remove_dir_all(&tmp).unwrap();
+}

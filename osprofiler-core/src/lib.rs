@@ -73,6 +73,7 @@ pub mod notifier;
 pub mod pyjson;
 pub mod report;
 pub mod scope;
+pub mod stats;
 pub mod switches;
 #[cfg(feature = "testing")]
 #[cfg_attr(docsrs, doc(cfg(feature = "testing")))]

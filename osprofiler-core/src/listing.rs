@@ -270,7 +270,14 @@ pub fn summary_of<'a>(
                 }
             }
         }
-        if point == "db" {
+        // A statement: `db.api` is `query`, or absent (Python's points). Transaction control,
+        // `connect` and `acquire` are not (the analysis counts the same).
+        let statement = |m: &Value| {
+            m["info"]["db"]["api"]
+                .as_str()
+                .is_none_or(|api| api == "query")
+        };
+        if point == "db" && (!start || statement(m)) {
             if start {
                 s.db_statements += 1;
             }
@@ -652,7 +659,9 @@ impl Accumulator {
                 s.error_type = Some(etype.to_owned());
             }
         }
-        let db = m.name == "db";
+        // A statement (as the analysis counts): `db.api` `query`, or none given.
+        let db = m.name == "db"
+            && (m.phase == Phase::Stop || m.db_api().is_none_or(|api| api == "query"));
         match m.phase {
             Phase::Start => {
                 o.open += 1;

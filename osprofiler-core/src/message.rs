@@ -116,6 +116,13 @@ pub trait LazyInfo: Send + Sync + 'static {
         let _ = phase;
         None
     }
+
+    /// The `db.api` this info writes (`query`, `begin`, …), if any: what
+    /// [`Message::db_api`] answers for a lazy `db` point, so that trace summaries tell
+    /// statements from transaction control without serializing the info. Default `None`.
+    fn db_api(&self) -> Option<&str> {
+        None
+    }
 }
 
 /// What a point's info closure may return: an [`Info`] map, or [`lazy`] info.
@@ -275,6 +282,19 @@ impl Message {
             return Some(etype);
         }
         self.lazy.as_deref()?.error_type(self.phase)
+    }
+
+    /// `info.db.api` (`query`, `begin`, …), whether given as a map or as [`LazyInfo`].
+    pub fn db_api(&self) -> Option<&str> {
+        if let Some(api) = self
+            .info
+            .get("db")
+            .and_then(|d| d.get("api"))
+            .and_then(Value::as_str)
+        {
+            return Some(api);
+        }
+        self.lazy.as_deref()?.db_api()
     }
 
     /// The message as stored by OSProfiler's drivers: `name`, `base_id`, `trace_id`,

@@ -600,6 +600,10 @@ impl std::fmt::Debug for TraceRoot {
 }
 
 impl LazyInfo for DbCall {
+    fn db_api(&self) -> Option<&str> {
+        Some(self.api.as_str())
+    }
+
     fn write(&self, info: &mut Info) {
         let target = &self.settings.target;
         let mut db = Map::new();

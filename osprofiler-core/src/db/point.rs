@@ -37,6 +37,10 @@ impl LazyInfo for DbInfo {
         self.call.write(info);
     }
 
+    fn db_api(&self) -> Option<&str> {
+        self.call.db_api()
+    }
+
     fn write_for(&self, phase: Phase, info: &mut Info) {
         match phase {
             Phase::Start => self.call.write(info),
