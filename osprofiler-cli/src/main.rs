@@ -537,7 +537,7 @@ fn run(cli: Cli) -> Result<(), CliError> {
             };
             let store = osprofiler_core::config::redact(&cs);
             text.push_str(&format!(
-                "\ntrace {id} stored in {store}\n  osprofiler trace show {id}{flag} --html --out trace.html   # the interactive report\n  osprofiler trace show {id}{flag} --json                      # Python's JSON report\n",
+                "\ntrace {id} stored in {store}\n  osprofiler trace show {id}{flag} --html --out trace.html   # the interactive report\n  osprofiler trace show {id}{flag} --json                      # Python's JSON report\n  osprofiler trace analyze {id}{flag}                          # where the time went: N+1, duplicates, critical path\n",
                 id = run.base_id,
             ));
             if cs.starts_with("messaging://") {
