@@ -65,14 +65,14 @@ ensure_build_tools() {
 # messaging:// drivers use. elasticsearch-py 7.13: OSProfiler 4.4 passes `doc_type` on every
 # call, which 8.x removed, and 7.14+ refuses to talk to OpenSearch.
 ensure_python_oracle() {
-  if [ -x "$OSP_PYTHON" ] && "$OSP_PYTHON" -c 'import importlib.metadata as m, sys, redis, pymongo, oslo_messaging, elasticsearch; sys.exit(m.version("osprofiler") != "4.4.0" or m.version("oslo.messaging") != "18.3.1" or m.version("elasticsearch") != "7.13.4")' 2>/dev/null; then
+  if [ -x "$OSP_PYTHON" ] && "$OSP_PYTHON" -c 'import importlib.metadata as m, sys, redis, pymongo, oslo_messaging, elasticsearch, sqlalchemy; sys.exit(m.version("osprofiler") != "4.4.0" or m.version("oslo.messaging") != "18.3.1" or m.version("elasticsearch") != "7.13.4" or m.version("SQLAlchemy") != "2.0.44")' 2>/dev/null; then
     return 0
   fi
   need python3 python3 || return 1
   python3 -c 'import venv, ensurepip' 2>/dev/null || apt_install python3-venv || return 1
   echo "creating the Python oracle virtualenv in $OSP_VENV (osprofiler==4.4.0)" >&2
   python3 -m venv "$OSP_VENV" || { echo "FAILED: python3 -m venv (the Python oracle needs python3 with venv)" >&2; return 1; }
-  "$OSP_VENV/bin/pip" install --quiet --disable-pip-version-check 'osprofiler==4.4.0' redis pymongo 'oslo.messaging==18.3.1' 'elasticsearch==7.13.4' \
+  "$OSP_VENV/bin/pip" install --quiet --disable-pip-version-check 'osprofiler==4.4.0' redis pymongo 'oslo.messaging==18.3.1' 'elasticsearch==7.13.4' 'SQLAlchemy==2.0.44' \
     || { echo "FAILED: pip install osprofiler==4.4.0 (the Python oracle)" >&2; return 1; }
 }
 

@@ -157,7 +157,8 @@ print(profiler.get().get_base_id())
         serde_json::json!(["api", "worker"]),
         "{rust}"
     );
-    assert_eq!(rust["db_statements"], 8, "{rust}");
+    // 32 db points, of which begin and commit are not statements.
+    assert_eq!(rust["db_statements"], 30, "{rust}");
     let summaries: i64 = redis::cmd("LLEN")
         .arg(format!("osprofiler_summary:{rust_id}"))
         .query(
@@ -179,4 +180,74 @@ print(profiler.get().get_base_id())
         "{theirs}"
     );
     assert!(!theirs.contains("osprofiler_summary"), "{theirs}");
+}
+
+/// A trace Python OSProfiler recorded with its own SQLAlchemy tracing (`add_tracing`: points
+/// with `db.statement` and `db.params`, no fingerprint) is analysed as ours are: the
+/// fingerprint comes from the statement, the values from the params, so the per-row loop is an
+/// N+1 and the repeated read a duplicate.
+#[test]
+fn a_python_sqlalchemy_trace_is_analysed() {
+    let script = r#"
+import sys
+import sqlalchemy as sa
+from osprofiler import notifier, profiler, sqlalchemy as osp_sa
+notifier.set(notifier.create(sys.argv[1], project="pyproj", service="pysvc", host="pyhost", conf={}))
+engine = sa.create_engine("sqlite://")
+with engine.begin() as c:
+    c.execute(sa.text("CREATE TABLE items (id INTEGER PRIMARY KEY, name TEXT)"))
+    c.execute(sa.text("INSERT INTO items (id, name) VALUES (1, 'a'), (2, 'b'), (3, 'c'), (4, 'd'), (5, 'e'), (6, 'f')"))
+osp_sa.add_tracing(sa, engine, "db")
+profiler.init("key")
+with profiler.Trace("wsgi", info={"request": {"path": "/items", "method": "GET", "query": "", "scheme": "http"}}):
+    with engine.connect() as c:
+        ids = [r[0] for r in c.execute(sa.text("SELECT id FROM items ORDER BY id"))]
+        for i in ids:
+            c.execute(sa.text("SELECT name FROM items WHERE id = :id"), {"id": i}).all()
+        for _ in range(2):
+            c.execute(sa.text("SELECT count(*) FROM items WHERE name = :n"), {"n": "a"}).all()
+print(profiler.get().get_base_id())
+"#;
+    let id = run(Command::new(python()).args(["-c", script, REDIS]))
+        .trim()
+        .to_owned();
+    let a: Value = serde_json::from_str(&ours(&["trace", "analyze", &id, "--json"])).unwrap();
+    assert_eq!(a["base_id"], id.as_str());
+    assert_eq!(a["db"]["statements"], 9, "{a}");
+    let n1 = a["n_plus_one"].as_array().unwrap();
+    assert_eq!(n1.len(), 1, "{a}");
+    assert_eq!(
+        (
+            &n1[0]["fingerprint"],
+            &n1[0]["calls"],
+            &n1[0]["parent_name"]
+        ),
+        (
+            &"SELECT name FROM items WHERE id = ?".into(),
+            &6.into(),
+            &"wsgi".into()
+        ),
+        "{a}"
+    );
+    let dups = a["duplicates"].as_array().unwrap();
+    assert_eq!(dups.len(), 1, "{a}");
+    assert_eq!(
+        (&dups[0]["fingerprint"], &dups[0]["calls"]),
+        (
+            &"SELECT count(*) FROM items WHERE name = ?".into(),
+            &2.into()
+        ),
+        "{a}"
+    );
+    assert_eq!(a["fingerprints"].as_array().unwrap().len(), 3, "{a}");
+    assert_eq!(a["services"][0]["service"], "pysvc");
+    // Listed with the same count of statements.
+    let list: Value = serde_json::from_str(&ours(&["trace", "list", "--json", "--all"])).unwrap();
+    let row = list
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|t| t["base_id"] == id.as_str())
+        .unwrap_or_else(|| panic!("{id} not listed"));
+    assert_eq!(row["db_statements"], 9, "{row}");
 }
