@@ -35,7 +35,7 @@
 //! let loop_ = capture(|| (0..10).for_each(|id| query(&db, "SELECT name FROM items WHERE id = $1", id)));
 //! let err = std::panic::catch_unwind(|| loop_.assert_no_n_plus_one()).unwrap_err();
 //! let msg = err.downcast_ref::<String>().unwrap();
-//! assert!(msg.contains("10× SELECT name FROM items WHERE id = $1"), "{msg}");
+//! assert!(msg.contains("10× SELECT name FROM items WHERE id = ?"), "{msg}");
 //! ```
 
 use crate::analysis::{Analysis, AnalysisOptions, db_calls};
