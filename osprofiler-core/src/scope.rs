@@ -1,7 +1,7 @@
 //! Carrying the trace with futures and into spawned tasks: [`trace_scope`],
 //! [`TraceFutureExt`], [`with_trace`], [`spawn_traced`], [`spawn_blocking_traced`].
 
-use crate::context::{Frame, SCOPE_DEPTH, current_frame, get, replace_current};
+use crate::context::{Frame, SCOPE_DEPTH, current_frame, replace_current};
 use crate::switches;
 use crate::{Profiler, Trace};
 use std::future::Future;
@@ -232,7 +232,7 @@ where
     F: FnOnce() -> R + Send + 'static,
     R: Send + 'static,
 {
-    let profiler = get();
+    let profiler = crate::context::get();
     let dispatch = crate::dispatch::current();
     tokio::task::spawn_blocking(move || match dispatch {
         Some(d) => crate::dispatch::with_default(&d, || with_trace(profiler, f)),
