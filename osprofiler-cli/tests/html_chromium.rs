@@ -479,3 +479,63 @@ async fn html_report_orders_siblings_by_the_microsecond_in_chromium() {
     drop(b);
     std::fs::remove_dir_all(&dir).unwrap();
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn html_report_opens_and_filters_a_trace_as_deep_as_it_is_long_in_chromium() {
+    // Each point the parent of the next: deeper than any recursion the page could afford.
+    const DEPTH: i64 = 20_000;
+    let mut msgs = Vec::with_capacity(2 * DEPTH as usize);
+    for i in 0..DEPTH {
+        let (id, parent) = (
+            format!("p{i}"),
+            if i == 0 {
+                "b".to_owned()
+            } else {
+                format!("p{}", i - 1)
+            },
+        );
+        for (phase, us) in [("start", i), ("stop", 2 * DEPTH - i)] {
+            msgs.push(
+                json!({"name": format!("step-{phase}"), "base_id": "b", "trace_id": id,
+                "parent_id": parent, "project": "p", "service": "s",
+                "timestamp": osprofiler_core::clock::format_timestamp(1_765_000_000_000_000 + us),
+                "info": {"host": "h", "function": {"name": format!("f{i}")}}}),
+            );
+        }
+    }
+    let report = osprofiler_core::report::Report::build(&msgs).into_value();
+    let page_text = osprofiler_cli::render_html(&report, "b");
+    osprofiler_core::report::drop_deep(report);
+    let dir = std::env::temp_dir().join(format!("osp-html-deep-{}", uuid::Uuid::new_v4()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let page = dir.join("p.html");
+    std::fs::write(&page, page_text).unwrap();
+    let b = Browser::start().await;
+    b.call(
+        "POST",
+        "/url",
+        json!({"url": format!("file://{}", page.display())}),
+    )
+    .await;
+    assert_eq!(
+        b.js("return document.querySelectorAll('tr.point').length;")
+            .await,
+        DEPTH
+    );
+    // Filtering for the deepest point shows it with every ancestor.
+    let input = b.element("#filter").await;
+    b.call(
+        "POST",
+        &format!("/element/{input}/value"),
+        json!({"text": format!("f{}", DEPTH - 1)}),
+    )
+    .await;
+    assert_eq!(
+        b.js("return Array.from(document.querySelectorAll('tr.point')).filter(r => !r.hidden).length;")
+            .await,
+        DEPTH
+    );
+    b.call("DELETE", "", json!({})).await;
+    drop(b);
+    std::fs::remove_dir_all(&dir).unwrap();
+}
