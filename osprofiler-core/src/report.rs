@@ -587,7 +587,7 @@ impl Report {
 
 /// A node's raw `<name>-start` or `-stop` message (`phase` is "start" or "stop"), found by
 /// suffix: the node's name may have been cut at its first `-` (`compute-api` → `compute`).
-fn raw_message<'a>(info: &'a Value, phase: &str) -> Option<&'a Value> {
+pub(crate) fn raw_message<'a>(info: &'a Value, phase: &str) -> Option<&'a Value> {
     info.as_object()?
         .iter()
         .find(|(k, _)| {

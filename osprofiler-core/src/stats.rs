@@ -43,6 +43,7 @@
 
 use crate::analysis::db_calls;
 use crate::clock::parse_timestamp;
+use crate::report::raw_message;
 use serde::Serialize;
 use serde_json::Value;
 use std::collections::{BTreeSet, HashMap};
@@ -190,17 +191,6 @@ struct Node<'a> {
     statements: usize,
 }
 
-fn raw<'a>(info: &'a Value, phase: &str) -> Option<&'a Value> {
-    info.as_object()?
-        .iter()
-        .find(|(k, _)| {
-            k.strip_prefix("meta.raw_payload.")
-                .and_then(|rest| rest.strip_suffix(phase))
-                .is_some_and(|rest| rest.ends_with('-'))
-        })
-        .map(|(_, v)| v)
-}
-
 fn micros(m: Option<&Value>) -> Option<i64> {
     m?.get("timestamp")?.as_str().and_then(parse_timestamp)
 }
@@ -306,7 +296,7 @@ impl StatsBuilder {
             .collect();
         while let Some((n, parent)) = stack.pop() {
             let Some(info) = n.get("info") else { continue };
-            let (start, stop) = (raw(info, "start"), raw(info, "stop"));
+            let (start, stop) = (raw_message(info, "start"), raw_message(info, "stop"));
             let us = match (micros(start), micros(stop)) {
                 (Some(s), Some(f)) => f - s,
                 _ => {
@@ -446,7 +436,7 @@ fn first_base_id(report: &Value) -> Option<String> {
     while let Some(n) = stack.pop() {
         if let Some(b) = n
             .get("info")
-            .and_then(|i| raw(i, "start").or_else(|| raw(i, "stop")))
+            .and_then(|i| raw_message(i, "start").or_else(|| raw_message(i, "stop")))
             .and_then(|m| m.get("base_id"))
             .and_then(Value::as_str)
         {
