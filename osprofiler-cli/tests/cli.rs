@@ -212,6 +212,12 @@ fn demo_stores_one_tree_across_two_processes_and_every_view_shows_it() {
     ])))
     .unwrap();
     assert_eq!(analysis["base_id"], id.as_str());
+    // The library gives the same analysis of the same report.
+    let library = osprofiler_core::analysis::Analysis::of(
+        &report,
+        &osprofiler_core::analysis::AnalysisOptions::default(),
+    );
+    assert_eq!(serde_json::to_value(&library).unwrap(), analysis);
     assert_eq!(analysis["points"], 35);
     assert_eq!(analysis["db"]["statements"], 30);
     assert_eq!(analysis["errors"], serde_json::json!([]));
