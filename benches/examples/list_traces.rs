@@ -11,30 +11,19 @@
 use osprofiler_collectors::{RedisDriver, SqlDriver};
 use osprofiler_core::dispatch::{self, Dispatch};
 use osprofiler_core::listing::{ListFilter, SortBy};
-use osprofiler_core::message::Message;
-use osprofiler_core::notifier::{Driver, DriverError, QueueNotifier, QueueOptions, Writer};
+use osprofiler_core::notifier::{Driver, QueueNotifier, QueueOptions, Writer};
 use osprofiler_core::{self as osp, Info, Trace};
+use osprofiler_testkit::WithoutSummaries;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 const REDIS: &str = "redis://127.0.0.1:6379/12";
 
-/// Writes messages and no summary (as Python's services do).
-struct Plain(Arc<dyn Driver>);
-impl Writer for Plain {
-    fn name(&self) -> &str {
-        "plain"
-    }
-    fn notify(&self, batch: &[Message]) -> Result<(), DriverError> {
-        self.0.notify(batch)
-    }
-}
-
 fn store(driver: Arc<dyn Driver>, summaries: bool, traces: usize) {
     let writer: Arc<dyn Writer> = if summaries {
         driver
     } else {
-        Arc::new(Plain(driver))
+        Arc::new(WithoutSummaries(driver))
     };
     let n = QueueNotifier::start(
         writer,

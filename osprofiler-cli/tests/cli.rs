@@ -673,20 +673,6 @@ fn trace_list_shows_the_newest_50_unless_told_otherwise() {
     std::fs::remove_dir_all(&tmp).unwrap();
 }
 
-/// Stores messages through the SQL driver and no summary, as Python's services do.
-struct Plain(std::sync::Arc<osprofiler_collectors::SqlDriver>);
-impl osprofiler_core::notifier::Writer for Plain {
-    fn name(&self) -> &str {
-        "plain"
-    }
-    fn notify(
-        &self,
-        batch: &[osprofiler_core::message::Message],
-    ) -> Result<(), osprofiler_core::notifier::DriverError> {
-        self.0.notify(batch)
-    }
-}
-
 #[test]
 fn trace_list_columns_filters_sort_and_json() {
     use osprofiler_core::dispatch::{self, Dispatch};
@@ -699,7 +685,11 @@ fn trace_list_columns_filters_sort_and_json() {
     let sql = Arc::new(osprofiler_collectors::SqlDriver::open(&cs).unwrap());
     assert!(sql.stores_summaries());
     let with_summaries = QueueNotifier::start(sql.clone(), Default::default()).unwrap();
-    let without = QueueNotifier::start(Arc::new(Plain(sql.clone())), Default::default()).unwrap();
+    let without = QueueNotifier::start(
+        Arc::new(osprofiler_testkit::WithoutSummaries(sql.clone())),
+        Default::default(),
+    )
+    .unwrap();
     let trace = |n: &Arc<QueueNotifier>, service: &str, f: &dyn Fn()| {
         osp::identity::set_identity(Some("p"), Some(service), None);
         dispatch::with_default(&Dispatch::new(n.clone()), || {

@@ -9,8 +9,9 @@
 use osprofiler_collectors::{RedisDriver, SqlDriver};
 use osprofiler_core::dispatch::{self, Dispatch};
 use osprofiler_core::listing::{self, ListFilter, TraceListing};
-use osprofiler_core::notifier::{Driver, DriverError, QueueNotifier, QueueOptions, Reader, Writer};
-use osprofiler_core::{self as osp, Trace, message::Message};
+use osprofiler_core::notifier::{Driver, QueueNotifier, QueueOptions, Reader, Writer};
+use osprofiler_core::{self as osp, Trace};
+use osprofiler_testkit::WithoutSummaries;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -20,17 +21,6 @@ const PG: &str = "postgresql://postgres@127.0.0.1:5432/test";
 const MY: &str = "mysql://root@127.0.0.1:3306/test";
 /// A database of its own, so that listing sees only what these tests wrote... and others'.
 const REDIS: &str = "redis://127.0.0.1:6379/11";
-
-/// Stores messages through `0` and no summary: a service without summaries (Python).
-struct Plain(Arc<dyn Driver>);
-impl Writer for Plain {
-    fn name(&self) -> &str {
-        "plain"
-    }
-    fn notify(&self, batch: &[Message]) -> Result<(), DriverError> {
-        self.0.notify(batch)
-    }
-}
 
 fn start(w: Arc<dyn Writer>) -> (Arc<QueueNotifier>, Dispatch) {
     let n = QueueNotifier::start(w, QueueOptions::default()).unwrap();
@@ -101,7 +91,7 @@ fn scenario(open: impl Fn() -> Arc<dyn Driver>, garbage: impl Fn(&str)) -> Vec<S
     let (api_n, api) = start(open());
     let (worker_n, worker) = start(open());
     let store = open();
-    let (plain_n, plain) = start(Arc::new(Plain(open())));
+    let (plain_n, plain) = start(Arc::new(WithoutSummaries(open())));
 
     let shared = two_service_trace(&api, &worker);
     let python = small_trace(&plain, "pysvc");

@@ -853,7 +853,8 @@ impl Summaries {
                 self.failures += 1;
                 if self.failures.is_power_of_two() {
                     log::warn!(
-                        "osprofiler: driver {} cannot store trace summaries ({} failures so far),                          will retry: {e}",
+                        "osprofiler: driver {} cannot store trace summaries ({} failures so far), will \
+                         retry: {e}",
                         s.driver.name(),
                         self.failures
                     );

@@ -172,6 +172,20 @@ impl Collector {
     }
 }
 
+/// A writer that stores through `0` and writes no trace summary: a service as Python's are
+/// (`trace list` then computes the trace from its messages).
+pub struct WithoutSummaries(pub Arc<dyn Writer>);
+
+impl Writer for WithoutSummaries {
+    fn name(&self) -> &str {
+        "without-summaries"
+    }
+
+    fn notify(&self, batch: &[Message]) -> Result<(), DriverError> {
+        self.0.notify(batch)
+    }
+}
+
 /// Every point of the trace has stopped (and there is one): the usual `done` of
 /// [`Collector::wait_for`].
 pub fn all_stopped(msgs: &[Value]) -> bool {
