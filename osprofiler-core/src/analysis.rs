@@ -416,7 +416,7 @@ fn db_info<'a>(
             _ => {}
         }
     }
-    if api.is_some_and(|a| a != "query") {
+    if !crate::db::is_statement_api(api) {
         return None;
     }
     if statement.is_none() && recorded.is_none() && api.is_none() {

@@ -270,13 +270,7 @@ pub fn summary_of<'a>(
                 }
             }
         }
-        // A statement: `db.api` is `query`, or absent (Python's points). Transaction control,
-        // `connect` and `acquire` are not (the analysis counts the same).
-        let statement = |m: &Value| {
-            m["info"]["db"]["api"]
-                .as_str()
-                .is_none_or(|api| api == "query")
-        };
+        let statement = |m: &Value| crate::db::is_statement_api(m["info"]["db"]["api"].as_str());
         if point == "db" && (!start || statement(m)) {
             if start {
                 s.db_statements += 1;
@@ -659,9 +653,8 @@ impl Accumulator {
                 s.error_type = Some(etype.to_owned());
             }
         }
-        // A statement (as the analysis counts): `db.api` `query`, or none given.
-        let db = m.name == "db"
-            && (m.phase == Phase::Stop || m.db_api().is_none_or(|api| api == "query"));
+        let db =
+            m.name == "db" && (m.phase == Phase::Stop || crate::db::is_statement_api(m.db_api()));
         match m.phase {
             Phase::Start => {
                 o.open += 1;

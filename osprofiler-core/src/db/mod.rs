@@ -565,6 +565,13 @@ impl Api {
     }
 }
 
+/// Whether a `db` point with this `db.api` is an executed statement, as the analysis, the
+/// listing and `stats` count them: `query`, or no `api` at all (Python's SQLAlchemy points);
+/// transaction control, `prepare`, `connect` and `acquire` are not.
+pub(crate) fn is_statement_api(api: Option<&str>) -> bool {
+    api.is_none_or(|a| a == Api::Query.as_str())
+}
+
 /// A statement's text and whether its literals are replaced when it is serialized.
 #[derive(Debug)]
 struct Statement {
