@@ -203,7 +203,7 @@ fn sql_of<'a, S: ?Sized + Sql>(
     move |with_params| {
         // Borrowed for the call only: hashed now, into a hasher (no String), for `values`.
         let values = params
-            .filter(|p| !p.is_empty())
+            .filter(|p| !p.is_empty() && db::values_recorded())
             .map(|p| db::BoundValues::hash_now(&p));
         let sql = db::Sql::new(statement.text()?, binds).values(values);
         Some(match params {

@@ -79,7 +79,7 @@ fn sql_of(stmt: &Statement) -> impl Fn(bool) -> Option<db::Sql> + '_ {
         let values = stmt
             .values
             .as_ref()
-            .filter(|_| binds > 0)
+            .filter(|_| binds > 0 && db::values_recorded())
             .map(|v| db::BoundValues::owned(v.0.clone()));
         Some(
             db::Sql::new(stmt.sql.as_str().into(), binds)

@@ -216,7 +216,7 @@ where
             .flatten();
         // A clone (buffers copied, nothing formatted): the worker hashes it for `values`.
         let values = args
-            .filter(|_| binds > 0)
+            .filter(|_| binds > 0 && db::values_recorded())
             .map(|a| db::BoundValues::owned(a.clone()));
         Some(
             db::Sql::new(sql.as_str().into(), binds)

@@ -332,18 +332,11 @@ impl DbTracer {
             _ => (None, None, None),
         };
         // The trace's root, for the key of the values digest (none without a key).
-        let values = match &statement {
-            Some(st) if st.binds == 0 || bound.is_some() => crate::context::CURRENT
-                .try_with(|c| {
-                    c.borrow()
-                        .as_ref()
-                        .filter(|f| !f.root.hmac_key.is_empty())
-                        .map(|f| TraceRoot(f.root.clone()))
-                })
-                .ok()
-                .flatten(),
-            _ => None,
-        };
+        let values = statement
+            .as_ref()
+            .filter(|st| st.binds == 0 || bound.is_some())
+            .and_then(|_| keyed_root())
+            .map(TraceRoot);
         DbCall {
             api,
             depth,
@@ -355,6 +348,30 @@ impl DbTracer {
             values,
         }
     }
+}
+
+/// The active trace's root when it has a key: what keys the `values` digest.
+fn keyed_root() -> Option<Arc<crate::context::Root>> {
+    crate::context::CURRENT
+        .try_with(|c| {
+            c.borrow()
+                .as_ref()
+                .filter(|f| !f.root.hmac_key.is_empty())
+                .map(|f| f.root.clone())
+        })
+        .ok()
+        .flatten()
+}
+
+/// Whether a statement's bound values would be digested into `db.values` now: a trace is
+/// active and has a key. An adapter asks before it copies or hashes the values for
+/// [`BoundValues`], so a trace without a key costs it nothing more.
+///
+/// ```
+/// assert!(!osprofiler_core::db::values_recorded()); // no trace here
+/// ```
+pub fn values_recorded() -> bool {
+    keyed_root().is_some()
 }
 
 /// One DB call, as an adapter reports it. Built of references: making one costs nothing, and
