@@ -4,9 +4,11 @@
 //! DB error answering `Message::error_type` though it is lazy info.
 //!
 //! The fingerprint is recorded always, the normalized text with `trace_sql`, the values digest
-//! where the values are seen (raw statements; bound ones with their params text).
+//! where the values are seen (raw statements' literals; bound values an adapter hands over as
+//! `BoundValues`), and only in a trace with a key.
 //!
-//! One test: `trace_sql` and `trace_sql_params` are process-wide switches.
+//! `one_model_for_every_adapter` sets the process-wide `trace_sql` switches; the other test
+//! has a dispatch scope of its own.
 
 use osprofiler_core::db::fingerprint::{fingerprint, format_id};
 use osprofiler_core::db::{DbError, DbEvent, DbTracer, Dialect, Sql, SqlText};
@@ -283,4 +285,53 @@ async fn one_model_for_every_adapter() {
         [None, Some("Lazy".into()), None, Some("Eager".into())],
         "db start, db stop, rpc start, rpc stop"
     );
+}
+
+#[test]
+fn a_trace_without_a_key_has_no_values_digest_and_adapters_copy_nothing() {
+    let c = Collector::new();
+    let tracer = DbTracer::new("postgresql");
+    let handed = std::sync::atomic::AtomicUsize::new(0);
+    let source = |_: bool| {
+        // What an adapter does: hand the values over only when they will be digested.
+        let values = osp::db::values_recorded().then(|| {
+            handed.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+            osp::db::BoundValues::owned(7_i64)
+        });
+        Some(Sql::new(SqlText::Static("SELECT a FROM t WHERE id = $1"), 1).values(values))
+    };
+    let raw = |_: bool| Some(Sql::new(SqlText::Static("SELECT 'x'"), 0));
+    let mut infos = Vec::new();
+    for key in ["", "key"] {
+        let id = osp::dispatch::with_default(&c.dispatch(), || {
+            let p = osp::init(key, None, None).unwrap();
+            tracer.start(DbEvent::Query(&source)).ok(1);
+            tracer.start(DbEvent::Query(&raw)).ok(1);
+            osp::clean();
+            p.base_id().to_string()
+        });
+        let msgs = c.messages_of(&id);
+        let starts: Vec<Value> = msgs
+            .iter()
+            .filter(|m| m["name"] == "db-start")
+            .map(|m| m["info"]["db"].clone())
+            .collect();
+        infos.push(starts);
+    }
+    let (keyless, keyed) = (&infos[0], &infos[1]);
+    assert!(
+        keyless.iter().all(|d| d.get("values").is_none()),
+        "{keyless:?}"
+    );
+    assert!(
+        keyless.iter().all(|d| d["fingerprint"].is_string()),
+        "{keyless:?}"
+    );
+    assert!(keyed.iter().all(|d| d["values"].is_string()), "{keyed:?}");
+    assert_eq!(
+        handed.load(std::sync::atomic::Ordering::Relaxed),
+        1,
+        "values handed over in the keyed trace only"
+    );
+    assert!(!osp::db::values_recorded(), "no trace here");
 }
