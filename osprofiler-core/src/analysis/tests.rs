@@ -5,6 +5,19 @@ use serde_json::json;
 
 const T0: i64 = 1_700_000_000_000_000;
 
+/// The `api` service's `wsgi` root `w`, 0–100 ms.
+fn wsgi_root(m: &mut Vec<Value>) {
+    point(
+        m,
+        "wsgi",
+        "w",
+        "base",
+        "api",
+        (0, 100_000),
+        (json!({}), json!({})),
+    );
+}
+
 /// A point's two messages: `start`/`stop` in µs after T0.
 fn point(
     out: &mut Vec<Value>,
@@ -45,15 +58,7 @@ fn rows(n: u64) -> Value {
 /// statement twice with the same values.
 fn list_then_rows() -> Vec<Value> {
     let mut m = Vec::new();
-    point(
-        &mut m,
-        "wsgi",
-        "w",
-        "base",
-        "api",
-        (0, 100_000),
-        (json!({}), json!({})),
-    );
+    wsgi_root(&mut m);
     point(
         &mut m,
         "db",
@@ -130,15 +135,7 @@ fn n_plus_one_of_twenty_rows_is_found_under_its_parent() {
 #[test]
 fn a_run_with_the_same_values_is_a_duplicate_not_an_n_plus_one() {
     let mut m = Vec::new();
-    point(
-        &mut m,
-        "wsgi",
-        "w",
-        "base",
-        "api",
-        (0, 100_000),
-        (json!({}), json!({})),
-    );
+    wsgi_root(&mut m);
     for i in 0..6 {
         point(
             &mut m,
@@ -159,15 +156,7 @@ fn a_run_with_the_same_values_is_a_duplicate_not_an_n_plus_one() {
 #[test]
 fn unknown_value_digests_count_as_different_for_n_plus_one_and_never_duplicate() {
     let mut m = Vec::new();
-    point(
-        &mut m,
-        "wsgi",
-        "w",
-        "base",
-        "api",
-        (0, 100_000),
-        (json!({}), json!({})),
-    );
+    wsgi_root(&mut m);
     for i in 0..5 {
         point(
             &mut m,
@@ -262,15 +251,7 @@ fn fingerprints_db_totals_errors_and_the_json_keys() {
 #[test]
 fn share_is_the_union_of_overlapping_intervals() {
     let mut m = Vec::new();
-    point(
-        &mut m,
-        "wsgi",
-        "w",
-        "base",
-        "api",
-        (0, 100_000),
-        (json!({}), json!({})),
-    );
+    wsgi_root(&mut m);
     point(
         &mut m,
         "task",
