@@ -125,7 +125,6 @@ struct Acc {
     slowest: Option<(i64, Option<String>)>,
     db_us: i64,
     statements: usize,
-    service: Option<String>,
 }
 
 impl Acc {
@@ -184,7 +183,6 @@ struct Node<'a> {
     parent: Option<usize>,
     name: &'a str,
     service: Option<&'a str>,
-    trace_id: &'a str,
     start_info: Option<&'a Value>,
     us: i64,
     db_us: i64,
@@ -310,7 +308,6 @@ impl StatsBuilder {
                 parent,
                 name: info.get("name").and_then(Value::as_str).unwrap_or("?"),
                 service: info.get("service").and_then(Value::as_str),
-                trace_id,
                 start_info: start,
                 us,
                 db_us: db_us.unwrap_or(0),
@@ -347,13 +344,11 @@ impl StatsBuilder {
         };
         for i in entries {
             let n = &nodes[i];
-            let _ = n.trace_id;
             let key = (
                 endpoint_of(n.name, n.start_info),
                 n.service.map(str::to_owned),
             );
             let acc = self.endpoints.entry(key).or_default();
-            acc.service = n.service.map(str::to_owned);
             acc.record(n.us, base_id.as_deref());
             acc.db_us += n.db_us;
             acc.statements += n.statements;
