@@ -412,6 +412,7 @@ fn run(cli: Cli) -> Result<(), CliError> {
                 },
                 // One more than shown: says whether there are more.
                 limit: (!all).then(|| limit.saturating_add(1)),
+                include_pending: false,
             };
             let mut traces = {
                 let _n = slow_notice(format!(

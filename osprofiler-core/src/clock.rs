@@ -129,6 +129,19 @@ pub(crate) fn now_micros() -> i64 {
     }
 }
 
+/// Microseconds since the Unix epoch of a system time (negative before it; saturating).
+///
+/// ```
+/// use std::time::{Duration, UNIX_EPOCH};
+/// assert_eq!(osprofiler_core::clock::system_micros(UNIX_EPOCH + Duration::from_secs(2)), 2_000_000);
+/// ```
+pub fn system_micros(t: std::time::SystemTime) -> i64 {
+    match t.duration_since(std::time::UNIX_EPOCH) {
+        Ok(d) => i64::try_from(d.as_micros()).unwrap_or(i64::MAX),
+        Err(e) => i64::try_from(e.duration().as_micros()).map_or(i64::MIN, |m| -m),
+    }
+}
+
 /// Formats microseconds since the epoch as OSProfiler does: UTC, no offset, 6 fractional
 /// digits (`2024-01-02T03:04:05.678901`).
 ///

@@ -32,11 +32,23 @@ pub(crate) struct Root {
     /// The key of `db.values` digests, derived from the HMAC key the first time one is written.
     pub(crate) values_key: std::sync::OnceLock<(u64, u64)>,
     pub(crate) notifier: Arc<dyn Notifier>,
+    /// Set for a provisional trace (see [`crate::sampling`]).
+    pub(crate) staging: Option<crate::sampling::Staging>,
 }
 
 impl Root {
     /// Empty ids count as absent: `base_id` defaults to a new uuid4, `parent_id` to `base_id`.
     pub(crate) fn new(hmac_key: Arc<str>, base_id: Option<Id>, parent_id: Option<Id>) -> Arc<Root> {
+        Root::new_staged(hmac_key, base_id, parent_id, None)
+    }
+
+    /// [`Root::new`] for a trace with this staging state.
+    pub(crate) fn new_staged(
+        hmac_key: Arc<str>,
+        base_id: Option<Id>,
+        parent_id: Option<Id>,
+        staging: Option<crate::sampling::Staging>,
+    ) -> Arc<Root> {
         crate::clock::counter::warm_up();
         let given = |id: Option<Id>| id.filter(|i| !matches!(i, Id::Text(t) if t.is_empty()));
         let base_id = given(base_id).unwrap_or_else(Id::new_v4);
@@ -49,6 +61,7 @@ impl Root {
             mac: std::sync::OnceLock::new(),
             values_key: std::sync::OnceLock::new(),
             notifier: notifier::get(),
+            staging,
         })
     }
 }
@@ -65,6 +78,12 @@ pub(crate) struct Frame {
 }
 
 impl Frame {
+    /// Whether this is the first point the process opened in the trace (its parent is the
+    /// caller's point, or the root frame).
+    pub(crate) fn is_top_point(&self) -> bool {
+        self.name.is_some() && self.parent.as_ref().is_none_or(|p| p.name.is_none())
+    }
+
     /// The id its messages carry as `parent_id` (a point's parent; for the root frame, the
     /// base id, as OSProfiler's `get_parent_id` at the top).
     #[inline]
@@ -176,7 +195,10 @@ impl Profiler {
             self.id()
                 .with_text(|id| crate::headers::pack_with(base, Some(id), Some(mac)))
         };
-        Some(self.base_id().with_text(pack))
+        let mut headers = self.base_id().with_text(pack);
+        headers.x_trace_provisional =
+            crate::sampling::Provisional::of_flags(root.staging_flags()).map(|p| p.header_value());
+        Some(headers)
     }
 }
 
@@ -316,6 +338,10 @@ pub(crate) fn emit(
         info: info.0,
         function,
         lazy: info.1,
+        staging: match &frame.root.staging {
+            None => 0,
+            Some(st) => st.message_flags(frame, phase),
+        },
     };
     frame.root.notifier.notify(msg);
 }
@@ -413,11 +439,27 @@ impl Verified {
     /// A trace root for these ids and key, not installed anywhere
     /// ([`crate::Profiler::new_root`]): run a handler in it.
     pub fn profiler(&self) -> Option<crate::Profiler> {
-        crate::Profiler::new_root_ids(
+        if !switches::is_enabled() {
+            return None;
+        }
+        let staging = match self.provisional {
+            None => None,
+            Some(p) => Some(crate::sampling::callee(p)?),
+        };
+        let root = Root::new_staged(
             self.hmac_key.clone(),
             Some(self.base_id.clone()),
             self.parent_id.clone(),
-        )
+            staging,
+        );
+        Some(crate::Profiler {
+            frame: Arc::new(Frame {
+                id: root.top_id.clone(),
+                root,
+                name: None,
+                parent: None,
+            }),
+        })
     }
 
     /// Starts the trace in the current scope ([`crate::init`] with these ids and key).

@@ -304,19 +304,20 @@ impl Profiler {
     /// A new trace (as [`Profiler::new_root`]) with its first point open — a child of
     /// `parent_id` — in one step: what server middleware does with verified headers. The root
     /// itself gets no frame, so this saves an allocation; when the point stops, no trace is
-    /// left current.
+    /// left current. `staging` is set for a provisional trace.
     pub(crate) fn root_point<I: IntoInfo>(
         hmac_key: Arc<str>,
         base_id: Option<Id>,
         parent_id: Option<Id>,
         name: Cow<'static, str>,
         info: impl FnOnce() -> I,
+        staging: Option<crate::sampling::Staging>,
     ) -> Trace {
         if !switches::is_enabled() {
             return Trace::inactive();
         }
         let frame = Arc::new(Frame {
-            root: Root::new(hmac_key, base_id, parent_id),
+            root: Root::new_staged(hmac_key, base_id, parent_id, staging),
             id: Id::new_v4(),
             name: Some(name),
             parent: None,
@@ -368,12 +369,21 @@ impl Verified {
         F: FnOnce() -> I,
         I: crate::message::IntoInfo,
     {
+        let staging = match self.provisional {
+            None => None,
+            // A callee that cannot stage does not record a provisional trace.
+            Some(p) => match crate::sampling::callee(p) {
+                Some(s) => Some(s),
+                None => return crate::Trace::inactive(),
+            },
+        };
         crate::Profiler::root_point(
             self.hmac_key.clone(),
             Some(self.base_id.clone()),
             self.parent_id.clone(),
             name.into(),
             info,
+            staging,
         )
     }
 }

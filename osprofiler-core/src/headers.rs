@@ -62,15 +62,31 @@ pub struct TraceHeaders {
     pub x_trace_info: String,
     /// Value of `X-Trace-HMAC`.
     pub x_trace_hmac: String,
+    /// Value of `X-Trace-Provisional`, sent when the trace is provisional (see
+    /// [`crate::sampling`]); `None` for a trace stored for good.
+    pub x_trace_provisional: Option<&'static str>,
 }
 
 impl TraceHeaders {
-    /// The two `(name, value)` pairs.
-    pub fn pairs(&self) -> [(&'static str, &str); 2] {
+    /// The `(name, value)` pairs to send: `X-Trace-Info`, `X-Trace-HMAC`, and
+    /// `X-Trace-Provisional` when the trace is provisional.
+    ///
+    /// ```
+    /// use osprofiler_core::headers::{signed_pack, TraceData};
+    /// let h = signed_pack(&TraceData { base_id: "b".into(), parent_id: None }, "k");
+    /// let names: Vec<&str> = h.pairs().map(|(name, _)| name).collect();
+    /// assert_eq!(names, ["X-Trace-Info", "X-Trace-HMAC"]);
+    /// ```
+    pub fn pairs(&self) -> impl Iterator<Item = (&'static str, &str)> {
         [
-            (X_TRACE_INFO, &self.x_trace_info),
-            (X_TRACE_HMAC, &self.x_trace_hmac),
+            (X_TRACE_INFO, &*self.x_trace_info),
+            (X_TRACE_HMAC, &*self.x_trace_hmac),
         ]
+        .into_iter()
+        .chain(
+            self.x_trace_provisional
+                .map(|v| (crate::sampling::X_TRACE_PROVISIONAL, v)),
+        )
     }
 }
 
@@ -88,6 +104,9 @@ pub struct Verified {
     /// The configured key that matched; sign onward calls with it. Shared with the
     /// [`HmacKeys`] it came from (no copy per request).
     pub hmac_key: std::sync::Arc<str>,
+    /// Set when the caller marked the trace provisional (`X-Trace-Provisional`, read by the
+    /// server layer, not by verification; see [`crate::sampling`]).
+    pub provisional: Option<crate::sampling::Provisional>,
 }
 
 /// The key is not shown.
@@ -97,6 +116,7 @@ impl std::fmt::Debug for Verified {
             .field("base_id", &self.base_id)
             .field("parent_id", &self.parent_id)
             .field("hmac_key", &"[REDACTED]")
+            .field("provisional", &self.provisional)
             .finish()
     }
 }
@@ -246,6 +266,7 @@ impl HmacKeys {
             base_id,
             parent_id,
             hmac_key: key.clone(),
+            provisional: None,
         })
     }
 }
@@ -338,6 +359,7 @@ pub(crate) fn pack_with(
     TraceHeaders {
         x_trace_info: info,
         x_trace_hmac: hmac,
+        x_trace_provisional: None,
     }
 }
 
@@ -377,6 +399,7 @@ pub fn signed_unpack_bytes<K: AsRef<str>>(
         base_id,
         parent_id,
         hmac_key: std::sync::Arc::from(key),
+        provisional: None,
     })
 }
 
@@ -579,7 +602,8 @@ mod tests {
             Verified {
                 base_id: "b".into(),
                 parent_id: Some("p".into()),
-                hmac_key: "k".into()
+                hmac_key: "k".into(),
+                provisional: None,
             }
         );
         let (i, m) = pack_raw(r#"{"base_id": "b"}"#, "k");

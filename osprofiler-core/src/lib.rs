@@ -72,6 +72,7 @@ pub mod message;
 pub mod notifier;
 pub mod pyjson;
 pub mod report;
+pub mod sampling;
 pub mod scope;
 pub mod stats;
 pub mod switches;

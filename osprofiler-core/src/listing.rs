@@ -470,6 +470,9 @@ pub struct ListFilter {
     pub sort: SortBy,
     /// At most this many: the newest ones when sorted by start, the longest by duration.
     pub limit: Option<usize>,
+    /// Also provisional traces not kept (yet) (see [`crate::notifier::TraceState`]): a
+    /// collector hides them otherwise.
+    pub include_pending: bool,
 }
 
 impl ListFilter {

@@ -77,6 +77,8 @@ pub struct Message {
     pub(crate) function: Option<FnCall>,
     /// Info written into `info` only when the message is serialized (off the hot path).
     pub(crate) lazy: Option<Arc<dyn LazyInfo>>,
+    /// The trace's staging flags ([`crate::sampling`]): 0 for a trace stored for good.
+    pub(crate) staging: u8,
 }
 
 /// Info that is turned into JSON only when the message is serialized — by the notifier's
@@ -284,6 +286,16 @@ impl Message {
         self.lazy.as_deref()?.error_type(self.phase)
     }
 
+    /// Whether the message belongs to a *provisional* trace (see [`crate::sampling`]): one
+    /// recorded in case it turns out slow or failed. A collector that stages
+    /// ([`crate::notifier::Writer::stage`]) stores it hidden from readers until the trace is
+    /// kept ([`crate::notifier::Writer::keep`]), and removes it with its trace when the
+    /// staging window passes without a keep ([`crate::notifier::Writer::sweep`]).
+    #[inline]
+    pub fn is_provisional(&self) -> bool {
+        self.staging & crate::sampling::flags::PROVISIONAL != 0
+    }
+
     /// `info.db.api` (`query`, `begin`, …), whether given as a map or as [`LazyInfo`].
     pub fn db_api(&self) -> Option<&str> {
         if let Some(api) = self
@@ -412,6 +424,7 @@ mod tests {
             info,
             function: None,
             lazy: None,
+            staging: 0,
         };
         assert_eq!(
             m.to_json(),

@@ -8,9 +8,11 @@
 //! [`NotifierStats`]), with one warning in the log. A failing driver is retried with backoff;
 //! meanwhile messages wait in the queue.
 
+use crate::id::Id;
 pub use crate::listing::{ListFilter, PartialSummary, SortBy, TraceListing};
 use crate::message::{Leftover, Message};
 use crate::report::Report;
+use crate::sampling::flags;
 use crossbeam_queue::ArrayQueue;
 use serde_json::Value;
 use std::fmt;
@@ -35,6 +37,13 @@ pub trait Notifier: Send + Sync + 'static {
     /// Counters, for monitoring.
     fn stats(&self) -> NotifierStats {
         NotifierStats::default()
+    }
+
+    /// Whether this notifier's collector stages provisional traces (see [`crate::sampling`]
+    /// and [`Writer::stage`]). A service whose notifier does not stage records no provisional
+    /// trace: neither one it would start nor one a caller asks it to continue. Default false.
+    fn stages(&self) -> bool {
+        false
     }
 }
 
@@ -104,6 +113,27 @@ pub struct NotifierStats {
     pub dropped_failed: u64,
     /// Driver calls that failed (each was retried).
     pub driver_errors: u64,
+    /// Provisional traces (see [`crate::sampling`]) as this process saw them.
+    pub provisional: ProvisionalStats,
+}
+
+/// What happened to provisional traces (see [`crate::sampling`]), as one process saw them:
+/// part of [`NotifierStats`], and logged at debug level every minute while the notifier
+/// stages.
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+pub struct ProvisionalStats {
+    /// Provisional traces this process started (its sampler's tail share).
+    pub started: u64,
+    /// Provisional traces this process wrote a keep for: those it started whose root took at
+    /// least `keep_slow_ms`, those in which it recorded an error point (with `keep_errors`),
+    /// and those kept with [`crate::sampling::keep`].
+    pub kept: u64,
+    /// Provisional traces started here whose root point finished with no reason to keep them
+    /// seen in this process (another service may still keep them).
+    pub dropped: u64,
+    /// Provisional traces removed from the store by this process's sweeps: not kept within
+    /// the staging window (see [`Writer::sweep`]).
+    pub expired: u64,
 }
 
 /// An error from a collector driver.
@@ -313,6 +343,92 @@ pub trait Writer: Send + Sync + 'static {
         let _ = parts;
         Ok(())
     }
+
+    /// Prepares the collector to stage provisional traces (see [`crate::sampling`]) with a
+    /// staging window of `window`; called once by [`QueueNotifier::start`], before any batch,
+    /// without I/O. From then on [`Writer::notify`] stores the messages that are
+    /// [`Message::is_provisional`] so that readers do not see their trace (see
+    /// [`Reader::trace_state`]) until it is kept ([`Writer::keep`]), and the notifier calls
+    /// [`Writer::sweep`] regularly.
+    ///
+    /// By default an error saying that this collector cannot stage: a service configured to
+    /// keep slow or failed traces (`keep_slow_ms`, `keep_errors`) fails at start-up with it,
+    /// rather than losing or leaking traces.
+    fn stage(&self, window: Duration) -> Result<(), DriverError> {
+        let _ = window;
+        Err(DriverError::new(format!(
+            "the {} collector cannot stage provisional traces (keep_slow_ms, keep_errors): \
+             use sqlite://, postgresql://, mysql:// or redis://",
+            self.name()
+        )))
+    }
+
+    /// Keeps these provisional traces for good: readers see their stored messages, and every
+    /// message stored for them later, whoever writes it. Idempotent, and may come before any
+    /// message of the trace was stored. Called by the notifier's worker after the messages
+    /// that led to the keep were stored. Default: nothing to do (a collector that does not
+    /// stage keeps everything).
+    fn keep(&self, base_ids: &[&str]) -> Result<(), DriverError> {
+        let _ = base_ids;
+        Ok(())
+    }
+
+    /// Removes the provisional traces staged more than the staging window ago and never kept:
+    /// all their stored messages (also those other services wrote straight to the store,
+    /// such as Python OSProfiler's), their summaries and their error index; messages of such a
+    /// trace that arrive up to another window later are removed by later sweeps. Returns how
+    /// many traces were removed ([`ProvisionalStats::expired`]). Called regularly by the
+    /// notifier's worker of every service whose collector stages; idempotent, so services may
+    /// sweep the same store concurrently. Default: nothing staged, nothing to remove.
+    fn sweep(&self) -> Result<u64, DriverError> {
+        Ok(0)
+    }
+
+    /// Prepares the collector to delete traces older than `age` by itself (the `retention`
+    /// option); called once by [`QueueNotifier::start`], without I/O. The notifier then calls
+    /// [`Writer::prune`] regularly. By default an error saying that this collector cannot
+    /// delete: a service configured with a `retention` fails at start-up with it.
+    fn retain(&self, age: Duration) -> Result<(), DriverError> {
+        let _ = age;
+        Err(DriverError::new(format!(
+            "the {} collector cannot delete old traces (retention)",
+            self.name()
+        )))
+    }
+
+    /// Deletes every stored trace whose newest message is older than `cutoff` (so never a
+    /// trace still being written), with its summaries, error index and staging record;
+    /// returns how many traces. By default an error saying that this collector cannot.
+    fn prune(&self, cutoff: std::time::SystemTime) -> Result<u64, DriverError> {
+        let _ = cutoff;
+        Err(DriverError::new(format!(
+            "the {} collector cannot delete traces",
+            self.name()
+        )))
+    }
+
+    /// Deletes one trace: its messages, summaries, error index and staging record; returns
+    /// how many messages were deleted. By default an error saying that this collector cannot.
+    fn delete_trace(&self, base_id: &str) -> Result<u64, DriverError> {
+        let _ = base_id;
+        Err(DriverError::new(format!(
+            "the {} collector cannot delete traces",
+            self.name()
+        )))
+    }
+}
+
+/// Whether readers show a stored trace (see [`Reader::trace_state`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum TraceState {
+    /// Stored for good: never provisional, or provisional and kept.
+    Stored,
+    /// Provisional and not kept (yet): hidden from listings, removed when the staging window
+    /// passes without a keep.
+    Pending,
+    /// Provisional, not kept within the staging window, and being removed.
+    Dropped,
 }
 
 /// The reading half of a collector: what the CLI and reports need. A collector that only
@@ -329,8 +445,17 @@ pub trait Reader: Send + Sync + 'static {
         ))
     }
 
-    /// All stored traces.
+    /// All stored traces, but not those still provisional ([`TraceState::Pending`] or
+    /// [`TraceState::Dropped`]).
     fn list_traces(&self) -> Result<Vec<TraceSummary>, DriverError>;
+
+    /// Whether readers show this trace: [`TraceState::Stored`] unless it is provisional and
+    /// not kept. `osprofiler trace show` asks first and shows a pending trace only with
+    /// `--pending`. Default: [`TraceState::Stored`] (a collector that does not stage).
+    fn trace_state(&self, base_id: &str) -> Result<TraceState, DriverError> {
+        let _ = base_id;
+        Ok(TraceState::Stored)
+    }
 
     /// Traces with at least one error point.
     fn list_error_traces(&self) -> Result<Vec<TraceSummary>, DriverError>;
@@ -417,6 +542,19 @@ pub struct QueueOptions {
     /// many traces with points still open the worker follows at once (default 10,000); past
     /// that, the oldest one's summary is written with what is known so far.
     pub summary_traces: usize,
+    /// How long a provisional trace waits to be kept before the collector removes it (default
+    /// 60 s; see [`crate::sampling`] and [`Writer::stage`]). The notifier asks every collector
+    /// that can stage to do so, and sweeps it every quarter window (at least every 100 ms, at
+    /// most every 15 s) once it has stored a provisional message.
+    pub staging_window: Duration,
+    /// This service starts provisional traces (its sampler keeps slow or failed requests): a
+    /// collector that cannot stage is an error at start, and the notifier sweeps from the
+    /// start (default false).
+    pub keep_traces: bool,
+    /// Delete stored traces whose newest message is older than this (`retention`; default
+    /// none): a collector that cannot is an error at start; the notifier prunes it every
+    /// quarter of the retention (at least every second, at most every 10 minutes).
+    pub retention: Option<Duration>,
 }
 
 impl Default for QueueOptions {
@@ -428,11 +566,18 @@ impl Default for QueueOptions {
             shutdown_timeout: Duration::from_secs(5),
             reject_retries: 3,
             summary_traces: 10_000,
+            staging_window: Duration::from_secs(60),
+            keep_traces: false,
+            retention: None,
         }
     }
 }
 
 struct Shared {
+    /// The collector stages provisional traces.
+    stages: bool,
+    /// Counters of [`ProvisionalStats`]: started, kept, dropped, expired.
+    provisional: [AtomicU64; 4],
     queue: ArrayQueue<Message>,
     /// Heap memory of delivered messages, freed by traced threads (see [`QueueNotifier`]).
     leftovers: ArrayQueue<Leftover>,
@@ -457,6 +602,17 @@ struct Shared {
 }
 
 impl Shared {
+    fn provisional_stats(&self) -> ProvisionalStats {
+        let [started, kept, dropped, expired] =
+            std::array::from_fn(|i| self.provisional[i].load(Ordering::Relaxed));
+        ProvisionalStats {
+            started,
+            kept,
+            dropped,
+            expired,
+        }
+    }
+
     fn wake_worker(&self) {
         let mut flag = self.wake_lock.lock().unwrap_or_else(|e| e.into_inner());
         *flag = true;
@@ -527,7 +683,19 @@ impl QueueNotifier {
                 "queue capacity and batch_size must be at least 1",
             ));
         }
+        // Every collector that can stage does, so that this service can take part in
+        // provisional traces others start; one that must and cannot is an error now.
+        let stages = match driver.stage(opts.staging_window) {
+            Ok(()) => true,
+            Err(e) if opts.keep_traces => return Err(e),
+            Err(_) => false,
+        };
+        if let Some(age) = opts.retention {
+            driver.retain(age)?;
+        }
         let shared = Arc::new(Shared {
+            stages,
+            provisional: Default::default(),
             queue: ArrayQueue::new(opts.capacity),
             leftovers: ArrayQueue::new(LEFTOVERS),
             driver,
@@ -644,7 +812,12 @@ impl Notifier for QueueNotifier {
             dropped_full: s.dropped_full.load(Ordering::Relaxed),
             dropped_failed: s.dropped_failed.load(Ordering::Relaxed),
             driver_errors: s.driver_errors.load(Ordering::Relaxed),
+            provisional: s.provisional_stats(),
         }
+    }
+
+    fn stages(&self) -> bool {
+        self.shared.stages
     }
 }
 
@@ -669,6 +842,8 @@ fn worker(s: Arc<Shared>) {
         .driver
         .stores_summaries()
         .then(|| Summaries::new(s.opts.summary_traces));
+    // Keeps, sweeps and retention.
+    let mut upkeep = Upkeep::new(&s);
     loop {
         let flush_request = s.flush_requested.load(Ordering::Acquire);
         if batch.is_empty() {
@@ -714,6 +889,9 @@ fn worker(s: Arc<Shared>) {
             match outcome {
                 Ok(refused) => {
                     let n = (batch.len() - refused) as u64;
+                    if s.stages {
+                        upkeep.observe(&s, &batch);
+                    }
                     if let Some(sum) = summaries.as_mut() {
                         sum.observe(&batch);
                         if sum.pending.len() >= s.opts.batch_size {
@@ -794,6 +972,7 @@ fn worker(s: Arc<Shared>) {
             }
             sum.write(&s);
         }
+        upkeep.tick(&s);
         // The queue was seen empty with nothing in flight: every message pushed before
         // `flush_request` was made has been delivered.
         if s.flushed.load(Ordering::Relaxed) < flush_request {
@@ -863,6 +1042,157 @@ impl Summaries {
                     self.pending.clear();
                 }
             }
+        }
+    }
+}
+
+/// The worker's upkeep of provisional traces and retention: keeps to write, sweeps, prunes,
+/// and the periodic debug log of the counters.
+struct Upkeep {
+    /// Traces kept lately, so that each is kept and counted once.
+    kept: std::collections::HashSet<Id>,
+    kept_order: std::collections::VecDeque<Id>,
+    /// Keeps not written yet (the collector failed).
+    to_keep: Vec<Id>,
+    keep_failures: u64,
+    /// Whether a provisional message went through (or this service starts provisional
+    /// traces): only then does this service sweep.
+    sweeping: bool,
+    next_sweep: Instant,
+    next_prune: Option<Instant>,
+    next_log: Instant,
+    failures: u64,
+}
+
+impl Upkeep {
+    /// Traces remembered as kept.
+    const KEPT: usize = 4096;
+
+    fn new(s: &Shared) -> Upkeep {
+        let now = Instant::now();
+        Upkeep {
+            kept: Default::default(),
+            kept_order: Default::default(),
+            to_keep: Vec::new(),
+            keep_failures: 0,
+            sweeping: s.stages && s.opts.keep_traces,
+            next_sweep: now,
+            next_prune: s.opts.retention.map(|_| now),
+            next_log: now + Self::LOG_EVERY,
+            failures: 0,
+        }
+    }
+
+    const LOG_EVERY: Duration = Duration::from_secs(60);
+
+    fn sweep_every(s: &Shared) -> Duration {
+        (s.opts.staging_window / 4).clamp(Duration::from_millis(100), Duration::from_secs(15))
+    }
+
+    fn prune_every(age: Duration) -> Duration {
+        (age / 4).clamp(Duration::from_secs(1), Duration::from_secs(600))
+    }
+
+    /// A stored batch: which traces to keep, and the counters.
+    fn observe(&mut self, s: &Shared, stored: &[Message]) {
+        for m in stored.iter().filter(|m| m.is_provisional()) {
+            self.sweeping = true;
+            let f = m.staging;
+            if f & flags::ORIGIN_START != 0 {
+                s.provisional[0].fetch_add(1, Ordering::Relaxed);
+            }
+            let keep =
+                f & flags::KEEP != 0 || f & flags::KEEP_ERRORS != 0 && m.error_type().is_some();
+            if keep && !self.kept.contains(&m.base_id) {
+                if self.kept_order.len() >= Self::KEPT
+                    && let Some(old) = self.kept_order.pop_front()
+                {
+                    self.kept.remove(&old);
+                }
+                self.kept.insert(m.base_id.clone());
+                self.kept_order.push_back(m.base_id.clone());
+                self.to_keep.push(m.base_id.clone());
+                s.provisional[1].fetch_add(1, Ordering::Relaxed);
+            }
+            if f & flags::ORIGIN_END != 0 && !self.kept.contains(&m.base_id) {
+                s.provisional[2].fetch_add(1, Ordering::Relaxed);
+            }
+        }
+        self.write_keeps(s);
+    }
+
+    fn write_keeps(&mut self, s: &Shared) {
+        if self.to_keep.is_empty() {
+            return;
+        }
+        let texts: Vec<String> = self.to_keep.iter().map(Id::to_string).collect();
+        let ids: Vec<&str> = texts.iter().map(String::as_str).collect();
+        match s.driver.keep(&ids) {
+            Ok(()) => self.to_keep.clear(),
+            Err(e) => {
+                self.keep_failures += 1;
+                if self.keep_failures.is_power_of_two() {
+                    log::warn!(
+                        "osprofiler: driver {} cannot keep {} provisional traces ({} failures so                          far), will retry: {e}",
+                        s.driver.name(),
+                        ids.len(),
+                        self.keep_failures
+                    );
+                }
+            }
+        }
+    }
+
+    /// Between batches: keeps to retry, a sweep or a prune when due, the debug log.
+    fn tick(&mut self, s: &Shared) {
+        self.write_keeps(s);
+        let now = Instant::now();
+        if self.sweeping && now >= self.next_sweep {
+            self.next_sweep = now + Self::sweep_every(s);
+            match s.driver.sweep() {
+                Ok(n) => {
+                    s.provisional[3].fetch_add(n, Ordering::Relaxed);
+                }
+                Err(e) => self.failed(s, "sweep provisional traces", &e),
+            }
+        }
+        if let (Some(at), Some(age)) = (self.next_prune, s.opts.retention)
+            && now >= at
+        {
+            self.next_prune = Some(now + Self::prune_every(age));
+            match std::time::SystemTime::now()
+                .checked_sub(age)
+                .map(|cutoff| s.driver.prune(cutoff))
+            {
+                Some(Ok(n)) if n > 0 => log::debug!(
+                    "osprofiler: driver {} deleted {n} traces older than the retention ({age:?})",
+                    s.driver.name()
+                ),
+                Some(Err(e)) => self.failed(s, "delete old traces", &e),
+                _ => {}
+            }
+        }
+        if s.stages && now >= self.next_log {
+            self.next_log = now + Self::LOG_EVERY;
+            let p = s.provisional_stats();
+            log::debug!(
+                "osprofiler: provisional traces: {} started, {} kept, {} dropped, {} expired",
+                p.started,
+                p.kept,
+                p.dropped,
+                p.expired
+            );
+        }
+    }
+
+    fn failed(&mut self, s: &Shared, what: &str, e: &DriverError) {
+        self.failures += 1;
+        if self.failures.is_power_of_two() {
+            log::warn!(
+                "osprofiler: driver {} cannot {what} ({} failures so far), will retry: {e}",
+                s.driver.name(),
+                self.failures
+            );
         }
     }
 }

@@ -160,7 +160,13 @@ pub fn init_from_conf(
 ) -> Result<NotifierGuard, InitError> {
     let notifier = if conf.enabled {
         let driver = create_driver(&conf.connection_string, conf)?;
-        let n = QueueNotifier::start(driver, QueueOptions::default())
+        let opts = QueueOptions {
+            staging_window: conf.staging_window,
+            keep_traces: crate::sampling::Sampler::from_conf(conf).keeps(),
+            retention: conf.retention,
+            ..QueueOptions::default()
+        };
+        let n = QueueNotifier::start(driver, opts)
             .map_err(|e| InitError::driver(&conf.connection_string, e))?;
         notifier::set(n.clone());
         Some(n)
@@ -172,6 +178,7 @@ pub fn init_from_conf(
     switches::set_trace_sql(conf.trace_sqlalchemy);
     switches::set_trace_sql_params(conf.trace_sql_params);
     switches::set_filter_error_trace(conf.filter_error_trace);
+    crate::sampling::set_global(crate::sampling::Sampler::from_conf(conf));
     switches::set_enabled(conf.enabled);
     for (option, why) in conf.inert_options() {
         log::warn!("osprofiler: [profiler] {option} has no effect here: {why}");

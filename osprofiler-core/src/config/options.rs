@@ -52,6 +52,29 @@ pub struct ProfilerConfig {
     /// `sentinel_service_name` (default `mymaster`): the service `redissentinel://` asks its
     /// Sentinel for.
     pub sentinel_service_name: String,
+    /// `sample_ratio` (default 0, ours): the share of requests without signed trace headers
+    /// that start a trace at this service's edge (see [`crate::sampling`]).
+    pub sample_ratio: f64,
+    /// `sample_max_per_second` (default none, ours): at most this many head-sampled traces a
+    /// second.
+    pub sample_max_per_second: Option<f64>,
+    /// `keep_slow_ms` (default none, ours): trace requests without signed headers
+    /// provisionally, and keep those whose root request took at least this long (see
+    /// [`crate::sampling`]); the collector must stage.
+    pub keep_slow_ms: Option<u64>,
+    /// `keep_errors` (default: on with `keep_slow_ms`, ours): keep provisional traces in which a
+    /// service recorded an error point; `true` alone turns provisional tracing on.
+    pub keep_errors: Option<bool>,
+    /// `tail_ratio` (default 1 with `keep_slow_ms`/`keep_errors`, ours): the share of requests
+    /// without signed headers traced provisionally.
+    pub tail_ratio: Option<f64>,
+    /// `staging_window` (default 60 s, ours; `90s`, `5m`, or seconds): how long a provisional
+    /// trace waits for a reason to keep it, and for points of its late work, before it is
+    /// removed.
+    pub staging_window: std::time::Duration,
+    /// `retention` (default none, ours; `7d`, `12h`, `30m`, or seconds): stored traces whose
+    /// newest message is older than this are deleted by the collector, where it can.
+    pub retention: Option<std::time::Duration>,
 }
 
 impl Default for ProfilerConfig {
@@ -69,6 +92,13 @@ impl Default for ProfilerConfig {
             es_scroll_size: 10_000,
             socket_timeout: 0.1,
             sentinel_service_name: "mymaster".to_owned(),
+            sample_ratio: 0.0,
+            sample_max_per_second: None,
+            keep_slow_ms: None,
+            keep_errors: None,
+            tail_ratio: None,
+            staging_window: std::time::Duration::from_secs(60),
+            retention: None,
         }
     }
 }
@@ -97,6 +127,13 @@ impl fmt::Debug for ProfilerConfig {
             .field("es_scroll_size", &self.es_scroll_size)
             .field("socket_timeout", &self.socket_timeout)
             .field("sentinel_service_name", &self.sentinel_service_name)
+            .field("sample_ratio", &self.sample_ratio)
+            .field("sample_max_per_second", &self.sample_max_per_second)
+            .field("keep_slow_ms", &self.keep_slow_ms)
+            .field("keep_errors", &self.keep_errors)
+            .field("tail_ratio", &self.tail_ratio)
+            .field("staging_window", &self.staging_window)
+            .field("retention", &self.retention)
             .finish()
     }
 }
@@ -161,6 +198,59 @@ fn parse_bool(option: &str, value: &str) -> Result<bool, ConfigError> {
     }
 }
 
+/// A share: a number from 0 to 1.
+fn parse_share(option: &str, value: &str) -> Result<f64, ConfigError> {
+    value
+        .parse::<f64>()
+        .ok()
+        .filter(|r| (0.0..=1.0).contains(r))
+        .ok_or_else(|| err(option, value, "expected a number from 0 to 1"))
+}
+
+/// A duration: seconds, or a number with a unit (`ms`, `s`, `m`, `h`, `d`, `w`); empty: none.
+///
+/// ```
+/// # use osprofiler_core::ProfilerConfig;
+/// let mut c = ProfilerConfig::default();
+/// c.set("retention", "7d").unwrap();
+/// assert_eq!(c.retention, Some(std::time::Duration::from_secs(7 * 86_400)));
+/// c.set("staging_window", "1500ms").unwrap();
+/// assert_eq!(c.staging_window, std::time::Duration::from_millis(1500));
+/// c.set("staging_window", "30").unwrap();
+/// assert_eq!(c.staging_window.as_secs(), 30);
+/// let e = c.set("retention", "a week").unwrap_err();
+/// assert_eq!(e.option, "retention");
+/// ```
+fn parse_duration(option: &str, value: &str) -> Result<Option<std::time::Duration>, ConfigError> {
+    let v = value.trim();
+    if v.is_empty() {
+        return Ok(None);
+    }
+    let bad = || {
+        err(
+            option,
+            value,
+            "expected a duration: seconds, or a number with ms, s, m, h, d or w (90s, 5m, 7d)",
+        )
+    };
+    let digits = v
+        .find(|c: char| !(c.is_ascii_digit() || c == '.'))
+        .unwrap_or(v.len());
+    let n: f64 = v[..digits].parse().map_err(|_| bad())?;
+    let unit = match v[digits..].trim() {
+        "ms" => 0.001,
+        "" | "s" => 1.0,
+        "m" => 60.0,
+        "h" => 3600.0,
+        "d" => 86_400.0,
+        "w" => 7.0 * 86_400.0,
+        _ => return Err(bad()),
+    };
+    std::time::Duration::try_from_secs_f64(n * unit)
+        .map(Some)
+        .map_err(|_| bad())
+}
+
 /// oslo.config's comma-list splitting, as OSProfiler's `utils.split`.
 fn split_keys(value: &str) -> Vec<String> {
     value
@@ -214,6 +304,57 @@ impl ProfilerConfig {
                     .ok_or_else(|| err(option, v, "expected a non-negative number of seconds"))?
             }
             "sentinel_service_name" => self.sentinel_service_name = v.to_owned(),
+            "sample_ratio" => self.sample_ratio = parse_share(option, v)?,
+            "sample_max_per_second" => {
+                self.sample_max_per_second = if v.is_empty() {
+                    None
+                } else {
+                    Some(
+                        v.parse::<f64>()
+                            .ok()
+                            .filter(|n| n.is_finite() && *n > 0.0)
+                            .ok_or_else(|| {
+                                err(option, v, "expected a positive number of traces a second")
+                            })?,
+                    )
+                }
+            }
+            "keep_slow_ms" => {
+                self.keep_slow_ms = if v.is_empty() {
+                    None
+                } else {
+                    Some(v.parse().map_err(|_| {
+                        err(option, v, "expected a non-negative number of milliseconds")
+                    })?)
+                }
+            }
+            "keep_errors" => {
+                self.keep_errors = if v.is_empty() {
+                    None
+                } else {
+                    Some(parse_bool(option, v)?)
+                }
+            }
+            "tail_ratio" => {
+                self.tail_ratio = if v.is_empty() {
+                    None
+                } else {
+                    Some(parse_share(option, v)?)
+                }
+            }
+            "staging_window" => {
+                self.staging_window = parse_duration(option, v)?
+                    .filter(|d| !d.is_zero())
+                    .ok_or_else(|| err(option, v, "expected a positive duration"))?
+            }
+            "retention" => {
+                self.retention = match parse_duration(option, v)? {
+                    Some(d) if d.is_zero() => {
+                        return Err(err(option, v, "expected a positive duration"));
+                    }
+                    d => d,
+                }
+            }
             // The value of a misspelled option may be a key: not repeated.
             _ => return Err(err(option, "(not shown)", "unknown option")),
         }
@@ -299,6 +440,13 @@ pub const OPTIONS: &[&str] = &[
     "es_scroll_size",
     "socket_timeout",
     "sentinel_service_name",
+    "sample_ratio",
+    "sample_max_per_second",
+    "keep_slow_ms",
+    "keep_errors",
+    "tail_ratio",
+    "staging_window",
+    "retention",
 ];
 
 /// oslo.config's INI dialect: `[section]`, `key = value` or `key: value`, `#`/`;` comments,
@@ -402,6 +550,42 @@ impl ProfilerConfigBuilder {
         self.conf.socket_timeout = v;
         self
     }
+    /// `sample_ratio`: the share of requests without signed headers traced (see
+    /// [`crate::sampling`]).
+    pub fn sample_ratio(mut self, v: f64) -> Self {
+        self.conf.sample_ratio = v;
+        self
+    }
+    /// `sample_max_per_second`.
+    pub fn sample_max_per_second(mut self, v: f64) -> Self {
+        self.conf.sample_max_per_second = Some(v);
+        self
+    }
+    /// `keep_slow_ms`.
+    pub fn keep_slow_ms(mut self, v: u64) -> Self {
+        self.conf.keep_slow_ms = Some(v);
+        self
+    }
+    /// `keep_errors`.
+    pub fn keep_errors(mut self, v: bool) -> Self {
+        self.conf.keep_errors = Some(v);
+        self
+    }
+    /// `tail_ratio`.
+    pub fn tail_ratio(mut self, v: f64) -> Self {
+        self.conf.tail_ratio = Some(v);
+        self
+    }
+    /// `staging_window`.
+    pub fn staging_window(mut self, v: std::time::Duration) -> Self {
+        self.conf.staging_window = v;
+        self
+    }
+    /// `retention`.
+    pub fn retention(mut self, v: std::time::Duration) -> Self {
+        self.conf.retention = Some(v);
+        self
+    }
     /// Sets any option by name, parsing the value as in a file.
     pub fn option(mut self, option: &str, value: &str) -> Result<Self, ConfigError> {
         self.conf.set(option, value)?;
@@ -469,6 +653,20 @@ impl ProfilerConfig {
             out.push((
                 "sentinel_service_name",
                 "only the redissentinel:// collector uses it",
+            ));
+        }
+        let tail = self.keep_slow_ms.is_some() || self.keep_errors == Some(true);
+        if self.tail_ratio.is_some() && !tail {
+            out.push((
+                "tail_ratio",
+                "it is the share traced provisionally, which only keep_slow_ms or \
+                 keep_errors = true turn on",
+            ));
+        }
+        if self.sample_max_per_second.is_some() && self.sample_ratio == 0.0 {
+            out.push((
+                "sample_max_per_second",
+                "it caps head sampling, which sample_ratio turns on",
             ));
         }
         out
