@@ -1,0 +1,455 @@
+//! Issue 23's "Done when", live over Redis: two Rust services (`api` calls `worker`, both
+//! `src/bin/tail_service.rs`, configured from `OSPROFILER_*` variables) and a Python
+//! OSProfiler 4.4.0 one (`python/tail_service.py`, which `api` also calls, writing straight to
+//! Redis), each scenario with its own run of the three and a Redis database of its own
+//! (flushed first):
+//!
+//! - head sampling: with `sample_ratio = 0.25` on `api`, about a quarter of 400 unsigned
+//!   requests are traced (binomial bounds), exactly those whose base id
+//!   [`head_sampled`] picks, each complete across the three services;
+//! - tail keep: with `keep_slow_ms = 100`, of 50 unsigned requests of which 5 are slow and 3
+//!   fail downstream, exactly those 8 traces are listed, each complete across the three
+//!   services, and after the staging window nothing of the other 42 is left in Redis (Python's
+//!   points included);
+//! - signed requests with tail keep on are stored and listed at once, as today.
+mod common;
+use common::*;
+use futures_util::StreamExt;
+use osprofiler_core::ProfilerConfig;
+use osprofiler_core::headers::{TraceData, signed_pack};
+use osprofiler_core::notifier::{Reader, TraceState};
+use osprofiler_core::sampling::head_sampled;
+use serde_json::Value;
+use std::collections::{BTreeSet, HashMap};
+use std::io::{BufRead, BufReader};
+use std::process::{Child, Command, Stdio};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+const KEY: &str = "tail-key";
+
+/// A Redis database of the scenario's own (other tests use 0, 11 and 12), flushed.
+fn redis_db(db: u8) -> (String, redis::Connection) {
+    let url = format!("redis://127.0.0.1:6379/{db}");
+    let mut conn = redis::Client::open(url.as_str())
+        .and_then(|c| c.get_connection())
+        .unwrap_or_else(|e| {
+            panic!("Redis at 127.0.0.1:6379 is needed (scripts/test starts it): {e}")
+        });
+    redis::cmd("FLUSHDB").exec(&mut conn).unwrap();
+    (url, conn)
+}
+
+/// A child process that prints its port first; stopped when dropped (a Rust service's stdin
+/// is closed first, so that it flushes its notifier; killed if it does not exit).
+struct Service {
+    name: &'static str,
+    child: Child,
+    port: u16,
+    graceful: bool,
+}
+
+impl Service {
+    fn spawn(name: &'static str, mut cmd: Command) -> Service {
+        let mut child = cmd
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::inherit())
+            .spawn()
+            .unwrap_or_else(|e| panic!("cannot start {name} ({:?}): {e}", cmd.get_program()));
+        let mut line = String::new();
+        BufReader::new(child.stdout.take().unwrap())
+            .read_line(&mut line)
+            .unwrap();
+        let port = line
+            .trim()
+            .parse()
+            .unwrap_or_else(|_| panic!("{name} did not start (printed {line:?}; see its stderr)"));
+        Service {
+            name,
+            child,
+            port,
+            graceful: true,
+        }
+    }
+
+    fn url(&self) -> String {
+        format!("http://127.0.0.1:{}", self.port)
+    }
+}
+
+impl Drop for Service {
+    fn drop(&mut self) {
+        drop(self.child.stdin.take());
+        if !self.graceful {
+            let _ = self.child.kill();
+            let _ = self.child.wait();
+            return;
+        }
+        let deadline = Instant::now() + Duration::from_secs(5);
+        while Instant::now() < deadline {
+            if let Ok(Some(_)) = self.child.try_wait() {
+                return;
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        eprintln!("{} did not exit after its stdin closed: killed", self.name);
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// The three services of one scenario, over the Redis database `redis_url`; `api_conf` and
+/// `worker_conf` are `[profiler]` options (as `OSPROFILER_<OPTION>` variables) on top of
+/// `enabled`, `hmac_keys` and `connection_string`.
+struct Deployment {
+    api: Service,
+    _worker: Service,
+    _python: Service,
+}
+
+fn rust_service(role: &str, name: &'static str, redis_url: &str, conf: &[(&str, &str)]) -> Command {
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_tail_service"));
+    cmd.arg(role).arg(name);
+    for (k, _) in std::env::vars() {
+        if k.starts_with("OSPROFILER_") {
+            cmd.env_remove(k);
+        }
+    }
+    cmd.env("OSPROFILER_ENABLED", "true")
+        .env("OSPROFILER_HMAC_KEYS", KEY)
+        .env("OSPROFILER_CONNECTION_STRING", redis_url);
+    for (k, v) in conf {
+        cmd.env(format!("OSPROFILER_{}", k.to_ascii_uppercase()), v);
+    }
+    cmd
+}
+
+impl Deployment {
+    fn start(redis_url: &str, api_conf: &[(&str, &str)], worker_conf: &[(&str, &str)]) -> Self {
+        let mut py = Command::new(python());
+        py.arg(script("tail_service.py")).arg(KEY).arg(redis_url);
+        let mut python = Service::spawn("the Python service", py);
+        python.graceful = false; // writes synchronously: nothing to flush
+        let worker = Service::spawn(
+            "the worker",
+            rust_service("worker", "worker", redis_url, worker_conf),
+        );
+        let mut api = rust_service("api", "api", redis_url, api_conf);
+        api.arg(worker.url()).arg(python.url());
+        let api = Service::spawn("the api", api);
+        Deployment {
+            api,
+            _worker: worker,
+            _python: python,
+        }
+    }
+}
+
+/// Sends `GET /order?<query>` for each query, 8 at a time, unsigned unless `headers` gives
+/// signed ones; returns (status, body = the trace's base id or "") in the queries' order.
+async fn orders(
+    api: &str,
+    queries: &[String],
+    headers: Option<&HashMap<&'static str, String>>,
+) -> Vec<(u16, String)> {
+    let client = reqwest::Client::builder().no_proxy().build().unwrap();
+    futures_util::stream::iter(queries.iter().map(|q| {
+        let mut req = client.get(format!("{api}/order?{q}"));
+        for (k, v) in headers.into_iter().flatten() {
+            req = req.header(*k, v);
+        }
+        async move {
+            let resp = req.send().await.expect("request to the api");
+            let status = resp.status().as_u16();
+            (status, resp.text().await.unwrap())
+        }
+    }))
+    .buffered(8)
+    .collect()
+    .await
+}
+
+fn reader(redis_url: &str) -> Arc<dyn Reader> {
+    osprofiler_collectors::open_reader(redis_url, &ProfilerConfig::default())
+        .unwrap_or_else(|e| panic!("open a reader on {redis_url}: {e}"))
+}
+
+fn listed(reader: &dyn Reader) -> BTreeSet<String> {
+    reader
+        .list_traces()
+        .unwrap()
+        .into_iter()
+        .map(|t| t.base_id)
+        .collect()
+}
+
+/// Whether a trace is complete: each service's `wsgi` point and its own (`api`: the `http`
+/// points of its calls; `worker`: `work`; `python`: `python_work`), and every start has its
+/// stop. `Err` says what is missing.
+fn complete(msgs: &[Value]) -> Result<(), String> {
+    let has = |service: &str, name: &str| {
+        msgs.iter()
+            .any(|m| m["service"] == service && m["name"] == name)
+    };
+    let mut missing = vec![];
+    for (service, points) in [
+        ("api", ["wsgi", "http"]),
+        ("worker", ["wsgi", "work"]),
+        ("python", ["wsgi", "python_work"]),
+    ] {
+        for point in points {
+            for phase in ["start", "stop"] {
+                let name = format!("{point}-{phase}");
+                if !has(service, &name) {
+                    missing.push(format!("{service} {name}"));
+                }
+            }
+        }
+    }
+    for start in msgs
+        .iter()
+        .filter(|m| m["name"].as_str().is_some_and(|n| n.ends_with("-start")))
+    {
+        let stopped = msgs.iter().any(|m| {
+            m["trace_id"] == start["trace_id"]
+                && m["name"].as_str().is_some_and(|n| n.ends_with("-stop"))
+        });
+        if !stopped {
+            missing.push(format!(
+                "the stop of {} {}",
+                start["service"], start["name"]
+            ));
+        }
+    }
+    if missing.is_empty() {
+        Ok(())
+    } else {
+        Err(format!("missing {}", missing.join(", ")))
+    }
+}
+
+/// Waits (at most 15 s) until every trace of `ids` is complete; panics naming the first that
+/// is not, with its messages.
+async fn wait_complete(reader: &Arc<dyn Reader>, ids: &BTreeSet<String>) {
+    let deadline = Instant::now() + Duration::from_secs(15);
+    loop {
+        let r = reader.clone();
+        let ids2 = ids.clone();
+        let incomplete = tokio::task::spawn_blocking(move || {
+            ids2.iter().find_map(|id| {
+                let msgs = r.trace_messages(id).unwrap();
+                complete(&msgs).err().map(|e| (id.clone(), e, msgs))
+            })
+        })
+        .await
+        .unwrap();
+        let Some((id, why, msgs)) = incomplete else {
+            return;
+        };
+        if Instant::now() > deadline {
+            panic!("trace {id} incomplete after 15 s: {why}; its messages: {msgs:#?}");
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+/// Every key of the Redis database, with its content as text (whatever its type).
+fn dump_db(conn: &mut redis::Connection) -> Vec<(String, String)> {
+    let keys: Vec<String> = redis::cmd("KEYS").arg("*").query(conn).unwrap();
+    keys.into_iter()
+        .map(|k| {
+            let kind: String = redis::cmd("TYPE").arg(&k).query(conn).unwrap();
+            let content: Vec<String> = match kind.as_str() {
+                "string" => vec![redis::cmd("GET").arg(&k).query(conn).unwrap()],
+                "list" => redis::cmd("LRANGE")
+                    .arg(&k)
+                    .arg(0)
+                    .arg(-1)
+                    .query(conn)
+                    .unwrap(),
+                "set" => redis::cmd("SMEMBERS").arg(&k).query(conn).unwrap(),
+                "zset" => redis::cmd("ZRANGE")
+                    .arg(&k)
+                    .arg(0)
+                    .arg(-1)
+                    .query(conn)
+                    .unwrap(),
+                "hash" => redis::cmd("HGETALL").arg(&k).query(conn).unwrap(),
+                "none" => vec![], // expired or deleted since KEYS
+                other => vec![format!("<a {other}>")],
+            };
+            (k, content.join("\n"))
+        })
+        .collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn head_sampling_traces_a_quarter_each_complete() {
+    let (url, _conn) = redis_db(13);
+    let d = Deployment::start(&url, &[("sample_ratio", "0.25")], &[]);
+    let n = 400;
+    let queries = vec![String::new(); n];
+    let answers = orders(&d.api.url(), &queries, None).await;
+    assert!(answers.iter().all(|(s, _)| *s == 200), "{answers:?}");
+    let traced: BTreeSet<String> = answers
+        .into_iter()
+        .filter(|(_, b)| !b.is_empty())
+        .map(|(_, b)| b)
+        .collect();
+    // Binomial(400, 0.25): mean 100, sd 8.66; ± 4.5 sd.
+    let (mean, sd) = (100.0, (n as f64 * 0.25 * 0.75).sqrt());
+    let (lo, hi) = ((mean - 4.5 * sd) as usize, (mean + 4.5 * sd) as usize);
+    assert!(
+        (lo..=hi).contains(&traced.len()),
+        "{} of {n} requests traced, expected {lo}..={hi}",
+        traced.len()
+    );
+    for id in &traced {
+        assert!(
+            head_sampled(id, 0.25),
+            "{id} traced, but head_sampled(id, 0.25) is false"
+        );
+    }
+    let reader = reader(&url);
+    wait_complete(&reader, &traced).await;
+    assert_eq!(
+        listed(&*reader),
+        traced,
+        "listed traces = the traced requests"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn tail_keep_stores_exactly_the_slow_and_failed_traces() {
+    let (url, mut conn) = redis_db(14);
+    let window = Duration::from_secs(2);
+    let win = format!("{}ms", window.as_millis());
+    let d = Deployment::start(
+        &url,
+        &[("keep_slow_ms", "100"), ("staging_window", &win)],
+        &[("staging_window", &win)],
+    );
+    // 50 requests: 5 slow (the worker sleeps 150 ms), 3 failing downstream (the worker
+    // answers 500), spread among fast ones.
+    let queries: Vec<String> = (0..50)
+        .map(|i| match i {
+            3 | 12 | 21 | 30 | 44 => "slow=1".to_owned(),
+            7 | 25 | 38 => "fail=1".to_owned(),
+            _ => String::new(),
+        })
+        .collect();
+    let answers = orders(&d.api.url(), &queries, None).await;
+    let mut keep = BTreeSet::new();
+    let mut drop = BTreeSet::new();
+    for (q, (status, base)) in queries.iter().zip(&answers) {
+        let want = if q == "fail=1" { 500 } else { 200 };
+        assert_eq!(*status, want, "GET /order?{q}");
+        assert!(
+            !base.is_empty(),
+            "GET /order?{q} ran untraced: every unsigned request is traced provisionally"
+        );
+        if q.is_empty() {
+            drop.insert(base.clone());
+        } else {
+            keep.insert(base.clone());
+        }
+    }
+    assert_eq!((keep.len(), drop.len()), (8, 42));
+    let reader = reader(&url);
+    // The kept traces are complete (and shown) without waiting for the window.
+    wait_complete(&reader, &keep).await;
+    for id in &keep {
+        assert_eq!(reader.trace_state(id).unwrap(), TraceState::Stored, "{id}");
+    }
+    // Past the staging window twice (pending → dropped → gone) and a sweep interval.
+    tokio::time::sleep(window * 2 + window / 4 + Duration::from_millis(1500)).await;
+    assert_eq!(
+        listed(&*reader),
+        keep,
+        "listed traces = the slow and failed requests"
+    );
+    wait_complete(&reader, &keep).await;
+    for id in &drop {
+        let msgs = reader.trace_messages(id).unwrap();
+        assert!(
+            msgs.is_empty(),
+            "dropped trace {id} still has messages: {msgs:#?}"
+        );
+    }
+    let left: Vec<(String, String)> = tokio::task::spawn_blocking(move || dump_db(&mut conn))
+        .await
+        .unwrap();
+    for (key, content) in &left {
+        let of_dropped = drop
+            .iter()
+            .find(|id| key.contains(id.as_str()) || content.contains(id.as_str()));
+        assert!(
+            of_dropped.is_none(),
+            "key {key} still holds dropped trace {}: {content}",
+            of_dropped.unwrap()
+        );
+        assert!(
+            keep.iter().any(|id| key.contains(id.as_str())),
+            "key {key} belongs to no kept trace: {content}"
+        );
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn signed_requests_are_stored_at_once_with_tail_keep_on() {
+    let (url, _conn) = redis_db(15);
+    // A long window: a signed trace must not wait for it.
+    let d = Deployment::start(
+        &url,
+        &[("keep_slow_ms", "100"), ("staging_window", "60s")],
+        &[("staging_window", "60s")],
+    );
+    let base = uuid::Uuid::new_v4().to_string();
+    let parent = uuid::Uuid::new_v4().to_string();
+    let h = signed_pack(
+        &TraceData {
+            base_id: base.clone(),
+            parent_id: Some(parent),
+        },
+        KEY,
+    );
+    assert_eq!(h.x_trace_provisional, None);
+    let headers = HashMap::from([
+        ("X-Trace-Info", h.x_trace_info),
+        ("X-Trace-HMAC", h.x_trace_hmac),
+    ]);
+    let answers = orders(&d.api.url(), &[String::new()], Some(&headers)).await;
+    assert_eq!(
+        answers[0],
+        (200, base.clone()),
+        "the api continued the caller's trace"
+    );
+    // And an unsigned one, fast and without error: provisional, pending, not listed.
+    let answers = orders(&d.api.url(), &[String::new()], None).await;
+    let (status, unsigned) = &answers[0];
+    assert_eq!(*status, 200);
+    assert!(
+        !unsigned.is_empty(),
+        "the unsigned request is traced provisionally"
+    );
+    let reader = reader(&url);
+    let ids = BTreeSet::from([base.clone()]);
+    let started = Instant::now();
+    wait_complete(&reader, &ids).await;
+    assert_eq!(reader.trace_state(&base).unwrap(), TraceState::Stored);
+    assert_eq!(
+        listed(&*reader),
+        ids,
+        "the signed trace, and only it, is listed"
+    );
+    assert!(
+        started.elapsed() < Duration::from_secs(10),
+        "stored at once, not after the staging window"
+    );
+    assert_eq!(
+        reader.trace_state(unsigned).unwrap(),
+        TraceState::Pending,
+        "the unsigned fast request's trace waits for its window"
+    );
+}
