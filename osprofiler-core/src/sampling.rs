@@ -512,13 +512,14 @@ pub fn keep() {
     }
 }
 
-/// Whether the current trace is provisional (kept or not yet).
+/// What a callee is told about the current trace when it is provisional (kept or not yet):
+/// what `X-Trace-Provisional` carries, and the RPC context's `osprofiler_provisional`.
 ///
 /// ```
-/// assert!(!osprofiler_core::sampling::is_provisional());
+/// assert!(osprofiler_core::sampling::current().is_none()); // no trace
 /// ```
-pub fn is_provisional() -> bool {
-    crate::get().is_some_and(|p| p.frame.root.staging.is_some())
+pub fn current() -> Option<Provisional> {
+    Provisional::of_flags(crate::get()?.frame.root.staging_flags())
 }
 
 fn global() -> &'static RwLock<Sampler> {

@@ -1,6 +1,6 @@
 //! The client side for `http::Request` services: [`TraceClientLayer`].
 
-use crate::{RequestInfo, X_TRACE_HMAC, X_TRACE_INFO, point_name};
+use crate::{RequestInfo, X_TRACE_HMAC, X_TRACE_INFO, X_TRACE_PROVISIONAL, point_name};
 use osprofiler_core::{Trace, TraceFutureExt, scope::InTrace};
 use std::future::Future;
 use std::pin::Pin;
@@ -98,6 +98,12 @@ pub(crate) fn start_client_point(
         if let (Ok(info), Ok(mac)) = (value(h.x_trace_info), value(h.x_trace_hmac)) {
             headers.insert(X_TRACE_INFO.clone(), info);
             headers.insert(X_TRACE_HMAC.clone(), mac);
+        }
+        if let Some(p) = h.x_trace_provisional {
+            headers.insert(
+                X_TRACE_PROVISIONAL.clone(),
+                http::HeaderValue::from_static(p),
+            );
         }
     }
     if traceparent {

@@ -65,6 +65,10 @@ use serde_json::json;
 pub(crate) static X_TRACE_INFO: http::HeaderName = http::HeaderName::from_static("x-trace-info");
 /// `X-Trace-HMAC`, lowercase and parsed once.
 pub(crate) static X_TRACE_HMAC: http::HeaderName = http::HeaderName::from_static("x-trace-hmac");
+/// `X-Trace-Provisional` ([`osprofiler_core::sampling::X_TRACE_PROVISIONAL`]), lowercase and
+/// parsed once.
+pub(crate) static X_TRACE_PROVISIONAL: http::HeaderName =
+    http::HeaderName::from_static("x-trace-provisional");
 
 /// `{"request": {"path", "query", "method", "scheme"}}` (server) or
 /// `{"requests": {"method", "query", "path", "hostname", "port", "scheme"}}` (client), built

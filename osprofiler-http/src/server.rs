@@ -1,7 +1,8 @@
 //! The server side: [`OsProfilerLayer`], the equivalent of OSProfiler's WSGI middleware.
 
-use crate::{RequestInfo, X_TRACE_HMAC, X_TRACE_INFO};
+use crate::{RequestInfo, X_TRACE_HMAC, X_TRACE_INFO, X_TRACE_PROVISIONAL};
 use osprofiler_core::headers::{HmacKeys, Verified};
+use osprofiler_core::sampling::{Provisional, Sampler};
 use osprofiler_core::{Profiler, Trace, TraceFutureExt, scope::InTrace};
 use std::future::Future;
 use std::pin::Pin;
@@ -19,8 +20,13 @@ use tower::{Layer, Service};
 /// is also put in the request's extensions ([`Verified`]).
 ///
 /// Every other request — no headers, a bad signature, garbage, non-ASCII, huge values — runs
-/// untraced and unchanged: the layer never rejects a request and never fails one because of
-/// trace headers.
+/// untraced and unchanged, unless the layer's [`Sampler`] starts a trace for it (see
+/// [`osprofiler_core::sampling`]; none by default): the layer never rejects a request and never
+/// fails one because of trace headers.
+///
+/// A signed request that also carries `X-Trace-Provisional` continues its caller's
+/// provisional trace: recorded, and stored for good only if some service keeps it. When this
+/// service's collector cannot stage, such a request runs untraced.
 ///
 /// ```
 /// use axum::{Router, routing::get};
@@ -37,6 +43,7 @@ pub struct OsProfilerLayer {
     enabled: bool,
     traceparent: bool,
     name: &'static str,
+    sampler: Sampler,
 }
 
 /// Keys are shown as their count.
@@ -47,6 +54,7 @@ impl std::fmt::Debug for OsProfilerLayer {
             .field("enabled", &self.enabled)
             .field("traceparent", &self.traceparent)
             .field("name", &self.name)
+            .field("sampler", &self.sampler)
             .finish_non_exhaustive()
     }
 }
@@ -61,18 +69,55 @@ impl OsProfilerLayer {
             enabled: true,
             traceparent: false,
             name: "wsgi",
+            sampler: Sampler::new(),
         }
     }
 
-    /// A layer with the process-wide keys and `enabled` switch set by
-    /// [`osprofiler_core::init_from_conf`] (keys are read now).
+    /// A layer with the process-wide keys, sampler and `enabled` switch set by
+    /// [`osprofiler_core::init_from_conf`] (keys and sampler are read now).
     pub fn from_global() -> Self {
         Self::new(osprofiler_core::identity::hmac_keys().iter().cloned())
+            .sampler(osprofiler_core::sampling::global_sampler())
     }
 
-    /// A layer configured from the `[profiler]` options (`hmac_keys`, `enabled`).
+    /// A layer configured from the `[profiler]` options (`hmac_keys`, `enabled`, and the
+    /// sampler's `sample_ratio`, `sample_max_per_second`, `keep_slow_ms`, `keep_errors`,
+    /// `tail_ratio`).
+    ///
+    /// ```
+    /// use osprofiler_core::ProfilerConfig;
+    /// use osprofiler_http::OsProfilerLayer;
+    /// let conf = ProfilerConfig::from_ini_str("[profiler]\nenabled = true\nhmac_keys = k\nsample_ratio = 0.1\n").unwrap();
+    /// let layer = OsProfilerLayer::from_conf(&conf);
+    /// assert!(format!("{layer:?}").contains("ratio: 0.1"));
+    /// ```
     pub fn from_conf(conf: &osprofiler_core::ProfilerConfig) -> Self {
-        Self::new(conf.hmac_keys.iter().cloned()).enabled(conf.enabled)
+        Self::new(conf.hmac_keys.iter().cloned())
+            .enabled(conf.enabled)
+            .sampler(Sampler::from_conf(conf))
+    }
+
+    /// Starts traces for requests without valid signed headers, as `sampler` decides: head
+    /// sampled (stored) or provisional (kept if slow or failed); see
+    /// [`osprofiler_core::sampling`]. Their onward calls are signed with the first key.
+    /// Default: none, as Python OSProfiler.
+    ///
+    /// ```
+    /// use axum::{Router, routing::get};
+    /// use osprofiler_core::sampling::Sampler;
+    /// use osprofiler_http::OsProfilerLayer;
+    /// use std::time::Duration;
+    ///
+    /// let sampler = Sampler::new()
+    ///     .ratio(0.01)
+    ///     .keep_slow(Duration::from_millis(500)); // and failed requests
+    /// let app: Router = Router::new()
+    ///     .route("/", get(|| async { "hello" }))
+    ///     .layer(OsProfilerLayer::new(["key"]).sampler(sampler));
+    /// ```
+    pub fn sampler(mut self, sampler: Sampler) -> Self {
+        self.sampler = sampler;
+        self
     }
 
     /// Turns the layer off (every request untraced) or on. The process-wide switch
@@ -105,8 +150,13 @@ impl OsProfilerLayer {
             return None;
         }
         if req.headers().contains_key(&X_TRACE_INFO)
-            && let Some(v) = verify_request(req, &self.keys)
+            && let Some(mut v) = verify_request(req, &self.keys)
         {
+            v.provisional = req
+                .headers()
+                .get(&X_TRACE_PROVISIONAL)
+                .and_then(|h| h.to_str().ok())
+                .and_then(Provisional::parse);
             return Some(Admitted::Headers(v));
         }
         if self.traceparent {
@@ -123,6 +173,9 @@ impl OsProfilerLayer {
                 Some(&tp.parent_id),
             )?));
         }
+        if self.sampler.is_active() {
+            return Some(Admitted::Sampled);
+        }
         None
     }
 }
@@ -133,6 +186,8 @@ enum Admitted {
     Traceparent(Profiler),
     /// An unsampled `traceparent`: not traced, forwarded by the clients.
     Unsampled(Arc<str>),
+    /// No trace from the caller: the sampler decides.
+    Sampled,
 }
 
 impl<S> Layer<S> for OsProfilerLayer {
@@ -190,12 +245,41 @@ where
             };
         };
         // One info for both messages: the request now, the status when the response is ready.
-        let info = Arc::new(RequestInfo::new(req.method(), req.uri(), false));
-        let start_info = || osprofiler_core::message::lazy_shared(info.clone());
+        let make_info = || Arc::new(RequestInfo::new(req.method(), req.uri(), false));
+        let lazy = |info: &Arc<RequestInfo>| osprofiler_core::message::lazy_shared(info.clone());
         let name = self.layer.name;
-        let (point, verified) = match admitted {
-            Admitted::Headers(v) => (v.start_point(name, start_info), Some(v)),
-            Admitted::Traceparent(root) => (root.child(name, start_info), None),
+        let (point, verified, info) = match admitted {
+            Admitted::Headers(v) => {
+                let info = make_info();
+                (v.start_point(name, || lazy(&info)), Some(v), info)
+            }
+            Admitted::Traceparent(root) => {
+                let info = make_info();
+                (root.child(name, || lazy(&info)), None, info)
+            }
+            Admitted::Sampled => {
+                // The info is made only for a request the sampler traces.
+                let key = self
+                    .layer
+                    .first_key
+                    .clone()
+                    .unwrap_or_else(|| Arc::from(""));
+                let mut made = None;
+                let point = self.layer.sampler.start_point(&key, name, || {
+                    let info = made.insert(make_info());
+                    lazy(info)
+                });
+                match made {
+                    Some(info) if point.is_active() => (point, None, info),
+                    _ => {
+                        return ResponseFuture {
+                            kind: ResponseFutureKind::Untraced {
+                                inner: self.inner.call(req),
+                            },
+                        };
+                    }
+                }
+            }
             Admitted::Unsampled(traceparent) => {
                 let inner = crate::w3c::with_unsampled(&traceparent, || self.inner.call(req));
                 return ResponseFuture {

@@ -9,6 +9,7 @@ async fn the_old_rpc_paths_name_the_context_items() {
         hmac_key: "k".into(),
         base_id: "b".into(),
         parent_id: "p".into(),
+        provisional: None,
     };
     assert_eq!(rpc::CONTEXT_KEY, osprofiler_oslo::context::CONTEXT_KEY);
     let mut context = serde_json::Map::new();

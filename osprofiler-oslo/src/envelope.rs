@@ -159,6 +159,7 @@ mod tests {
             hmac_key: "k".into(),
             base_id: "b".into(),
             parent_id: "p".into(),
+            provisional: Some(osprofiler_core::sampling::Provisional { keep_errors: false }),
         });
         let back = Request::parse(&req.to_body(), DEFAULT_MAX_MESSAGE).unwrap();
         assert_eq!(back, req);
@@ -169,6 +170,13 @@ mod tests {
         )
         .unwrap();
         assert_eq!(inner["_context_trace_info"]["base_id"], "b");
+        // Next to trace_info, not in it: Python's profiler.init(**trace_info) takes no more.
+        assert_eq!(inner["_context_osprofiler_provisional"], "keep=none");
+        assert_eq!(
+            inner["_context_trace_info"].as_object().unwrap().len(),
+            3,
+            "{inner}"
+        );
         assert_eq!(inner["_context_user"], "alice");
 
         let bad = |body: &[u8]| Request::parse(body, 64).unwrap_err();

@@ -30,7 +30,8 @@ pub struct Request {
     pub namespace: Option<String>,
     /// The API version asked for.
     pub version: Option<String>,
-    /// The request context, without the `_context_` prefix and without `trace_info`.
+    /// The request context, without the `_context_` prefix and without `trace_info` and
+    /// `osprofiler_provisional`.
     pub context: Map<String, Value>,
     /// The caller's trace (`_context_trace_info`), when it is well formed.
     pub trace: Option<TraceContext>,
@@ -88,14 +89,23 @@ impl Request {
             Some(Value::Object(a)) => a,
             Some(_) => return Err(EnvelopeError::BadField("args")),
         };
+        let mut context = raw.context;
+        // Garbage trace_info: the request stands, untraced.
+        let mut trace = raw.trace.and_then(|v| TraceContext::deserialize(&v).ok());
+        let provisional = context.remove(crate::context::PROVISIONAL_KEY);
+        if let Some(t) = &mut trace {
+            t.provisional = provisional
+                .as_ref()
+                .and_then(Value::as_str)
+                .and_then(osprofiler_core::sampling::Provisional::parse);
+        }
         Ok(Request {
             method,
             args,
             namespace: opt_string(raw.namespace, "namespace")?,
             version: opt_string(raw.version, "version")?,
-            context: raw.context,
-            // Garbage trace_info: the request stands, untraced.
-            trace: raw.trace.and_then(|v| TraceContext::deserialize(&v).ok()),
+            context,
+            trace,
             msg_id: opt_string(raw.msg_id, "_msg_id")?,
             reply_q: opt_string(raw.reply_q, "_reply_q")?,
             unique_id: opt_string(raw.unique_id, "_unique_id")?.unwrap_or_default(),
@@ -129,13 +139,21 @@ impl Serialize for Request {
         }
         m.serialize_entry("_unique_id", &self.unique_id)?;
         for (k, v) in &self.context {
-            if self.trace.is_some() && k == crate::context::CONTEXT_KEY {
+            if self.trace.is_some()
+                && (k == crate::context::CONTEXT_KEY || k == crate::context::PROVISIONAL_KEY)
+            {
                 continue;
             }
             m.serialize_entry(&ContextKey(k), v)?;
         }
         if let Some(t) = &self.trace {
             m.serialize_entry(&ContextKey(crate::context::CONTEXT_KEY), t)?;
+            if let Some(p) = t.provisional {
+                m.serialize_entry(
+                    &ContextKey(crate::context::PROVISIONAL_KEY),
+                    p.header_value(),
+                )?;
+            }
         }
         m.end()
     }

@@ -45,6 +45,11 @@ pub struct ServerOptions {
     /// answered, and RabbitMQ delivers no more than this many unacknowledged requests to the
     /// server's channel: the rest wait in the queue, for this server or another.
     pub prefetch: u16,
+    /// Starts traces for requests that come without a trusted `trace_info` (see
+    /// [`osprofiler_core::sampling`]; default: the process-wide sampler when the options are
+    /// made, which `init_from_conf` sets from the `[profiler]` options and is none otherwise,
+    /// as in Python OSProfiler). Their onward calls carry the first trusted key.
+    pub sampler: osprofiler_core::sampling::Sampler,
 }
 
 impl std::fmt::Debug for ServerOptions {
@@ -64,6 +69,7 @@ impl std::fmt::Debug for ServerOptions {
                     .map(|k| format!("[REDACTED; {}]", k.len())),
             )
             .field("prefetch", &self.prefetch)
+            .field("sampler", &self.sampler)
             .finish()
     }
 }
@@ -84,6 +90,7 @@ impl ServerOptions {
             max_message: DEFAULT_MAX_MESSAGE,
             trusted_keys: None,
             prefetch: DEFAULT_PREFETCH,
+            sampler: osprofiler_core::sampling::global_sampler(),
         }
     }
 }
@@ -324,11 +331,20 @@ async fn handle<H, Fut>(
         }
     };
     let root = trusted_root(req.trace.as_ref(), opts);
+    let info = || {
+        let name = format!("{}.{}", opts.endpoint, req.method);
+        rpc_info(&name, &req.args, opts.hide_args)
+    };
     let mut point = match &root {
-        Some(r) => r.child("rpc", || {
-            let name = format!("{}.{}", opts.endpoint, req.method);
-            rpc_info(&name, &req.args, opts.hide_args)
-        }),
+        Some(r) => r.child("rpc", info),
+        None if req.trace.is_none() && opts.sampler.is_active() => {
+            let key = match &opts.trusted_keys {
+                Some(keys) => keys.first().cloned(),
+                None => osprofiler_core::identity::hmac_keys().first().cloned(),
+            };
+            let key: Arc<str> = key.unwrap_or_default().into();
+            opts.sampler.start_point(&key, "rpc", info)
+        }
         None => Trace::inactive(),
     };
     let reply_to = req.msg_id.clone().zip(req.reply_q.clone());

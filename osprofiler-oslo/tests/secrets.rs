@@ -15,7 +15,7 @@ proptest! {
         old in "[A-Za-z0-9+/_-]{12,40}",
         token in "[A-Za-z0-9]{16,40}",
     ) {
-        let ctx = TraceContext { hmac_key: key.clone(), base_id: "b".into(), parent_id: "p".into() };
+        let ctx = TraceContext { hmac_key: key.clone(), base_id: "b".into(), parent_id: "p".into(), provisional: None };
         let mut opts = ServerOptions::new("compute", "host-1");
         opts.trusted_keys = Some(vec![key.clone(), old.clone()]);
         let mut req = Request::new("boot", Default::default());
