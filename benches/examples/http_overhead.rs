@@ -8,6 +8,12 @@
 //! - `server-untraced`: the server layer with a request without trace headers
 //! - `server-traced`: the server layer with a signed request (verify + `wsgi` point)
 //! - `client`: the client layer in a trace (an `http` point + signed headers)
+//! - `sampled`, `provisional-dropped`, `provisional-kept`, `sampler-declines`: a request without
+//!   trace headers through the server layer with a sampler (issue 23) that head-samples it
+//!   (ratio 1), traces it provisionally and finds no reason to keep it (`keep_slow` 1 h), keeps
+//!   it (`keep_slow` 0: every request is slow enough), or declines it (ratio 1/1000), against
+//!   the same request through the layer without a sampler (untraced); points go to a queue in
+//!   front of a collector that stages and discards
 //! - `server-traced-loop`, `client-loop`, `raw-loop`, `raw-plain-loop`: requests through the
 //!   server layer (signed), the client layer (in a trace, unsigned request), or straight to the
 //!   service (signed or not), in `counted_loop` only, printing allocations per request, for
@@ -22,6 +28,7 @@ use osprofiler_benches::{
     Ok200, SERVER_KEYS, counted_loop, interleaved_with, request_maker, run, warm_up,
 };
 use osprofiler_core::notifier::QueueOptions;
+use osprofiler_core::sampling::Sampler;
 use osprofiler_core::{self as osp, Trace};
 use osprofiler_http::{OsProfilerLayer, TraceClientLayer};
 use tower::Layer;
@@ -44,12 +51,25 @@ fn main() {
     let args: Vec<String> = std::env::args().skip(1).collect();
     let [mode, n] = &args[..] else {
         eprintln!(
-            "usage: http_overhead <point|server-untraced|server-traced|client|server-traced-loop|client-loop|raw-loop|raw-plain-loop> <pairs>"
+            "usage: http_overhead <point|server-untraced|server-traced|client|sampled|provisional-dropped|provisional-kept|sampler-declines|server-traced-loop|client-loop|raw-loop|raw-plain-loop> <pairs>"
         );
         std::process::exit(2);
     };
     let n: usize = n.parse().expect("pairs: a number");
-    let queue = osprofiler_benches::install_discard_with(QueueOptions::default().capacity);
+    let capacity = QueueOptions::default().capacity;
+    let hour = std::time::Duration::from_secs(3600);
+    let sampler = match mode.as_str() {
+        "sampled" => Some(Sampler::new().ratio(1.0)),
+        "provisional-dropped" => Some(Sampler::new().keep_slow(hour)),
+        "provisional-kept" => Some(Sampler::new().keep_slow(std::time::Duration::ZERO)),
+        "sampler-declines" => Some(Sampler::new().ratio(0.001)),
+        _ => None,
+    };
+    let staging = std::sync::Arc::new(osprofiler_benches::StagingDiscard::default());
+    let queue = match sampler {
+        Some(_) => osprofiler_benches::install_staging(staging.clone(), capacity),
+        None => osprofiler_benches::install_discard_with(capacity),
+    };
 
     let (plain, signed) = (request_maker(false), request_maker(true));
     let mut raw = Ok200;
@@ -87,6 +107,28 @@ fn main() {
                 &mut |r| drop(run(&mut client, r)),
             );
             osp::clean();
+        }
+        "sampled" | "provisional-dropped" | "provisional-kept" | "sampler-declines" => {
+            let mut untraced = OsProfilerLayer::new(SERVER_KEYS).layer(Ok200);
+            let sampler = sampler.expect("a sampler for these modes");
+            let mut sampling = OsProfilerLayer::new(SERVER_KEYS)
+                .sampler(sampler)
+                .layer(Ok200);
+            interleaved_with(
+                mode,
+                n,
+                &mut plain.clone(),
+                &mut |r| drop(run(&mut untraced, r)),
+                &mut |r| drop(run(&mut sampling, r)),
+            );
+            let stats = osprofiler_core::notifier::Notifier::stats(&*queue).provisional;
+            println!(
+                "{mode}: provisional traces started {}, kept {} (collector: {}), dropped {}",
+                stats.started,
+                stats.kept,
+                staging.kept.load(std::sync::atomic::Ordering::Relaxed),
+                stats.dropped
+            );
         }
         "client-loop" => {
             osp::init("key", None, None).unwrap();

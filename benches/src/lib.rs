@@ -51,6 +51,50 @@ pub fn install_discard_with(capacity: usize) -> Arc<QueueNotifier> {
     n
 }
 
+/// [`Discard`] that also stages (as the SQL and Redis collectors do): a service with a sampler
+/// that keeps slow or failed requests traces them provisionally only in front of such a
+/// collector. Keeps and sweeps are counted, not stored: the benchmarks measure the traced
+/// side.
+#[derive(Debug, Default)]
+pub struct StagingDiscard {
+    /// Traces kept so far (the ids handed to [`Writer::keep`]).
+    pub kept: std::sync::atomic::AtomicU64,
+}
+
+impl Writer for StagingDiscard {
+    fn name(&self) -> &str {
+        "staging-discard"
+    }
+    fn notify(&self, batch: &[Message]) -> Result<(), DriverError> {
+        black_box(batch.len());
+        Ok(())
+    }
+    fn stage(&self, _window: std::time::Duration) -> Result<(), DriverError> {
+        Ok(())
+    }
+    fn keep(&self, base_ids: &[&str]) -> Result<(), DriverError> {
+        self.kept
+            .fetch_add(base_ids.len() as u64, std::sync::atomic::Ordering::Relaxed);
+        Ok(())
+    }
+    fn sweep(&self) -> Result<u64, DriverError> {
+        Ok(0)
+    }
+}
+
+/// Installs a queue notifier of `capacity` messages in front of `driver` as the global
+/// notifier, staging (`keep_traces`: the driver must stage), and returns it.
+pub fn install_staging(driver: Arc<dyn Writer>, capacity: usize) -> Arc<QueueNotifier> {
+    let opts = QueueOptions {
+        capacity,
+        keep_traces: true,
+        ..QueueOptions::default()
+    };
+    let n = QueueNotifier::start(driver, opts).expect("start the benchmark notifier");
+    notifier::set(n.clone());
+    n
+}
+
 /// Waits for the queue to drain and fails if it dropped messages: a dropped message costs
 /// less than a delivered one, so the numbers would flatter.
 pub fn assert_delivered_all(n: &QueueNotifier) {
