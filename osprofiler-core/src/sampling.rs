@@ -670,8 +670,7 @@ mod tests {
         assert_eq!(conf.inert_options()[0].0, "tail_ratio");
         let e = crate::ProfilerConfig::from_ini_str("[profiler]\nsample_ratio = 2\n").unwrap_err();
         assert_eq!(e.option, "sample_ratio");
-        let e =
-            crate::ProfilerConfig::from_ini_str("[profiler]\nkeep_slow_ms = -1\n").unwrap_err();
+        let e = crate::ProfilerConfig::from_ini_str("[profiler]\nkeep_slow_ms = -1\n").unwrap_err();
         assert_eq!(e.option, "keep_slow_ms");
     }
 
@@ -802,8 +801,8 @@ mod tests {
         assert!(e.to_string().contains("cannot delete old traces"), "{e}");
         // A callee with such a collector: a provisional request runs untraced, a signed one
         // as always.
-        let n = QueueNotifier::start(Arc::new(NoStaging(memory.clone())), Default::default())
-            .unwrap();
+        let n =
+            QueueNotifier::start(Arc::new(NoStaging(memory.clone())), Default::default()).unwrap();
         assert!(!n.stages());
         let d = Dispatch::new(n.clone()).enabled(true);
         let h = crate::headers::signed_pack(
@@ -835,7 +834,12 @@ mod tests {
     fn head_sampled_traces_are_stored_at_once() {
         let (memory, n, d) = service();
         let base = request(&d, &Sampler::new().ratio(1.0), || {
-            assert!(crate::trace_headers().unwrap().x_trace_provisional.is_none());
+            assert!(
+                crate::trace_headers()
+                    .unwrap()
+                    .x_trace_provisional
+                    .is_none()
+            );
         })
         .unwrap();
         assert!(n.flush_for(Duration::from_secs(5)));
