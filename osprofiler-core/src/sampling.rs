@@ -749,7 +749,7 @@ mod tests {
             point.error_with("HTTPServerError", "500");
         });
         assert!(n.flush_for(Duration::from_secs(5)));
-        assert_eq!(listed(&memory), [base.clone()]);
+        assert_eq!(listed(&memory), std::slice::from_ref(&base));
         assert_eq!(memory.trace(&base).len(), 4);
         let p = n.stats().provisional;
         // Kept by the callee's error; the caller's root had finished with no reason of its own.

@@ -123,7 +123,7 @@ async fn a_callees_error_keeps_a_provisional_trace_and_a_quiet_one_goes() {
         .into_iter()
         .map(|t| t.base_id)
         .collect();
-    assert_eq!(listed, [failed.clone()]);
+    assert_eq!(listed, std::slice::from_ref(&failed));
     let p = n.stats().provisional;
     assert_eq!((p.started, p.kept, p.dropped), (2, 1, 1));
     let deadline = std::time::Instant::now() + Duration::from_secs(10);
