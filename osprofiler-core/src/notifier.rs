@@ -735,6 +735,17 @@ impl QueueNotifier {
         Notifier::flush(self, timeout)
     }
 
+    /// The counters ([`Notifier::stats`]), provisional traces included.
+    ///
+    /// ```
+    /// use osprofiler_core::{memory::MemoryCollector, notifier::QueueNotifier};
+    /// let n = QueueNotifier::start(MemoryCollector::new(), Default::default()).unwrap();
+    /// assert_eq!(n.stats().provisional.started, 0);
+    /// ```
+    pub fn stats(&self) -> NotifierStats {
+        Notifier::stats(self)
+    }
+
     /// Stops the worker after delivering what it can within the shutdown timeout.
     pub fn shutdown(&self) {
         let timeout = self.shared.opts.shutdown_timeout;

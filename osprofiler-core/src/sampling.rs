@@ -548,3 +548,302 @@ impl Root {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::dispatch::{self, Dispatch};
+    use crate::headers::HmacKeys;
+    use crate::memory::MemoryCollector;
+    use crate::notifier::{
+        DriverError, Notifier, QueueNotifier, QueueOptions, Reader, TraceState, Writer,
+    };
+    use crate::{Info, message::Message};
+
+    const WINDOW: Duration = Duration::from_millis(300);
+
+    /// A service: a staging in-memory store behind a queue, in a dispatch of its own.
+    fn service() -> (Arc<MemoryCollector>, Arc<QueueNotifier>, Dispatch) {
+        let memory = MemoryCollector::new();
+        let n = QueueNotifier::start(
+            memory.clone(),
+            QueueOptions {
+                staging_window: WINDOW,
+                keep_traces: true,
+                ..QueueOptions::default()
+            },
+        )
+        .unwrap();
+        let d = Dispatch::new(n.clone()).enabled(true);
+        (memory, n, d)
+    }
+
+    /// Runs one request through `sampler` (its root point, with `body` inside); the base id.
+    fn request(d: &Dispatch, sampler: &Sampler, body: impl FnOnce()) -> Option<String> {
+        dispatch::with_default(d, || {
+            let point = sampler.start_point(&Arc::from("key"), "wsgi", Info::new);
+            let p = point.profiler()?;
+            crate::scope::with_trace(Some(p.clone()), body);
+            drop(point);
+            Some(p.base_id().to_string())
+        })
+    }
+
+    fn listed(memory: &MemoryCollector) -> Vec<String> {
+        memory
+            .list_traces()
+            .unwrap()
+            .into_iter()
+            .map(|t| t.base_id)
+            .collect()
+    }
+
+    fn wait_until(what: &str, mut done: impl FnMut() -> bool) {
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while !done() {
+            assert!(Instant::now() < deadline, "timed out waiting for {what}");
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
+    #[test]
+    fn head_sampling_takes_its_share_and_is_a_function_of_the_id() {
+        let s = Sampler::new().ratio(0.25);
+        let ids: Vec<String> = (0..4000).map(|_| Id::new_v4().to_string()).collect();
+        let sampled = ids
+            .iter()
+            .filter(|id| s.decide(id) == Decision::Sampled)
+            .count();
+        // Mean 1000, sd 27.4: ± 5 sd.
+        assert!((863..=1137).contains(&sampled), "{sampled}");
+        for id in &ids {
+            assert_eq!(s.decide(id) == Decision::Sampled, head_sampled(id, 0.25));
+        }
+        // The tail share is drawn independently of the head share.
+        let both = ids
+            .iter()
+            .filter(|id| head_sampled(id, 0.5) && tail_sampled(id, 0.5))
+            .count();
+        assert!((880..=1120).contains(&both), "{both}");
+        assert_eq!(
+            Sampler::new().decide(&ids[0]),
+            Decision::Untraced,
+            "nothing by default"
+        );
+        assert!(!Sampler::new().ratio(f64::NAN).is_active());
+        assert!(ids.iter().all(|id| head_sampled(id, 1.0)));
+    }
+
+    #[test]
+    fn the_cap_is_a_token_bucket() {
+        let s = Sampler::new().ratio(1.0).max_per_second(5.0);
+        let ids: Vec<String> = (0..200).map(|_| Id::new_v4().to_string()).collect();
+        let start = Instant::now();
+        let sampled = ids
+            .iter()
+            .filter(|id| s.decide(id) == Decision::Sampled)
+            .count();
+        let secs = start.elapsed().as_secs_f64();
+        assert!(
+            sampled >= 5 && sampled as f64 <= 5.0 + 5.0 * secs + 1.0,
+            "{sampled} in {secs} s"
+        );
+        // Over the cap, a tail keep still traces provisionally.
+        let s = s.keep_slow(Duration::from_secs(1));
+        let provisional = ids
+            .iter()
+            .filter(|id| s.decide(id) == Decision::Provisional)
+            .count();
+        assert!(provisional >= 190, "{provisional}");
+    }
+
+    #[test]
+    fn options_make_the_sampler() {
+        let conf = crate::ProfilerConfig::from_ini_str(
+            "[profiler]\nkeep_errors = true\ntail_ratio = 0.5\n",
+        )
+        .unwrap();
+        let s = Sampler::from_conf(&conf);
+        assert!(s.keeps() && s.is_active());
+        let conf = crate::ProfilerConfig::from_ini_str("[profiler]\ntail_ratio = 0.5\n").unwrap();
+        assert!(!Sampler::from_conf(&conf).is_active(), "no reason to keep");
+        assert_eq!(conf.inert_options()[0].0, "tail_ratio");
+        let e = crate::ProfilerConfig::from_ini_str("[profiler]\nsample_ratio = 2\n").unwrap_err();
+        assert_eq!(e.option, "sample_ratio");
+        let e = crate::ProfilerConfig::from_ini_str("[profiler]\nkeep_slow_ms = -1\n").unwrap_err();
+        assert_eq!(e.option, "keep_slow_ms");
+    }
+
+    #[test]
+    fn a_provisional_trace_is_hidden_then_removed_unless_kept() {
+        let (memory, n, d) = service();
+        let sampler = Sampler::new().keep_slow(Duration::from_secs(5));
+        let dropped = request(&d, &sampler, || {
+            crate::Trace::new("db", Info::new).finish();
+        })
+        .unwrap();
+        assert!(n.flush_for(Duration::from_secs(5)));
+        assert_eq!(memory.trace(&dropped).len(), 4, "recorded");
+        assert!(listed(&memory).is_empty(), "hidden from readers");
+        assert_eq!(memory.trace_state(&dropped).unwrap(), TraceState::Pending);
+        let p = n.stats().provisional;
+        assert_eq!((p.started, p.kept, p.dropped), (1, 0, 1));
+        wait_until("the sweep", || memory.trace(&dropped).is_empty());
+        wait_until("the expired count", || n.stats().provisional.expired == 1);
+    }
+
+    #[test]
+    fn slow_roots_errors_and_keep_calls_keep_the_trace() {
+        let (memory, n, d) = service();
+        let slow = Sampler::new().keep_slow(Duration::from_millis(30));
+        let slow_id = request(&d, &slow, || std::thread::sleep(Duration::from_millis(40))).unwrap();
+        let failed_id = request(&d, &slow, || {
+            let mut p = crate::Trace::new("db", Info::new);
+            p.error_with("OperationalError", "no such table");
+        })
+        .unwrap();
+        let kept_id = request(&d, &slow, keep).unwrap();
+        // Errors keep only with keep_errors.
+        let no_errors = slow.clone().keep_errors(false);
+        let ignored = request(&d, &no_errors, || {
+            let mut p = crate::Trace::new("db", Info::new);
+            p.error_with("OperationalError", "no such table");
+        })
+        .unwrap();
+        assert!(n.flush_for(Duration::from_secs(5)));
+        let mut want = vec![slow_id.clone(), failed_id.clone(), kept_id.clone()];
+        want.sort();
+        let mut got = listed(&memory);
+        got.sort();
+        assert_eq!(got, want);
+        assert_eq!(memory.trace_state(&ignored).unwrap(), TraceState::Pending);
+        let p = n.stats().provisional;
+        assert_eq!((p.started, p.kept, p.dropped), (4, 3, 1));
+        wait_until("the sweep", || memory.trace(&ignored).is_empty());
+        for id in [&slow_id, &failed_id, &kept_id] {
+            assert!(!memory.trace(id).is_empty(), "{id} kept past the window");
+        }
+    }
+
+    #[test]
+    fn a_callee_continues_a_provisional_trace_and_its_error_keeps_it() {
+        let (memory, n, d) = service();
+        let sampler = Sampler::new().keep_slow(Duration::from_secs(5));
+        let keys = HmacKeys::new(["key"]);
+        // The caller's request: its outgoing headers say the trace is provisional.
+        let mut sent = None;
+        let base = request(&d, &sampler, || {
+            let h = crate::trace_headers().unwrap();
+            assert_eq!(h.x_trace_provisional, Some("keep=errors"));
+            assert_eq!(current(), Some(Provisional { keep_errors: true }));
+            sent = Some(h);
+        })
+        .unwrap();
+        let h = sent.unwrap();
+        // The callee (here the same store): its error keeps the whole trace.
+        let mut v = keys.verify(&h.x_trace_info, &h.x_trace_hmac).unwrap();
+        v.provisional = h.x_trace_provisional.and_then(Provisional::parse);
+        dispatch::with_default(&d, || {
+            let mut point = v.start_point("wsgi", Info::new);
+            assert!(point.is_active());
+            point.error_with("HTTPServerError", "500");
+        });
+        assert!(n.flush_for(Duration::from_secs(5)));
+        assert_eq!(listed(&memory), std::slice::from_ref(&base));
+        assert_eq!(memory.trace(&base).len(), 4);
+        let p = n.stats().provisional;
+        // Kept by the callee's error; the caller's root had finished with no reason of its own.
+        assert_eq!((p.started, p.kept, p.dropped), (1, 1, 1));
+        // Signed headers without X-Trace-Provisional: stored as always.
+        v.provisional = None;
+        let signed = dispatch::with_default(&d, || {
+            let point = v.start_point("wsgi", Info::new);
+            point.profiler().unwrap().base_id().to_string()
+        });
+        assert_eq!(memory.trace_state(&signed).unwrap(), TraceState::Stored);
+    }
+
+    /// A collector that cannot stage.
+    struct NoStaging(Arc<MemoryCollector>);
+    impl Writer for NoStaging {
+        fn name(&self) -> &str {
+            "nostaging"
+        }
+        fn notify(&self, batch: &[Message]) -> Result<(), DriverError> {
+            self.0.notify(batch)
+        }
+    }
+
+    #[test]
+    fn a_service_whose_collector_cannot_stage_records_no_provisional_trace() {
+        let memory = MemoryCollector::new();
+        let e = QueueNotifier::start(
+            Arc::new(NoStaging(memory.clone())),
+            QueueOptions {
+                keep_traces: true,
+                ..QueueOptions::default()
+            },
+        )
+        .unwrap_err();
+        assert!(
+            e.to_string()
+                .contains("the nostaging collector cannot stage"),
+            "{e}"
+        );
+        let e = QueueNotifier::start(
+            Arc::new(NoStaging(memory.clone())),
+            QueueOptions {
+                retention: Some(Duration::from_secs(60)),
+                ..QueueOptions::default()
+            },
+        )
+        .unwrap_err();
+        assert!(e.to_string().contains("cannot delete old traces"), "{e}");
+        // A callee with such a collector: a provisional request runs untraced, a signed one
+        // as always.
+        let n =
+            QueueNotifier::start(Arc::new(NoStaging(memory.clone())), Default::default()).unwrap();
+        assert!(!n.stages());
+        let d = Dispatch::new(n.clone()).enabled(true);
+        let h = crate::headers::signed_pack(
+            &crate::headers::TraceData {
+                base_id: "b".into(),
+                parent_id: None,
+            },
+            "key",
+        );
+        let mut v = HmacKeys::new(["key"])
+            .verify(&h.x_trace_info, &h.x_trace_hmac)
+            .unwrap();
+        v.provisional = Some(Provisional { keep_errors: true });
+        dispatch::with_default(&d, || {
+            assert!(!v.start_point("wsgi", Info::new).is_active());
+            assert!(v.profiler().is_none());
+            let sampler = Sampler::new().keep_slow(Duration::ZERO);
+            assert!(
+                !sampler
+                    .start_point(&Arc::from("key"), "wsgi", Info::new)
+                    .is_active()
+            );
+            v.provisional = None;
+            assert!(v.start_point("wsgi", Info::new).is_active());
+        });
+    }
+
+    #[test]
+    fn head_sampled_traces_are_stored_at_once() {
+        let (memory, n, d) = service();
+        let base = request(&d, &Sampler::new().ratio(1.0), || {
+            assert!(
+                crate::trace_headers()
+                    .unwrap()
+                    .x_trace_provisional
+                    .is_none()
+            );
+        })
+        .unwrap();
+        assert!(n.flush_for(Duration::from_secs(5)));
+        assert_eq!(listed(&memory), [base]);
+        assert_eq!(n.stats().provisional.started, 0);
+    }
+}

@@ -6,7 +6,7 @@
 //! switches, which no other test here reads.
 use osprofiler_core::dispatch::{self, DefaultGuard, Dispatch};
 use osprofiler_core::notifier::{
-    self, DriverError, Notifier, QueueNotifier, QueueOptions, Reader, TraceSummary, Writer,
+    self, DriverError, QueueNotifier, QueueOptions, Reader, TraceSummary, Writer,
 };
 use osprofiler_core::{self as osp, ProfilerConfig, Trace, message::Message};
 use serde_json::Value;

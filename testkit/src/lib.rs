@@ -45,6 +45,16 @@ impl Writer for Signal {
         self.cv.notify_all();
         Ok(())
     }
+    // It stages provisional traces as the memory collector does.
+    fn stage(&self, window: Duration) -> Result<(), DriverError> {
+        self.memory.stage(window)
+    }
+    fn keep(&self, base_ids: &[&str]) -> Result<(), DriverError> {
+        self.memory.keep(base_ids)
+    }
+    fn sweep(&self) -> Result<u64, DriverError> {
+        self.memory.sweep()
+    }
 }
 
 /// Messages carry project `proj`, service `svc` and host `test-host` (set once: the identity

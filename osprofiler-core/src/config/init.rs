@@ -114,6 +114,13 @@ impl NotifierGuard {
     pub fn notifier(&self) -> Option<&Arc<QueueNotifier>> {
         self.notifier.as_ref()
     }
+    /// The notifier's counters, provisional traces included (zeros when profiling is
+    /// disabled).
+    pub fn stats(&self) -> notifier::NotifierStats {
+        self.notifier
+            .as_ref()
+            .map_or_else(Default::default, |n| n.stats())
+    }
     /// Delivers everything queued, waiting at most `timeout`.
     pub fn flush(&self, timeout: Duration) -> bool {
         self.notifier.as_ref().is_none_or(|n| n.flush_for(timeout))
