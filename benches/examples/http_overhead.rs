@@ -121,7 +121,7 @@ fn main() {
                 &mut |r| drop(run(&mut untraced, r)),
                 &mut |r| drop(run(&mut sampling, r)),
             );
-            let stats = osprofiler_core::notifier::Notifier::stats(&*queue).provisional;
+            let stats = queue.stats().provisional;
             println!(
                 "{mode}: provisional traces started {}, kept {} (collector: {}), dropped {}",
                 stats.started,

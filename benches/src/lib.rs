@@ -98,7 +98,6 @@ pub fn install_staging(driver: Arc<dyn Writer>, capacity: usize) -> Arc<QueueNot
 /// Waits for the queue to drain and fails if it dropped messages: a dropped message costs
 /// less than a delivered one, so the numbers would flatter.
 pub fn assert_delivered_all(n: &QueueNotifier) {
-    use osprofiler_core::notifier::Notifier as _;
     assert!(
         n.flush_for(std::time::Duration::from_secs(30)),
         "queue not drained"
