@@ -32,6 +32,8 @@ class Quiet(WSGIRequestHandler):
 
 class ThreadingWSGIServer(socketserver.ThreadingMixIn, WSGIServer):
     daemon_threads = True
+    # wsgiref's default backlog (5) drops connections of a burst: 1 s SYN retries.
+    request_queue_size = 128
 
 
 def main():

@@ -146,13 +146,15 @@ impl Deployment {
     }
 }
 
-/// Sends `GET /order?<query>` for each query, 8 at a time, unsigned unless `headers` gives
-/// signed ones; returns (status, body = the trace's base id or "") in the queries' order.
+/// Sends `GET /order?<query>` for each query, `parallel` at a time, unsigned unless `headers`
+/// gives signed ones; returns (status, body = the trace's base id or "", the time the client
+/// waited) in the queries' order.
 async fn orders(
     api: &str,
     queries: &[String],
+    parallel: usize,
     headers: Option<&HashMap<&'static str, String>>,
-) -> Vec<(u16, String)> {
+) -> Vec<(u16, String, Duration)> {
     let client = reqwest::Client::builder().no_proxy().build().unwrap();
     futures_util::stream::iter(queries.iter().map(|q| {
         let mut req = client.get(format!("{api}/order?{q}"));
@@ -160,15 +162,21 @@ async fn orders(
             req = req.header(*k, v);
         }
         async move {
+            let sent = Instant::now();
             let resp = req.send().await.expect("request to the api");
             let status = resp.status().as_u16();
-            (status, resp.text().await.unwrap())
+            let body = resp.text().await.unwrap();
+            (status, body, sent.elapsed())
         }
     }))
-    .buffered(8)
+    .buffered(parallel)
     .collect()
     .await
 }
+
+/// One scenario at a time: a request's duration decides whether its trace is kept, so the
+/// scenarios must not slow each other down (2 vCPUs).
+static ONE_AT_A_TIME: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
 
 fn reader(redis_url: &str) -> Arc<dyn Reader> {
     osprofiler_collectors::open_reader(redis_url, &ProfilerConfig::default())
@@ -286,16 +294,17 @@ fn dump_db(conn: &mut redis::Connection) -> Vec<(String, String)> {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn head_sampling_traces_a_quarter_each_complete() {
+    let _one = ONE_AT_A_TIME.lock().await;
     let (url, _conn) = redis_db(13);
     let d = Deployment::start(&url, &[("sample_ratio", "0.25")], &[]);
     let n = 400;
     let queries = vec![String::new(); n];
-    let answers = orders(&d.api.url(), &queries, None).await;
-    assert!(answers.iter().all(|(s, _)| *s == 200), "{answers:?}");
+    let answers = orders(&d.api.url(), &queries, 8, None).await;
+    assert!(answers.iter().all(|(s, _, _)| *s == 200), "{answers:?}");
     let traced: BTreeSet<String> = answers
         .into_iter()
-        .filter(|(_, b)| !b.is_empty())
-        .map(|(_, b)| b)
+        .filter(|(_, b, _)| !b.is_empty())
+        .map(|(_, b, _)| b)
         .collect();
     // Binomial(400, 0.25): mean 100, sd 8.66; ± 4.5 sd.
     let (mean, sd) = (100.0, (n as f64 * 0.25 * 0.75).sqrt());
@@ -322,6 +331,7 @@ async fn head_sampling_traces_a_quarter_each_complete() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn tail_keep_stores_exactly_the_slow_and_failed_traces() {
+    let _one = ONE_AT_A_TIME.lock().await;
     let (url, mut conn) = redis_db(14);
     let window = Duration::from_secs(2);
     let win = format!("{}ms", window.as_millis());
@@ -339,10 +349,13 @@ async fn tail_keep_stores_exactly_the_slow_and_failed_traces() {
             _ => String::new(),
         })
         .collect();
-    let answers = orders(&d.api.url(), &queries, None).await;
+    // One at a time, so that a fast request stays well under 100 ms.
+    let answers = orders(&d.api.url(), &queries, 1, None).await;
     let mut keep = BTreeSet::new();
     let mut drop = BTreeSet::new();
-    for (q, (status, base)) in queries.iter().zip(&answers) {
+    let mut waited = HashMap::new();
+    for (q, (status, base, time)) in queries.iter().zip(&answers) {
+        waited.insert(base.clone(), *time);
         let want = if q == "fail=1" { 500 } else { 200 };
         assert_eq!(*status, want, "GET /order?{q}");
         assert!(
@@ -364,11 +377,19 @@ async fn tail_keep_stores_exactly_the_slow_and_failed_traces() {
     }
     // Past the staging window twice (pending → dropped → gone) and a sweep interval.
     tokio::time::sleep(window * 2 + window / 4 + Duration::from_millis(1500)).await;
-    assert_eq!(
-        listed(&*reader),
-        keep,
-        "listed traces = the slow and failed requests"
+    let shown = listed(&*reader);
+    // A fast request kept as slow: say how long its client waited (at least as long as the
+    // api's root point took).
+    let extra: Vec<String> = shown
+        .difference(&keep)
+        .map(|id| format!("{id} (client waited {:?})", waited.get(id)))
+        .collect();
+    assert!(
+        extra.is_empty(),
+        "fast requests kept: {extra:?}; all times: {:?}",
+        answers.iter().map(|a| a.2).collect::<Vec<_>>()
     );
+    assert_eq!(shown, keep, "listed traces = the slow and failed requests");
     wait_complete(&reader, &keep).await;
     for id in &drop {
         let msgs = reader.trace_messages(id).unwrap();
@@ -398,6 +419,7 @@ async fn tail_keep_stores_exactly_the_slow_and_failed_traces() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn signed_requests_are_stored_at_once_with_tail_keep_on() {
+    let _one = ONE_AT_A_TIME.lock().await;
     let (url, _conn) = redis_db(15);
     // A long window: a signed trace must not wait for it.
     let d = Deployment::start(
@@ -419,15 +441,15 @@ async fn signed_requests_are_stored_at_once_with_tail_keep_on() {
         ("X-Trace-Info", h.x_trace_info),
         ("X-Trace-HMAC", h.x_trace_hmac),
     ]);
-    let answers = orders(&d.api.url(), &[String::new()], Some(&headers)).await;
+    let answers = orders(&d.api.url(), &[String::new()], 1, Some(&headers)).await;
     assert_eq!(
-        answers[0],
-        (200, base.clone()),
+        (answers[0].0, &answers[0].1),
+        (200, &base),
         "the api continued the caller's trace"
     );
     // And an unsigned one, fast and without error: provisional, pending, not listed.
-    let answers = orders(&d.api.url(), &[String::new()], None).await;
-    let (status, unsigned) = &answers[0];
+    let answers = orders(&d.api.url(), &[String::new()], 1, None).await;
+    let (status, unsigned, _) = &answers[0];
     assert_eq!(*status, 200);
     assert!(
         !unsigned.is_empty(),
