@@ -375,6 +375,17 @@ async fn tail_keep_stores_exactly_the_slow_and_failed_traces() {
     for id in &keep {
         assert_eq!(reader.trace_state(id).unwrap(), TraceState::Stored, "{id}");
     }
+    // The others are hidden (pending, or dropped already: the first ones' window may be over).
+    for id in &drop {
+        let state = reader.trace_state(id).unwrap();
+        assert_ne!(state, TraceState::Stored, "{id}");
+    }
+    let shown = listed(&*reader);
+    assert!(
+        shown.is_disjoint(&drop),
+        "pending traces listed: {:?}",
+        shown.intersection(&drop).collect::<Vec<_>>()
+    );
     // Past the staging window twice (pending → dropped → gone) and a sweep interval.
     tokio::time::sleep(window * 2 + window / 4 + Duration::from_millis(1500)).await;
     let shown = listed(&*reader);
