@@ -976,7 +976,16 @@ impl SqlDriver {
             self.bind_at(2)
         );
         let expired = with_pool!(&self.pool, p => {
-            let mut tx = p.begin().await.map_err(|e| db_err("cannot begin", e))?;
+            let mut conn = p.acquire().await.map_err(|e| db_err("cannot connect", e))?;
+            if self.name == "mysql" {
+                // No gap locks on the rows around those swept (REPEATABLE READ's), which
+                // writers inserting provisional messages meanwhile would wait on.
+                sqlx::query("SET TRANSACTION ISOLATION LEVEL READ COMMITTED")
+                    .execute(&mut *conn)
+                    .await
+                    .map_err(|e| db_err("cannot set the isolation level", e))?;
+            }
+            let mut tx = sqlx::Connection::begin(&mut *conn).await.map_err(|e| db_err("cannot begin", e))?;
             for d in deletes {
                 sqlx::query(AssertSqlSafe(d))
                     .bind(due)
@@ -1144,6 +1153,35 @@ impl SqlDriver {
     }
 }
 
+/// Whether a statement lost a lock conflict to another transaction (a deadlock, a
+/// serialization failure: SQLSTATE 40001, PostgreSQL's 40P01, MySQL's 1213): the same work
+/// succeeds when tried again. Concurrent sweeps, keeps and inserts of provisional traces meet
+/// on `trace_staging`.
+fn lost_lock_race(e: &DriverError) -> bool {
+    std::error::Error::source(e)
+        .and_then(|s| s.downcast_ref::<sqlx::Error>())
+        .and_then(|e| e.as_database_error())
+        .and_then(|d| d.code())
+        .is_some_and(|c| matches!(&*c, "40001" | "40P01" | "1213"))
+}
+
+/// Runs `op` again (a few times, after a short pause) when it lost a lock conflict.
+async fn retry_lost_races<T, Fut>(mut op: impl FnMut() -> Fut) -> Result<T, DriverError>
+where
+    Fut: Future<Output = Result<T, DriverError>>,
+{
+    let mut tries = 0;
+    loop {
+        match op().await {
+            Err(e) if tries < 5 && lost_lock_race(&e) => {
+                tries += 1;
+                tokio::time::sleep(Duration::from_millis(2 << tries)).await;
+            }
+            r => return r,
+        }
+    }
+}
+
 /// Whether the error says a table does not exist.
 fn is_missing_table(e: &sqlx::Error) -> bool {
     e.as_database_error().is_some_and(|d| {
@@ -1288,7 +1326,7 @@ impl Writer for SqlDriver {
         if batch.is_empty() {
             return Ok(());
         }
-        self.run(self.insert(batch))
+        self.run(retry_lost_races(|| self.insert(batch)))
     }
 
     fn stores_summaries(&self) -> bool {
@@ -1320,13 +1358,13 @@ impl Writer for SqlDriver {
         if base_ids.is_empty() || self.read_only {
             return Ok(());
         }
-        self.run(self.keep_traces(base_ids))
+        self.run(retry_lost_races(|| self.keep_traces(base_ids)))
     }
 
     fn sweep(&self) -> Result<u64, DriverError> {
         match self.window_us.load(Ordering::Relaxed) {
             0 => Ok(0),
-            w => self.run(self.sweep_staged(w)),
+            w => self.run(retry_lost_races(|| self.sweep_staged(w))),
         }
     }
 

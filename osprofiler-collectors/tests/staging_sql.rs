@@ -650,3 +650,100 @@ fn postgresql_database_without_staging() {
 fn mysql_database_without_staging() {
     server_without_staging(MY, |n| format!("mysql://root@127.0.0.1:3306/{n}"));
 }
+
+/// Two services sweeping one store while two others write provisional traces and keeps: no
+/// error (no deadlock), every kept trace whole, every other one removed in the end.
+fn concurrent_scenario(cs: &str) {
+    let hint = hint(cs);
+    let open = || {
+        let d = SqlDriver::open(cs).unwrap_or_else(|e| panic!("{hint}: {e}"));
+        d.stage(WINDOW).unwrap();
+        Arc::new(d)
+    };
+    let until = std::time::Instant::now() + Duration::from_millis(1500);
+    let writers: Vec<_> = (0..2)
+        .map(|_| {
+            let d = open();
+            std::thread::spawn(move || {
+                let mut kept = Vec::new();
+                let mut dropped = Vec::new();
+                let mut i = 0;
+                while std::time::Instant::now() < until {
+                    let (id, msgs) = provisional(false);
+                    d.notify(&msgs[..2]).unwrap();
+                    if i % 2 == 0 {
+                        d.keep(&[&id]).unwrap();
+                        kept.push(id.clone());
+                    } else {
+                        dropped.push(id.clone());
+                    }
+                    d.notify(&msgs[2..]).unwrap();
+                    i += 1;
+                }
+                (kept, dropped)
+            })
+        })
+        .collect();
+    let sweepers: Vec<_> = (0..2)
+        .map(|_| {
+            let d = open();
+            std::thread::spawn(move || {
+                let mut n = 0;
+                while std::time::Instant::now() < until {
+                    n += d.sweep().unwrap();
+                    std::thread::sleep(Duration::from_millis(20));
+                }
+                n
+            })
+        })
+        .collect();
+    let mut kept = Vec::new();
+    let mut dropped = Vec::new();
+    for w in writers {
+        let (k, d) = w
+            .join()
+            .unwrap_or_else(|_| panic!("{hint}: a writer failed"));
+        kept.extend(k);
+        dropped.extend(d);
+    }
+    for s in sweepers {
+        s.join()
+            .unwrap_or_else(|_| panic!("{hint}: a sweeper failed"));
+    }
+    let d = open();
+    std::thread::sleep(WINDOW + Duration::from_millis(100));
+    d.sweep().unwrap();
+    assert!(!kept.is_empty() && !dropped.is_empty());
+    for id in &kept {
+        assert_eq!(d.trace_messages(id).unwrap().len(), 4, "{hint}: kept {id}");
+        assert_eq!(d.trace_state(id).unwrap(), TraceState::Stored);
+        Writer::delete_trace(&*d, id).unwrap();
+    }
+    for id in &dropped {
+        assert!(
+            d.trace_messages(id).unwrap().is_empty(),
+            "{hint}: {id} stays"
+        );
+        // Dropped, or forgotten already when dropped early on.
+        assert_ne!(d.trace_state(id).unwrap(), TraceState::Pending);
+    }
+}
+
+#[test]
+fn sqlite_concurrent_sweeps() {
+    let (dir, cs) = temp_sqlite();
+    concurrent_scenario(&cs);
+    std::fs::remove_dir_all(&dir).unwrap();
+}
+
+#[test]
+fn postgresql_concurrent_sweeps() {
+    let _serial = serial();
+    concurrent_scenario(PG);
+}
+
+#[test]
+fn mysql_concurrent_sweeps() {
+    let _serial = serial();
+    concurrent_scenario(MY);
+}
