@@ -37,7 +37,8 @@
 //! pending one older than the staging window, deletes the dropped rows older than the window
 //! (their second window is over), and turns the pending ones older than the window into
 //! dropped ones (since now): late points of a dropped trace are removed by the sweeps of its
-//! second window. Sweeps of several services over one database are safe.
+//! second window. Sweeps of several services over one database are safe (MySQL sweeps at
+//! READ COMMITTED, and a keep, sweep or insert that loses a deadlock is tried again).
 //!
 //! [`Writer::prune`] (the `retention` option) deletes the traces whose newest message is
 //! older than the cutoff (found on the timestamp index), from `data`, `trace_summaries` and

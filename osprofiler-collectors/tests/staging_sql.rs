@@ -29,7 +29,7 @@ const PG: &str = "postgresql://postgres@127.0.0.1:5432/test";
 const MY: &str = "mysql://root@127.0.0.1:3306/test";
 
 /// Short, so that tests sweep after sleeping a little longer.
-const WINDOW: Duration = Duration::from_millis(600);
+const WINDOW: Duration = Duration::from_millis(1000);
 
 static SERIAL: Mutex<()> = Mutex::new(());
 
@@ -329,7 +329,18 @@ fn staging_scenario(cs: &str, read: &str) {
 
     // Past it: removed, every writer's points, and dropped.
     std::thread::sleep(WINDOW + Duration::from_millis(100));
+    let dropped_at = std::time::Instant::now();
     let expired = w.sweep().unwrap();
+    // A sweep after the second window forgets a dropped trace: on a loaded machine that may
+    // come before the checks below expect.
+    let dropped = |id: &str| {
+        let state = r.trace_state(id).unwrap();
+        if dropped_at.elapsed() < WINDOW {
+            assert_eq!(state, TraceState::Dropped, "{hint}: {id}");
+        } else {
+            assert_ne!(state, TraceState::Pending, "{hint}: {id}");
+        }
+    };
     assert!(expired >= 2, "{hint}: sweep expired {expired}");
     for id in [&pending, &failing] {
         assert_eq!(r.trace_state(id).unwrap(), TraceState::Dropped, "{hint}");
@@ -341,7 +352,7 @@ fn staging_scenario(cs: &str, read: &str) {
     }
     // Idempotent: a second sweep expires nothing of ours.
     w.sweep().unwrap();
-    assert_eq!(r.trace_state(&pending).unwrap(), TraceState::Dropped);
+    dropped(&pending);
     // Kept traces and the stored one untouched.
     for (id, n) in [(&stored, stored_msgs.len()), (&early, 4), (&late, 4)] {
         assert_eq!(r.trace_messages(id).unwrap().len(), n, "{hint}: {id}");
@@ -351,7 +362,7 @@ fn staging_scenario(cs: &str, read: &str) {
     // Late points in the second window (ours and Python's): hidden, then removed by a sweep.
     store(&pending_msgs[2..]);
     python_row(cs, &pending, &now_timestamp());
-    assert_eq!(r.trace_state(&pending).unwrap(), TraceState::Dropped);
+    dropped(&pending);
     assert!(!shown(&r, &pending));
     assert_eq!(r.trace_messages(&pending).unwrap().len(), 3);
     w.sweep().unwrap();
@@ -359,7 +370,7 @@ fn staging_scenario(cs: &str, read: &str) {
         r.trace_messages(&pending).unwrap().is_empty(),
         "{hint}: late points stay"
     );
-    assert_eq!(r.trace_state(&pending).unwrap(), TraceState::Dropped);
+    dropped(&pending);
 
     // After the second window: the records go.
     std::thread::sleep(WINDOW + Duration::from_millis(100));
