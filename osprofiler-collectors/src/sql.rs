@@ -940,7 +940,8 @@ impl SqlDriver {
 
     async fn sweep_staged(&self, window_us: i64) -> Result<u64, DriverError> {
         self.ensure_staging().await?;
-        let summaries = self.table_exists("trace_summaries").await?;
+        let summaries = self.summaries_state.load(Ordering::Acquire) == 1
+            || self.table_exists("trace_summaries").await?;
         let now = now_us();
         let due = now.saturating_sub(window_us);
         // The traces whose stored data goes: every dropped one (late points in its second
@@ -1046,7 +1047,9 @@ impl SqlDriver {
         if staging {
             tables.push("trace_staging");
         }
-        if !self.table_exists("trace_summaries").await? {
+        if self.summaries_state.load(Ordering::Acquire) != 1
+            && !self.table_exists("trace_summaries").await?
+        {
             tables.remove(0);
         }
         for chunk in ids.chunks(IDS_PER_SELECT) {
