@@ -19,14 +19,42 @@
 //! too few summary rows (written by Python, which ignores the table) are computed from
 //! `data`. A database without the table (created by Python, or read-only) lists every trace
 //! that way.
+//!
+//! A third, `trace_staging`, stages provisional traces (see [`osprofiler_core::sampling`]):
+//! one row per trace (`base_id` VARCHAR(255) primary key, `state` CHAR(1), `since_us` BIGINT
+//! microseconds since the epoch, index `ix_trace_staging_state` on `(state, since_us)`), the
+//! state `p` pending, `k` kept or `d` dropped. It is created by a writer that stages
+//! ([`Writer::stage`], which the notifier calls) when it first records a provisional trace,
+//! keeps one or sweeps. The messages of a provisional trace go to `data` like any other (so
+//! Python reads them); the transaction that stores them first inserts the trace's row as
+//! pending unless it has one (`ON CONFLICT DO NOTHING`; on MySQL `ON DUPLICATE KEY UPDATE`
+//! with no change), so a kept trace stays kept. A keep upserts the row to `k`. Every
+//! listing (`list_traces`, `list_error_traces`, `list` unless
+//! [`ListFilter::include_pending`]) leaves out the traces whose row is `p` or `d` (an
+//! anti-join on the primary key), whoever wrote their messages: Python's points of a
+//! provisional trace are hidden with it. [`Reader::trace_state`] reads the row. A sweep, in
+//! one transaction, deletes the messages and summaries of every dropped trace and of every
+//! pending one older than the staging window, deletes the dropped rows older than the window
+//! (their second window is over), and turns the pending ones older than the window into
+//! dropped ones (since now): late points of a dropped trace are removed by the sweeps of its
+//! second window. Sweeps of several services over one database are safe (MySQL sweeps at
+//! READ COMMITTED, and a keep, sweep or insert that loses a deadlock is tried again).
+//!
+//! [`Writer::prune`] (the `retention` option) deletes the traces whose newest message is
+//! older than the cutoff (found on the timestamp index), from `data`, `trace_summaries` and
+//! `trace_staging`, a few hundred per transaction, and kept rows older than the cutoff left
+//! with no message. [`Writer::delete_trace`] deletes one trace from the three tables.
+//!
+//! A database without `trace_staging` (Python's, or one no Rust service staged in) reads as
+//! it always did, and a reader ([`SqlDriver::open_read_only`]) never creates it.
 
 use osprofiler_core::listing::{self, ListFilter, PartialSummary, StoredTrace, TraceListing};
 use osprofiler_core::message::Message;
-use osprofiler_core::notifier::{DriverError, Reader, TraceSummary, Writer};
+use osprofiler_core::notifier::{DriverError, Reader, TraceState, TraceSummary, Writer};
 use serde_json::{Map, Value};
 use sqlx::{AssertSqlSafe, ConnectOptions as _, QueryBuilder, Row};
 use std::future::Future;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicI64, Ordering};
 use std::time::Duration;
 
 /// Columns of the `data` table besides `id` and `data`, in insert order.
@@ -63,8 +91,22 @@ const SUMMARY_COLUMNS: [&str; 12] = [
     "error_us",
 ];
 
-/// Traces read per `SELECT ... WHERE base_id IN (...)` when listing traces without summaries.
+/// Traces read per `SELECT ... WHERE base_id IN (...)` when listing traces without summaries
+/// (and deleted per statement when pruning).
 const IDS_PER_SELECT: usize = 500;
+
+/// The condition, on a row of `table`, that its trace is not hidden by `trace_staging`
+/// (pending or dropped): an anti-join on the table's primary key.
+fn shown(table: &str) -> String {
+    format!(
+        "NOT EXISTS (SELECT 1 FROM trace_staging s WHERE s.base_id = {table}.base_id AND s.state <> 'k')"
+    )
+}
+
+/// Now, in microseconds since the epoch (the staging records' `since_us`).
+fn now_us() -> i64 {
+    osprofiler_core::clock::system_micros(std::time::SystemTime::now())
+}
 
 enum Pool {
     #[cfg(feature = "sqlite")]
@@ -111,6 +153,11 @@ pub struct SqlDriver {
     summaries_state: std::sync::atomic::AtomicU8,
     /// Opened to read ([`SqlDriver::open_read_only`]): never creates anything.
     read_only: bool,
+    /// The staging window in microseconds ([`Writer::stage`]); 0: provisional messages are
+    /// stored as any other.
+    window_us: AtomicI64,
+    /// `trace_staging` is known to exist (created here, or found by a read).
+    staging_ready: AtomicBool,
 }
 
 impl std::fmt::Debug for SqlDriver {
@@ -294,6 +341,8 @@ impl SqlDriver {
             schema_ready: AtomicBool::new(false),
             summaries_state: std::sync::atomic::AtomicU8::new(0),
             read_only,
+            window_us: AtomicI64::new(0),
+            staging_ready: AtomicBool::new(false),
         };
         if name == "sqlite" && !read_only {
             driver.run(driver.ensure_schema())?;
@@ -380,10 +429,43 @@ impl SqlDriver {
 
     async fn insert(&self, batch: &[Message]) -> Result<(), DriverError> {
         self.ensure_schema().await?;
+        // The provisional traces of the batch, when staging: recorded as pending (unless
+        // they have a record) in the transaction that stores their messages, before them.
+        let mut staged: Vec<String> = Vec::new();
+        if self.window_us.load(Ordering::Relaxed) > 0 {
+            staged = batch
+                .iter()
+                .filter(|m| m.is_provisional())
+                .map(|m| m.base_id().to_string())
+                .collect();
+            staged.sort_unstable();
+            staged.dedup();
+        }
+        if !staged.is_empty() {
+            self.ensure_staging().await?;
+        }
+        let since = now_us();
+        let keep_record = if self.name == "mysql" {
+            " ON DUPLICATE KEY UPDATE base_id = base_id"
+        } else {
+            " ON CONFLICT (base_id) DO NOTHING"
+        };
         let rows: Vec<[Option<String>; 9]> = batch.iter().map(row_of).collect();
         let cast = self.dialect.json_cast;
         with_pool!(&self.pool, p => {
             let mut tx = p.begin().await.map_err(|e| db_err("cannot begin", e))?;
+            for chunk in staged.chunks(ROWS_PER_INSERT) {
+                let mut q = QueryBuilder::new("INSERT INTO trace_staging (base_id, state, since_us) ");
+                q.push_values(chunk, |mut b, id| {
+                    b.push_bind(id.as_str()).push("'p'").push_bind(since);
+                });
+                q.push(keep_record);
+                q.build().execute(&mut *tx).await.map_err(|e| {
+                    let rejected = refuses_data(&e);
+                    let e = db_err("cannot record provisional traces in `trace_staging`", e);
+                    if rejected { e.rejected() } else { e }
+                })?;
+            }
             let mut rows = rows.into_iter().peekable();
             while rows.peek().is_some() {
                 let mut q = QueryBuilder::new(format!(
@@ -526,16 +608,25 @@ impl SqlDriver {
     }
 
     /// Every trace in `data` with its row count, and every summary row (none when the
-    /// database has no `trace_summaries` table).
+    /// database has no `trace_summaries` table); with `include_pending` false, none of the
+    /// traces `trace_staging` hides.
     async fn counts_and_summaries(
         &self,
+        include_pending: bool,
     ) -> Result<(Vec<StoredTrace>, Vec<PartialSummary>), DriverError> {
         self.before_read().await?;
+        let hide = !include_pending && self.staging_exists().await?;
         let mut counts = Vec::new();
         let mut parts = Vec::new();
-        let summaries = format!("SELECT {} FROM trace_summaries", SUMMARY_COLUMNS.join(", "));
+        let mut summaries = format!("SELECT {} FROM trace_summaries", SUMMARY_COLUMNS.join(", "));
+        let mut count = "SELECT base_id, COUNT(*) FROM data".to_owned();
+        if hide {
+            summaries.push_str(&format!(" WHERE {}", shown("trace_summaries")));
+            count.push_str(&format!(" WHERE {}", shown("data")));
+        }
+        count.push_str(" GROUP BY base_id");
         with_pool!(&self.pool, p => {
-            let rows = sqlx::query("SELECT base_id, COUNT(*) FROM data GROUP BY base_id")
+            let rows = sqlx::query(AssertSqlSafe(count))
                 .fetch_all(p)
                 .await
                 .map_err(|e| read_err("cannot list traces", self.name, e))?;
@@ -644,7 +735,7 @@ impl SqlDriver {
         &self,
         filter: &ListFilter,
     ) -> Result<Vec<TraceListing>, DriverError> {
-        let (counts, parts) = self.counts_and_summaries().await?;
+        let (counts, parts) = self.counts_and_summaries(filter.include_pending).await?;
         // Traces without (enough) summaries: their starts, when the filter can use them.
         let mut unsummarized = Vec::new();
         let _ = listing::list_from_summaries(
@@ -680,7 +771,8 @@ impl SqlDriver {
         Ok(out)
     }
 
-    /// Deletes every stored message of one trace (retention, clean-up); returns how many.
+    /// Deletes every stored message of one trace (retention, clean-up), its summaries and its
+    /// staging record; returns how many messages.
     ///
     /// ```
     /// use osprofiler_collectors::SqlDriver;
@@ -698,29 +790,340 @@ impl SqlDriver {
                 "DELETE FROM trace_summaries WHERE base_id = {}",
                 self.dialect.placeholder
             );
+            let staging = format!(
+                "DELETE FROM trace_staging WHERE base_id = {}",
+                self.dialect.placeholder
+            );
             Ok(with_pool!(&self.pool, p => {
                 match sqlx::query(AssertSqlSafe(summaries)).bind(base_id).execute(p).await {
                     Ok(_) => {}
                     Err(e) if is_missing_table(&e) => {}
                     Err(e) => return Err(db_err("cannot delete the trace's summaries", e)),
                 }
-                sqlx::query(AssertSqlSafe(sql))
+                let n = sqlx::query(AssertSqlSafe(sql))
                     .bind(base_id)
                     .execute(p)
                     .await
                     .map_err(|e| db_err("cannot delete the trace", e))?
-                    .rows_affected()
+                    .rows_affected();
+                // The record last: a pending trace stays hidden until its messages are gone.
+                match sqlx::query(AssertSqlSafe(staging)).bind(base_id).execute(p).await {
+                    Ok(_) => {}
+                    Err(e) if is_missing_table(&e) => {}
+                    Err(e) => return Err(db_err("cannot delete the trace's staging record", e)),
+                }
+                n
             }))
+        })
+    }
+
+    /// The `n`th bind placeholder (from 1).
+    fn bind_at(&self, n: usize) -> String {
+        if self.dialect.placeholder == "?" {
+            "?".to_owned()
+        } else {
+            format!("${n}")
+        }
+    }
+
+    /// `n` bind placeholders from the `first`, comma-separated.
+    fn binds(&self, first: usize, n: usize) -> String {
+        (first..first + n)
+            .map(|i| self.bind_at(i))
+            .collect::<Vec<_>>()
+            .join(", ")
+    }
+
+    /// Creates `trace_staging` if missing (by a writer that stages, when it first records,
+    /// keeps or sweeps). Unlike summaries, staging cannot be turned off when the table cannot
+    /// be created: provisional messages stored without their record would be shown and never
+    /// removed, so the error stands (and the batch waits).
+    async fn ensure_staging(&self) -> Result<(), DriverError> {
+        if self.staging_ready.load(Ordering::Acquire) {
+            return Ok(());
+        }
+        self.ensure_schema().await?;
+        let mysql = self.name == "mysql";
+        let index = if mysql {
+            ", INDEX ix_trace_staging_state (state, since_us)"
+        } else {
+            ""
+        };
+        let mut statements = vec![format!(
+            "CREATE TABLE IF NOT EXISTS trace_staging (base_id VARCHAR(255) NOT NULL PRIMARY KEY, \
+             state CHAR(1) NOT NULL, since_us BIGINT NOT NULL{index})"
+        )];
+        if !mysql {
+            statements.push(
+                "CREATE INDEX IF NOT EXISTS ix_trace_staging_state ON trace_staging (state, since_us)"
+                    .to_owned(),
+            );
+        }
+        with_pool!(&self.pool, p => {
+            for s in statements {
+                sqlx::query(AssertSqlSafe(s)).execute(p).await.map_err(|e| {
+                    db_err(
+                        &format!(
+                            "cannot create the {} table `trace_staging`, which provisional traces \
+                             (keep_slow_ms, keep_errors) need",
+                            self.name
+                        ),
+                        e,
+                    )
+                })?;
+            }
+        });
+        self.staging_ready.store(true, Ordering::Release);
+        Ok(())
+    }
+
+    /// Whether `table` exists and this role may read it; an unreachable database is an error.
+    async fn table_exists(&self, table: &str) -> Result<bool, DriverError> {
+        let sql = format!("SELECT 1 FROM {table} WHERE 1 = 0");
+        with_pool!(&self.pool, p => {
+            match sqlx::query(AssertSqlSafe(sql)).fetch_optional(p).await {
+                Ok(_) => Ok(true),
+                Err(e) if e.as_database_error().is_some() => Ok(false),
+                Err(e) => Err(read_err(&format!("cannot read table `{table}`"), self.name, e)),
+            }
+        })
+    }
+
+    /// Whether readers must hide staged traces: `trace_staging` exists (found once, it is
+    /// remembered). A database without it (Python's, or one where nothing was staged yet)
+    /// reads as it always did.
+    async fn staging_exists(&self) -> Result<bool, DriverError> {
+        if self.staging_ready.load(Ordering::Acquire) {
+            return Ok(true);
+        }
+        let exists = self.table_exists("trace_staging").await?;
+        if exists {
+            self.staging_ready.store(true, Ordering::Release);
+        }
+        Ok(exists)
+    }
+
+    async fn keep_traces(&self, base_ids: &[&str]) -> Result<(), DriverError> {
+        // An id longer than the column was never stored (its batch was refused).
+        let mut ids: Vec<&str> = base_ids
+            .iter()
+            .copied()
+            .filter(|b| b.chars().count() <= 255)
+            .collect();
+        ids.sort_unstable();
+        ids.dedup();
+        if ids.is_empty() {
+            return Ok(());
+        }
+        self.ensure_staging().await?;
+        let since = now_us();
+        let upsert = if self.name == "mysql" {
+            " ON DUPLICATE KEY UPDATE state = 'k'"
+        } else {
+            " ON CONFLICT (base_id) DO UPDATE SET state = 'k'"
+        };
+        with_pool!(&self.pool, p => {
+            for chunk in ids.chunks(ROWS_PER_INSERT) {
+                let mut q = QueryBuilder::new("INSERT INTO trace_staging (base_id, state, since_us) ");
+                q.push_values(chunk, |mut b, id| {
+                    b.push_bind(*id).push("'k'").push_bind(since);
+                });
+                q.push(upsert);
+                q.build()
+                    .execute(p)
+                    .await
+                    .map_err(|e| db_err("cannot keep provisional traces", e))?;
+            }
+        });
+        Ok(())
+    }
+
+    async fn sweep_staged(&self, window_us: i64) -> Result<u64, DriverError> {
+        self.ensure_staging().await?;
+        let summaries = self.summaries_state.load(Ordering::Acquire) == 1
+            || self.table_exists("trace_summaries").await?;
+        let now = now_us();
+        let due = now.saturating_sub(window_us);
+        // The traces whose stored data goes: every dropped one (late points in its second
+        // window too) and the pending ones past their window.
+        let doomed = |s: &str| {
+            format!(
+                "{s}state = 'd' OR ({s}state = 'p' AND {s}since_us <= {})",
+                self.bind_at(1)
+            )
+        };
+        let mut deletes = Vec::new();
+        for table in ["data", "trace_summaries"] {
+            if table == "trace_summaries" && !summaries {
+                continue;
+            }
+            deletes.push(if self.name == "mysql" {
+                // MySQL: a join (a subquery plan is slow on older versions).
+                format!(
+                    "DELETE t FROM {table} t JOIN trace_staging s ON s.base_id = t.base_id \
+                     WHERE {}",
+                    doomed("s.")
+                )
+            } else {
+                format!(
+                    "DELETE FROM {table} WHERE base_id IN (SELECT base_id FROM trace_staging WHERE {})",
+                    doomed("")
+                )
+            });
+        }
+        let at = self.bind_at(1);
+        let forget = format!("DELETE FROM trace_staging WHERE state = 'd' AND since_us <= {at}");
+        let expire = format!(
+            "UPDATE trace_staging SET state = 'd', since_us = {at} WHERE state = 'p' AND since_us <= {}",
+            self.bind_at(2)
+        );
+        let expired = with_pool!(&self.pool, p => {
+            let mut conn = p.acquire().await.map_err(|e| db_err("cannot connect", e))?;
+            if self.name == "mysql" {
+                // No gap locks on the rows around those swept (REPEATABLE READ's), which
+                // writers inserting provisional messages meanwhile would wait on.
+                sqlx::query("SET TRANSACTION ISOLATION LEVEL READ COMMITTED")
+                    .execute(&mut *conn)
+                    .await
+                    .map_err(|e| db_err("cannot set the isolation level", e))?;
+            }
+            let mut tx = sqlx::Connection::begin(&mut *conn).await.map_err(|e| db_err("cannot begin", e))?;
+            for d in deletes {
+                sqlx::query(AssertSqlSafe(d))
+                    .bind(due)
+                    .execute(&mut *tx)
+                    .await
+                    .map_err(|e| db_err("cannot delete provisional traces not kept", e))?;
+            }
+            sqlx::query(AssertSqlSafe(forget))
+                .bind(due)
+                .execute(&mut *tx)
+                .await
+                .map_err(|e| db_err("cannot delete staging records", e))?;
+            let n = sqlx::query(AssertSqlSafe(expire))
+                .bind(now)
+                .bind(due)
+                .execute(&mut *tx)
+                .await
+                .map_err(|e| db_err("cannot drop provisional traces not kept", e))?
+                .rows_affected();
+            tx.commit().await.map_err(|e| db_err("cannot commit", e))?;
+            n
+        });
+        Ok(expired)
+    }
+
+    async fn prune_before(&self, cutoff: std::time::SystemTime) -> Result<u64, DriverError> {
+        if !self.read_only {
+            self.ensure_schema().await?;
+        }
+        let cutoff_us = osprofiler_core::clock::system_micros(cutoff);
+        let cut = osprofiler_core::clock::format_timestamp(cutoff_us);
+        // Traces with a message older than the cutoff and none since (both sides on the
+        // timestamp index, the check per trace on the base_id one).
+        let old = format!(
+            "SELECT o.base_id FROM (SELECT DISTINCT base_id FROM data WHERE timestamp < {}) o \
+             WHERE o.base_id IS NOT NULL AND NOT EXISTS \
+             (SELECT 1 FROM data n WHERE n.base_id = o.base_id AND n.timestamp >= {})",
+            self.bind_at(1),
+            self.bind_at(2)
+        );
+        let mut ids: Vec<String> = Vec::new();
+        with_pool!(&self.pool, p => {
+            for r in sqlx::query(AssertSqlSafe(old))
+                .bind(&cut)
+                .bind(&cut)
+                .fetch_all(p)
+                .await
+                .map_err(|e| read_err("cannot find old traces", self.name, e))?
+            {
+                if let Ok(Some(id)) = r.try_get::<Option<String>, _>(0) {
+                    ids.push(id);
+                }
+            }
+        });
+        let mut tables = vec!["trace_summaries", "data"];
+        let staging = self.staging_exists().await?;
+        if staging {
+            tables.push("trace_staging");
+        }
+        if self.summaries_state.load(Ordering::Acquire) != 1
+            && !self.table_exists("trace_summaries").await?
+        {
+            tables.remove(0);
+        }
+        for chunk in ids.chunks(IDS_PER_SELECT) {
+            let binds = self.binds(1, chunk.len());
+            with_pool!(&self.pool, p => {
+                let mut tx = p.begin().await.map_err(|e| db_err("cannot begin", e))?;
+                for table in &tables {
+                    let sql = format!("DELETE FROM {table} WHERE base_id IN ({binds})");
+                    let mut q = sqlx::query(AssertSqlSafe(sql));
+                    for id in chunk {
+                        q = q.bind(id);
+                    }
+                    q.execute(&mut *tx)
+                        .await
+                        .map_err(|e| db_err(&format!("cannot delete old traces from `{table}`"), e))?;
+                }
+                tx.commit().await.map_err(|e| db_err("cannot commit", e))?;
+            });
+        }
+        if staging {
+            // Keeps older than the cutoff of traces with no message (none ever came, or they
+            // were deleted some other way).
+            let sql = format!(
+                "DELETE FROM trace_staging WHERE state = 'k' AND since_us < {} AND NOT EXISTS \
+                 (SELECT 1 FROM data WHERE data.base_id = trace_staging.base_id)",
+                self.bind_at(1)
+            );
+            with_pool!(&self.pool, p => {
+                sqlx::query(AssertSqlSafe(sql))
+                    .bind(cutoff_us)
+                    .execute(p)
+                    .await
+                    .map_err(|e| db_err("cannot delete old staging records", e))?;
+            });
+        }
+        Ok(ids.len() as u64)
+    }
+
+    async fn state_of(&self, base_id: &str) -> Result<TraceState, DriverError> {
+        let sql = format!(
+            "SELECT state FROM trace_staging WHERE base_id = {}",
+            self.bind_at(1)
+        );
+        let state: Option<String> = with_pool!(&self.pool, p => {
+            match sqlx::query(AssertSqlSafe(sql)).bind(base_id).fetch_optional(p).await {
+                Ok(Some(r)) => r.try_get::<Option<String>, _>(0).ok().flatten(),
+                Ok(None) => None,
+                // No table (nothing staged, or Python's database), or not readable: stored.
+                Err(e) if e.as_database_error().is_some() => None,
+                Err(e) => return Err(read_err("cannot read the trace's state", self.name, e)),
+            }
+        });
+        Ok(match state.as_deref().map(str::trim) {
+            Some("p") => TraceState::Pending,
+            Some("d") => TraceState::Dropped,
+            _ => TraceState::Stored,
         })
     }
 
     async fn summaries(&self, only_errors: bool) -> Result<Vec<TraceSummary>, DriverError> {
         self.before_read().await?;
+        let shown = if self.staging_exists().await? {
+            format!(" AND {}", shown("data"))
+        } else {
+            String::new()
+        };
         let mut out = Vec::new();
         if !only_errors {
-            let sql = "SELECT base_id, MIN(timestamp) FROM data GROUP BY base_id ORDER BY 2";
+            let sql = format!(
+                "SELECT base_id, MIN(timestamp) FROM data WHERE base_id IS NOT NULL{shown} \
+                 GROUP BY base_id ORDER BY 2"
+            );
             with_pool!(&self.pool, p => {
-                for r in sqlx::query(sql).fetch_all(p).await.map_err(|e| read_err("cannot list traces", self.name, e))? {
+                for r in sqlx::query(AssertSqlSafe(sql)).fetch_all(p).await.map_err(|e| read_err("cannot list traces", self.name, e))? {
                     let base_id: Option<String> = r.try_get(0).map_err(|e| db_err("bad row", e))?;
                     let timestamp: Option<String> = r.try_get(1).map_err(|e| db_err("bad row", e))?;
                     if let Some(base_id) = base_id {
@@ -733,7 +1136,7 @@ impl SqlDriver {
         // Candidates by text, confirmed by parsing: an error message's info has a non-null etype.
         let data = self.dialect.data_text;
         let sql = format!(
-            "SELECT base_id, timestamp, {data} FROM data WHERE {data} LIKE '%\"etype\"%' ORDER BY timestamp"
+            "SELECT base_id, timestamp, {data} FROM data WHERE {data} LIKE '%\"etype\"%'{shown} ORDER BY timestamp"
         );
         with_pool!(&self.pool, p => {
             for r in sqlx::query(AssertSqlSafe(sql)).fetch_all(p).await.map_err(|e| read_err("cannot list error traces", self.name, e))? {
@@ -751,6 +1154,35 @@ impl SqlDriver {
             }
         });
         Ok(out)
+    }
+}
+
+/// Whether a statement lost a lock conflict to another transaction (a deadlock, a
+/// serialization failure: SQLSTATE 40001, PostgreSQL's 40P01, MySQL's 1213): the same work
+/// succeeds when tried again. Concurrent sweeps, keeps and inserts of provisional traces meet
+/// on `trace_staging`.
+fn lost_lock_race(e: &DriverError) -> bool {
+    std::error::Error::source(e)
+        .and_then(|s| s.downcast_ref::<sqlx::Error>())
+        .and_then(|e| e.as_database_error())
+        .and_then(|d| d.code())
+        .is_some_and(|c| matches!(&*c, "40001" | "40P01" | "1213"))
+}
+
+/// Runs `op` again (a few times, after a short pause) when it lost a lock conflict.
+async fn retry_lost_races<T, Fut>(mut op: impl FnMut() -> Fut) -> Result<T, DriverError>
+where
+    Fut: Future<Output = Result<T, DriverError>>,
+{
+    let mut tries = 0;
+    loop {
+        match op().await {
+            Err(e) if tries < 5 && lost_lock_race(&e) => {
+                tries += 1;
+                tokio::time::sleep(Duration::from_millis(2 << tries)).await;
+            }
+            r => return r,
+        }
     }
 }
 
@@ -898,7 +1330,7 @@ impl Writer for SqlDriver {
         if batch.is_empty() {
             return Ok(());
         }
-        self.run(self.insert(batch))
+        self.run(retry_lost_races(|| self.insert(batch)))
     }
 
     fn stores_summaries(&self) -> bool {
@@ -910,6 +1342,46 @@ impl Writer for SqlDriver {
             return Ok(());
         }
         self.run(self.insert_summaries(parts))
+    }
+
+    /// Records provisional traces in `trace_staging` from now on (see the
+    /// [module docs](self)). An error for a driver opened read-only.
+    fn stage(&self, window: Duration) -> Result<(), DriverError> {
+        if self.read_only {
+            return Err(DriverError::new(format!(
+                "the {} collector was opened read-only: it cannot stage provisional traces",
+                self.name
+            )));
+        }
+        let us = i64::try_from(window.as_micros()).unwrap_or(i64::MAX).max(1);
+        self.window_us.store(us, Ordering::Relaxed);
+        Ok(())
+    }
+
+    fn keep(&self, base_ids: &[&str]) -> Result<(), DriverError> {
+        if base_ids.is_empty() || self.read_only {
+            return Ok(());
+        }
+        self.run(retry_lost_races(|| self.keep_traces(base_ids)))
+    }
+
+    fn sweep(&self) -> Result<u64, DriverError> {
+        match self.window_us.load(Ordering::Relaxed) {
+            0 => Ok(0),
+            w => self.run(retry_lost_races(|| self.sweep_staged(w))),
+        }
+    }
+
+    fn retain(&self, _age: Duration) -> Result<(), DriverError> {
+        Ok(())
+    }
+
+    fn prune(&self, cutoff: std::time::SystemTime) -> Result<u64, DriverError> {
+        self.run(self.prune_before(cutoff))
+    }
+
+    fn delete_trace(&self, base_id: &str) -> Result<u64, DriverError> {
+        SqlDriver::delete_trace(self, base_id)
     }
 }
 
@@ -924,6 +1396,12 @@ impl Reader for SqlDriver {
 
     fn list_error_traces(&self) -> Result<Vec<TraceSummary>, DriverError> {
         self.run(self.summaries(true))
+    }
+
+    /// From `trace_staging`: pending or dropped by its record, stored without one (or
+    /// without the table).
+    fn trace_state(&self, base_id: &str) -> Result<TraceState, DriverError> {
+        self.run(self.state_of(base_id))
     }
 
     /// From the `trace_summaries` rows where they account for every stored message, else
