@@ -97,9 +97,11 @@ enum Command {
         #[arg(long)]
         json: bool,
     },
-    /// Delete every stored trace whose newest point is older than --older-than (the traces
-    /// of Rust and Python services alike, provisional ones too), with their summaries and
-    /// error index; prints how many. What a service's `retention` option does by itself.
+    /// Delete the stored traces whose newest point is older than --older-than.
+    ///
+    /// Traces of Rust and Python services alike, provisional ones too, each whole: its
+    /// messages, summaries, error index and staging record (a trace with a newer point is
+    /// never cut). Prints how many. A service's `retention` option does the same by itself.
     /// Needs a collector that can delete: sqlite://, postgresql://, mysql://, redis://,
     /// mongodb:// or elasticsearch://.
     Prune {
@@ -166,9 +168,11 @@ enum TraceCommand {
         #[arg(long)]
         pending: bool,
     },
-    /// Delete one trace: its messages, summaries, error index and staging record; prints how
-    /// many messages went. A trace with a point written less than a minute ago may still be
-    /// being written: refused unless --force.
+    /// Delete one trace (not one written to in the last minute, unless --force).
+    ///
+    /// Its messages, summaries, error index and staging record go; prints how many messages.
+    /// A trace with a point written less than a minute ago may still be being written: it is
+    /// refused unless --force. A trace that is not stored is an error.
     Delete {
         /// The trace's base id.
         trace: String,

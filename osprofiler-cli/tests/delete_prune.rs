@@ -484,3 +484,37 @@ fn pending_traces_are_shown_only_with_pending() {
     assert!(listed(&cs).contains(&pending));
     std::fs::remove_dir_all(&tmp).unwrap();
 }
+
+/// `trace delete` goes through the collector's writer whatever the collector: MongoDB here
+/// (SecantusDB on 127.0.0.1:27017, started by `scripts/test`).
+#[test]
+fn trace_delete_on_mongodb() {
+    const MONGO: &str = "mongodb://127.0.0.1:27017";
+    let (id, msgs) = osprofiler_testkit::error_trace(None);
+    osprofiler_collectors::MongoDriver::open(MONGO, true)
+        .unwrap()
+        .notify(&msgs)
+        .unwrap_or_else(|e| panic!("MongoDB at 127.0.0.1:27017 (scripts/test starts it): {e}"));
+    let err = fails(
+        &osprofiler(&["trace", "delete", &id, "--connection-string", MONGO]),
+        1,
+    );
+    assert!(err.contains("pass --force"), "{err}");
+    let out = ok(&osprofiler(&[
+        "trace",
+        "delete",
+        &id,
+        "--force",
+        "--connection-string",
+        MONGO,
+    ]));
+    assert_eq!(
+        out,
+        format!("deleted trace {id} from {MONGO}: {} messages\n", msgs.len())
+    );
+    let err = fails(
+        &osprofiler(&["trace", "show", &id, "--connection-string", MONGO]),
+        1,
+    );
+    assert!(err.contains("not found"), "{err}");
+}
