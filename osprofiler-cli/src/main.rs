@@ -334,6 +334,15 @@ fn render_listing(
     text
 }
 
+/// A listed trace and its state (`trace list --pending --json`): the listing's keys, then
+/// `state`.
+#[derive(serde::Serialize)]
+struct WithState<'a> {
+    #[serde(flatten)]
+    listing: &'a osprofiler_core::listing::TraceListing,
+    state: &'static str,
+}
+
 /// A trace state as `trace list --pending` shows it.
 fn state_name(s: TraceState) -> &'static str {
     match s {
@@ -564,10 +573,12 @@ fn run(cli: Cli) -> Result<(), CliError> {
                     SortBy::Start => "newest",
                     SortBy::Duration => "longest",
                 };
+                // (list_traces leaves pending traces out: no total with --pending.)
                 let filtered = filter.since_us.is_some()
                     || filter.min_duration_ms.is_some()
                     || filter.service.is_some()
-                    || filter.errors_only;
+                    || filter.errors_only
+                    || filter.include_pending;
                 // Unfiltered, the total is cheap to count.
                 match (filtered, driver.list_traces()) {
                     (false, Ok(all)) => eprintln!(
@@ -597,15 +608,20 @@ fn run(cli: Cli) -> Result<(), CliError> {
                 None
             };
             let text = if json {
-                let mut v = serde_json::to_value(&traces)
-                    .map_err(|e| CliError(format!("cannot write JSON: {e}")))?;
-                if let (Some(states), Some(items)) = (&states, v.as_array_mut()) {
-                    for (item, state) in items.iter_mut().zip(states) {
-                        item["state"] = state_name(*state).into();
-                    }
-                }
-                serde_json::to_string_pretty(&v)
-                    .map_err(|e| CliError(format!("cannot write JSON: {e}")))?
+                let written = match &states {
+                    None => serde_json::to_string_pretty(&traces),
+                    Some(states) => serde_json::to_string_pretty(
+                        &traces
+                            .iter()
+                            .zip(states)
+                            .map(|(listing, s)| WithState {
+                                listing,
+                                state: state_name(*s),
+                            })
+                            .collect::<Vec<_>>(),
+                    ),
+                };
+                written.map_err(|e| CliError(format!("cannot write JSON: {e}")))?
             } else {
                 render_listing(&traces, states.as_deref())
             };
@@ -692,7 +708,11 @@ fn run(cli: Cli) -> Result<(), CliError> {
                     "{} in {store} with no point since {before} UTC: prune would delete {} \
                      (--dry-run: nothing deleted)",
                     osprofiler_cli::plural(old, "trace", "traces"),
-                    if old == 1 { "it" } else { "them" }
+                    match old {
+                        0 => "none",
+                        1 => "it",
+                        _ => "them",
+                    }
                 )
             } else {
                 drop(reader);
