@@ -1169,6 +1169,33 @@ mod tests {
     }
 
     #[test]
+    fn timestamps_compare_on_a_date_or_a_keyword() {
+        let of = |m: Value| {
+            timestamp_field(
+                &json!({"i": {"mappings": {"timestamp": {"mapping": {"timestamp": m}}}}}),
+            )
+        };
+        assert_eq!(of(json!({"type": "date"})), Some(Ok("timestamp".into())));
+        assert_eq!(of(json!({"type": "keyword"})), Some(Ok("timestamp".into())));
+        assert_eq!(
+            of(json!({"type": "text", "fields": {"kw": {"type": "keyword"}}})),
+            Some(Ok("timestamp.kw".into()))
+        );
+        assert_eq!(of(json!({"type": "text"})), Some(Err("text".into())));
+        assert_eq!(timestamp_field(&json!({"i": {"mappings": {}}})), None);
+        assert_eq!(timestamp_field(&json!({})), None);
+        let ids = ["a".to_owned(), "b".to_owned()];
+        assert_eq!(
+            BaseIdQuery::Term("base_id".into()).any_of(&ids),
+            json!({"terms": {"base_id": ["a", "b"]}})
+        );
+        assert_eq!(
+            BaseIdQuery::Phrase.any_of(&ids)["bool"]["should"][1],
+            json!({"match_phrase": {"base_id": "b"}})
+        );
+    }
+
+    #[test]
     fn bulk_answers() {
         let items = [
             Item::Message,

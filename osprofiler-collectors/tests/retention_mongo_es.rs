@@ -307,6 +307,7 @@ fn opensearch_prune_on_an_index_python_created() {
 
 /// A service that must stage (keep_slow_ms) or prune (retention) on a collector that cannot
 /// fails at start with an error naming the collector. Nothing is connected to find that out.
+/// MongoDB and Elasticsearch prune: retention starts on them.
 #[test]
 fn collectors_that_cannot_stage_or_prune_fail_at_start_naming_themselves() {
     for (cs, name) in [
@@ -354,5 +355,17 @@ fn collectors_that_cannot_stage_or_prune_fail_at_start_naming_themselves() {
             )),
             "{cs}: {e}"
         );
+    }
+    // Retention on the document stores starts (the first prune runs at once: a century, so
+    // that it deletes nothing other tests wrote).
+    for cs in [MONGO, "elasticsearch://127.0.0.1:9200"] {
+        let conf = ProfilerConfig::builder()
+            .enabled(true)
+            .connection_string(cs)
+            .retention(Duration::from_secs(100 * 365 * 86_400))
+            .build();
+        let guard = osprofiler_collectors::init_from_conf(&conf, "proj", "api", None)
+            .unwrap_or_else(|e| panic!("{cs}: {e}"));
+        assert!(guard.notifier().is_some());
     }
 }
