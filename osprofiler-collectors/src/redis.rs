@@ -2,7 +2,8 @@
 //! `redis://` to one server, and `redissentinel://` to the primary a Sentinel names.
 //!
 //! Each message is pushed as Python-style JSON with `LPUSH osprofiler_opt:<base_id>` (one list
-//! per trace, newest first, no expiry); with `filter_error_trace` on, an error message also sets
+//! per trace, newest first, no expiry unless staged or retained, below); with
+//! `filter_error_trace` on, an error message also sets
 //! `osprofiler_error:<base_id>` to `{"base_id": …, "timestamp": …}`. A batch goes in one
 //! pipeline. Python's `osprofiler trace show/list` read what this driver writes, and the other
 //! way round.
@@ -13,6 +14,47 @@
 //! so Python reads the store as before. `osprofiler trace list` adds a trace's partials up
 //! when their message count equals the trace list's length (`LLEN`), and reads the messages
 //! of the other traces (written by Python, or partly), a few hundred per round trip.
+//!
+//! # Staging provisional traces
+//!
+//! A provisional trace (see [`osprofiler_core::sampling`]) is stored in the same keys as any
+//! other, so that Python's driver, which knows nothing of staging, writes its points into the
+//! same list. What hides it and removes it is a record by base id, in keys none of Python's
+//! scans match:
+//!
+//! - `osprofiler_state:<base_id>`: `p` pending, `d` dropped, `k` kept. Readers skip the traces
+//!   whose state is `p` or `d` (`list_traces`, `list_error_traces`, and `list` unless
+//!   `include_pending`; one `GET` per trace in the listing's own pipeline), and
+//!   `trace_state` reads it. A store without these keys (Python's) reads as before.
+//! - `osprofiler_staging`: a sorted set of the pending traces, scored by when they were first
+//!   staged (ms, Redis's clock: the hosts' clocks play no part), so that a sweep finds those
+//!   whose window is over with one `ZRANGEBYSCORE`.
+//! - `osprofiler_dropped`: the same for dropped traces, scored by when they were dropped: a
+//!   sweep deletes the keys of each again (late points, ours or Python's), and forgets it once
+//!   its second window is over. (One set of both with the state in the key would make each
+//!   sweep read the state of every pending trace to find the dropped ones.)
+//!
+//! Every change to a trace's record is a Lua script (`EVALSHA`, loaded on each connection
+//! that writes): before a batch's messages, a provisional trace without a record gets `p` and
+//! its `since` (never replacing `k` or `d`); `keep` sets `k` whatever was there (also before
+//! any point); a sweep turns a due pending trace into dropped after deleting its data, in one
+//! script per trace that checks the score again, so that services sweeping concurrently count
+//! each trace once. A dropped trace written to again after its record is gone starts pending
+//! again, and goes the same way.
+//!
+//! As a safety net for when no service sweeps any more, the keys of a trace pending or dropped
+//! (messages, error marker, summaries, record) expire three windows after its last write by
+//! this driver; a keep makes them persistent again (or expire after the retention).
+//!
+//! # Retention and deletion
+//!
+//! With `retain(age)` every write by this driver of a trace not pending (messages, summaries,
+//! a keep) sets its keys to expire `age` later: a trace expires `age` after its last write,
+//! with no scan. `prune` handles the keys without expiry (written by Python, or before the
+//! retention was set): it scans `osprofiler_opt:*`, reads the head of each list (the newest
+//! entry pushed) and deletes, with a script that checks every entry's timestamp (arrival and
+//! time order may differ), the traces none of whose messages is as recent as the cutoff.
+//! `delete_trace` deletes a trace's four keys and its staging entries at once.
 //!
 //! `redissentinel://[:password@]host:port` asks the Sentinel at `host:port` for the primary of
 //! the service `sentinel_service_name` (default `mymaster`) and stores there exactly what
