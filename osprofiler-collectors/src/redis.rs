@@ -25,7 +25,8 @@
 //! - `osprofiler_state:<base_id>`: `p` pending, `d` dropped, `k` kept. Readers skip the traces
 //!   whose state is `p` or `d` (`list_traces`, `list_error_traces`, and `list` unless
 //!   `include_pending`; one `GET` per trace in the listing's own pipeline), and
-//!   `trace_state` reads it. A store without these keys (Python's) reads as before.
+//!   `trace_state` reads it. A store without these keys (Python's) reads as before; Python's
+//!   CLI, which does not read them, lists pending traces too.
 //! - `osprofiler_staging`: a sorted set of the pending traces, scored by when they were first
 //!   staged (ms, Redis's clock: the hosts' clocks play no part), so that a sweep finds those
 //!   whose window is over with one `ZRANGEBYSCORE`.
@@ -35,8 +36,9 @@
 //!   sweep read the state of every pending trace to find the dropped ones.)
 //!
 //! Every change to a trace's record is a Lua script (`EVALSHA`, loaded on each connection
-//! that writes): before a batch's messages, a provisional trace without a record gets `p` and
-//! its `since` (never replacing `k` or `d`); `keep` sets `k` whatever was there (also before
+//! that writes): before a batch's messages, in the same pipeline, its provisional traces
+//! without a record get `p` and their `since` (never replacing `k` or `d`; one script call
+//! for the batch, and one after the messages for the expiries below); `keep` sets `k` whatever was there (also before
 //! any point); a sweep turns a due pending trace into dropped after deleting its data, in one
 //! script per trace that checks the score again, so that services sweeping concurrently count
 //! each trace once. A dropped trace written to again after its record is gone starts pending
@@ -396,16 +398,13 @@ impl Writer for RedisDriver {
         let mut stores: Vec<usize> = Vec::new();
         let result = self.call_with(!touched.is_empty(), |c, shas| {
             let mut pipe = ::redis::pipe();
-            for id in &staged {
-                evalsha(
-                    &mut pipe,
-                    shas,
-                    scripts::STAGE,
-                    &[key(STATE, id), STAGING.to_owned()],
-                )
-                .arg(id)
-                .arg(ttl)
-                .ignore();
+            if !staged.is_empty() {
+                let mut keys = vec![STAGING.to_owned()];
+                keys.extend(staged.iter().map(|id| key(STATE, id)));
+                evalsha(&mut pipe, shas, scripts::STAGE, &keys)
+                    .arg(ttl)
+                    .arg(&staged)
+                    .ignore();
                 stores.push(0);
             }
             // One LPUSH per run of messages of the same trace: `LPUSH k a b` leaves the list
@@ -446,8 +445,8 @@ impl Writer for RedisDriver {
                 }
             }
             end_run(&mut pipe, &mut stores, &mut run);
-            for id in &touched {
-                touch(&mut pipe, shas, id, ttl, retention);
+            if !touched.is_empty() {
+                touch(&mut pipe, shas, &touched, ttl, retention);
                 stores.push(0);
             }
             pipe.query::<()>(c)
@@ -503,9 +502,7 @@ impl Writer for RedisDriver {
         ids.dedup();
         let ttl = self.pending_ttl_ms();
         self.with_scripts("cannot store trace summaries in Redis", |c, shas| {
-            for id in ids {
-                touch(&mut pipe, shas, id, ttl, retention);
-            }
+            touch(&mut pipe, shas, &ids, ttl, retention);
             pipe.query::<()>(c)
         })
     }
@@ -727,10 +724,22 @@ fn evalsha<'p>(
         .arg(keys)
 }
 
-/// Adds the [`scripts::TOUCH`] of trace `id` to `pipe`.
-fn touch(pipe: &mut ::redis::Pipeline, shas: &[String], id: &str, ttl: u64, retention: u64) {
-    let [opt, error, summary, state] = trace_keys(id);
-    evalsha(pipe, shas, scripts::TOUCH, &[state, opt, error, summary])
+/// Adds the [`scripts::TOUCH`] of traces `ids` to `pipe`.
+fn touch(
+    pipe: &mut ::redis::Pipeline,
+    shas: &[String],
+    ids: &[impl AsRef<str>],
+    ttl: u64,
+    retention: u64,
+) {
+    let keys: Vec<String> = ids
+        .iter()
+        .flat_map(|id| {
+            let [opt, error, summary, state] = trace_keys(id.as_ref());
+            [state, opt, error, summary]
+        })
+        .collect();
+    evalsha(pipe, shas, scripts::TOUCH, &keys)
         .arg(ttl)
         .arg(retention)
         .ignore();
@@ -995,14 +1004,14 @@ local function now_ms()
 end
 ";
 
-    /// Before a provisional trace's messages: a pending record unless it has one (pending,
-    /// dropped or kept: never downgraded).
-    /// KEYS: state, staging. ARGV: base id, expiry (ms).
+    /// Before a batch's messages, for its provisional traces: a pending record for each
+    /// unless it has one (pending, dropped or kept: never downgraded).
+    /// KEYS: staging, then each trace's state. ARGV: expiry (ms), then each trace's base id.
     pub(super) const STAGE: usize = 0;
-    /// After a trace's messages or summaries: the expiry of its keys, the safety net (three
-    /// windows) while pending or dropped, else the retention if any.
-    /// KEYS: state, opt, error, summary. ARGV: safety expiry (ms, 0 none), retention (ms, 0
-    /// none).
+    /// After a batch's messages or summaries, for its traces: the expiry of each one's keys,
+    /// the safety net (three windows) while pending or dropped, else the retention if any.
+    /// KEYS: state, opt, error, summary of each trace. ARGV: safety expiry (ms, 0 none),
+    /// retention (ms, 0 none).
     pub(super) const TOUCH: usize = 1;
     /// Keeps a trace: state `k` (no expiry, or the retention), out of the staging sets, its
     /// keys persisted (or expiring after the retention).
@@ -1026,18 +1035,24 @@ end
         [
             format!(
                 "{NOW}
-if redis.call('EXISTS', KEYS[1]) == 0 then
-  redis.call('SET', KEYS[1], 'p', 'PX', ARGV[2])
-  redis.call('ZADD', KEYS[2], 'NX', now_ms(), ARGV[1])
+local now = nil
+for i = 2, #KEYS do
+  if redis.call('EXISTS', KEYS[i]) == 0 then
+    now = now or now_ms()
+    redis.call('SET', KEYS[i], 'p', 'PX', ARGV[1])
+    redis.call('ZADD', KEYS[1], 'NX', now, ARGV[i])
+  end
 end
 return 0"
             ),
             "
-local s = redis.call('GET', KEYS[1])
-local ttl = tonumber(ARGV[2])
-if s == 'p' or s == 'd' then ttl = tonumber(ARGV[1]) end
-if ttl > 0 then
-  for i = 1, 4 do redis.call('PEXPIRE', KEYS[i], ttl) end
+for j = 1, #KEYS, 4 do
+  local s = redis.call('GET', KEYS[j])
+  local ttl = tonumber(ARGV[2])
+  if s == 'p' or s == 'd' then ttl = tonumber(ARGV[1]) end
+  if ttl > 0 then
+    for i = j, j + 3 do redis.call('PEXPIRE', KEYS[i], ttl) end
+  end
 end
 return 0"
                 .to_owned(),
