@@ -35,8 +35,10 @@
 //!   its second window is over. (One set of both with the state in the key would make each
 //!   sweep read the state of every pending trace to find the dropped ones.)
 //!
-//! Every change to a trace's record is a Lua script (`EVALSHA`, loaded on each connection
-//! that writes): before a batch's messages, in the same pipeline, its provisional traces
+//! Every change to a trace's record is a Lua script (`EVAL` next to a batch's messages, so
+//! that a `SCRIPT FLUSH` or a new primary cannot leave a batch half stored; `EVALSHA`, loaded
+//! on each connection that needs it, for keeps, sweeps and prunes, which are idempotent):
+//! before a batch's messages, in the same pipeline, its provisional traces
 //! without a record get `p` and their `since` (never replacing `k` or `d`; one script call
 //! for the batch, and one after the messages for the expiries below); `keep` sets `k` whatever was there (also before
 //! any point); a sweep turns a due pending trace into dropped after deleting its data, in one
@@ -169,6 +171,13 @@ fn refused_commands(e: &RedisError) -> Vec<usize> {
     }
 }
 
+/// Whether Redis answered `NOSCRIPT` (to any command of a pipeline).
+fn no_script(e: &RedisError) -> bool {
+    e.clone()
+        .into_server_errors()
+        .is_some_and(|errs| errs.iter().any(|(_, s)| s.code() == "NOSCRIPT"))
+}
+
 /// The `socket_timeout` option as a duration (at least a millisecond).
 fn timeout_of(conf: &ProfilerConfig) -> Duration {
     Duration::from_secs_f64(conf.socket_timeout.max(0.001))
@@ -282,13 +291,19 @@ impl RedisDriver {
         })
     }
 
-    /// [`RedisDriver::call_with`] the scripts, with the error described as `what`.
+    /// [`RedisDriver::call_with`] the scripts, with the error described as `what`. Once more
+    /// on a new connection when Redis lost the scripts (`SCRIPT FLUSH`, a restart between two
+    /// calls): what calls this (keeps, sweeps, prunes) may run twice.
     fn with_scripts<T>(
         &self,
         what: &str,
-        f: impl FnOnce(&mut Connection, &[String]) -> Result<T, RedisError>,
+        mut f: impl FnMut(&mut Connection, &[String]) -> Result<T, RedisError>,
     ) -> Result<T, DriverError> {
-        self.call_with(true, f).map_err(|e| match e {
+        let result = match self.call_with(true, &mut f) {
+            Err(Failure::Redis(e)) if no_script(&e) => self.call_with(true, &mut f),
+            result => result,
+        };
+        result.map_err(|e| match e {
             Failure::Connect(e) => e,
             Failure::Redis(e) => err(what, e),
         })
@@ -396,12 +411,12 @@ impl Writer for RedisDriver {
         let ttl = self.pending_ttl_ms();
         // How many messages each command of the pipeline stores.
         let mut stores: Vec<usize> = Vec::new();
-        let result = self.call_with(!touched.is_empty(), |c, shas| {
+        let result = self.call(|c| {
             let mut pipe = ::redis::pipe();
             if !staged.is_empty() {
                 let mut keys = vec![STAGING.to_owned()];
                 keys.extend(staged.iter().map(|id| key(STATE, id)));
-                evalsha(&mut pipe, shas, scripts::STAGE, &keys)
+                eval(&mut pipe, scripts::STAGE, &keys)
                     .arg(ttl)
                     .arg(&staged)
                     .ignore();
@@ -446,7 +461,7 @@ impl Writer for RedisDriver {
             }
             end_run(&mut pipe, &mut stores, &mut run);
             if !touched.is_empty() {
-                touch(&mut pipe, shas, &touched, ttl, retention);
+                touch(&mut pipe, &touched, ttl, retention);
                 stores.push(0);
             }
             pipe.query::<()>(c)
@@ -501,8 +516,8 @@ impl Writer for RedisDriver {
         ids.sort_unstable();
         ids.dedup();
         let ttl = self.pending_ttl_ms();
-        self.with_scripts("cannot store trace summaries in Redis", |c, shas| {
-            touch(&mut pipe, shas, &ids, ttl, retention);
+        self.with_conn("cannot store trace summaries in Redis", |c| {
+            touch(&mut pipe, &ids, ttl, retention);
             pipe.query::<()>(c)
         })
     }
@@ -724,14 +739,22 @@ fn evalsha<'p>(
         .arg(keys)
 }
 
+/// Adds `EVAL` of one of the [`scripts`] with `keys` to `pipe`; the caller adds the arguments.
+/// For the scripts of a batch of messages: never `NOSCRIPT` (the script's text comes along,
+/// and Redis caches it by its hash), so the batch is never half stored for want of a script.
+fn eval<'p>(
+    pipe: &'p mut ::redis::Pipeline,
+    script: usize,
+    keys: &[String],
+) -> &'p mut ::redis::Pipeline {
+    pipe.cmd("EVAL")
+        .arg(&scripts::ALL[script])
+        .arg(keys.len())
+        .arg(keys)
+}
+
 /// Adds the [`scripts::TOUCH`] of traces `ids` to `pipe`.
-fn touch(
-    pipe: &mut ::redis::Pipeline,
-    shas: &[String],
-    ids: &[impl AsRef<str>],
-    ttl: u64,
-    retention: u64,
-) {
+fn touch(pipe: &mut ::redis::Pipeline, ids: &[impl AsRef<str>], ttl: u64, retention: u64) {
     let keys: Vec<String> = ids
         .iter()
         .flat_map(|id| {
@@ -739,7 +762,7 @@ fn touch(
             [state, opt, error, summary]
         })
         .collect();
-    evalsha(pipe, shas, scripts::TOUCH, &keys)
+    eval(pipe, scripts::TOUCH, &keys)
         .arg(ttl)
         .arg(retention)
         .ignore();
@@ -988,10 +1011,10 @@ impl Reader for RedisDriver {
     }
 }
 
-/// The Lua scripts of staging, retention and deletion (`EVALSHA`, loaded once per
-/// connection): each reads and writes one trace's keys atomically, so that concurrent writers,
-/// keeps and sweeps from any number of processes never lose a keep, never hide a kept trace
-/// again, and count each expired trace once. Times are Redis's (`TIME`), so the hosts' clocks
+/// The Lua scripts of staging, retention and deletion (`EVAL` with a batch of messages,
+/// `EVALSHA` loaded once per connection otherwise): each reads and writes its traces' keys
+/// atomically, so that concurrent writers, keeps and sweeps from any number of processes
+/// never lose a keep, never hide a kept trace again, and count each expired trace once. Times are Redis's (`TIME`), so the hosts' clocks
 /// do not matter.
 mod scripts {
     /// `now_ms()`: Redis's clock in milliseconds. Scripts that write after reading the time

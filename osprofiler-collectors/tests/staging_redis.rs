@@ -1,9 +1,10 @@
 //! Staging of provisional traces, retention and deletion in Redis (127.0.0.1:6379; scripts/test
 //! starts it, and every test fails naming it when it is missing).
 //!
-//! Tests that count what a sweep or a prune did have a database of their own (13, 14, 15, 10,
-//! 9), emptied first: a sweep or a prune works on a whole database. The others use database 0
-//! with fresh base ids.
+//! Tests that count what a sweep or a prune did have a database of their own (3 to 8),
+//! emptied first: a sweep or a prune works on a whole database. (Other tests use 11 and 12,
+//! and the end-to-end tail keep tests 10 and 13 to 15.) The others use database 0 with fresh
+//! base ids.
 
 use osprofiler_collectors::RedisDriver;
 use osprofiler_core::dispatch::{self, Dispatch};
@@ -223,8 +224,8 @@ fn a_store_without_staging_reads_as_before() {
 #[test]
 fn sweep_drops_pending_traces_then_removes_their_late_points() {
     let window = Duration::from_millis(400);
-    let mut c = fresh(13);
-    let d = staging(13, window);
+    let mut c = fresh(3);
+    let d = staging(3, window);
     let (a, n, k, k2) = (new_id(), new_id(), new_id(), new_id());
     store(&d, &points(&a, true, true));
     store(&d, &points(&n, false, true));
@@ -283,8 +284,8 @@ fn sweep_drops_pending_traces_then_removes_their_late_points() {
 #[test]
 fn concurrent_sweepers_count_each_trace_once() {
     let window = Duration::from_millis(300);
-    let _c = fresh(14);
-    let d = staging(14, window);
+    let _c = fresh(4);
+    let d = staging(4, window);
     let mut batch = Vec::new();
     let ids: Vec<String> = (0..60).map(|_| new_id()).collect();
     for id in &ids {
@@ -298,7 +299,7 @@ fn concurrent_sweepers_count_each_trace_once() {
         .map(|_| {
             let barrier = barrier.clone();
             std::thread::spawn(move || {
-                let d = staging(14, window);
+                let d = staging(4, window);
                 barrier.wait();
                 d.sweep().unwrap() + d.sweep().unwrap()
             })
@@ -316,8 +317,8 @@ fn concurrent_sweepers_count_each_trace_once() {
 
 #[test]
 fn prune_deletes_old_traces_only_and_retention_expires_keys() {
-    let mut c = fresh(15);
-    let d = staging(15, Duration::from_secs(60));
+    let mut c = fresh(5);
+    let d = staging(5, Duration::from_secs(60));
     let old = new_id();
     python_style_push(&mut c, &old, "2020-01-01T00:00:00.000000", "wsgi-start");
     python_style_push(&mut c, &old, "2020-01-01T00:00:01.000000", "wsgi-stop");
@@ -423,8 +424,8 @@ fn delete_trace_deletes_everything_of_one_trace() {
 #[test]
 fn python_points_of_a_pending_trace_are_hidden_then_swept() {
     let window = Duration::from_secs(2);
-    let mut c = fresh(10);
-    let d = staging(10, window);
+    let mut c = fresh(6);
+    let d = staging(6, window);
     let id = new_id();
     let script = r#"
 import sys
@@ -436,7 +437,7 @@ with profiler.Trace("db", info={"db": {"statement": "SELECT 'from python'"}}):
 "#;
     let python_writes = || {
         let out = std::process::Command::new(python())
-            .args(["-c", script, &url(10), &id, "caller"])
+            .args(["-c", script, &url(6), &id, "caller"])
             .output()
             .expect("run the Python OSProfiler oracle");
         assert!(
@@ -489,8 +490,8 @@ with profiler.Trace("db", info={"db": {"statement": "SELECT 'from python'"}}):
 #[test]
 fn a_queue_notifier_keeps_failed_traces_and_sweeps_the_others() {
     let window = Duration::from_millis(500);
-    let _c = fresh(9);
-    let driver = Arc::new(RedisDriver::open(&url(9), true).unwrap());
+    let _c = fresh(7);
+    let driver = Arc::new(RedisDriver::open(&url(7), true).unwrap());
     let notifier = QueueNotifier::start(
         driver.clone(),
         QueueOptions {
@@ -546,4 +547,27 @@ fn a_queue_notifier_keeps_failed_traces_and_sweeps_the_others() {
     assert_eq!((p.started, p.kept, p.dropped, p.expired), (2, 1, 1, 1));
     assert_eq!(driver.trace_messages(&failed).unwrap().len(), 4);
     notifier.shutdown();
+}
+
+/// Redis forgets its scripts (`SCRIPT FLUSH`, a restart, a new primary): the next keep and
+/// sweep load them again, and a batch never needs them loaded.
+#[test]
+fn scripts_flushed_are_loaded_again() {
+    let d = staging(8, Duration::from_secs(60));
+    let mut c = raw(8);
+    let (a, b) = (new_id(), new_id());
+    store(&d, &points(&a, true, false));
+    d.keep(&[&a]).unwrap();
+    let _: () = redis::cmd("SCRIPT").arg("FLUSH").query(&mut c).unwrap();
+    store(&d, &points(&b, true, false));
+    assert_eq!(d.trace_messages(&b).unwrap().len(), 4, "stored once");
+    assert_eq!(d.trace_state(&b).unwrap(), TraceState::Pending);
+    let _: () = redis::cmd("SCRIPT").arg("FLUSH").query(&mut c).unwrap();
+    d.keep(&[&b]).unwrap();
+    assert_eq!(d.trace_state(&b).unwrap(), TraceState::Stored);
+    let _: () = redis::cmd("SCRIPT").arg("FLUSH").query(&mut c).unwrap();
+    d.sweep().unwrap();
+    for id in [&a, &b] {
+        assert_eq!(d.delete_trace(id).unwrap(), 4);
+    }
 }
