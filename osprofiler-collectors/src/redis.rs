@@ -35,16 +35,17 @@
 //!   its second window is over. (One set of both with the state in the key would make each
 //!   sweep read the state of every pending trace to find the dropped ones.)
 //!
-//! Every change to a trace's record is a Lua script (`EVAL` next to a batch's messages, so
-//! that a `SCRIPT FLUSH` or a new primary cannot leave a batch half stored; `EVALSHA`, loaded
-//! on each connection that needs it, for keeps, sweeps and prunes, which are idempotent):
-//! before a batch's messages, in the same pipeline, its provisional traces
-//! without a record get `p` and their `since` (never replacing `k` or `d`; one script call
-//! for the batch, and one after the messages for the expiries below); `keep` sets `k` whatever was there (also before
-//! any point); a sweep turns a due pending trace into dropped after deleting its data, in one
-//! script per trace that checks the score again, so that services sweeping concurrently count
-//! each trace once. A dropped trace written to again after its record is gone starts pending
-//! again, and goes the same way.
+//! Every change to a trace's record is a Lua script, so that concurrent writers, keeps and
+//! sweeps never lose a keep nor hide a kept trace again. Next to a batch's messages, in the
+//! same pipeline, go two `EVAL`s (their text comes along, so that a `SCRIPT FLUSH` or a new
+//! primary cannot leave a batch half stored): before the messages, the batch's provisional
+//! traces without a record get `p` and their `since` (never replacing `k` or `d`); after
+//! them, the expiries below. Keeps, sweeps and prunes, which may run twice, use `EVALSHA`
+//! (loaded on each connection that needs them, again after `NOSCRIPT`): `keep` sets `k`
+//! whatever was there (also before any point); a sweep turns a due pending trace into dropped
+//! after deleting its data, in one script per trace that checks the score again, so that
+//! services sweeping concurrently count each trace once. A dropped trace written to again
+//! after its record is gone starts pending again, and goes the same way.
 //!
 //! As a safety net for when no service sweeps any more, the keys of a trace pending or dropped
 //! (messages, error marker, summaries, record) expire three windows after its last write by
