@@ -14,6 +14,11 @@
 //! and the analysis of `osprofiler trace analyze`: [`render_analysis`], [`render_analysis_json`]
 //! and the three lines `trace show` ends with, [`summary_lines`].
 //!
+//! The helpers of the commands that change a store (`osprofiler trace delete`, `osprofiler
+//! prune`) and of provisional traces (`--pending`) are here too: [`open_writer`],
+//! [`parse_age`], [`check_not_recent`], [`newest_micros`], [`load_shown_trace`],
+//! [`provisional_notice`].
+//!
 //! ```
 //! use osprofiler_core::report::Report;
 //! let report = Report::build(&[]).into_value();
@@ -23,7 +28,7 @@
 //! ```
 
 use osprofiler_core::analysis::{Analysis, AnalysisOptions};
-use osprofiler_core::notifier::Reader;
+use osprofiler_core::notifier::{Reader, TraceState, Writer};
 use osprofiler_core::{ProfilerConfig, report::Report, report::ReportOptions};
 use serde_json::Value;
 use std::fmt::Write as _;
@@ -49,6 +54,156 @@ pub fn open_driver(connection_string: &str) -> Result<std::sync::Arc<dyn Reader>
         .map_err(|e| CliError(e.to_string()))
 }
 
+/// Opens the writing half of the collector named by `connection_string` (what `trace delete`
+/// and `prune` use). Creates the store's tables if missing, as a service does: open the
+/// reader first ([`open_driver`]) to refuse a store that does not exist.
+pub fn open_writer(connection_string: &str) -> Result<std::sync::Arc<dyn Writer>, CliError> {
+    osprofiler_collectors::open(connection_string, &ProfilerConfig::default())
+        .map_err(|e| CliError(e.to_string()))
+}
+
+/// How long after its newest point a trace may still be being written: `trace delete`
+/// refuses a younger one without `--force`, and `prune --older-than` takes no less.
+pub const STILL_WRITTEN: std::time::Duration = std::time::Duration::from_secs(60);
+
+/// Parses an age such as `prune --older-than` takes: a whole number and a unit, `s`, `m`,
+/// `h`, `d` or `w` (the units of `--since`).
+///
+/// ```
+/// use std::time::Duration;
+/// assert_eq!(osprofiler_cli::parse_age("90s"), Ok(Duration::from_secs(90)));
+/// assert_eq!(osprofiler_cli::parse_age(" 7d"), Ok(Duration::from_secs(7 * 86_400)));
+/// assert_eq!(osprofiler_cli::parse_age("2w"), Ok(Duration::from_secs(14 * 86_400)));
+/// assert!(osprofiler_cli::parse_age("7").is_err());
+/// assert!(osprofiler_cli::parse_age("1.5h").is_err());
+/// assert!(osprofiler_cli::parse_age("2024-05-01T10:00:00Z").is_err());
+/// ```
+pub fn parse_age(text: &str) -> Result<std::time::Duration, String> {
+    let t = text.trim();
+    let bad = || {
+        format!(
+            "{text:?} is not an age: a number and a unit, s, m, h, d or w (90s, 30m, 12h, 7d, 2w)"
+        )
+    };
+    let unit = t.chars().last().ok_or_else(bad)?;
+    let secs = match unit {
+        's' => 1,
+        'm' => 60,
+        'h' => 3600,
+        'd' => 86_400,
+        'w' => 7 * 86_400,
+        _ => return Err(bad()),
+    };
+    let n: u64 = t[..t.len() - 1].parse().map_err(|_| bad())?;
+    n.checked_mul(secs)
+        .map(std::time::Duration::from_secs)
+        .ok_or_else(bad)
+}
+
+/// The newest timestamp among a trace's messages, in microseconds since the epoch (`None`
+/// when none has an OSProfiler timestamp).
+pub fn newest_message_micros(messages: &[Value]) -> Option<i64> {
+    messages
+        .iter()
+        .filter_map(|m| osprofiler_core::clock::parse_timestamp(m["timestamp"].as_str()?))
+        .max()
+}
+
+/// When the newest message of a listed trace was written, in microseconds since the epoch:
+/// its start plus its duration (what `prune --dry-run` compares with the cutoff).
+pub fn newest_micros(t: &osprofiler_core::listing::TraceListing) -> i64 {
+    t.start_micros()
+        .saturating_add((t.duration_ms * 1000.0).round() as i64)
+}
+
+/// `trace delete` without `--force`: an error when the trace's newest message is less than
+/// [`STILL_WRITTEN`] older than `now` (the trace may still be being written), or has no time.
+///
+/// ```
+/// use std::time::{Duration, UNIX_EPOCH};
+/// let m = serde_json::json!([{"timestamp": "1970-01-01T00:01:00.000000"}]);
+/// let m = m.as_array().unwrap();
+/// assert!(osprofiler_cli::check_not_recent("t", m, UNIX_EPOCH + Duration::from_secs(120)).is_ok());
+/// let e = osprofiler_cli::check_not_recent("t", m, UNIX_EPOCH + Duration::from_secs(90)).unwrap_err();
+/// assert!(e.to_string().contains("--force"));
+/// ```
+pub fn check_not_recent(
+    trace: &str,
+    messages: &[Value],
+    now: std::time::SystemTime,
+) -> Result<(), CliError> {
+    let now_us = osprofiler_core::clock::system_micros(now);
+    let Some(newest) = newest_message_micros(messages) else {
+        return Err(CliError(format!(
+            "trace {trace} has no message with a time: cannot tell whether it is still being \
+             written; pass --force to delete it anyway"
+        )));
+    };
+    let age_us = now_us.saturating_sub(newest);
+    if age_us < STILL_WRITTEN.as_micros() as i64 {
+        return Err(CliError(format!(
+            "trace {trace} was written to {:.0} s ago (its newest point is at {} UTC): it may \
+             still be being written; pass --force to delete it anyway",
+            (age_us.max(0) as f64) / 1e6,
+            osprofiler_core::clock::format_timestamp(newest)
+        )));
+    }
+    Ok(())
+}
+
+/// The line `trace show --pending` starts a provisional trace with; `None` for a trace
+/// stored for good.
+///
+/// ```
+/// use osprofiler_core::notifier::TraceState;
+/// assert_eq!(osprofiler_cli::provisional_notice("t", TraceState::Stored), None);
+/// let n = osprofiler_cli::provisional_notice("t", TraceState::Pending).unwrap();
+/// assert!(n.starts_with("trace t is provisional and not kept (yet)"), "{n}");
+/// ```
+pub fn provisional_notice(trace: &str, state: TraceState) -> Option<String> {
+    match state {
+        TraceState::Stored => None,
+        TraceState::Pending => Some(format!(
+            "trace {trace} is provisional and not kept (yet): pending, it is removed unless a \
+             service keeps it within the staging window"
+        )),
+        TraceState::Dropped => Some(format!(
+            "trace {trace} is provisional and not kept (yet): dropped, it was not kept within \
+             the staging window and is being removed"
+        )),
+    }
+}
+
+/// What `trace show` shows, and the trace's [`TraceState`] (a saved report is
+/// [`TraceState::Stored`]). A provisional trace ([`TraceState::Pending`] or
+/// [`TraceState::Dropped`]) is an error unless `pending`, read or not; a trace that is not
+/// stored is an error saying so. `open` makes the reader (see [`load_report_from`]).
+pub fn load_shown_trace(
+    trace: &str,
+    connection_string: &str,
+    opts: ReportOptions,
+    pending: bool,
+    open: impl FnOnce(&str) -> Result<std::sync::Arc<dyn Reader>, CliError>,
+) -> Result<(Value, TraceState), CliError> {
+    let mut state = TraceState::Stored;
+    let report = load(trace, connection_string, opts, open, |driver| {
+        state = driver.trace_state(trace).map_err(|e| {
+            CliError(format!(
+                "cannot read trace {trace} from {}: {e}",
+                osprofiler_core::config::redact(connection_string)
+            ))
+        })?;
+        if state != TraceState::Stored && !pending {
+            return Err(CliError(format!(
+                "trace {trace} is provisional and not kept (yet): it is removed unless a \
+                 service keeps it within the staging window; pass --pending to see it"
+            )));
+        }
+        Ok(())
+    })?;
+    Ok((report, state))
+}
+
 /// The report to show: `trace` is a base id looked up in the collector, or the path of a
 /// report saved with `--json`. A trace that is not stored is an error saying so.
 pub fn load_report(
@@ -67,6 +222,18 @@ pub fn load_report_from(
     opts: ReportOptions,
     open: impl FnOnce(&str) -> Result<std::sync::Arc<dyn Reader>, CliError>,
 ) -> Result<Value, CliError> {
+    load(trace, connection_string, opts, open, |_| Ok(()))
+}
+
+/// [`load_report_from`], with `check` asked about the trace before its messages are read
+/// (not for a saved report).
+fn load(
+    trace: &str,
+    connection_string: &str,
+    opts: ReportOptions,
+    open: impl FnOnce(&str) -> Result<std::sync::Arc<dyn Reader>, CliError>,
+    check: impl FnOnce(&dyn Reader) -> Result<(), CliError>,
+) -> Result<Value, CliError> {
     let path = Path::new(trace);
     if path.is_file() {
         let text = std::fs::read_to_string(path)
@@ -83,6 +250,7 @@ pub fn load_report_from(
         return Ok(v);
     }
     let driver = open(connection_string)?;
+    check(&*driver)?;
     let messages = driver.trace_messages(trace).map_err(|e| {
         CliError(format!(
             "cannot read trace {trace} from {}: {e}",
@@ -129,7 +297,8 @@ fn shape(id: &str, text: Option<&str>, max: usize) -> String {
     }
 }
 
-fn plural(n: usize, one: &str, many: &str) -> String {
+/// `n` and the noun for it: `1 trace`, `2 traces`.
+pub fn plural(n: usize, one: &str, many: &str) -> String {
     format!("{n} {}", if n == 1 { one } else { many })
 }
 

@@ -3,6 +3,7 @@
 use clap::{Args, Parser, Subcommand};
 use osprofiler_cli::{CliError, demo};
 use osprofiler_collectors::DEFAULT_CONNECTION_STRING;
+use osprofiler_core::notifier::TraceState;
 use osprofiler_core::report::ReportOptions;
 use std::io::Write as _;
 use std::path::PathBuf;
@@ -12,7 +13,7 @@ use std::process::ExitCode;
 #[command(
     name = "osprofiler",
     version,
-    about = "Show OSProfiler traces stored by Rust or Python services, and run a demo"
+    about = "Show OSProfiler traces stored by Rust or Python services, delete old ones, and run a demo"
 )]
 struct Cli {
     #[command(subcommand)]
@@ -96,6 +97,24 @@ enum Command {
         #[arg(long)]
         json: bool,
     },
+    /// Delete the stored traces whose newest point is older than --older-than.
+    ///
+    /// Traces of Rust and Python services alike, provisional ones too, each whole: its
+    /// messages, summaries, error index and staging record (a trace with a newer point is
+    /// never cut). Prints how many. A service's `retention` option does the same by itself.
+    /// Needs a collector that can delete: sqlite://, postgresql://, mysql://, redis://,
+    /// mongodb:// or elasticsearch://.
+    Prune {
+        #[command(flatten)]
+        conn: Conn,
+        /// How old a trace's newest point must be: a number and a unit, s, m, h, d or w (90s,
+        /// 30m, 12h, 7d, 2w); at least 1m (a younger trace may still be being written).
+        #[arg(long = "older-than", value_name = "AGE", value_parser = parse_age)]
+        older_than: std::time::Duration,
+        /// Only say how many traces would be deleted (from the listing), delete nothing.
+        #[arg(long = "dry-run")]
+        dry_run: bool,
+    },
     /// Start two demo services on loopback, send one traced request and show its trace.
     Demo {
         #[command(flatten)]
@@ -142,6 +161,26 @@ enum TraceCommand {
         /// (by default they are read and returned to it).
         #[arg(long)]
         consume: bool,
+        /// Show the trace even if it is provisional and not kept (yet): a trace a service
+        /// started to keep only if slow or failed (keep_slow_ms), removed unless kept within
+        /// the staging window. The tree then starts with a line saying so (the other formats
+        /// say it on standard error).
+        #[arg(long)]
+        pending: bool,
+    },
+    /// Delete one trace (not one written to in the last minute, unless --force).
+    ///
+    /// Its messages, summaries, error index and staging record go; prints how many messages.
+    /// A trace with a point written less than a minute ago may still be being written: it is
+    /// refused unless --force. A trace that is not stored is an error.
+    Delete {
+        /// The trace's base id.
+        trace: String,
+        #[command(flatten)]
+        conn: Conn,
+        /// Delete it even if its newest point is less than a minute old.
+        #[arg(long)]
+        force: bool,
     },
     /// Where the time went: DB share, statements by total time, N+1 and duplicate statements,
     /// errors, the critical path.
@@ -197,9 +236,14 @@ enum TraceCommand {
         #[arg(long)]
         all: bool,
         /// A JSON array of objects with the keys base_id, start, duration_ms, root, services,
-        /// points, db_statements, db_ms, errors, error_type.
+        /// points, db_statements, db_ms, errors, error_type (and state, with --pending).
         #[arg(long)]
         json: bool,
+        /// Also provisional traces not kept (yet) (keep_slow_ms: removed unless a service keeps
+        /// them within the staging window), with a state column: stored, pending (may still be
+        /// kept) or dropped (not kept, being removed); JSON gets a "state" key.
+        #[arg(long)]
+        pending: bool,
     },
 }
 
@@ -220,6 +264,17 @@ fn parse_since_arg(text: &str) -> Result<i64, String> {
     osprofiler_core::listing::parse_since(text, now)
 }
 
+/// `prune --older-than`: at least a minute.
+fn parse_age(text: &str) -> Result<std::time::Duration, String> {
+    let age = osprofiler_cli::parse_age(text)?;
+    if age < osprofiler_cli::STILL_WRITTEN {
+        return Err(format!(
+            "{text:?} is less than 1m: a trace that young may still be being written"
+        ));
+    }
+    Ok(age)
+}
+
 /// `--min-duration`: milliseconds, a number ≥ 0.
 fn parse_min_duration(text: &str) -> Result<f64, String> {
     match text.trim().parse::<f64>() {
@@ -230,21 +285,42 @@ fn parse_min_duration(text: &str) -> Result<f64, String> {
     }
 }
 
-/// The `trace list` table.
-fn render_listing(traces: &[osprofiler_core::listing::TraceListing]) -> String {
+/// The `trace list` table; with `states` (`--pending`), a state column after the base id.
+fn render_listing(
+    traces: &[osprofiler_core::listing::TraceListing],
+    states: Option<&[TraceState]>,
+) -> String {
+    let state_column = |s: &str| {
+        if states.is_some() {
+            format!("{s:<7}  ")
+        } else {
+            String::new()
+        }
+    };
     let mut text = format!(
-        "{:<36}  {:<26}  {:>11}  {:<16}  {:>6}  {:>5}  {:>11}  {:<20}  {}\n",
-        "base_id", "start", "duration", "root", "points", "db", "db time", "errors", "services"
+        "{:<36}  {}{:<26}  {:>11}  {:<16}  {:>6}  {:>5}  {:>11}  {:<20}  {}\n",
+        "base_id",
+        state_column("state"),
+        "start",
+        "duration",
+        "root",
+        "points",
+        "db",
+        "db time",
+        "errors",
+        "services"
     );
-    for t in traces {
+    for (i, t) in traces.iter().enumerate() {
+        let state = states.map_or("", |s| state_name(s[i]));
         let errors = match (t.errors, &t.error_type) {
             (0, _) => "-".to_owned(),
             (n, Some(e)) => format!("{n} {e}"),
             (n, None) => n.to_string(),
         };
         text.push_str(&format!(
-            "{:<36}  {:<26}  {:>8.1} ms  {:<16}  {:>6}  {:>5}  {:>8.1} ms  {:<20}  {}\n",
+            "{:<36}  {}{:<26}  {:>8.1} ms  {:<16}  {:>6}  {:>5}  {:>8.1} ms  {:<20}  {}\n",
             t.base_id,
+            state_column(state),
             t.start,
             t.duration_ms,
             t.root.as_deref().unwrap_or("-"),
@@ -256,6 +332,24 @@ fn render_listing(traces: &[osprofiler_core::listing::TraceListing]) -> String {
         ));
     }
     text
+}
+
+/// A listed trace and its state (`trace list --pending --json`): the listing's keys, then
+/// `state`.
+#[derive(serde::Serialize)]
+struct WithState<'a> {
+    #[serde(flatten)]
+    listing: &'a osprofiler_core::listing::TraceListing,
+    state: &'static str,
+}
+
+/// A trace state as `trace list --pending` shows it.
+fn state_name(s: TraceState) -> &'static str {
+    match s {
+        TraceState::Stored => "stored",
+        TraceState::Pending => "pending",
+        TraceState::Dropped => "dropped",
+    }
 }
 
 fn write_out(out: Option<&PathBuf>, text: &str) -> Result<(), CliError> {
@@ -305,6 +399,7 @@ fn run(cli: Cli) -> Result<(), CliError> {
                     out,
                     keep_names,
                     consume,
+                    pending,
                 },
         } => {
             let cs = conn.resolve()?;
@@ -324,12 +419,12 @@ fn run(cli: Cli) -> Result<(), CliError> {
                     "taking trace {trace}'s notifications off the profiler.info queue (--consume)"
                 );
             }
-            let report = {
+            let (report, state) = {
                 let _n = slow_notice(format!(
                     "reading trace {trace} from {}",
                     osprofiler_core::config::redact(&cs)
                 ));
-                osprofiler_cli::load_report_from(&trace, &cs, opts, |cs| {
+                osprofiler_cli::load_shown_trace(&trace, &cs, opts, pending, |cs| {
                     if consume {
                         let d = osprofiler_collectors::MessagingDriver::open(cs)
                             .map_err(|e| CliError(e.to_string()))?;
@@ -339,6 +434,12 @@ fn run(cli: Cli) -> Result<(), CliError> {
                     }
                 })?
             };
+            // A provisional trace shown with --pending says so first (on standard error for
+            // the formats a program reads).
+            let notice = osprofiler_cli::provisional_notice(&trace, state);
+            if let Some(n) = notice.as_ref().filter(|_| json || html || dot) {
+                eprintln!("{n}");
+            }
             let text = if json {
                 osprofiler_cli::render_json(&report)
             } else if html {
@@ -346,11 +447,44 @@ fn run(cli: Cli) -> Result<(), CliError> {
             } else if dot {
                 osprofiler_cli::render_dot(&report)
             } else {
-                osprofiler_cli::render_terminal(&report)
+                let tree = osprofiler_cli::render_terminal(&report);
+                match notice {
+                    Some(n) => format!("{n}\n{tree}"),
+                    None => tree,
+                }
             };
             // A `Value`'s own drop recurses once per level: a deep trace would overflow.
             osprofiler_core::report::drop_deep(report);
             write_out(out.as_ref(), &text)
+        }
+        Command::Trace {
+            command: TraceCommand::Delete { trace, conn, force },
+        } => {
+            let cs = conn.resolve()?;
+            let store = osprofiler_core::config::redact(&cs);
+            refuse_queue(&cs, "delete")?;
+            // The reader first: a mistyped SQLite path is an error, not a new database.
+            let reader = osprofiler_cli::open_driver(&cs)?;
+            let messages = reader
+                .trace_messages(&trace)
+                .map_err(|e| CliError(format!("cannot read trace {trace} from {store}: {e}")))?;
+            if messages.is_empty() {
+                return Err(CliError(format!("trace {trace} not found in {store}")));
+            }
+            if !force {
+                osprofiler_cli::check_not_recent(&trace, &messages, std::time::SystemTime::now())?;
+            }
+            let writer = osprofiler_cli::open_writer(&cs)?;
+            let deleted = writer
+                .delete_trace(&trace)
+                .map_err(|e| CliError(format!("cannot delete trace {trace} from {store}: {e}")))?;
+            write_out(
+                None,
+                &format!(
+                    "deleted trace {trace} from {store}: {}",
+                    osprofiler_cli::plural(deleted as usize, "message", "messages")
+                ),
+            )
         }
         Command::Trace {
             command:
@@ -396,6 +530,7 @@ fn run(cli: Cli) -> Result<(), CliError> {
                     limit,
                     all,
                     json,
+                    pending,
                 },
         } => {
             use osprofiler_core::listing::{ListFilter, SortBy};
@@ -412,7 +547,7 @@ fn run(cli: Cli) -> Result<(), CliError> {
                 },
                 // One more than shown: says whether there are more.
                 limit: (!all).then(|| limit.saturating_add(1)),
-                include_pending: false,
+                include_pending: pending,
             };
             let mut traces = {
                 let _n = slow_notice(format!(
@@ -438,10 +573,12 @@ fn run(cli: Cli) -> Result<(), CliError> {
                     SortBy::Start => "newest",
                     SortBy::Duration => "longest",
                 };
+                // (list_traces leaves pending traces out: no total with --pending.)
                 let filtered = filter.since_us.is_some()
                     || filter.min_duration_ms.is_some()
                     || filter.service.is_some()
-                    || filter.errors_only;
+                    || filter.errors_only
+                    || filter.include_pending;
                 // Unfiltered, the total is cheap to count.
                 match (filtered, driver.list_traces()) {
                     (false, Ok(all)) => eprintln!(
@@ -455,11 +592,38 @@ fn run(cli: Cli) -> Result<(), CliError> {
                     ),
                 }
             }
-            let text = if json {
-                serde_json::to_string_pretty(&traces)
-                    .map_err(|e| CliError(format!("cannot write JSON: {e}")))?
+            // With --pending, each listed trace's state (one question per trace).
+            let states = if pending {
+                let states: Result<Vec<TraceState>, _> = traces
+                    .iter()
+                    .map(|t| driver.trace_state(&t.base_id))
+                    .collect();
+                Some(states.map_err(|e| {
+                    CliError(format!(
+                        "cannot read the state of traces in {}: {e}",
+                        osprofiler_core::config::redact(&cs)
+                    ))
+                })?)
             } else {
-                render_listing(&traces)
+                None
+            };
+            let text = if json {
+                let written = match &states {
+                    None => serde_json::to_string_pretty(&traces),
+                    Some(states) => serde_json::to_string_pretty(
+                        &traces
+                            .iter()
+                            .zip(states)
+                            .map(|(listing, s)| WithState {
+                                listing,
+                                state: state_name(*s),
+                            })
+                            .collect::<Vec<_>>(),
+                    ),
+                };
+                written.map_err(|e| CliError(format!("cannot write JSON: {e}")))?
+            } else {
+                render_listing(&traces, states.as_deref())
             };
             write_out(None, &text)
         }
@@ -512,6 +676,58 @@ fn run(cli: Cli) -> Result<(), CliError> {
             };
             write_out(None, &text)
         }
+        Command::Prune {
+            conn,
+            older_than,
+            dry_run,
+        } => {
+            let cs = conn.resolve()?;
+            let store = osprofiler_core::config::redact(&cs);
+            refuse_queue(&cs, "prune")?;
+            let cutoff = std::time::SystemTime::now()
+                .checked_sub(older_than)
+                .unwrap_or(std::time::UNIX_EPOCH);
+            let cutoff_us = osprofiler_core::clock::system_micros(cutoff);
+            let before = osprofiler_core::clock::format_timestamp(cutoff_us);
+            // The reader first: a mistyped SQLite path is an error, not a new database.
+            let reader = osprofiler_cli::open_driver(&cs)?;
+            let text = if dry_run {
+                let _n = slow_notice(format!("listing traces in {store}"));
+                let filter = osprofiler_core::listing::ListFilter {
+                    include_pending: true,
+                    ..Default::default()
+                };
+                let traces = reader
+                    .list(&filter)
+                    .map_err(|e| CliError(format!("cannot list traces in {store}: {e}")))?;
+                let old = traces
+                    .iter()
+                    .filter(|t| osprofiler_cli::newest_micros(t) < cutoff_us)
+                    .count();
+                format!(
+                    "{} in {store} with no point since {before} UTC: prune would delete {} \
+                     (--dry-run: nothing deleted)",
+                    osprofiler_cli::plural(old, "trace", "traces"),
+                    match old {
+                        0 => "none",
+                        1 => "it",
+                        _ => "them",
+                    }
+                )
+            } else {
+                drop(reader);
+                let writer = osprofiler_cli::open_writer(&cs)?;
+                let _n = slow_notice(format!("deleting old traces in {store}"));
+                let pruned = writer
+                    .prune(cutoff)
+                    .map_err(|e| CliError(format!("cannot delete old traces in {store}: {e}")))?;
+                format!(
+                    "deleted {} from {store}: no point since {before} UTC",
+                    osprofiler_cli::plural(pruned as usize, "trace", "traces")
+                )
+            };
+            write_out(None, &text)
+        }
         Command::Demo { conn, dir } => {
             let cs = conn.resolve()?;
             let exe = std::env::current_exe()
@@ -554,6 +770,17 @@ fn run(cli: Cli) -> Result<(), CliError> {
             runtime()?.block_on(demo::worker_main(&cs, &dir))
         }
     }
+}
+
+/// `messaging://` keeps nothing to delete: its notifications wait in a queue.
+fn refuse_queue(cs: &str, what: &str) -> Result<(), CliError> {
+    if cs.starts_with("messaging://") {
+        return Err(CliError(format!(
+            "cannot {what} on messaging://: it stores nothing, its notifications wait in the \
+             profiler.info queue until a listener takes them"
+        )));
+    }
+    Ok(())
 }
 
 fn runtime() -> Result<tokio::runtime::Runtime, CliError> {

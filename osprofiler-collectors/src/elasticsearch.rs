@@ -31,6 +31,16 @@
 //!   are indexed: the fields of arbitrary points (SQL parameters, `tracing` fields) would
 //!   otherwise grow the mapping without bound and conflict with each other.
 //!
+//! Retention and clean-up ([`Writer::retain`], [`Writer::prune`], [`Writer::delete_trace`]):
+//! `prune` pages through the traces with a message older than the cutoff (a `range` query on
+//! `timestamp` — a `date` in the template and in dynamic mapping — under a `composite`
+//! aggregation on the keyword `base_id`, a thousand a page), leaves out those with a message
+//! as new as the cutoff or newer (a second search on the page's ids), and deletes the rest
+//! with `_delete_by_query` on a `terms` query, error markers included. A trace still being
+//! written is never cut. An index whose `base_id` has no keyword (text only) cannot be
+//! pruned: the error says so. This collector does not stage provisional traces
+//! ([`Writer::stage`] is an error: a service with `keep_slow_ms` on it fails at start).
+//!
 //! `es_doc_type` has no effect: mapping types are gone from Elasticsearch 7 and OpenSearch 2
 //! (documents are `_doc`); the profiler warns once when it is set. Needs Elasticsearch 7.8+
 //! or OpenSearch 1.0+ (composable index templates).
@@ -51,6 +61,8 @@ const INDEX: &str = "osprofiler-notifications";
 const MAX_BULK_BYTES: usize = 8 << 20;
 const WRITE_TIMEOUT: Duration = Duration::from_secs(10);
 const READ_TIMEOUT: Duration = Duration::from_secs(30);
+/// Traces per page of [`Writer::prune`] (one search, one `_delete_by_query`).
+const PRUNE_PAGE: usize = 1000;
 
 /// A collector storing messages in Elasticsearch or OpenSearch (see the [module docs](self)).
 ///
@@ -274,6 +286,42 @@ impl BaseIdQuery {
             BaseIdQuery::Phrase => json!({"match_phrase": {"base_id": base_id}}),
         }
     }
+
+    /// A query for any of `base_ids`.
+    fn any_of(&self, base_ids: &[String]) -> Value {
+        match self {
+            BaseIdQuery::Term(field) => json!({"terms": {field: base_ids}}),
+            BaseIdQuery::Phrase => json!({"bool": {
+                "should": base_ids.iter().map(|id| self.query(id)).collect::<Vec<_>>(),
+                "minimum_should_match": 1,
+            }}),
+        }
+    }
+}
+
+/// The field that compares `timestamp` as time, from the answer of
+/// `GET /<index>/_mapping/field/timestamp`: `timestamp` itself when it is a `date` (the
+/// template's, and what dynamic mapping makes of OSProfiler's text) or a `keyword` (the text
+/// sorts as time), else a keyword sub-field. `None`: not mapped yet; `Some(Err)`: the type it
+/// has.
+fn timestamp_field(mapping: &Value) -> Option<Result<String, String>> {
+    let field = mapping
+        .as_object()?
+        .values()
+        .find_map(|index| index["mappings"]["timestamp"]["mapping"]["timestamp"].as_object())?;
+    let kind = field.get("type").and_then(Value::as_str).unwrap_or("?");
+    if kind == "date" || kind == "date_nanos" || kind == "keyword" {
+        return Some(Ok("timestamp".into()));
+    }
+    let sub = field
+        .get("fields")
+        .and_then(Value::as_object)
+        .and_then(|f| {
+            f.iter()
+                .find(|(_, sub)| sub["type"] == "keyword")
+                .map(|(name, _)| format!("timestamp.{name}"))
+        });
+    Some(sub.ok_or_else(|| kind.to_owned()))
 }
 
 /// The index template: exact ids, a date for sorting, `info` kept but not mapped field by field.
@@ -800,30 +848,146 @@ impl ElasticsearchDriver {
         Ok(out)
     }
 
-    /// Deletes one trace's documents and its error marker (retention, clean-up); returns how
-    /// many documents went. Uses `_delete_by_query` (the reindex module, in every
-    /// Elasticsearch and OpenSearch distribution).
-    pub fn delete_trace(&self, base_id: &str) -> Result<u64, DriverError> {
-        self.rt.run(async {
-            let mut deleted = 0;
-            for index in [&self.index, &self.error_index] {
-                // Each index as it is mapped (one may be Python's, the other ours).
-                let query = json!({"query": self.base_id_query_of(index).await?.query(base_id)});
-                let path = format!("/{index}/_delete_by_query?refresh=true&conflicts=proceed");
-                if let Some(r) = self
-                    .call_json(
-                        http::Method::POST,
-                        &path,
-                        Some(&query),
-                        "cannot delete the trace",
-                    )
-                    .await?
-                {
-                    deleted += r["deleted"].as_u64().unwrap_or(0);
-                }
+    /// Deletes one trace's documents and its error marker; returns how many messages went.
+    /// Uses `_delete_by_query` (the reindex module, in every Elasticsearch and OpenSearch
+    /// distribution).
+    async fn delete_one(&self, base_id: &str) -> Result<u64, DriverError> {
+        let mut deleted = 0;
+        for index in [&self.index, &self.error_index] {
+            // Each index as it is mapped (one may be Python's, the other ours).
+            let query = self.base_id_query_of(index).await?.query(base_id);
+            let n = self.delete_by_query(index, query).await?;
+            if *index == self.index {
+                deleted = n;
             }
-            Ok(deleted)
-        })
+        }
+        Ok(deleted)
+    }
+
+    /// Deletes the documents of `index` that `query` selects, visibly to the next read;
+    /// returns how many.
+    async fn delete_by_query(&self, index: &str, query: Value) -> Result<u64, DriverError> {
+        let path = format!("/{index}/_delete_by_query?refresh=true&conflicts=proceed");
+        let answer = self
+            .call_json(
+                http::Method::POST,
+                &path,
+                Some(&json!({"query": query})),
+                "cannot delete traces",
+            )
+            .await?;
+        Ok(answer.map_or(0, |r| r["deleted"].as_u64().unwrap_or(0)))
+    }
+
+    /// Deletes the traces whose newest message is older than `cutoff` (OSProfiler's text
+    /// timestamp); returns how many.
+    async fn prune_before(&self, cutoff: &str) -> Result<u64, DriverError> {
+        self.refresh(&self.index).await?;
+        let mapping = self
+            .call_json(
+                http::Method::GET,
+                &format!("/{}/_mapping/field/timestamp", self.index),
+                None,
+                "cannot read the index mapping",
+            )
+            .await?;
+        let ts = match mapping.as_ref().and_then(timestamp_field) {
+            None => return Ok(0), // no index, or no message yet
+            Some(Ok(field)) => field,
+            Some(Err(kind)) => {
+                return Err(DriverError::new(format!(
+                    "cannot delete old traces: timestamp is mapped as {kind} in {}, without \
+                     a date or keyword field to compare",
+                    self.index
+                )));
+            }
+        };
+        let ids = match self.base_id_query().await? {
+            BaseIdQuery::Term(field) => field,
+            BaseIdQuery::Phrase => {
+                return Err(DriverError::new(format!(
+                    "cannot delete old traces: base_id is mapped as text without a keyword \
+                     field in {} (an index Python created without dynamic keywords)",
+                    self.index
+                )));
+            }
+        };
+        let markers = self.base_id_query_of(&self.error_index).await?;
+        let mut pruned = 0;
+        let mut after: Option<Value> = None;
+        loop {
+            // The next page of traces with an old message, in base_id order: deleting a
+            // page's traces does not move the next pages.
+            let mut composite = json!({
+                "size": PRUNE_PAGE,
+                "sources": [{"id": {"terms": {"field": ids}}}],
+            });
+            if let Some(a) = after.take() {
+                composite["after"] = a;
+            }
+            let body = json!({
+                "size": 0,
+                "query": {"range": {&ts: {"lt": cutoff}}},
+                "aggs": {"ids": {"composite": composite}},
+            });
+            let Some(page) = self.search(&body).await? else {
+                break;
+            };
+            let agg = &page["aggregations"]["ids"];
+            let candidates: Vec<String> = agg["buckets"]
+                .as_array()
+                .map_or(&[][..], Vec::as_slice)
+                .iter()
+                .filter_map(|b| b["key"]["id"].as_str().map(str::to_owned))
+                .collect();
+            if candidates.is_empty() {
+                break;
+            }
+            // Those with a message as new as the cutoff or newer stay.
+            let body = json!({
+                "size": 0,
+                "query": {"bool": {"filter": [
+                    {"terms": {&ids: &candidates}},
+                    {"range": {&ts: {"gte": cutoff}}},
+                ]}},
+                "aggs": {"ids": {"terms": {"field": ids, "size": candidates.len()}}},
+            });
+            let newer = self.search(&body).await?.unwrap_or_default();
+            let newer: std::collections::HashSet<&str> = newer["aggregations"]["ids"]["buckets"]
+                .as_array()
+                .map_or(&[][..], Vec::as_slice)
+                .iter()
+                .filter_map(|b| b["key"].as_str())
+                .collect();
+            let old: Vec<String> = candidates
+                .iter()
+                .filter(|id| !newer.contains(id.as_str()))
+                .cloned()
+                .collect();
+            if !old.is_empty() {
+                self.delete_by_query(&self.index, json!({"terms": {&ids: &old}}))
+                    .await?;
+                self.delete_by_query(&self.error_index, markers.any_of(&old))
+                    .await?;
+                pruned += old.len() as u64;
+            }
+            match &agg["after_key"] {
+                Value::Null => break,
+                a => after = Some(a.clone()),
+            }
+        }
+        Ok(pruned)
+    }
+
+    /// One search on the main index without hits (aggregations); `None`: no index.
+    async fn search(&self, body: &Value) -> Result<Option<Value>, DriverError> {
+        self.call_json(
+            http::Method::POST,
+            &format!("/{}/_search", self.index),
+            Some(body),
+            "cannot search for old traces",
+        )
+        .await
     }
 
     async fn messages(&self, base_id: &str) -> Result<Vec<Value>, DriverError> {
@@ -891,6 +1055,21 @@ impl Writer for ElasticsearchDriver {
                 }
             }
         })
+    }
+
+    /// Nothing to prepare: [`Writer::prune`] does the work.
+    fn retain(&self, _age: Duration) -> Result<(), DriverError> {
+        Ok(())
+    }
+
+    fn prune(&self, cutoff: std::time::SystemTime) -> Result<u64, DriverError> {
+        use osprofiler_core::clock::{format_timestamp, system_micros};
+        let cutoff = format_timestamp(system_micros(cutoff));
+        self.rt.run(self.prune_before(&cutoff))
+    }
+
+    fn delete_trace(&self, base_id: &str) -> Result<u64, DriverError> {
+        self.rt.run(self.delete_one(base_id))
     }
 }
 
@@ -986,6 +1165,33 @@ mod tests {
         assert_eq!(
             BaseIdQuery::of_mapping(&json!({"i": {"mappings": {}}})),
             None
+        );
+    }
+
+    #[test]
+    fn timestamps_compare_on_a_date_or_a_keyword() {
+        let of = |m: Value| {
+            timestamp_field(
+                &json!({"i": {"mappings": {"timestamp": {"mapping": {"timestamp": m}}}}}),
+            )
+        };
+        assert_eq!(of(json!({"type": "date"})), Some(Ok("timestamp".into())));
+        assert_eq!(of(json!({"type": "keyword"})), Some(Ok("timestamp".into())));
+        assert_eq!(
+            of(json!({"type": "text", "fields": {"kw": {"type": "keyword"}}})),
+            Some(Ok("timestamp.kw".into()))
+        );
+        assert_eq!(of(json!({"type": "text"})), Some(Err("text".into())));
+        assert_eq!(timestamp_field(&json!({"i": {"mappings": {}}})), None);
+        assert_eq!(timestamp_field(&json!({})), None);
+        let ids = ["a".to_owned(), "b".to_owned()];
+        assert_eq!(
+            BaseIdQuery::Term("base_id".into()).any_of(&ids),
+            json!({"terms": {"base_id": ["a", "b"]}})
+        );
+        assert_eq!(
+            BaseIdQuery::Phrase.any_of(&ids)["bool"]["should"][1],
+            json!({"match_phrase": {"base_id": "b"}})
         );
     }
 

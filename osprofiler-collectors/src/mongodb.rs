@@ -8,6 +8,17 @@
 //! created once, at the first write. Python's `osprofiler trace show/list` read what this driver
 //! writes, and the other way round.
 //!
+//! Retention and clean-up ([`Writer::retain`], [`Writer::prune`], [`Writer::delete_trace`]):
+//! `prune` finds the traces with a message older than the cutoff (the `timestamp` index), asks
+//! an aggregation for each one's newest message (`$group` by `base_id`, `$max` of
+//! `timestamp`), and deletes those whose newest message is older too, with their error
+//! markers, a thousand traces per `delete_many`. A TTL index would not do: it deletes
+//! documents one by one as each ages, so a trace still being written (a long job, a late
+//! callback) would lose its old points while its new ones stay; and it needs a BSON date,
+//! where Python's layout stores `timestamp` as text. The text compares as time
+//! (`YYYY-MM-DDTHH:MM:SS.ffffff`, UTC). This collector does not stage provisional traces
+//! ([`Writer::stage`] is an error: a service with `keep_slow_ms` on it fails at start).
+//!
 //! The URL is MongoDB's: authentication, TLS (rustls), replica set and timeout options pass
 //! through (`mongodb://user:pass@h1,h2/?replicaSet=rs0&tls=true`). Without
 //! `serverSelectionTimeoutMS` in it, a server that cannot be reached fails a call after 3 s
@@ -18,14 +29,17 @@ use mongodb::bson::{self, Bson, Document, doc};
 use mongodb::error::{Error as MongoError, ErrorKind};
 use mongodb::options::{ClientOptions, IndexOptions};
 use mongodb::{Client, Collection, IndexModel};
+use osprofiler_core::clock::{format_timestamp, system_micros};
 use osprofiler_core::notifier::{DriverError, Reader, TraceSummary, Writer};
 use osprofiler_core::{ProfilerConfig, message::Message};
 use serde_json::Value;
 use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::time::Duration;
+use std::time::{Duration, SystemTime};
 
 const DATABASE: &str = "osprofiler";
+/// Traces per aggregation and per `delete_many` of [`Writer::prune`].
+const PRUNE_CHUNK: usize = 1000;
 
 /// A collector storing messages in MongoDB (see the [module docs](self)).
 ///
@@ -226,23 +240,85 @@ impl MongoDriver {
         Ok(out)
     }
 
-    /// Deletes one trace's messages and its error marker (retention, clean-up); returns how
-    /// many documents went.
-    pub fn delete_trace(&self, base_id: &str) -> Result<u64, DriverError> {
-        self.rt.run(async {
-            let filter = doc! { "base_id": base_id };
-            let a = self
-                .profiler
+    /// Deletes one trace's messages and its error marker; returns how many messages went.
+    async fn delete_one(&self, base_id: &str) -> Result<u64, DriverError> {
+        let filter = doc! { "base_id": base_id };
+        let deleted = self
+            .profiler
+            .delete_many(filter.clone())
+            .await
+            .map_err(|e| err("cannot delete the trace from MongoDB", e))?;
+        self.errors
+            .delete_many(filter)
+            .await
+            .map_err(|e| err("cannot delete the trace's error marker from MongoDB", e))?;
+        Ok(deleted.deleted_count)
+    }
+
+    /// Runs an aggregation on the messages; `each` gets every result whose `_id` is text,
+    /// with that text.
+    async fn grouped(
+        &self,
+        pipeline: Vec<Document>,
+        mut each: impl FnMut(&str, &Document),
+    ) -> Result<(), MongoError> {
+        let mut cursor = self.profiler.aggregate(pipeline).await?;
+        while cursor.advance().await? {
+            let d = cursor.deserialize_current()?;
+            if let Ok(id) = d.get_str("_id") {
+                each(id, &d);
+            }
+        }
+        Ok(())
+    }
+
+    /// Deletes the traces whose newest message is older than `cutoff` (OSProfiler's text
+    /// timestamp); returns how many.
+    async fn prune_before(&self, cutoff: &str) -> Result<u64, DriverError> {
+        self.ensure_indexes().await?;
+        let failed = |e| err("cannot delete old traces from MongoDB", e);
+        // The traces with at least one old message (the timestamp index finds them; `$lt` on
+        // text matches text timestamps only).
+        let mut candidates = Vec::new();
+        self.grouped(
+            vec![
+                doc! { "$match": { "timestamp": { "$lt": cutoff } } },
+                doc! { "$group": { "_id": "$base_id" } },
+            ],
+            |id, _| candidates.push(id.to_owned()),
+        )
+        .await
+        .map_err(failed)?;
+        let mut pruned = 0;
+        for chunk in candidates.chunks(PRUNE_CHUNK) {
+            // Of those, the ones whose newest message is old too (text sorts after numbers:
+            // a trace with a text timestamp has a text newest).
+            let mut old: Vec<Bson> = Vec::new();
+            self.grouped(
+                vec![
+                    doc! { "$match": { "base_id": { "$in": chunk } } },
+                    doc! { "$group": { "_id": "$base_id", "newest": { "$max": "$timestamp" } } },
+                ],
+                |id, d| {
+                    if d.get_str("newest").is_ok_and(|newest| newest < cutoff) {
+                        old.push(Bson::String(id.to_owned()));
+                    }
+                },
+            )
+            .await
+            .map_err(failed)?;
+            if old.is_empty() {
+                continue;
+            }
+            let filter = doc! { "base_id": { "$in": &old } };
+            self.profiler
                 .delete_many(filter.clone())
                 .await
-                .map_err(|e| err("cannot delete the trace from MongoDB", e))?;
-            let b = self
-                .errors
-                .delete_many(filter)
-                .await
-                .map_err(|e| err("cannot delete the trace's error marker from MongoDB", e))?;
-            Ok(a.deleted_count + b.deleted_count)
-        })
+                .map_err(failed)?;
+            self.errors.delete_many(filter).await.map_err(failed)?;
+            pruned += old.len() as u64;
+        }
+        Ok(pruned)
     }
 }
 
@@ -278,6 +354,20 @@ impl Writer for MongoDriver {
             return Ok(());
         }
         self.rt.run(self.insert(batch))
+    }
+
+    /// Nothing to prepare: [`Writer::prune`] does the work.
+    fn retain(&self, _age: Duration) -> Result<(), DriverError> {
+        Ok(())
+    }
+
+    fn prune(&self, cutoff: SystemTime) -> Result<u64, DriverError> {
+        let cutoff = format_timestamp(system_micros(cutoff));
+        self.rt.run(self.prune_before(&cutoff))
+    }
+
+    fn delete_trace(&self, base_id: &str) -> Result<u64, DriverError> {
+        self.rt.run(self.delete_one(base_id))
     }
 }
 

@@ -2,7 +2,8 @@
 //! `redis://` to one server, and `redissentinel://` to the primary a Sentinel names.
 //!
 //! Each message is pushed as Python-style JSON with `LPUSH osprofiler_opt:<base_id>` (one list
-//! per trace, newest first, no expiry); with `filter_error_trace` on, an error message also sets
+//! per trace, newest first, no expiry unless staged or retained, below); with
+//! `filter_error_trace` on, an error message also sets
 //! `osprofiler_error:<base_id>` to `{"base_id": …, "timestamp": …}`. A batch goes in one
 //! pipeline. Python's `osprofiler trace show/list` read what this driver writes, and the other
 //! way round.
@@ -14,6 +15,52 @@
 //! when their message count equals the trace list's length (`LLEN`), and reads the messages
 //! of the other traces (written by Python, or partly), a few hundred per round trip.
 //!
+//! # Staging provisional traces
+//!
+//! A provisional trace (see [`osprofiler_core::sampling`]) is stored in the same keys as any
+//! other, so that Python's driver, which knows nothing of staging, writes its points into the
+//! same list. What hides it and removes it is a record by base id, in keys none of Python's
+//! scans match:
+//!
+//! - `osprofiler_state:<base_id>`: `p` pending, `d` dropped, `k` kept. Readers skip the traces
+//!   whose state is `p` or `d` (`list_traces`, `list_error_traces`, and `list` unless
+//!   `include_pending`; one `GET` per trace in the listing's own pipeline), and
+//!   `trace_state` reads it. A store without these keys (Python's) reads as before; Python's
+//!   CLI, which does not read them, lists pending traces too.
+//! - `osprofiler_staging`: a sorted set of the pending traces, scored by when they were first
+//!   staged (ms, Redis's clock: the hosts' clocks play no part), so that a sweep finds those
+//!   whose window is over with one `ZRANGEBYSCORE`.
+//! - `osprofiler_dropped`: the same for dropped traces, scored by when they were dropped: a
+//!   sweep deletes the keys of each again (late points, ours or Python's), and forgets it once
+//!   its second window is over. (One set of both with the state in the key would make each
+//!   sweep read the state of every pending trace to find the dropped ones.)
+//!
+//! Every change to a trace's record is a Lua script, so that concurrent writers, keeps and
+//! sweeps never lose a keep nor hide a kept trace again. Next to a batch's messages, in the
+//! same pipeline, go two `EVAL`s (their text comes along, so that a `SCRIPT FLUSH` or a new
+//! primary cannot leave a batch half stored): before the messages, the batch's provisional
+//! traces without a record get `p` and their `since` (never replacing `k` or `d`); after
+//! them, the expiries below. Keeps, sweeps and prunes, which may run twice, use `EVALSHA`
+//! (loaded on each connection that needs them, again after `NOSCRIPT`): `keep` sets `k`
+//! whatever was there (also before any point); a sweep turns a due pending trace into dropped
+//! after deleting its data, in one script per trace that checks the score again, so that
+//! services sweeping concurrently count each trace once. A dropped trace written to again
+//! after its record is gone starts pending again, and goes the same way.
+//!
+//! As a safety net for when no service sweeps any more, the keys of a trace pending or dropped
+//! (messages, error marker, summaries, record) expire three windows after its last write by
+//! this driver; a keep makes them persistent again (or expire after the retention).
+//!
+//! # Retention and deletion
+//!
+//! With `retain(age)` every write by this driver of a trace not pending (messages, summaries,
+//! a keep) sets its keys to expire `age` later: a trace expires `age` after its last write,
+//! with no scan. `prune` handles the keys without expiry (written by Python, or before the
+//! retention was set): it scans `osprofiler_opt:*`, reads the head of each list (the newest
+//! entry pushed) and deletes, with a script that checks every entry's timestamp (arrival and
+//! time order may differ), the traces none of whose messages is as recent as the cutoff.
+//! `delete_trace` deletes a trace's four keys and its staging entries at once.
+//!
 //! `redissentinel://[:password@]host:port` asks the Sentinel at `host:port` for the primary of
 //! the service `sentinel_service_name` (default `mymaster`) and stores there exactly what
 //! `redis://` stores; after a failover the next batch goes to the new primary. (Python's own
@@ -24,15 +71,25 @@
 use ::redis::sentinel::{SentinelClient, SentinelNodeConnectionInfo, SentinelServerType};
 use ::redis::{Client, Connection, RedisError};
 use osprofiler_core::listing::{self, ListFilter, PartialSummary, StoredTrace, TraceListing};
-use osprofiler_core::notifier::{DriverError, Reader, TraceSummary, Writer};
+use osprofiler_core::notifier::{DriverError, Reader, TraceState, TraceSummary, Writer};
 use osprofiler_core::{ProfilerConfig, message::Message};
 use serde_json::Value;
 use std::sync::Mutex;
+use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
 use std::time::Duration;
 
 const OPT: &str = "osprofiler_opt:";
 const ERROR: &str = "osprofiler_error:";
 const SUMMARY: &str = "osprofiler_summary:";
+/// A trace's staging state: `p` pending, `d` dropped, `k` kept.
+const STATE: &str = "osprofiler_state:";
+/// Pending traces: member base id, score the time (ms, Redis's clock) they were first staged.
+const STAGING: &str = "osprofiler_staging";
+/// Dropped traces: member base id, score the time (ms) they were dropped.
+const DROPPED: &str = "osprofiler_dropped";
+
+/// Traces handled in one pipeline by sweeps, prunes and staging reads.
+const IDS_PER_PIPELINE: usize = 500;
 
 /// Traces whose messages are read in one pipeline when listing traces without summaries.
 const TRACES_PER_PIPELINE: usize = 200;
@@ -53,10 +110,20 @@ const TRACES_PER_PIPELINE: usize = 200;
 /// ```
 pub struct RedisDriver {
     server: Server,
-    conn: Mutex<Option<Connection>>,
+    conn: Mutex<Option<Conn>>,
     /// `None`: follow the process-wide `filter_error_trace` switch.
     filter_error_trace: Option<bool>,
     timeout: Duration,
+    /// The staging window in milliseconds ([`Writer::stage`]); 0: not staging.
+    window_ms: AtomicU64,
+    /// The retention in milliseconds ([`Writer::retain`]); 0: none.
+    retention_ms: AtomicU64,
+}
+
+/// A connection, and the hashes of the [`scripts`] once loaded on its server.
+struct Conn {
+    c: Connection,
+    shas: Option<Vec<String>>,
 }
 
 /// Where the connection goes.
@@ -105,6 +172,13 @@ fn refused_commands(e: &RedisError) -> Vec<usize> {
     }
 }
 
+/// Whether Redis answered `NOSCRIPT` (to any command of a pipeline).
+fn no_script(e: &RedisError) -> bool {
+    e.clone()
+        .into_server_errors()
+        .is_some_and(|errs| errs.iter().any(|(_, s)| s.code() == "NOSCRIPT"))
+}
+
 /// The `socket_timeout` option as a duration (at least a millisecond).
 fn timeout_of(conf: &ProfilerConfig) -> Duration {
     Duration::from_secs_f64(conf.socket_timeout.max(0.001))
@@ -141,6 +215,8 @@ impl RedisDriver {
             conn: Mutex::new(None),
             filter_error_trace: None,
             timeout,
+            window_ms: AtomicU64::new(0),
+            retention_ms: AtomicU64::new(0),
         })
     }
 
@@ -174,17 +250,75 @@ impl RedisDriver {
         &self,
         f: impl FnOnce(&mut Connection) -> Result<T, RedisError>,
     ) -> Result<T, Failure> {
+        self.call_with(false, |c, _| f(c))
+    }
+
+    /// [`RedisDriver::call`], with the hashes of the [`scripts`] (indexed as
+    /// [`scripts::ALL`]) when `scripts`: loaded (`SCRIPT LOAD`) on each new connection that
+    /// needs them, so that readers never load them (a read-only role may not be allowed to),
+    /// and again after a failover or a restart (the error drops the connection).
+    fn call_with<T>(
+        &self,
+        scripts: bool,
+        f: impl FnOnce(&mut Connection, &[String]) -> Result<T, RedisError>,
+    ) -> Result<T, Failure> {
         let mut guard = self.conn.lock().unwrap_or_else(|e| e.into_inner());
         if guard.is_none() {
-            *guard = Some(self.connect().map_err(Failure::Connect)?);
+            *guard = Some(Conn {
+                c: self.connect().map_err(Failure::Connect)?,
+                shas: None,
+            });
         }
         let conn = guard.as_mut().expect("connected above");
-        f(conn).map_err(|e| {
+        if scripts && conn.shas.is_none() {
+            let mut pipe = ::redis::pipe();
+            for body in scripts::ALL.iter() {
+                pipe.cmd("SCRIPT").arg("LOAD").arg(body);
+            }
+            match pipe.query::<Vec<String>>(&mut conn.c) {
+                Ok(shas) => conn.shas = Some(shas),
+                Err(e) => {
+                    *guard = None;
+                    return Err(Failure::Redis(e));
+                }
+            }
+        }
+        let shas = conn.shas.as_deref().unwrap_or(&[]);
+        f(&mut conn.c, shas).map_err(|e| {
             if refused_commands(&e).is_empty() {
                 *guard = None;
             }
             Failure::Redis(e)
         })
+    }
+
+    /// [`RedisDriver::call_with`] the scripts, with the error described as `what`. Once more
+    /// on a new connection when Redis lost the scripts (`SCRIPT FLUSH`, a restart between two
+    /// calls): what calls this (keeps, sweeps, prunes) may run twice.
+    fn with_scripts<T>(
+        &self,
+        what: &str,
+        mut f: impl FnMut(&mut Connection, &[String]) -> Result<T, RedisError>,
+    ) -> Result<T, DriverError> {
+        let result = match self.call_with(true, &mut f) {
+            Err(Failure::Redis(e)) if no_script(&e) => self.call_with(true, &mut f),
+            result => result,
+        };
+        result.map_err(|e| match e {
+            Failure::Connect(e) => e,
+            Failure::Redis(e) => err(what, e),
+        })
+    }
+
+    /// The staging window, when staging.
+    fn window(&self) -> Option<u64> {
+        Some(self.window_ms.load(Relaxed)).filter(|&w| w > 0)
+    }
+
+    /// The expiry of the keys of a provisional trace not kept (a safety net for when no
+    /// service sweeps any more): three windows.
+    fn pending_ttl_ms(&self) -> u64 {
+        self.window_ms.load(Relaxed).saturating_mul(3)
     }
 
     /// [`RedisDriver::call`] with the error described as `what`.
@@ -196,18 +330,6 @@ impl RedisDriver {
         self.call(f).map_err(|e| match e {
             Failure::Connect(e) => e,
             Failure::Redis(e) => err(what, e),
-        })
-    }
-
-    /// Deletes one trace's messages, its error marker and its summaries (retention,
-    /// clean-up); returns how many keys went.
-    pub fn delete_trace(&self, base_id: &str) -> Result<u64, DriverError> {
-        self.with_conn("cannot delete the trace from Redis", |c| {
-            c.del((
-                format!("{OPT}{base_id}"),
-                format!("{ERROR}{base_id}"),
-                format!("{SUMMARY}{base_id}"),
-            ))
         })
     }
 
@@ -265,48 +387,87 @@ impl Writer for RedisDriver {
             return Ok(());
         }
         let index_errors = self.indexes_errors();
-        // One LPUSH per run of messages of the same trace: `LPUSH k a b` leaves the list as
-        // `LPUSH k a; LPUSH k b` does (newest first), in one command.
-        let mut pipe = ::redis::pipe();
-        // How many messages each command of the pipeline stores.
-        let mut stores: Vec<usize> = Vec::new();
-        let mut run: Run = None;
-        type Run = Option<(String, ::redis::Cmd, usize)>;
-        fn end_run(pipe: &mut ::redis::Pipeline, stores: &mut Vec<usize>, run: &mut Run) {
-            if let Some((_, cmd, n)) = run.take() {
-                pipe.add_command(cmd).ignore();
-                stores.push(n);
+        let window = self.window();
+        let retention = self.retention_ms.load(Relaxed);
+        // Traces to stage before their messages go in (so that no reader sees them in
+        // between), and traces whose keys get an expiry after: the safety net of those
+        // pending, the retention of the others.
+        let mut staged: Vec<String> = Vec::new();
+        let mut touched: Vec<String> = Vec::new();
+        if window.is_some() || retention > 0 {
+            for m in batch {
+                let provisional = window.is_some() && m.is_provisional();
+                if !provisional && retention == 0 {
+                    continue;
+                }
+                let id = m.base_id().to_text();
+                if provisional && !staged.iter().any(|s| *s == id) {
+                    staged.push(id.to_string());
+                }
+                if !touched.iter().any(|s| *s == id) {
+                    touched.push(id.to_string());
+                }
             }
         }
-        for m in batch {
-            let base_id = m.base_id().to_text();
-            match &mut run {
-                Some((id, cmd, n)) if *id == *base_id => {
-                    cmd.arg(m.to_json());
-                    *n += 1;
-                }
-                _ => {
-                    end_run(&mut pipe, &mut stores, &mut run);
-                    let mut cmd = ::redis::cmd("LPUSH");
-                    cmd.arg(format!("{OPT}{base_id}")).arg(m.to_json());
-                    run = Some((base_id.to_string(), cmd, 1));
-                }
-            }
-            if index_errors && m.error_type().is_some() {
-                end_run(&mut pipe, &mut stores, &mut run);
-                let marker = osprofiler_core::pyjson::to_string(&serde_json::json!({
-                    "base_id": base_id,
-                    "timestamp": m.timestamp(),
-                }));
-                pipe.cmd("SET")
-                    .arg(format!("{ERROR}{base_id}"))
-                    .arg(marker)
+        let ttl = self.pending_ttl_ms();
+        // How many messages each command of the pipeline stores.
+        let mut stores: Vec<usize> = Vec::new();
+        let result = self.call(|c| {
+            let mut pipe = ::redis::pipe();
+            if !staged.is_empty() {
+                let mut keys = vec![STAGING.to_owned()];
+                keys.extend(staged.iter().map(|id| key(STATE, id)));
+                eval(&mut pipe, scripts::STAGE, &keys)
+                    .arg(ttl)
+                    .arg(&staged)
                     .ignore();
                 stores.push(0);
             }
-        }
-        end_run(&mut pipe, &mut stores, &mut run);
-        match self.call(|c| pipe.query::<()>(c)) {
+            // One LPUSH per run of messages of the same trace: `LPUSH k a b` leaves the list
+            // as `LPUSH k a; LPUSH k b` does (newest first), in one command.
+            let mut run: Run = None;
+            type Run = Option<(String, ::redis::Cmd, usize)>;
+            fn end_run(pipe: &mut ::redis::Pipeline, stores: &mut Vec<usize>, run: &mut Run) {
+                if let Some((_, cmd, n)) = run.take() {
+                    pipe.add_command(cmd).ignore();
+                    stores.push(n);
+                }
+            }
+            for m in batch {
+                let base_id = m.base_id().to_text();
+                match &mut run {
+                    Some((id, cmd, n)) if *id == *base_id => {
+                        cmd.arg(m.to_json());
+                        *n += 1;
+                    }
+                    _ => {
+                        end_run(&mut pipe, &mut stores, &mut run);
+                        let mut cmd = ::redis::cmd("LPUSH");
+                        cmd.arg(format!("{OPT}{base_id}")).arg(m.to_json());
+                        run = Some((base_id.to_string(), cmd, 1));
+                    }
+                }
+                if index_errors && m.error_type().is_some() {
+                    end_run(&mut pipe, &mut stores, &mut run);
+                    let marker = osprofiler_core::pyjson::to_string(&serde_json::json!({
+                        "base_id": base_id,
+                        "timestamp": m.timestamp(),
+                    }));
+                    pipe.cmd("SET")
+                        .arg(format!("{ERROR}{base_id}"))
+                        .arg(marker)
+                        .ignore();
+                    stores.push(0);
+                }
+            }
+            end_run(&mut pipe, &mut stores, &mut run);
+            if !touched.is_empty() {
+                touch(&mut pipe, &touched, ttl, retention);
+                stores.push(0);
+            }
+            pipe.query::<()>(c)
+        });
+        match result {
             Ok(()) => Ok(()),
             Err(Failure::Connect(e)) => Err(e),
             Err(Failure::Redis(e)) => {
@@ -344,10 +505,280 @@ impl Writer for RedisDriver {
                 .arg(json)
                 .ignore();
         }
+        // The summaries of a pending trace expire with its messages; those of the others
+        // after the retention.
+        let retention = self.retention_ms.load(Relaxed);
+        if self.window().is_none() && retention == 0 {
+            return self.with_conn("cannot store trace summaries in Redis", |c| {
+                pipe.query::<()>(c)
+            });
+        }
+        let mut ids: Vec<&str> = parts.iter().map(|p| p.base_id.as_str()).collect();
+        ids.sort_unstable();
+        ids.dedup();
+        let ttl = self.pending_ttl_ms();
         self.with_conn("cannot store trace summaries in Redis", |c| {
+            touch(&mut pipe, &ids, ttl, retention);
             pipe.query::<()>(c)
         })
     }
+
+    fn stage(&self, window: Duration) -> Result<(), DriverError> {
+        self.window_ms.store(
+            u64::try_from(window.as_millis()).unwrap_or(u64::MAX).max(1),
+            Relaxed,
+        );
+        Ok(())
+    }
+
+    fn keep(&self, base_ids: &[&str]) -> Result<(), DriverError> {
+        if base_ids.is_empty() {
+            return Ok(());
+        }
+        let retention = self.retention_ms.load(Relaxed);
+        self.with_scripts("cannot keep traces in Redis", |c, shas| {
+            let mut pipe = ::redis::pipe();
+            for id in base_ids {
+                let [opt, error, summary, state] = trace_keys(id);
+                evalsha(
+                    &mut pipe,
+                    shas,
+                    scripts::KEEP,
+                    &[
+                        state,
+                        STAGING.to_owned(),
+                        DROPPED.to_owned(),
+                        opt,
+                        error,
+                        summary,
+                    ],
+                )
+                .arg(*id)
+                .arg(retention)
+                .ignore();
+            }
+            pipe.query::<()>(c)
+        })
+    }
+
+    /// Removes the late points of the dropped traces (and their records once their second
+    /// window is over), then drops the pending traces whose window is over (see the
+    /// [module docs](self)).
+    fn sweep(&self) -> Result<u64, DriverError> {
+        let Some(window) = self.window() else {
+            return Ok(0);
+        };
+        let ttl = self.pending_ttl_ms();
+        self.with_scripts("cannot sweep provisional traces in Redis", |c, shas| {
+            let dropped: Vec<String> = ::redis::cmd("ZRANGE")
+                .arg(DROPPED)
+                .arg(0)
+                .arg(-1)
+                .query(c)?;
+            for chunk in dropped.chunks(IDS_PER_PIPELINE) {
+                let mut pipe = ::redis::pipe();
+                for id in chunk {
+                    let [opt, error, summary, state] = trace_keys(id);
+                    evalsha(
+                        &mut pipe,
+                        shas,
+                        scripts::PURGE,
+                        &[state, DROPPED.to_owned(), opt, error, summary],
+                    )
+                    .arg(id)
+                    .arg(window)
+                    .ignore();
+                }
+                pipe.query::<()>(c)?;
+            }
+            // Candidates by Redis's clock; each script checks again.
+            let (secs, micros): (u64, u64) = ::redis::cmd("TIME").query(c)?;
+            let due_by = (secs * 1000 + micros / 1000).saturating_sub(window);
+            let due: Vec<String> = ::redis::cmd("ZRANGEBYSCORE")
+                .arg(STAGING)
+                .arg("-inf")
+                .arg(due_by)
+                .query(c)?;
+            let mut expired = 0;
+            for chunk in due.chunks(IDS_PER_PIPELINE) {
+                let mut pipe = ::redis::pipe();
+                for id in chunk {
+                    let [opt, error, summary, state] = trace_keys(id);
+                    evalsha(
+                        &mut pipe,
+                        shas,
+                        scripts::EXPIRE,
+                        &[
+                            state,
+                            STAGING.to_owned(),
+                            DROPPED.to_owned(),
+                            opt,
+                            error,
+                            summary,
+                        ],
+                    )
+                    .arg(id)
+                    .arg(window)
+                    .arg(ttl);
+                }
+                let turned: Vec<u64> = pipe.query(c)?;
+                expired += turned.iter().sum::<u64>();
+            }
+            Ok(expired)
+        })
+    }
+
+    /// From now on every write of a trace not pending sets its keys to expire `age` after it
+    /// (see the [module docs](self)).
+    fn retain(&self, age: Duration) -> Result<(), DriverError> {
+        self.retention_ms.store(
+            u64::try_from(age.as_millis()).unwrap_or(u64::MAX).max(1),
+            Relaxed,
+        );
+        Ok(())
+    }
+
+    /// Scans `osprofiler_opt:*`: a trace whose newest entry (the head of its list) is older
+    /// than `cutoff` is deleted by a script that checks every entry (entries are in arrival
+    /// order, not quite time order).
+    fn prune(&self, cutoff: std::time::SystemTime) -> Result<u64, DriverError> {
+        let cutoff =
+            osprofiler_core::clock::format_timestamp(osprofiler_core::clock::system_micros(cutoff));
+        self.with_scripts("cannot delete old traces from Redis", |c, shas| {
+            let keys = Self::scan(c, &format!("{OPT}*"))?;
+            let mut pruned = 0;
+            for chunk in keys.chunks(IDS_PER_PIPELINE) {
+                let mut pipe = ::redis::pipe();
+                for k in chunk {
+                    pipe.cmd("LINDEX").arg(k).arg(0);
+                }
+                let heads: Vec<::redis::RedisResult<Option<Vec<u8>>>> =
+                    pipe.ignore_errors().query(c)?;
+                let mut pipe = ::redis::pipe();
+                let mut any = false;
+                for (k, head) in chunk.iter().zip(heads) {
+                    let Ok(Some(head)) = head else { continue };
+                    if timestamp_of(&head).is_some_and(|t| t >= cutoff) {
+                        continue;
+                    }
+                    let id = &k[OPT.len()..];
+                    let [opt, error, summary, state] = trace_keys(id);
+                    evalsha(
+                        &mut pipe,
+                        shas,
+                        scripts::PRUNE,
+                        &[
+                            opt,
+                            error,
+                            summary,
+                            state,
+                            STAGING.to_owned(),
+                            DROPPED.to_owned(),
+                        ],
+                    )
+                    .arg(id)
+                    .arg(&cutoff);
+                    any = true;
+                }
+                if any {
+                    let deleted: Vec<::redis::RedisResult<u64>> = pipe.ignore_errors().query(c)?;
+                    pruned += deleted.into_iter().filter_map(Result::ok).sum::<u64>();
+                }
+            }
+            Ok(pruned)
+        })
+    }
+
+    fn delete_trace(&self, base_id: &str) -> Result<u64, DriverError> {
+        let [opt, error, summary, state] = trace_keys(base_id);
+        let (len, ..): (u64, u64, u64, u64) =
+            self.with_conn("cannot delete the trace from Redis", |c| {
+                ::redis::pipe()
+                    .atomic()
+                    .cmd("LLEN")
+                    .arg(&opt)
+                    .cmd("DEL")
+                    .arg(&[&opt, &error, &summary, &state])
+                    .cmd("ZREM")
+                    .arg(STAGING)
+                    .arg(base_id)
+                    .cmd("ZREM")
+                    .arg(DROPPED)
+                    .arg(base_id)
+                    .query(c)
+            })?;
+        Ok(len)
+    }
+}
+
+/// `prefix` + `id`.
+fn key(prefix: &str, id: &str) -> String {
+    format!("{prefix}{id}")
+}
+
+/// A trace's keys: messages, error marker, summaries, staging state.
+fn trace_keys(id: &str) -> [String; 4] {
+    [
+        key(OPT, id),
+        key(ERROR, id),
+        key(SUMMARY, id),
+        key(STATE, id),
+    ]
+}
+
+/// Adds `EVALSHA` of one of the [`scripts`] with `keys` to `pipe`; the caller adds the
+/// arguments.
+fn evalsha<'p>(
+    pipe: &'p mut ::redis::Pipeline,
+    shas: &[String],
+    script: usize,
+    keys: &[String],
+) -> &'p mut ::redis::Pipeline {
+    pipe.cmd("EVALSHA")
+        .arg(shas.get(script).map_or("", String::as_str))
+        .arg(keys.len())
+        .arg(keys)
+}
+
+/// Adds `EVAL` of one of the [`scripts`] with `keys` to `pipe`; the caller adds the arguments.
+/// For the scripts of a batch of messages: never `NOSCRIPT` (the script's text comes along,
+/// and Redis caches it by its hash), so the batch is never half stored for want of a script.
+fn eval<'p>(
+    pipe: &'p mut ::redis::Pipeline,
+    script: usize,
+    keys: &[String],
+) -> &'p mut ::redis::Pipeline {
+    pipe.cmd("EVAL")
+        .arg(&scripts::ALL[script])
+        .arg(keys.len())
+        .arg(keys)
+}
+
+/// Adds the [`scripts::TOUCH`] of traces `ids` to `pipe`.
+fn touch(pipe: &mut ::redis::Pipeline, ids: &[impl AsRef<str>], ttl: u64, retention: u64) {
+    let keys: Vec<String> = ids
+        .iter()
+        .flat_map(|id| {
+            let [opt, error, summary, state] = trace_keys(id.as_ref());
+            [state, opt, error, summary]
+        })
+        .collect();
+    eval(pipe, scripts::TOUCH, &keys)
+        .arg(ttl)
+        .arg(retention)
+        .ignore();
+}
+
+/// The `timestamp` of a stored message.
+fn timestamp_of(entry: &[u8]) -> Option<String> {
+    let v: Value = serde_json::from_slice(entry).ok()?;
+    v["timestamp"].as_str().map(str::to_owned)
+}
+
+/// Whether a trace with this staging state (`GET osprofiler_state:<id>`) is hidden from
+/// readers: pending or dropped.
+fn hidden(state: Option<&[u8]>) -> bool {
+    matches!(state, Some(b"p" | b"d"))
 }
 
 impl Reader for RedisDriver {
@@ -367,6 +798,8 @@ impl Reader for RedisDriver {
             .collect())
     }
 
+    /// Hides the traces whose `osprofiler_state:<base_id>` is `p` or `d` (read in the same
+    /// pipeline as the first entries).
     fn list_traces(&self) -> Result<Vec<TraceSummary>, DriverError> {
         let firsts: Vec<(String, Option<Vec<u8>>)> =
             self.with_conn("cannot list traces in Redis", |c| {
@@ -374,21 +807,24 @@ impl Reader for RedisDriver {
                 let mut pipe = ::redis::pipe();
                 for k in &keys {
                     pipe.cmd("LINDEX").arg(k).arg(-1);
+                    pipe.cmd("GET").arg(key(STATE, &k[OPT.len()..]));
                 }
                 // A key under the prefix that is not a list is not a trace: skipped, not an
                 // error that would hide every trace.
-                let firsts: Vec<::redis::RedisResult<Option<Vec<u8>>>> =
+                let replies: Vec<::redis::RedisResult<Option<Vec<u8>>>> =
                     pipe.ignore_errors().query(c)?;
-                Ok(keys
-                    .into_iter()
-                    .zip(firsts)
-                    .map(|(k, first)| (k, first.ok().flatten()))
-                    .collect())
+                let mut replies = replies.into_iter();
+                let mut out = Vec::with_capacity(keys.len());
+                for k in keys {
+                    let (Some(first), Some(state)) = (replies.next(), replies.next()) else {
+                        break;
+                    };
+                    if !hidden(state.ok().flatten().as_deref()) {
+                        out.push((k, first.ok().flatten()));
+                    }
+                }
+                Ok(out)
             })?;
-        let timestamp_of = |entry: &[u8]| -> Option<String> {
-            let v: Value = serde_json::from_slice(entry).ok()?;
-            v["timestamp"].as_str().map(str::to_owned)
-        };
         let mut out: Vec<TraceSummary> = Vec::with_capacity(firsts.len());
         // Traces whose first stored entry is unreadable (written by another tool, cut short):
         // listed all the same, with the earliest timestamp of their readable entries.
@@ -441,20 +877,27 @@ impl Reader for RedisDriver {
                     .arg(format!("{SUMMARY}{}", &k[OPT.len()..]))
                     .arg(0)
                     .arg(-1);
+                pipe.cmd("GET").arg(key(STATE, &k[OPT.len()..]));
             }
             // A key that is not a list (under either prefix) is skipped, not an error.
             let replies: Vec<::redis::Value> = pipe.ignore_errors().query(c)?;
             let mut counts = Vec::with_capacity(keys.len());
             let mut parts = Vec::new();
-            for (k, pair) in keys.iter().zip(replies.chunks(2)) {
-                let Some(::redis::Value::Int(n)) = pair.first() else {
+            for (k, triple) in keys.iter().zip(replies.chunks(3)) {
+                let Some(::redis::Value::Int(n)) = triple.first() else {
                     continue;
                 };
+                if !filter.include_pending
+                    && let Some(::redis::Value::BulkString(state)) = triple.get(2)
+                    && hidden(Some(state))
+                {
+                    continue;
+                }
                 counts.push(StoredTrace {
                     base_id: k[OPT.len()..].to_owned(),
                     messages: (*n).max(0) as u64,
                 });
-                if let Some(::redis::Value::Array(items)) = pair.get(1) {
+                if let Some(::redis::Value::Array(items)) = triple.get(1) {
                     for item in items {
                         if let ::redis::Value::BulkString(b) = item
                             && let Ok(p) = serde_json::from_slice::<PartialSummary>(b)
@@ -516,6 +959,20 @@ impl Reader for RedisDriver {
         Ok(filter.apply(out))
     }
 
+    /// Hides the traces whose `osprofiler_state:<base_id>` is `p` or `d`.
+    fn trace_state(&self, base_id: &str) -> Result<TraceState, DriverError> {
+        let state: Option<Vec<u8>> = self
+            .with_conn("cannot read a trace's state in Redis", |c| {
+                c.get(key(STATE, base_id))
+            })?;
+        Ok(match state.as_deref() {
+            Some(b"p") => TraceState::Pending,
+            Some(b"d") => TraceState::Dropped,
+            _ => TraceState::Stored,
+        })
+    }
+
+    /// Hides the traces whose `osprofiler_state:<base_id>` is `p` or `d`.
     fn list_error_traces(&self) -> Result<Vec<TraceSummary>, DriverError> {
         let values: Vec<Option<Vec<u8>>> =
             self.with_conn("cannot list error traces in Redis", |c| {
@@ -523,7 +980,21 @@ impl Reader for RedisDriver {
                 if keys.is_empty() {
                     return Ok(Vec::new());
                 }
-                c.mget(keys)
+                let states: Vec<Option<Vec<u8>>> = c.mget(
+                    keys.iter()
+                        .map(|k| key(STATE, &k[ERROR.len()..]))
+                        .collect::<Vec<_>>(),
+                )?;
+                let shown: Vec<&String> = keys
+                    .iter()
+                    .zip(states)
+                    .filter(|(_, state)| !hidden(state.as_deref()))
+                    .map(|(k, _)| k)
+                    .collect();
+                if shown.is_empty() {
+                    return Ok(Vec::new());
+                }
+                c.mget(shown)
             })?;
         let mut out: Vec<TraceSummary> = values
             .into_iter()
@@ -539,4 +1010,127 @@ impl Reader for RedisDriver {
         out.sort_by(|a, b| a.timestamp.cmp(&b.timestamp));
         Ok(out)
     }
+}
+
+/// The Lua scripts of staging, retention and deletion (`EVAL` with a batch of messages,
+/// `EVALSHA` loaded once per connection otherwise): each reads and writes its traces' keys
+/// atomically, so that concurrent writers, keeps and sweeps from any number of processes
+/// never lose a keep, never hide a kept trace again, and count each expired trace once. Times are Redis's (`TIME`), so the hosts' clocks
+/// do not matter.
+mod scripts {
+    /// `now_ms()`: Redis's clock in milliseconds. Scripts that write after reading the time
+    /// need effects replication: the default from Redis 5, asked for on older ones.
+    const NOW: &str = "
+if redis.replicate_commands then redis.replicate_commands() end
+local function now_ms()
+  local t = redis.call('TIME')
+  return tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+end
+";
+
+    /// Before a batch's messages, for its provisional traces: a pending record for each
+    /// unless it has one (pending, dropped or kept: never downgraded).
+    /// KEYS: staging, then each trace's state. ARGV: expiry (ms), then each trace's base id.
+    pub(super) const STAGE: usize = 0;
+    /// After a batch's messages or summaries, for its traces: the expiry of each one's keys,
+    /// the safety net (three windows) while pending or dropped, else the retention if any.
+    /// KEYS: state, opt, error, summary of each trace. ARGV: safety expiry (ms, 0 none),
+    /// retention (ms, 0 none).
+    pub(super) const TOUCH: usize = 1;
+    /// Keeps a trace: state `k` (no expiry, or the retention), out of the staging sets, its
+    /// keys persisted (or expiring after the retention).
+    /// KEYS: state, staging, dropped, opt, error, summary. ARGV: base id, retention (ms, 0 none).
+    pub(super) const KEEP: usize = 2;
+    /// A pending trace whose window is over: its data deleted, its record turned dropped (since
+    /// now); 1 when this call turned it (so each is counted once however many sweep).
+    /// KEYS: state, staging, dropped, opt, error, summary. ARGV: base id, window (ms), expiry (ms).
+    pub(super) const EXPIRE: usize = 3;
+    /// A dropped trace: its data (late points) deleted again; its record too once its second
+    /// window is over.
+    /// KEYS: state, dropped, opt, error, summary. ARGV: base id, window (ms).
+    pub(super) const PURGE: usize = 4;
+    /// Deletes a trace, its record included, when no stored message of it is as recent as the
+    /// cutoff (and one has a timestamp); 1 when deleted.
+    /// KEYS: opt, error, summary, state, staging, dropped. ARGV: base id, cutoff (OSProfiler's
+    /// timestamp text, which sorts as time does).
+    pub(super) const PRUNE: usize = 5;
+
+    pub(super) static ALL: std::sync::LazyLock<[String; 6]> = std::sync::LazyLock::new(|| {
+        [
+            format!(
+                "{NOW}
+local now = nil
+for i = 2, #KEYS do
+  if redis.call('EXISTS', KEYS[i]) == 0 then
+    now = now or now_ms()
+    redis.call('SET', KEYS[i], 'p', 'PX', ARGV[1])
+    redis.call('ZADD', KEYS[1], 'NX', now, ARGV[i])
+  end
+end
+return 0"
+            ),
+            "
+for j = 1, #KEYS, 4 do
+  local s = redis.call('GET', KEYS[j])
+  local ttl = tonumber(ARGV[2])
+  if s == 'p' or s == 'd' then ttl = tonumber(ARGV[1]) end
+  if ttl > 0 then
+    for i = j, j + 3 do redis.call('PEXPIRE', KEYS[i], ttl) end
+  end
+end
+return 0"
+                .to_owned(),
+            "
+redis.call('SET', KEYS[1], 'k')
+redis.call('ZREM', KEYS[2], ARGV[1])
+redis.call('ZREM', KEYS[3], ARGV[1])
+local r = tonumber(ARGV[2])
+for i = 4, 6 do
+  if r > 0 then redis.call('PEXPIRE', KEYS[i], r) else redis.call('PERSIST', KEYS[i]) end
+end
+if r > 0 then redis.call('PEXPIRE', KEYS[1], r) end
+return 0"
+                .to_owned(),
+            format!(
+                "{NOW}
+local since = redis.call('ZSCORE', KEYS[2], ARGV[1])
+if not since then return 0 end
+local now = now_ms()
+if tonumber(since) > now - tonumber(ARGV[2]) then return 0 end
+redis.call('ZREM', KEYS[2], ARGV[1])
+if redis.call('GET', KEYS[1]) ~= 'p' then return 0 end
+redis.call('DEL', KEYS[4], KEYS[5], KEYS[6])
+redis.call('SET', KEYS[1], 'd', 'PX', ARGV[3])
+redis.call('ZADD', KEYS[3], now, ARGV[1])
+return 1"
+            ),
+            format!(
+                "{NOW}
+local at = redis.call('ZSCORE', KEYS[2], ARGV[1])
+if not at then return 0 end
+local s = redis.call('GET', KEYS[1])
+if s == 'd' or not s then redis.call('DEL', KEYS[3], KEYS[4], KEYS[5]) end
+if s ~= 'd' or tonumber(at) <= now_ms() - tonumber(ARGV[2]) then
+  if s == 'd' then redis.call('DEL', KEYS[1]) end
+  redis.call('ZREM', KEYS[2], ARGV[1])
+end
+return 0"
+            ),
+            "
+local seen = false
+for _, e in ipairs(redis.call('LRANGE', KEYS[1], 0, -1)) do
+  local ok, m = pcall(cjson.decode, e)
+  if ok and type(m) == 'table' and type(m.timestamp) == 'string' then
+    if m.timestamp >= ARGV[2] then return 0 end
+    seen = true
+  end
+end
+if not seen then return 0 end
+redis.call('DEL', KEYS[1], KEYS[2], KEYS[3], KEYS[4])
+redis.call('ZREM', KEYS[5], ARGV[1])
+redis.call('ZREM', KEYS[6], ARGV[1])
+return 1"
+                .to_owned(),
+        ]
+    });
 }
