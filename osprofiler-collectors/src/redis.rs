@@ -804,6 +804,10 @@ impl Reader for RedisDriver {
         let firsts: Vec<(String, Option<Vec<u8>>)> =
             self.with_conn("cannot list traces in Redis", |c| {
                 let keys = Self::scan(c, &format!("{OPT}*"))?;
+                if keys.is_empty() {
+                    // An empty pipeline is an error ("empty command"), not an empty answer.
+                    return Ok(Vec::new());
+                }
                 let mut pipe = ::redis::pipe();
                 for k in &keys {
                     pipe.cmd("LINDEX").arg(k).arg(-1);
@@ -870,6 +874,9 @@ impl Reader for RedisDriver {
         type Found = (Vec<StoredTrace>, Vec<PartialSummary>);
         let (counts, parts): Found = self.with_conn("cannot list traces in Redis", |c| {
             let keys = Self::scan(c, &format!("{OPT}*"))?;
+            if keys.is_empty() {
+                return Ok((Vec::new(), Vec::new()));
+            }
             let mut pipe = ::redis::pipe();
             for k in &keys {
                 pipe.cmd("LLEN").arg(k);
