@@ -12,9 +12,7 @@ use osprofiler_collectors::{
 };
 use osprofiler_core::dispatch::{self, Dispatch};
 use osprofiler_core::message::Message;
-use osprofiler_core::notifier::{
-    DriverError, Notifier, QueueNotifier, QueueOptions, Reader, Writer,
-};
+use osprofiler_core::notifier::{DriverError, QueueNotifier, QueueOptions, Reader, Writer};
 use osprofiler_core::{self as osp, ProfilerConfig, Trace};
 use osprofiler_testkit::proxy::Proxy;
 use std::sync::{Arc, Condvar, Mutex};
