@@ -12,6 +12,12 @@
 //!   services, and after the staging window nothing of the other 42 is left in Redis (Python's
 //!   points included);
 //! - signed requests with tail keep on are stored and listed at once, as today.
+//!
+//! Also: an empty store lists nothing; and (ignored, a known gap) a reader polling while
+//! provisional requests run never lists one of them.
+//!
+//! Run: `cargo test -p osprofiler-tests --test tail_keep` (Redis on 127.0.0.1:6379, databases
+//! 9, 10 and 13–15; the Python OSProfiler 4.4.0 virtualenv, `OSPROFILER_PYTHON`).
 mod common;
 use common::*;
 use futures_util::StreamExt;
@@ -351,6 +357,7 @@ async fn tail_keep_stores_exactly_the_slow_and_failed_traces() {
         .collect();
     // One at a time, so that a fast request stays well under 100 ms.
     let answers = orders(&d.api.url(), &queries, 1, None).await;
+    let requests_done = Instant::now();
     let mut keep = BTreeSet::new();
     let mut drop = BTreeSet::new();
     let mut waited = HashMap::new();
@@ -381,26 +388,57 @@ async fn tail_keep_stores_exactly_the_slow_and_failed_traces() {
         assert_ne!(state, TraceState::Stored, "{id}");
     }
     let shown = listed(&*reader);
-    assert!(
-        shown.is_disjoint(&drop),
-        "pending traces listed: {:?}",
-        shown.intersection(&drop).collect::<Vec<_>>()
-    );
-    // Past the staging window twice (pending → dropped → gone) and a sweep interval.
-    tokio::time::sleep(window * 2 + window / 4 + Duration::from_millis(1500)).await;
-    let shown = listed(&*reader);
-    // A fast request kept as slow: say how long its client waited (at least as long as the
-    // api's root point took).
+    // A fast request kept: as slow (say how long its client waited, at least as long as the
+    // api's root point took), or listed while pending.
     let extra: Vec<String> = shown
         .difference(&keep)
-        .map(|id| format!("{id} (client waited {:?})", waited.get(id)))
+        .map(|id| {
+            let state = reader.trace_state(id).unwrap();
+            format!("{id} ({state:?}, client waited {:?})", waited.get(id))
+        })
         .collect();
     assert!(
         extra.is_empty(),
-        "fast requests kept: {extra:?}; all times: {:?}",
+        "fast requests listed: {extra:?}; all times: {:?}",
         answers.iter().map(|a| a.2).collect::<Vec<_>>()
     );
     assert_eq!(shown, keep, "listed traces = the slow and failed requests");
+    // Past the staging window twice (pending → dropped → gone) and a sweep interval; then, on
+    // a busy machine, up to 4 s more for the last sweeps (polling).
+    let gone_by = requests_done + window * 2 + window / 4;
+    tokio::time::sleep_until(gone_by.into()).await;
+    let of_dropped = |left: &[(String, String)]| -> Option<String> {
+        left.iter().find_map(|(key, content)| {
+            drop.iter()
+                .find(|id| key.contains(id.as_str()) || content.contains(id.as_str()))
+                .map(|id| format!("key {key} still holds dropped trace {id}: {content}"))
+        })
+    };
+    let left = loop {
+        let (c, left) = tokio::task::spawn_blocking(move || {
+            let left = dump_db(&mut conn);
+            (conn, left)
+        })
+        .await
+        .unwrap();
+        conn = c;
+        if of_dropped(&left).is_none() || Instant::now() > gone_by + Duration::from_secs(4) {
+            break left;
+        }
+        tokio::time::sleep(Duration::from_millis(250)).await;
+    };
+    if let Some(what) = of_dropped(&left) {
+        panic!(
+            "{:?} after the requests (2 windows + a sweep interval = {:?}): {what}",
+            requests_done.elapsed(),
+            window * 2 + window / 4
+        );
+    }
+    assert_eq!(
+        listed(&*reader),
+        keep,
+        "listed traces = the slow and failed requests"
+    );
     wait_complete(&reader, &keep).await;
     for id in &drop {
         let msgs = reader.trace_messages(id).unwrap();
@@ -409,18 +447,7 @@ async fn tail_keep_stores_exactly_the_slow_and_failed_traces() {
             "dropped trace {id} still has messages: {msgs:#?}"
         );
     }
-    let left: Vec<(String, String)> = tokio::task::spawn_blocking(move || dump_db(&mut conn))
-        .await
-        .unwrap();
     for (key, content) in &left {
-        let of_dropped = drop
-            .iter()
-            .find(|id| key.contains(id.as_str()) || content.contains(id.as_str()));
-        assert!(
-            of_dropped.is_none(),
-            "key {key} still holds dropped trace {}: {content}",
-            of_dropped.unwrap()
-        );
         assert!(
             keep.iter().any(|id| key.contains(id.as_str())),
             "key {key} belongs to no kept trace: {content}"
