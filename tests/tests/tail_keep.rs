@@ -377,7 +377,11 @@ async fn tail_keep_stores_exactly_the_slow_and_failed_traces() {
     }
     assert_eq!((keep.len(), drop.len()), (8, 42));
     let reader = reader(&url);
-    // The kept traces are complete (and shown) without waiting for the window.
+    // The kept traces are complete (and shown) without waiting for the window. (A moment
+    // first for the services' notifiers, which deliver every 10 ms: until a Rust service's
+    // first batch of a trace is stored, its Python points read as stored for good — the gap
+    // `provisional_traces_are_never_listed_while_they_run` shows.)
+    tokio::time::sleep(Duration::from_millis(300)).await;
     wait_complete(&reader, &keep).await;
     for id in &keep {
         assert_eq!(reader.trace_state(id).unwrap(), TraceState::Stored, "{id}");
@@ -493,6 +497,8 @@ async fn signed_requests_are_stored_at_once_with_tail_keep_on() {
         !unsigned.is_empty(),
         "the unsigned request is traced provisionally"
     );
+    // A moment for the notifiers (see the tail-keep scenario).
+    tokio::time::sleep(Duration::from_millis(300)).await;
     let reader = reader(&url);
     let ids = BTreeSet::from([base.clone()]);
     let started = Instant::now();
@@ -522,7 +528,9 @@ async fn signed_requests_are_stored_at_once_with_tail_keep_on() {
 /// called, and the trace has no staging record until the first batch of a Rust service's
 /// notifier that carries one of its messages is stored (up to its 10 ms interval later); in
 /// between, Python's points read as a trace stored for good: 12 or 13 of the 30 were listed in
-/// each run (2026-12-07, main with the Redis staging merged).
+/// each run (2026-12-07, main with the Redis staging merged). With the api flushing its
+/// notifier before it calls the Python service (an experiment in `tail_service`, not kept) it
+/// passed in two runs of two: the staging record then lands before Python's first point.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 #[ignore = "known gap, reported: a provisional trace's Python points are listed until a Rust service's first staged batch records the trace"]
 async fn provisional_traces_are_never_listed_while_they_run() {
