@@ -9,8 +9,9 @@
 //!   [`head_sampled`] picks, each complete across the three services;
 //! - tail keep: with `keep_slow_ms = 100`, of 50 unsigned requests of which 5 are slow and 3
 //!   fail downstream, exactly those 8 traces are listed, each complete across the three
-//!   services, and after the staging window nothing of the other 42 is left in Redis (Python's
-//!   points included);
+//!   services — with the worker's late async work (a point 300 ms after its response) where
+//!   a request asked for it — and after the staging window nothing of the other 42 is left
+//!   in Redis (Python's points and late points included);
 //! - signed requests with tail keep on are stored and listed at once, as today.
 //!
 //! Also: an empty store lists nothing; and (ignored, a known gap) a reader polling while
@@ -201,12 +202,19 @@ fn listed(reader: &dyn Reader) -> BTreeSet<String> {
 /// Whether a trace is complete: each service's `wsgi` point and its own (`api`: the `http`
 /// points of its calls; `worker`: `work`; `python`: `python_work`), and every start has its
 /// stop. `Err` says what is missing.
-fn complete(msgs: &[Value]) -> Result<(), String> {
+fn complete(msgs: &[Value], late: bool) -> Result<(), String> {
     let has = |service: &str, name: &str| {
         msgs.iter()
             .any(|m| m["service"] == service && m["name"] == name)
     };
     let mut missing = vec![];
+    if late {
+        for name in ["late_work-start", "late_work-stop"] {
+            if !has("worker", name) {
+                missing.push(format!("worker {name} (late)"));
+            }
+        }
+    }
     for (service, points) in [
         ("api", ["wsgi", "http"]),
         ("worker", ["wsgi", "work"]),
@@ -245,15 +253,17 @@ fn complete(msgs: &[Value]) -> Result<(), String> {
 
 /// Waits (at most 15 s) until every trace of `ids` is complete; panics naming the first that
 /// is not, with its messages.
-async fn wait_complete(reader: &Arc<dyn Reader>, ids: &BTreeSet<String>) {
+async fn wait_complete(reader: &Arc<dyn Reader>, ids: &BTreeSet<String>, late: &BTreeSet<String>) {
     let deadline = Instant::now() + Duration::from_secs(15);
     loop {
         let r = reader.clone();
-        let ids2 = ids.clone();
+        let (ids2, late) = (ids.clone(), late.clone());
         let incomplete = tokio::task::spawn_blocking(move || {
             ids2.iter().find_map(|id| {
                 let msgs = r.trace_messages(id).unwrap();
-                complete(&msgs).err().map(|e| (id.clone(), e, msgs))
+                complete(&msgs, late.contains(id))
+                    .err()
+                    .map(|e| (id.clone(), e, msgs))
             })
         })
         .await
@@ -327,7 +337,7 @@ async fn head_sampling_traces_a_quarter_each_complete() {
         );
     }
     let reader = reader(&url);
-    wait_complete(&reader, &traced).await;
+    wait_complete(&reader, &traced, &BTreeSet::new()).await;
     assert_eq!(
         listed(&*reader),
         traced,
@@ -347,11 +357,15 @@ async fn tail_keep_stores_exactly_the_slow_and_failed_traces() {
         &[("staging_window", &win)],
     );
     // 50 requests: 5 slow (the worker sleeps 150 ms), 3 failing downstream (the worker
-    // answers 500), spread among fast ones.
+    // answers 500), spread among fast ones; 3 kept and 3 dropped ones with late work (a worker
+    // point 300 ms after its response, after the api's root point has finished).
     let queries: Vec<String> = (0..50)
         .map(|i| match i {
-            3 | 12 | 21 | 30 | 44 => "slow=1".to_owned(),
-            7 | 25 | 38 => "fail=1".to_owned(),
+            3 | 12 => "slow=1&late=1".to_owned(),
+            21 | 30 | 44 => "slow=1".to_owned(),
+            7 => "fail=1&late=1".to_owned(),
+            25 | 38 => "fail=1".to_owned(),
+            5 | 15 | 33 => "late=1".to_owned(),
             _ => String::new(),
         })
         .collect();
@@ -360,16 +374,20 @@ async fn tail_keep_stores_exactly_the_slow_and_failed_traces() {
     let requests_done = Instant::now();
     let mut keep = BTreeSet::new();
     let mut drop = BTreeSet::new();
+    let mut late = BTreeSet::new();
     let mut waited = HashMap::new();
     for (q, (status, base, time)) in queries.iter().zip(&answers) {
         waited.insert(base.clone(), *time);
-        let want = if q == "fail=1" { 500 } else { 200 };
+        let want = if q.contains("fail=1") { 500 } else { 200 };
         assert_eq!(*status, want, "GET /order?{q}");
         assert!(
             !base.is_empty(),
             "GET /order?{q} ran untraced: every unsigned request is traced provisionally"
         );
-        if q.is_empty() {
+        if q.contains("late=1") {
+            late.insert(base.clone());
+        }
+        if q.is_empty() || q == "late=1" {
             drop.insert(base.clone());
         } else {
             keep.insert(base.clone());
@@ -382,7 +400,7 @@ async fn tail_keep_stores_exactly_the_slow_and_failed_traces() {
     // first batch of a trace is stored, its Python points read as stored for good — the gap
     // `provisional_traces_are_never_listed_while_they_run` shows.)
     tokio::time::sleep(Duration::from_millis(300)).await;
-    wait_complete(&reader, &keep).await;
+    wait_complete(&reader, &keep, &late).await;
     for id in &keep {
         assert_eq!(reader.trace_state(id).unwrap(), TraceState::Stored, "{id}");
     }
@@ -443,7 +461,7 @@ async fn tail_keep_stores_exactly_the_slow_and_failed_traces() {
         keep,
         "listed traces = the slow and failed requests"
     );
-    wait_complete(&reader, &keep).await;
+    wait_complete(&reader, &keep, &late).await;
     for id in &drop {
         let msgs = reader.trace_messages(id).unwrap();
         assert!(
@@ -502,7 +520,7 @@ async fn signed_requests_are_stored_at_once_with_tail_keep_on() {
     let reader = reader(&url);
     let ids = BTreeSet::from([base.clone()]);
     let started = Instant::now();
-    wait_complete(&reader, &ids).await;
+    wait_complete(&reader, &ids, &BTreeSet::new()).await;
     assert_eq!(reader.trace_state(&base).unwrap(), TraceState::Stored);
     assert_eq!(
         listed(&*reader),

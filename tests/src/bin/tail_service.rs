@@ -8,15 +8,16 @@
 //! `tail_service worker <service>`. Prints its port on stdout, then serves until its stdin is
 //! closed (then it flushes the notifier and exits) or it is killed.
 //!
-//! - `api`: `GET /order?slow=1&fail=1` calls the worker (`GET <worker_url>/work` with the same
+//! - `api`: `GET /order?slow=1&fail=1&late=1` calls the worker (`GET <worker_url>/work` with the same
 //!   query) and then the Python service (`GET <python_url>/`), through a reqwest client with
 //!   [`TraceMiddleware`]; answers 200, or 500 when a downstream call failed. The body is the
 //!   base id of the request's trace (empty when untraced).
 //! - `worker`: `GET /work` records a `work` point of its own, sleeps 150 ms when `slow=1`,
-//!   answers 500 when `fail=1`, else 200.
+//!   answers 500 when `fail=1`, else 200; with `late=1` it records a `late_work` point 300 ms
+//!   after answering (late async work of the same trace).
 
 use axum::{Router, extract::State, http::StatusCode, http::Uri, routing::get};
-use osprofiler_core::{self as osp, Info, ProfilerConfig};
+use osprofiler_core::{self as osp, Info, ProfilerConfig, TraceFutureExt};
 use osprofiler_http::{OsProfilerLayer, TraceMiddleware};
 use std::sync::Arc;
 use std::time::Duration;
@@ -89,6 +90,16 @@ async fn work(uri: Uri) -> (StatusCode, String) {
         tokio::time::sleep(Duration::from_millis(150)).await;
     }
     point.finish();
+    if flag(&uri, "late") {
+        // Late async work: a point recorded 300 ms after the response, in the same trace.
+        tokio::spawn(
+            async {
+                tokio::time::sleep(Duration::from_millis(300)).await;
+                osp::Trace::new("late_work", Info::new).finish();
+            }
+            .in_current_trace(),
+        );
+    }
     let status = if flag(&uri, "fail") {
         StatusCode::INTERNAL_SERVER_ERROR
     } else {
