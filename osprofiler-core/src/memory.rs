@@ -72,12 +72,9 @@ impl MemoryCollector {
         self.lock()
             .iter()
             .filter(|m| {
-                m["base_id"].as_str().is_none_or(|b| {
-                    staged
-                        .traces
-                        .get(b)
-                        .is_none_or(|(_, s)| *s == TraceState::Stored)
-                })
+                m["base_id"]
+                    .as_str()
+                    .is_none_or(|b| state_of(&staged, b) == TraceState::Stored)
             })
             .cloned()
             .collect()
@@ -200,6 +197,16 @@ impl Writer for MemoryCollector {
     }
 }
 
+/// A trace's state: its record's, else pending for a provisional trace's id (its points came
+/// before its record), else stored.
+fn state_of(staged: &Staging, base_id: &str) -> TraceState {
+    match staged.traces.get(base_id) {
+        Some((_, s)) => *s,
+        None if crate::sampling::is_provisional_id(base_id) => TraceState::Pending,
+        None => TraceState::Stored,
+    }
+}
+
 impl Reader for MemoryCollector {
     fn trace_messages(&self, base_id: &str) -> Result<Vec<Value>, DriverError> {
         Ok(self.trace(base_id))
@@ -214,11 +221,7 @@ impl Reader for MemoryCollector {
     }
 
     fn trace_state(&self, base_id: &str) -> Result<TraceState, DriverError> {
-        Ok(self
-            .staged()
-            .traces
-            .get(base_id)
-            .map_or(TraceState::Stored, |(_, s)| *s))
+        Ok(state_of(&self.staged(), base_id))
     }
 
     fn list(

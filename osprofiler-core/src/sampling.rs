@@ -20,6 +20,12 @@
 //!   (`staging_window`, default 60 s) is removed by the collector's sweep, whoever wrote its
 //!   points.
 //!
+//! A provisional trace's base id says so: it is a UUID whose third group is `8f5b` (version
+//! 8, RFC 9562's form for ids of one's own; [`is_provisional_id`]). Readers hide a trace with
+//! such an id unless a keep is recorded for it, so that the points a service writes straight
+//! to the store — Python's, before any of this service's batches has landed — are never seen
+//! as a trace of their own while the trace is being decided.
+//!
 //! Callees learn that a trace is provisional from the `X-Trace-Provisional` header (or the
 //! `osprofiler_provisional` entry of an RPC context) sent next to the usual signed ones; a
 //! callee whose collector cannot stage does not trace it at all. A request with signed headers
@@ -60,6 +66,42 @@ pub const X_TRACE_PROVISIONAL: &str = "X-Trace-Provisional";
 
 /// The RPC request context entry that marks a trace as provisional, next to `trace_info`.
 pub const CONTEXT_KEY: &str = "osprofiler_provisional";
+
+/// The third group of a provisional trace's base id (see [`is_provisional_id`]).
+const PROVISIONAL_GROUP: &[u8; 4] = b"8f5b";
+
+/// Whether `base_id` is the id of a provisional trace: a lowercase, dashed UUID whose third
+/// group is `8f5b` (version 8, the 12 bits after the version fixed), the form a [`Sampler`]
+/// gives the traces it starts provisionally. Collectors that stage hide such a trace until a
+/// keep is recorded for it, whoever wrote its points. Head-sampled and signed traces keep
+/// their uuid4 ids.
+///
+/// ```
+/// use osprofiler_core::sampling::is_provisional_id;
+/// assert!(is_provisional_id("0f9e8d7c-6b5a-8f5b-9c8d-7e6f5a4b3c2d"));
+/// assert!(!is_provisional_id("0f9e8d7c-6b5a-4f5b-9c8d-7e6f5a4b3c2d")); // a uuid4
+/// assert!(!is_provisional_id("8f5b"));
+/// ```
+pub fn is_provisional_id(base_id: &str) -> bool {
+    let b = base_id.as_bytes();
+    b.len() == 36
+        && [8, 13, 18, 23].iter().all(|&i| b[i] == b'-')
+        && &b[14..18] == PROVISIONAL_GROUP
+}
+
+/// A provisional trace's id made from a fresh uuid4: its version and the 12 bits after it
+/// become `8f5b` (110 random bits remain).
+fn provisional_id(id: Id) -> Id {
+    match id {
+        Id::Uuid(u) => {
+            let mut bytes = *u.as_bytes();
+            bytes[6] = 0x8f;
+            bytes[7] = 0x5b;
+            Id::Uuid(uuid::Uuid::from_bytes(bytes))
+        }
+        text => text,
+    }
+}
 
 /// Bits of a message's staging flags.
 pub(crate) mod flags {
@@ -434,7 +476,7 @@ impl Sampler {
         if self.inner.is_none() || !switches::is_enabled() {
             return Trace::inactive();
         }
-        let base_id = Id::new_v4();
+        let mut base_id = Id::new_v4();
         let staging = match base_id.with_text(|b| self.decide(b)) {
             Decision::Untraced => return Trace::inactive(),
             Decision::Sampled => None,
@@ -444,6 +486,7 @@ impl Sampler {
                 if t.keep_errors() {
                     f |= flags::KEEP_ERRORS;
                 }
+                base_id = provisional_id(base_id);
                 Some(Staging {
                     flags: AtomicU8::new(f),
                     origin: true,
@@ -682,6 +725,7 @@ mod tests {
             crate::Trace::new("db", Info::new).finish();
         })
         .unwrap();
+        assert!(is_provisional_id(&dropped), "{dropped}");
         assert!(n.flush_for(Duration::from_secs(5)));
         assert_eq!(memory.trace(&dropped).len(), 4, "recorded");
         assert!(listed(&memory).is_empty(), "hidden from readers");
@@ -831,6 +875,35 @@ mod tests {
     }
 
     #[test]
+    fn points_written_before_the_trace_is_staged_are_hidden_by_its_id() {
+        // What a Python callee writes straight to the store: no flag, only the trace's id.
+        let (memory, n, d) = service();
+        let provisional = provisional_id(Id::new_v4()).to_string();
+        let plain = Id::new_v4().to_string();
+        for base in [&provisional, &plain] {
+            dispatch::with_default(&d, || {
+                let p = crate::Profiler::new_root("key", Some(base), None).unwrap();
+                crate::scope::with_trace(Some(p), || {
+                    crate::Trace::new("wsgi", Info::new).finish();
+                });
+            });
+        }
+        assert!(n.flush_for(Duration::from_secs(5)));
+        assert_eq!(memory.trace(&provisional).len(), 2);
+        assert_eq!(listed(&memory), std::slice::from_ref(&plain));
+        assert_eq!(
+            memory.trace_state(&provisional).unwrap(),
+            TraceState::Pending
+        );
+        memory.keep(&[&provisional]).unwrap();
+        assert_eq!(
+            memory.trace_state(&provisional).unwrap(),
+            TraceState::Stored
+        );
+        assert_eq!(listed(&memory).len(), 2);
+    }
+
+    #[test]
     fn head_sampled_traces_are_stored_at_once() {
         let (memory, n, d) = service();
         let base = request(&d, &Sampler::new().ratio(1.0), || {
@@ -842,6 +915,7 @@ mod tests {
             );
         })
         .unwrap();
+        assert!(!is_provisional_id(&base), "a uuid4: {base}");
         assert!(n.flush_for(Duration::from_secs(5)));
         assert_eq!(listed(&memory), [base]);
         assert_eq!(n.stats().provisional.started, 0);
