@@ -66,39 +66,9 @@ pub fn open_writer(connection_string: &str) -> Result<std::sync::Arc<dyn Writer>
 /// refuses a younger one without `--force`, and `prune --older-than` takes no less.
 pub const STILL_WRITTEN: std::time::Duration = std::time::Duration::from_secs(60);
 
-/// Parses an age such as `prune --older-than` takes: a whole number and a unit, `s`, `m`,
-/// `h`, `d` or `w` (the units of `--since`).
-///
-/// ```
-/// use std::time::Duration;
-/// assert_eq!(osprofiler_cli::parse_age("90s"), Ok(Duration::from_secs(90)));
-/// assert_eq!(osprofiler_cli::parse_age(" 7d"), Ok(Duration::from_secs(7 * 86_400)));
-/// assert_eq!(osprofiler_cli::parse_age("2w"), Ok(Duration::from_secs(14 * 86_400)));
-/// assert!(osprofiler_cli::parse_age("7").is_err());
-/// assert!(osprofiler_cli::parse_age("1.5h").is_err());
-/// assert!(osprofiler_cli::parse_age("2024-05-01T10:00:00Z").is_err());
-/// ```
-pub fn parse_age(text: &str) -> Result<std::time::Duration, String> {
-    let t = text.trim();
-    let bad = || {
-        format!(
-            "{text:?} is not an age: a number and a unit, s, m, h, d or w (90s, 30m, 12h, 7d, 2w)"
-        )
-    };
-    let unit = t.chars().last().ok_or_else(bad)?;
-    let secs = match unit {
-        's' => 1,
-        'm' => 60,
-        'h' => 3600,
-        'd' => 86_400,
-        'w' => 7 * 86_400,
-        _ => return Err(bad()),
-    };
-    let n: u64 = t[..t.len() - 1].parse().map_err(|_| bad())?;
-    n.checked_mul(secs)
-        .map(std::time::Duration::from_secs)
-        .ok_or_else(bad)
-}
+/// Parses an age such as `prune --older-than` takes: [`osprofiler_core::listing::parse_age`]
+/// (a whole number and a unit, `s`, `m`, `h`, `d` or `w`: the units of `--since`).
+pub use osprofiler_core::listing::parse_age;
 
 /// The newest timestamp among a trace's messages, in microseconds since the epoch (`None`
 /// when none has an OSProfiler timestamp).

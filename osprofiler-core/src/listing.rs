@@ -525,6 +525,40 @@ impl ListFilter {
     }
 }
 
+/// Parses an age: a whole number and a unit, `s`, `m`, `h`, `d` or `w` (`90s`, `30m`, `12h`,
+/// `7d`, `2w`): what `--since`, `prune --older-than` and the `retention` option take.
+///
+/// ```
+/// use osprofiler_core::listing::parse_age;
+/// use std::time::Duration;
+/// assert_eq!(parse_age("90s"), Ok(Duration::from_secs(90)));
+/// assert_eq!(parse_age(" 7d"), Ok(Duration::from_secs(7 * 86_400)));
+/// assert_eq!(parse_age("2w"), Ok(Duration::from_secs(14 * 86_400)));
+/// assert!(parse_age("7").is_err());
+/// assert!(parse_age("1.5h").is_err());
+/// assert!(parse_age("2024-05-01T10:00:00Z").is_err());
+/// ```
+pub fn parse_age(text: &str) -> Result<std::time::Duration, String> {
+    let t = text.trim();
+    let bad = || {
+        format!(
+            "{text:?} is not an age: a whole number and a unit, s, m, h, d or w (90s, 30m, 12h, 7d, 2w)"
+        )
+    };
+    let secs = match t.chars().last() {
+        Some('s') => 1,
+        Some('m') => 60,
+        Some('h') => 3600,
+        Some('d') => 86_400,
+        Some('w') => 7 * 86_400,
+        _ => return Err(bad()),
+    };
+    let n: u64 = t[..t.len() - 1].parse().map_err(|_| bad())?;
+    n.checked_mul(secs)
+        .map(std::time::Duration::from_secs)
+        .ok_or_else(bad)
+}
+
 /// Parses `--since`: a duration back from `now_us` (`90s`, `30m`, `1h`, `7d`) or a time
 /// (RFC 3339 such as `2024-05-01T10:00:00Z` or `…+02:00`, or OSProfiler's
 /// `2024-05-01T10:00:00.000000`, UTC). Returns microseconds since the epoch.
@@ -542,21 +576,10 @@ pub fn parse_since(text: &str, now_us: i64) -> Result<i64, String> {
             "{text:?} is neither a duration (90s, 30m, 1h, 7d) nor a time (2024-05-01T10:00:00Z, 2024-05-01T10:00:00.000000)"
         )
     };
-    if let Some(unit) = t.chars().last().filter(|c| c.is_ascii_alphabetic())
-        && let Ok(n) = t[..t.len() - 1].parse::<u64>()
+    if t.ends_with(|c: char| c.is_ascii_alphabetic())
+        && let Ok(age) = parse_age(t)
     {
-        let secs = match unit {
-            's' => 1,
-            'm' => 60,
-            'h' => 3600,
-            'd' => 86_400,
-            'w' => 7 * 86_400,
-            _ => return Err(bad()),
-        };
-        let us = n
-            .checked_mul(secs * 1_000_000)
-            .and_then(|us| i64::try_from(us).ok())
-            .ok_or_else(bad)?;
+        let us = i64::try_from(age.as_micros()).map_err(|_| bad())?;
         return Ok(now_us.saturating_sub(us));
     }
     // An offset: Z, or ±HH:MM after the time.

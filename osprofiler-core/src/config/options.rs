@@ -207,7 +207,8 @@ fn parse_share(option: &str, value: &str) -> Result<f64, ConfigError> {
         .ok_or_else(|| err(option, value, "expected a number from 0 to 1"))
 }
 
-/// A duration: seconds, or a number with a unit (`ms`, `s`, `m`, `h`, `d`, `w`); empty: none.
+/// A duration: whole seconds, milliseconds (`1500ms`), or an age with a unit (`90s`, `5m`,
+/// `12h`, `7d`, `2w`: [`crate::listing::parse_age`]); empty: none.
 ///
 /// ```
 /// # use osprofiler_core::ProfilerConfig;
@@ -226,29 +227,22 @@ fn parse_duration(option: &str, value: &str) -> Result<Option<std::time::Duratio
     if v.is_empty() {
         return Ok(None);
     }
-    let bad = || {
+    if let Ok(secs) = v.parse::<u64>() {
+        return Ok(Some(std::time::Duration::from_secs(secs)));
+    }
+    if let Some(ms) = v.strip_suffix("ms")
+        && let Ok(ms) = ms.trim().parse::<u64>()
+    {
+        return Ok(Some(std::time::Duration::from_millis(ms)));
+    }
+    crate::listing::parse_age(v).map(Some).map_err(|_| {
         err(
             option,
             value,
-            "expected a duration: seconds, or a number with ms, s, m, h, d or w (90s, 5m, 7d)",
+            "expected a duration: whole seconds, or a whole number with ms, s, m, h, d or w \
+             (1500ms, 90s, 5m, 7d)",
         )
-    };
-    let digits = v
-        .find(|c: char| !(c.is_ascii_digit() || c == '.'))
-        .unwrap_or(v.len());
-    let n: f64 = v[..digits].parse().map_err(|_| bad())?;
-    let unit = match v[digits..].trim() {
-        "ms" => 0.001,
-        "" | "s" => 1.0,
-        "m" => 60.0,
-        "h" => 3600.0,
-        "d" => 86_400.0,
-        "w" => 7.0 * 86_400.0,
-        _ => return Err(bad()),
-    };
-    std::time::Duration::try_from_secs_f64(n * unit)
-        .map(Some)
-        .map_err(|_| bad())
+    })
 }
 
 /// oslo.config's comma-list splitting, as OSProfiler's `utils.split`.
