@@ -522,6 +522,10 @@ pub trait Driver: Writer + Reader {}
 
 impl<T: Writer + Reader + ?Sized> Driver for T {}
 
+/// The shortest `retention` ([`QueueOptions::retention`]): a trace that got a point more
+/// recently than this may still be being written, and is never deleted for its age.
+pub const MIN_RETENTION: Duration = Duration::from_secs(60);
+
 /// Settings of a [`QueueNotifier`].
 #[derive(Debug, Clone)]
 pub struct QueueOptions {
@@ -552,8 +556,8 @@ pub struct QueueOptions {
     /// start (default false).
     pub keep_traces: bool,
     /// Delete stored traces whose newest message is older than this (`retention`; default
-    /// none): a collector that cannot is an error at start; the notifier prunes it every
-    /// quarter of the retention (at least every second, at most every 10 minutes).
+    /// none; at least [`MIN_RETENTION`]): a collector that cannot is an error at start; the
+    /// notifier prunes it every quarter of the retention (at most every 10 minutes).
     pub retention: Option<Duration>,
 }
 
@@ -691,6 +695,12 @@ impl QueueNotifier {
             Err(_) => false,
         };
         if let Some(age) = opts.retention {
+            if age < MIN_RETENTION {
+                return Err(DriverError::new(format!(
+                    "retention {age:?} is less than a minute: a trace that got a point more \
+                     recently may still be being written"
+                )));
+            }
             driver.retain(age)?;
         }
         let shared = Arc::new(Shared {
@@ -1101,7 +1111,7 @@ impl Upkeep {
     }
 
     fn prune_every(age: Duration) -> Duration {
-        (age / 4).clamp(Duration::from_secs(1), Duration::from_secs(600))
+        (age / 4).min(Duration::from_secs(600))
     }
 
     /// A stored batch: which traces to keep, and the counters.

@@ -904,6 +904,56 @@ mod tests {
     }
 
     #[test]
+    fn the_worker_prunes_traces_older_than_the_retention() {
+        let memory = MemoryCollector::new();
+        let now = crate::clock::system_micros(std::time::SystemTime::now());
+        let message = |base: &str, age: Duration| Message {
+            base_id: Id::from(base),
+            identity: crate::identity(),
+            name: "wsgi".into(),
+            phase: Phase::Start,
+            trace_id: Id::new_v4(),
+            parent_id: Id::from(base),
+            stamp: crate::clock::Stamp::Micros(now - age.as_micros() as i64),
+            info: Info::new(),
+            function: None,
+            lazy: None,
+            staging: 0,
+        };
+        let hour = Duration::from_secs(3600);
+        memory
+            .notify(&[
+                message("old", 2 * hour),
+                message("recent", 2 * hour),
+                message("recent", Duration::from_secs(5)),
+            ])
+            .unwrap();
+        let _n = QueueNotifier::start(
+            memory.clone(),
+            QueueOptions {
+                retention: Some(hour),
+                ..QueueOptions::default()
+            },
+        )
+        .unwrap();
+        wait_until("the first prune", || memory.trace("old").is_empty());
+        assert_eq!(
+            memory.trace("recent").len(),
+            2,
+            "a newer point keeps it whole"
+        );
+        let e = QueueNotifier::start(
+            memory.clone(),
+            QueueOptions {
+                retention: Some(Duration::from_secs(30)),
+                ..QueueOptions::default()
+            },
+        )
+        .unwrap_err();
+        assert!(e.to_string().contains("less than a minute"), "{e}");
+    }
+
+    #[test]
     fn head_sampled_traces_are_stored_at_once() {
         let (memory, n, d) = service();
         let base = request(&d, &Sampler::new().ratio(1.0), || {

@@ -221,6 +221,7 @@ fn parse_share(option: &str, value: &str) -> Result<f64, ConfigError> {
 /// assert_eq!(c.staging_window.as_secs(), 30);
 /// let e = c.set("retention", "a week").unwrap_err();
 /// assert_eq!(e.option, "retention");
+/// assert!(c.set("retention", "30s").is_err(), "less than a minute: maybe still written");
 /// ```
 fn parse_duration(option: &str, value: &str) -> Result<Option<std::time::Duration>, ConfigError> {
     let v = value.trim();
@@ -343,8 +344,13 @@ impl ProfilerConfig {
             }
             "retention" => {
                 self.retention = match parse_duration(option, v)? {
-                    Some(d) if d.is_zero() => {
-                        return Err(err(option, v, "expected a positive duration"));
+                    Some(d) if d < crate::notifier::MIN_RETENTION => {
+                        return Err(err(
+                            option,
+                            v,
+                            "expected at least 1m: a trace that got a point more recently may \
+                             still be being written",
+                        ));
                     }
                     d => d,
                 }
