@@ -95,13 +95,31 @@ const SUMMARY_COLUMNS: [&str; 12] = [
 /// (and deleted per statement when pruning).
 const IDS_PER_SELECT: usize = 500;
 
-/// The condition, on a row of `table`, that its trace is not hidden by `trace_staging`
-/// (pending or dropped): an anti-join on the table's primary key.
-fn shown(table: &str) -> String {
+/// The `LIKE` pattern of a provisional trace's base id
+/// ([`osprofiler_core::sampling::is_provisional_id`]: a dashed UUID whose third group is
+/// `8f5b`). SQLite's and MySQL's `LIKE` ignore case, so there an uppercase `8F5B` matches too
+/// (no uuid4, which every other trace id is, has either).
+const PROVISIONAL_LIKE: &str = "________-____-8f5b-____-____________";
+
+/// The condition, on a row of `table`, that its trace is shown: with `trace_staging`
+/// (`staging`), not pending or dropped by its row (an anti-join on the table's primary key)
+/// and, for a provisional trace's id, kept by it (a primary key lookup made only for the rows
+/// of such ids); without the table, not a provisional trace's id.
+fn shown(table: &str, staging: bool) -> String {
+    let plain = format!("{table}.base_id NOT LIKE '{PROVISIONAL_LIKE}'");
+    if !staging {
+        return plain;
+    }
     format!(
-        "NOT EXISTS (SELECT 1 FROM trace_staging s WHERE s.base_id = {table}.base_id AND s.state <> 'k')"
+        "NOT EXISTS (SELECT 1 FROM trace_staging s WHERE s.base_id = {table}.base_id AND s.state <> 'k') \
+         AND ({plain} OR EXISTS (SELECT 1 FROM trace_staging k WHERE k.base_id = {table}.base_id AND k.state = 'k'))"
     )
 }
+
+/// How far before the window the first sweep of a process looks for record-less provisional
+/// fragments (later sweeps look from where the one before stopped, less a window): an hour.
+/// Older fragments, stranded while no service swept, are left to retention.
+const FRAGMENT_LOOKBACK_US: i64 = 3_600_000_000;
 
 /// Now, in microseconds since the epoch (the staging records' `since_us`).
 fn now_us() -> i64 {
@@ -158,6 +176,9 @@ pub struct SqlDriver {
     window_us: AtomicI64,
     /// `trace_staging` is known to exist (created here, or found by a read).
     staging_ready: AtomicBool,
+    /// Where the next sweep looks for record-less provisional fragments from (a timestamp in
+    /// microseconds; 0: none swept yet, [`FRAGMENT_LOOKBACK_US`] before the cut).
+    fragments_from: AtomicI64,
 }
 
 impl std::fmt::Debug for SqlDriver {
@@ -343,6 +364,7 @@ impl SqlDriver {
             read_only,
             window_us: AtomicI64::new(0),
             staging_ready: AtomicBool::new(false),
+            fragments_from: AtomicI64::new(0),
         };
         if name == "sqlite" && !read_only {
             driver.run(driver.ensure_schema())?;
@@ -615,14 +637,14 @@ impl SqlDriver {
         include_pending: bool,
     ) -> Result<(Vec<StoredTrace>, Vec<PartialSummary>), DriverError> {
         self.before_read().await?;
-        let hide = !include_pending && self.staging_exists().await?;
         let mut counts = Vec::new();
         let mut parts = Vec::new();
         let mut summaries = format!("SELECT {} FROM trace_summaries", SUMMARY_COLUMNS.join(", "));
         let mut count = "SELECT base_id, COUNT(*) FROM data".to_owned();
-        if hide {
-            summaries.push_str(&format!(" WHERE {}", shown("trace_summaries")));
-            count.push_str(&format!(" WHERE {}", shown("data")));
+        if !include_pending {
+            let staging = self.staging_exists().await?;
+            summaries.push_str(&format!(" WHERE {}", shown("trace_summaries", staging)));
+            count.push_str(&format!(" WHERE {}", shown("data", staging)));
         }
         count.push_str(" GROUP BY base_id");
         with_pool!(&self.pool, p => {
@@ -1013,6 +1035,95 @@ impl SqlDriver {
         Ok(expired)
     }
 
+    /// Deletes the messages and summaries of the provisional-form traces that have no
+    /// `trace_staging` row and no message newer than now - window (fragments written straight
+    /// to `data`, by Python, whose origin never recorded the trace: it crashed, or its batch
+    /// was lost). Looks at the messages with timestamps between where the last sweep stopped
+    /// (less a window) and the cut, on the timestamp index; returns how many traces.
+    async fn sweep_fragments(&self, window_us: i64) -> Result<u64, DriverError> {
+        let cut_us = now_us().saturating_sub(window_us);
+        let from_us = match self.fragments_from.load(Ordering::Acquire) {
+            0 => cut_us.saturating_sub(FRAGMENT_LOOKBACK_US),
+            from => from.min(cut_us),
+        };
+        let cut = osprofiler_core::clock::format_timestamp(cut_us);
+        let from = osprofiler_core::clock::format_timestamp(from_us);
+        let find = format!(
+            "SELECT o.base_id FROM (SELECT DISTINCT base_id FROM data WHERE timestamp >= {} \
+             AND timestamp < {} AND base_id LIKE '{PROVISIONAL_LIKE}') o \
+             WHERE NOT EXISTS (SELECT 1 FROM trace_staging s WHERE s.base_id = o.base_id) \
+             AND NOT EXISTS (SELECT 1 FROM data n WHERE n.base_id = o.base_id AND n.timestamp >= {})",
+            self.bind_at(1),
+            self.bind_at(2),
+            self.bind_at(3)
+        );
+        let mut ids: Vec<String> = Vec::new();
+        with_pool!(&self.pool, p => {
+            for r in sqlx::query(AssertSqlSafe(find))
+                .bind(&from)
+                .bind(&cut)
+                .bind(&cut)
+                .fetch_all(p)
+                .await
+                .map_err(|e| read_err("cannot find provisional fragments", self.name, e))?
+            {
+                if let Ok(Some(id)) = r.try_get::<Option<String>, _>(0) {
+                    ids.push(id);
+                }
+            }
+        });
+        let summaries = !ids.is_empty()
+            && (self.summaries_state.load(Ordering::Acquire) == 1
+                || self.table_exists("trace_summaries").await?);
+        for chunk in ids.chunks(IDS_PER_SELECT) {
+            let binds = self.binds(1, chunk.len());
+            // Checked again in the transaction: a record that landed since keeps the trace.
+            let unrecorded = |table: &str| {
+                format!(
+                    "NOT EXISTS (SELECT 1 FROM trace_staging s WHERE s.base_id = {table}.base_id)"
+                )
+            };
+            let mut deletes = vec![format!(
+                "DELETE FROM data WHERE base_id IN ({binds}) AND timestamp < {} AND {}",
+                self.bind_at(chunk.len() + 1),
+                unrecorded("data")
+            )];
+            if summaries {
+                deletes.push(format!(
+                    "DELETE FROM trace_summaries WHERE base_id IN ({binds}) AND {}",
+                    unrecorded("trace_summaries")
+                ));
+            }
+            with_pool!(&self.pool, p => {
+                let mut conn = p.acquire().await.map_err(|e| db_err("cannot connect", e))?;
+                if self.name == "mysql" {
+                    // As in a sweep: no gap locks on `trace_staging`, where writers insert.
+                    sqlx::query("SET TRANSACTION ISOLATION LEVEL READ COMMITTED")
+                        .execute(&mut *conn)
+                        .await
+                        .map_err(|e| db_err("cannot set the isolation level", e))?;
+                }
+                let mut tx = sqlx::Connection::begin(&mut *conn).await.map_err(|e| db_err("cannot begin", e))?;
+                for (i, d) in deletes.iter().enumerate() {
+                    let mut q = sqlx::query(AssertSqlSafe(d.clone()));
+                    for id in chunk {
+                        q = q.bind(id);
+                    }
+                    if i == 0 {
+                        q = q.bind(&cut);
+                    }
+                    q.execute(&mut *tx)
+                        .await
+                        .map_err(|e| db_err("cannot delete provisional fragments", e))?;
+                }
+                tx.commit().await.map_err(|e| db_err("cannot commit", e))?;
+            });
+        }
+        self.fragments_from
+            .store(cut_us.saturating_sub(window_us).max(1), Ordering::Release);
+        Ok(ids.len() as u64)
+    }
+
     async fn prune_before(&self, cutoff: std::time::SystemTime) -> Result<u64, DriverError> {
         if !self.read_only {
             self.ensure_schema().await?;
@@ -1097,7 +1208,7 @@ impl SqlDriver {
             match sqlx::query(AssertSqlSafe(sql)).bind(base_id).fetch_optional(p).await {
                 Ok(Some(r)) => r.try_get::<Option<String>, _>(0).ok().flatten(),
                 Ok(None) => None,
-                // No table (nothing staged, or Python's database), or not readable: stored.
+                // No table (nothing staged, or Python's database), or not readable: as no row.
                 Err(e) if e.as_database_error().is_some() => None,
                 Err(e) => return Err(read_err("cannot read the trace's state", self.name, e)),
             }
@@ -1105,17 +1216,16 @@ impl SqlDriver {
         Ok(match state.as_deref().map(str::trim) {
             Some("p") => TraceState::Pending,
             Some("d") => TraceState::Dropped,
-            _ => TraceState::Stored,
+            Some(_) => TraceState::Stored,
+            // A provisional trace's points before its record (or after it is forgotten).
+            None if osprofiler_core::sampling::is_provisional_id(base_id) => TraceState::Pending,
+            None => TraceState::Stored,
         })
     }
 
     async fn summaries(&self, only_errors: bool) -> Result<Vec<TraceSummary>, DriverError> {
         self.before_read().await?;
-        let shown = if self.staging_exists().await? {
-            format!(" AND {}", shown("data"))
-        } else {
-            String::new()
-        };
+        let shown = format!(" AND {}", shown("data", self.staging_exists().await?));
         let mut out = Vec::new();
         if !only_errors {
             let sql = format!(
@@ -1368,7 +1478,11 @@ impl Writer for SqlDriver {
     fn sweep(&self) -> Result<u64, DriverError> {
         match self.window_us.load(Ordering::Relaxed) {
             0 => Ok(0),
-            w => self.run(retry_lost_races(|| self.sweep_staged(w))),
+            w => {
+                let expired = self.run(retry_lost_races(|| self.sweep_staged(w)))?;
+                self.run(retry_lost_races(|| self.sweep_fragments(w)))?;
+                Ok(expired)
+            }
         }
     }
 
