@@ -32,13 +32,27 @@
 //! listing (`list_traces`, `list_error_traces`, `list` unless
 //! [`ListFilter::include_pending`]) leaves out the traces whose row is `p` or `d` (an
 //! anti-join on the primary key), whoever wrote their messages: Python's points of a
-//! provisional trace are hidden with it. [`Reader::trace_state`] reads the row. A sweep, in
-//! one transaction, deletes the messages and summaries of every dropped trace and of every
-//! pending one older than the staging window, deletes the dropped rows older than the window
-//! (their second window is over), and turns the pending ones older than the window into
-//! dropped ones (since now): late points of a dropped trace are removed by the sweeps of its
-//! second window. Sweeps of several services over one database are safe (MySQL sweeps at
-//! READ COMMITTED, and a keep, sweep or insert that loses a deadlock is tried again).
+//! provisional trace are hidden with it. A trace whose id has the provisional form
+//! ([`osprofiler_core::sampling::is_provisional_id`], matched as
+//! `base_id LIKE '________-____-8f5b-____-____________'`) is left out too unless its row is
+//! `k`: also with no row, and in a database without `trace_staging`, since a Python callee's
+//! points reach `data` before the origin's first batch (and its row). [`Reader::trace_state`]
+//! reads the row; with none, a provisional-form id is pending and any other stored.
+//!
+//! A sweep, in one transaction, deletes the messages and summaries of every dropped trace and
+//! of every pending one older than the staging window, deletes the dropped rows older than
+//! the window (their second window is over), and turns the pending ones older than the window
+//! into dropped ones (since now): late points of a dropped trace are removed by the sweeps of
+//! its second window. Then it deletes the messages and summaries of the provisional-form
+//! traces with no row whose newest message is older than the window: fragments a Python
+//! callee wrote for an origin that never recorded the trace (it crashed, or its batch was
+//! lost). It finds them among the messages whose timestamps lie between where its previous
+//! sweep stopped (less a window; an hour back for a process's first sweep) and now - window,
+//! on the timestamp index; older ones are left to retention. Caveat: when the origin's
+//! batches are held back longer than the window (a collector outage the notifier's queue
+//! rides out), a sweep may remove the callee's part of a trace whose record arrives later.
+//! Sweeps of several services over one database are safe (MySQL sweeps at READ COMMITTED,
+//! and a keep, sweep or insert that loses a deadlock is tried again).
 //!
 //! [`Writer::prune`] (the `retention` option) deletes the traces whose newest message is
 //! older than the cutoff (found on the timestamp index), from `data`, `trace_summaries` and
@@ -46,7 +60,8 @@
 //! with no message. [`Writer::delete_trace`] deletes one trace from the three tables.
 //!
 //! A database without `trace_staging` (Python's, or one no Rust service staged in) reads as
-//! it always did, and a reader ([`SqlDriver::open_read_only`]) never creates it.
+//! it always did but for provisional-form ids, and a reader ([`SqlDriver::open_read_only`])
+//! never creates it.
 
 use osprofiler_core::listing::{self, ListFilter, PartialSummary, StoredTrace, TraceListing};
 use osprofiler_core::message::Message;
@@ -95,13 +110,53 @@ const SUMMARY_COLUMNS: [&str; 12] = [
 /// (and deleted per statement when pruning).
 const IDS_PER_SELECT: usize = 500;
 
-/// The condition, on a row of `table`, that its trace is not hidden by `trace_staging`
-/// (pending or dropped): an anti-join on the table's primary key.
-fn shown(table: &str) -> String {
+/// The `LIKE` pattern of a provisional trace's base id
+/// ([`osprofiler_core::sampling::is_provisional_id`]: a dashed UUID whose third group is
+/// `8f5b`). SQLite's and MySQL's `LIKE` ignore case, so there an uppercase `8F5B` matches too
+/// (no uuid4, which every other trace id is, has either).
+const PROVISIONAL_LIKE: &str = "________-____-8f5b-____-____________";
+
+/// The condition, on a row of `table`, that `trace_staging` does not hide its trace as
+/// pending or dropped: an anti-join on the table's primary key.
+fn not_staged_away(table: &str) -> String {
     format!(
         "NOT EXISTS (SELECT 1 FROM trace_staging s WHERE s.base_id = {table}.base_id AND s.state <> 'k')"
     )
 }
+
+/// The condition, on a row (or group by `base_id`) of `table`, that its trace's id is not a
+/// provisional trace's or, with `trace_staging` (`staging`), that its row is `k` (a primary
+/// key lookup, made only for such ids). Grouping queries test it in `HAVING`, once a trace
+/// rather than once a message (a third of the time of the listing on PostgreSQL).
+fn provisional_kept(table: &str, staging: bool) -> String {
+    let plain = format!("{table}.base_id NOT LIKE '{PROVISIONAL_LIKE}'");
+    if !staging {
+        return plain;
+    }
+    format!(
+        "({plain} OR EXISTS (SELECT 1 FROM trace_staging k WHERE k.base_id = {table}.base_id AND k.state = 'k'))"
+    )
+}
+
+/// The condition, on a row of `table`, that its trace is shown: not hidden by its
+/// `trace_staging` row ([`not_staged_away`], with the table) nor for a provisional trace's id
+/// without a `k` row ([`provisional_kept`]).
+fn shown(table: &str, staging: bool) -> String {
+    if staging {
+        format!(
+            "{} AND {}",
+            not_staged_away(table),
+            provisional_kept(table, true)
+        )
+    } else {
+        provisional_kept(table, false)
+    }
+}
+
+/// How far before the window the first sweep of a process looks for record-less provisional
+/// fragments (later sweeps look from where the one before stopped, less a window): an hour.
+/// Older fragments, stranded while no service swept, are left to retention.
+const FRAGMENT_LOOKBACK_US: i64 = 3_600_000_000;
 
 /// Now, in microseconds since the epoch (the staging records' `since_us`).
 fn now_us() -> i64 {
@@ -158,6 +213,9 @@ pub struct SqlDriver {
     window_us: AtomicI64,
     /// `trace_staging` is known to exist (created here, or found by a read).
     staging_ready: AtomicBool,
+    /// Where the next sweep looks for record-less provisional fragments from (a timestamp in
+    /// microseconds; 0: none swept yet, [`FRAGMENT_LOOKBACK_US`] before the cut).
+    fragments_from: AtomicI64,
 }
 
 impl std::fmt::Debug for SqlDriver {
@@ -343,6 +401,7 @@ impl SqlDriver {
             read_only,
             window_us: AtomicI64::new(0),
             staging_ready: AtomicBool::new(false),
+            fragments_from: AtomicI64::new(0),
         };
         if name == "sqlite" && !read_only {
             driver.run(driver.ensure_schema())?;
@@ -615,16 +674,23 @@ impl SqlDriver {
         include_pending: bool,
     ) -> Result<(Vec<StoredTrace>, Vec<PartialSummary>), DriverError> {
         self.before_read().await?;
-        let hide = !include_pending && self.staging_exists().await?;
         let mut counts = Vec::new();
         let mut parts = Vec::new();
         let mut summaries = format!("SELECT {} FROM trace_summaries", SUMMARY_COLUMNS.join(", "));
         let mut count = "SELECT base_id, COUNT(*) FROM data".to_owned();
-        if hide {
-            summaries.push_str(&format!(" WHERE {}", shown("trace_summaries")));
-            count.push_str(&format!(" WHERE {}", shown("data")));
+        if include_pending {
+            count.push_str(" GROUP BY base_id");
+        } else {
+            let staging = self.staging_exists().await?;
+            summaries.push_str(&format!(" WHERE {}", shown("trace_summaries", staging)));
+            if staging {
+                count.push_str(&format!(" WHERE {}", not_staged_away("data")));
+            }
+            count.push_str(&format!(
+                " GROUP BY base_id HAVING {}",
+                provisional_kept("data", staging)
+            ));
         }
-        count.push_str(" GROUP BY base_id");
         with_pool!(&self.pool, p => {
             let rows = sqlx::query(AssertSqlSafe(count))
                 .fetch_all(p)
@@ -1013,6 +1079,95 @@ impl SqlDriver {
         Ok(expired)
     }
 
+    /// Deletes the messages and summaries of the provisional-form traces that have no
+    /// `trace_staging` row and no message newer than now - window (fragments written straight
+    /// to `data`, by Python, whose origin never recorded the trace: it crashed, or its batch
+    /// was lost). Looks at the messages with timestamps between where the last sweep stopped
+    /// (less a window) and the cut, on the timestamp index; returns how many traces.
+    async fn sweep_fragments(&self, window_us: i64) -> Result<u64, DriverError> {
+        let cut_us = now_us().saturating_sub(window_us);
+        let from_us = match self.fragments_from.load(Ordering::Acquire) {
+            0 => cut_us.saturating_sub(FRAGMENT_LOOKBACK_US),
+            from => from.min(cut_us),
+        };
+        let cut = osprofiler_core::clock::format_timestamp(cut_us);
+        let from = osprofiler_core::clock::format_timestamp(from_us);
+        let find = format!(
+            "SELECT o.base_id FROM (SELECT DISTINCT base_id FROM data WHERE timestamp >= {} \
+             AND timestamp < {} AND base_id LIKE '{PROVISIONAL_LIKE}') o \
+             WHERE NOT EXISTS (SELECT 1 FROM trace_staging s WHERE s.base_id = o.base_id) \
+             AND NOT EXISTS (SELECT 1 FROM data n WHERE n.base_id = o.base_id AND n.timestamp >= {})",
+            self.bind_at(1),
+            self.bind_at(2),
+            self.bind_at(3)
+        );
+        let mut ids: Vec<String> = Vec::new();
+        with_pool!(&self.pool, p => {
+            for r in sqlx::query(AssertSqlSafe(find))
+                .bind(&from)
+                .bind(&cut)
+                .bind(&cut)
+                .fetch_all(p)
+                .await
+                .map_err(|e| read_err("cannot find provisional fragments", self.name, e))?
+            {
+                if let Ok(Some(id)) = r.try_get::<Option<String>, _>(0) {
+                    ids.push(id);
+                }
+            }
+        });
+        let summaries = !ids.is_empty()
+            && (self.summaries_state.load(Ordering::Acquire) == 1
+                || self.table_exists("trace_summaries").await?);
+        for chunk in ids.chunks(IDS_PER_SELECT) {
+            let binds = self.binds(1, chunk.len());
+            // Checked again in the transaction: a record that landed since keeps the trace.
+            let unrecorded = |table: &str| {
+                format!(
+                    "NOT EXISTS (SELECT 1 FROM trace_staging s WHERE s.base_id = {table}.base_id)"
+                )
+            };
+            let mut deletes = vec![format!(
+                "DELETE FROM data WHERE base_id IN ({binds}) AND timestamp < {} AND {}",
+                self.bind_at(chunk.len() + 1),
+                unrecorded("data")
+            )];
+            if summaries {
+                deletes.push(format!(
+                    "DELETE FROM trace_summaries WHERE base_id IN ({binds}) AND {}",
+                    unrecorded("trace_summaries")
+                ));
+            }
+            with_pool!(&self.pool, p => {
+                let mut conn = p.acquire().await.map_err(|e| db_err("cannot connect", e))?;
+                if self.name == "mysql" {
+                    // As in a sweep: no gap locks on `trace_staging`, where writers insert.
+                    sqlx::query("SET TRANSACTION ISOLATION LEVEL READ COMMITTED")
+                        .execute(&mut *conn)
+                        .await
+                        .map_err(|e| db_err("cannot set the isolation level", e))?;
+                }
+                let mut tx = sqlx::Connection::begin(&mut *conn).await.map_err(|e| db_err("cannot begin", e))?;
+                for (i, d) in deletes.iter().enumerate() {
+                    let mut q = sqlx::query(AssertSqlSafe(d.clone()));
+                    for id in chunk {
+                        q = q.bind(id);
+                    }
+                    if i == 0 {
+                        q = q.bind(&cut);
+                    }
+                    q.execute(&mut *tx)
+                        .await
+                        .map_err(|e| db_err("cannot delete provisional fragments", e))?;
+                }
+                tx.commit().await.map_err(|e| db_err("cannot commit", e))?;
+            });
+        }
+        self.fragments_from
+            .store(cut_us.saturating_sub(window_us).max(1), Ordering::Release);
+        Ok(ids.len() as u64)
+    }
+
     async fn prune_before(&self, cutoff: std::time::SystemTime) -> Result<u64, DriverError> {
         if !self.read_only {
             self.ensure_schema().await?;
@@ -1097,7 +1252,7 @@ impl SqlDriver {
             match sqlx::query(AssertSqlSafe(sql)).bind(base_id).fetch_optional(p).await {
                 Ok(Some(r)) => r.try_get::<Option<String>, _>(0).ok().flatten(),
                 Ok(None) => None,
-                // No table (nothing staged, or Python's database), or not readable: stored.
+                // No table (nothing staged, or Python's database), or not readable: as no row.
                 Err(e) if e.as_database_error().is_some() => None,
                 Err(e) => return Err(read_err("cannot read the trace's state", self.name, e)),
             }
@@ -1105,22 +1260,27 @@ impl SqlDriver {
         Ok(match state.as_deref().map(str::trim) {
             Some("p") => TraceState::Pending,
             Some("d") => TraceState::Dropped,
-            _ => TraceState::Stored,
+            Some(_) => TraceState::Stored,
+            // A provisional trace's points before its record (or after it is forgotten).
+            None if osprofiler_core::sampling::is_provisional_id(base_id) => TraceState::Pending,
+            None => TraceState::Stored,
         })
     }
 
     async fn summaries(&self, only_errors: bool) -> Result<Vec<TraceSummary>, DriverError> {
         self.before_read().await?;
-        let shown = if self.staging_exists().await? {
-            format!(" AND {}", shown("data"))
-        } else {
-            String::new()
-        };
+        let staging = self.staging_exists().await?;
         let mut out = Vec::new();
         if !only_errors {
+            let staged_away = if staging {
+                format!(" AND {}", not_staged_away("data"))
+            } else {
+                String::new()
+            };
             let sql = format!(
-                "SELECT base_id, MIN(timestamp) FROM data WHERE base_id IS NOT NULL{shown} \
-                 GROUP BY base_id ORDER BY 2"
+                "SELECT base_id, MIN(timestamp) FROM data WHERE base_id IS NOT NULL{staged_away} \
+                 GROUP BY base_id HAVING {} ORDER BY 2",
+                provisional_kept("data", staging)
             );
             with_pool!(&self.pool, p => {
                 for r in sqlx::query(AssertSqlSafe(sql)).fetch_all(p).await.map_err(|e| read_err("cannot list traces", self.name, e))? {
@@ -1134,6 +1294,7 @@ impl SqlDriver {
             return Ok(out);
         }
         // Candidates by text, confirmed by parsing: an error message's info has a non-null etype.
+        let shown = format!(" AND {}", shown("data", staging));
         let data = self.dialect.data_text;
         let sql = format!(
             "SELECT base_id, timestamp, {data} FROM data WHERE {data} LIKE '%\"etype\"%'{shown} ORDER BY timestamp"
@@ -1368,7 +1529,11 @@ impl Writer for SqlDriver {
     fn sweep(&self) -> Result<u64, DriverError> {
         match self.window_us.load(Ordering::Relaxed) {
             0 => Ok(0),
-            w => self.run(retry_lost_races(|| self.sweep_staged(w))),
+            w => {
+                let expired = self.run(retry_lost_races(|| self.sweep_staged(w)))?;
+                self.run(retry_lost_races(|| self.sweep_fragments(w)))?;
+                Ok(expired)
+            }
         }
     }
 
@@ -1398,8 +1563,9 @@ impl Reader for SqlDriver {
         self.run(self.summaries(true))
     }
 
-    /// From `trace_staging`: pending or dropped by its record, stored without one (or
-    /// without the table).
+    /// From `trace_staging`: pending or dropped by its record; without one (or without the
+    /// table) pending for a provisional trace's id (its points came before its record), else
+    /// stored.
     fn trace_state(&self, base_id: &str) -> Result<TraceState, DriverError> {
         self.run(self.state_of(base_id))
     }

@@ -222,6 +222,20 @@ fn sql(cs: &str, statement: &str, binds: &[&str]) -> i64 {
 
 /// Inserts one row into `data` as Python's SQLAlchemy driver does (no staging of any kind).
 fn python_row(cs: &str, base: &str, timestamp: &str) {
+    python_row_with(cs, base, timestamp, r#"{"info": {"host": "pyhost"}}"#);
+}
+
+/// [`python_row`] of a failed point (an `etype` in its info).
+fn python_error_row(cs: &str, base: &str, timestamp: &str) {
+    python_row_with(
+        cs,
+        base,
+        timestamp,
+        r#"{"info": {"host": "pyhost", "etype": "OperationalError", "message": "boom"}}"#,
+    );
+}
+
+fn python_row_with(cs: &str, base: &str, timestamp: &str, data: &str) {
     let json = if cs.starts_with("postgresql") {
         "CAST(? AS JSON)"
     } else {
@@ -234,13 +248,7 @@ fn python_row(cs: &str, base: &str, timestamp: &str) {
             "INSERT INTO data (timestamp, base_id, parent_id, trace_id, project, host, service, \
              name, data) VALUES (?, ?, ?, ?, 'pyproj', 'pyhost', 'pysvc', 'pyrpc-start', {json})"
         ),
-        &[
-            timestamp,
-            base,
-            base,
-            &trace_id,
-            r#"{"info": {"host": "pyhost"}}"#,
-        ],
+        &[timestamp, base, base, &trace_id, data],
     );
     assert_eq!(n, 1);
 }
@@ -254,9 +262,31 @@ fn staging_rows(cs: &str, base: &str) -> i64 {
 }
 
 fn now_timestamp() -> String {
+    ago_timestamp(Duration::ZERO)
+}
+
+fn ago_timestamp(ago: Duration) -> String {
     osprofiler_core::clock::format_timestamp(osprofiler_core::clock::system_micros(
-        SystemTime::now(),
+        SystemTime::now() - ago,
     ))
+}
+
+/// A fresh id of the provisional form (`8f5b` third group), as a sampler makes them.
+fn provisional_id() -> String {
+    let mut id = uuid::Uuid::new_v4().to_string();
+    id.replace_range(14..18, "8f5b");
+    assert!(osprofiler_core::sampling::is_provisional_id(&id));
+    id
+}
+
+/// Dropped by its record, or its record forgotten already (a sweep after the second window):
+/// a provisional trace's id without a record reads as pending.
+fn dropped_or_forgotten(cs: &str, d: &dyn Reader, id: &str) {
+    match d.trace_state(id).unwrap() {
+        TraceState::Dropped => {}
+        TraceState::Pending => assert_eq!(staging_rows(cs, id), 0, "{}: {id} pending", hint(cs)),
+        TraceState::Stored => panic!("{}: {id} stored", hint(cs)),
+    }
 }
 
 /// The whole life of provisional traces on one store: `cs` writes (staging), `read` reads.
@@ -338,7 +368,7 @@ fn staging_scenario(cs: &str, read: &str) {
         if dropped_at.elapsed() < WINDOW {
             assert_eq!(state, TraceState::Dropped, "{hint}: {id}");
         } else {
-            assert_ne!(state, TraceState::Pending, "{hint}: {id}");
+            dropped_or_forgotten(cs, &r, id);
         }
     };
     assert!(expired >= 2, "{hint}: sweep expired {expired}");
@@ -372,12 +402,14 @@ fn staging_scenario(cs: &str, read: &str) {
     );
     dropped(&pending);
 
-    // After the second window: the records go.
+    // After the second window: the records go (a provisional trace's id without a record
+    // reads as pending: points coming now are hidden, and swept a window later).
     std::thread::sleep(WINDOW + Duration::from_millis(100));
     w.sweep().unwrap();
     for id in [&pending, &failing] {
-        assert_eq!(r.trace_state(id).unwrap(), TraceState::Stored);
+        assert_eq!(r.trace_state(id).unwrap(), TraceState::Pending);
         assert_eq!(staging_rows(cs, id), 0, "{hint}: the record of {id} stays");
+        assert!(!in_list(&r, id, true));
     }
 
     // delete_trace: everything of one trace, record included.
@@ -505,13 +537,96 @@ fn notifier_scenario(cs: &str) {
     assert!(!shown(&*w, &fast));
     // The worker sweeps every quarter window: the fast one goes.
     ok(&|| w.trace_messages(&fast).unwrap().is_empty());
-    assert_ne!(w.trace_state(&fast).unwrap(), TraceState::Pending);
+    dropped_or_forgotten(cs, &*w, &fast);
     let stats = n.stats().provisional;
     assert_eq!((stats.started, stats.kept), (3, 2), "{hint}: {stats:?}");
     assert!(stats.expired >= 1);
     for id in [&slow, &failing] {
         assert_eq!(w.trace_messages(id).unwrap().len(), 4);
         Writer::delete_trace(&*w, id).unwrap();
+    }
+}
+
+/// Points written straight into `data` (as Python's driver writes them) for a provisional
+/// trace's id before any record of it: hidden from every listing and pending until a keep;
+/// a record-less fragment with no message newer than the window is removed by a sweep. A
+/// uuid4 trace without a record is shown and untouched.
+fn fragment_scenario(cs: &str) {
+    let hint = hint(cs);
+    let w = SqlDriver::open(cs).unwrap_or_else(|e| panic!("{hint}: {e}"));
+    w.stage(WINDOW).unwrap();
+    let r = SqlDriver::open_read_only(cs).unwrap_or_else(|e| panic!("{hint}: {e}"));
+
+    // Before the origin's batch: a callee's points, one failed.
+    let early = provisional_id();
+    python_row(cs, &early, &now_timestamp());
+    python_error_row(cs, &early, &now_timestamp());
+    let plain = uuid::Uuid::new_v4().to_string();
+    python_row(cs, &plain, &now_timestamp());
+    python_error_row(cs, &plain, &now_timestamp());
+    for d in [&w, &r] {
+        assert_eq!(staging_rows(cs, &early), 0);
+        assert_eq!(
+            d.trace_state(&early).unwrap(),
+            TraceState::Pending,
+            "{hint}"
+        );
+        assert!(
+            !shown(d, &early),
+            "{hint}: a record-less fragment is listed"
+        );
+        assert!(
+            !error_listed(d, &early),
+            "{hint}: a record-less fragment in the error list"
+        );
+        assert!(
+            in_list(d, &early, true),
+            "{hint}: --pending does not list it"
+        );
+        assert_eq!(d.trace_messages(&early).unwrap().len(), 2);
+        assert_eq!(d.trace_state(&plain).unwrap(), TraceState::Stored);
+        assert!(
+            shown(d, &plain),
+            "{hint}: a uuid4 trace without a record hidden"
+        );
+        assert!(error_listed(d, &plain));
+    }
+    // The origin's keep: shown.
+    w.keep(&[&early]).unwrap();
+    assert_eq!(r.trace_state(&early).unwrap(), TraceState::Stored);
+    assert!(shown(&r, &early), "{hint}: a kept fragment hidden");
+    assert!(error_listed(&r, &early));
+
+    // Older than the window: a fragment never recorded goes, unless it has a newer message
+    // (still being written), a record, or a uuid4 id.
+    let old = WINDOW * 3;
+    let stranded = provisional_id();
+    python_row(cs, &stranded, &ago_timestamp(old));
+    python_error_row(cs, &stranded, &ago_timestamp(old));
+    let growing = provisional_id();
+    python_row(cs, &growing, &ago_timestamp(old));
+    python_row(cs, &growing, &now_timestamp());
+    let kept = provisional_id();
+    python_row(cs, &kept, &ago_timestamp(old));
+    w.keep(&[&kept]).unwrap();
+    let old_plain = uuid::Uuid::new_v4().to_string();
+    python_row(cs, &old_plain, &ago_timestamp(old));
+    assert!(!shown(&r, &stranded) && !shown(&r, &growing));
+    w.sweep().unwrap();
+    assert!(
+        r.trace_messages(&stranded).unwrap().is_empty(),
+        "{hint}: a stranded fragment stays"
+    );
+    assert!(!in_list(&r, &stranded, true));
+    assert_eq!(r.trace_messages(&growing).unwrap().len(), 2, "{hint}");
+    assert_eq!(r.trace_messages(&kept).unwrap().len(), 1, "{hint}");
+    assert_eq!(r.trace_messages(&old_plain).unwrap().len(), 1, "{hint}");
+    assert_eq!(r.trace_messages(&early).unwrap().len(), 2, "{hint}");
+    assert!(shown(&r, &kept) && shown(&r, &old_plain) && !shown(&r, &growing));
+    w.sweep().unwrap(); // idempotent
+    assert_eq!(r.trace_messages(&growing).unwrap().len(), 2, "{hint}");
+    for id in [&early, &plain, &growing, &kept, &old_plain] {
+        assert!(Writer::delete_trace(&w, id).unwrap() > 0, "{hint}: {id}");
     }
 }
 
@@ -526,6 +641,7 @@ fn temp_sqlite() -> (std::path::PathBuf, String) {
 fn sqlite_staging() {
     let (dir, cs) = temp_sqlite();
     staging_scenario(&cs, &cs);
+    fragment_scenario(&cs);
     prune_scenario(&cs);
     notifier_scenario(&cs);
     std::fs::remove_dir_all(&dir).unwrap();
@@ -535,6 +651,7 @@ fn sqlite_staging() {
 fn postgresql_staging() {
     let _serial = serial();
     staging_scenario(PG, PG);
+    fragment_scenario(PG);
     prune_scenario(PG);
     notifier_scenario(PG);
 }
@@ -543,6 +660,7 @@ fn postgresql_staging() {
 fn mysql_staging() {
     let _serial = serial();
     staging_scenario(MY, MY);
+    fragment_scenario(MY);
     prune_scenario(MY);
     notifier_scenario(MY);
 }
@@ -591,6 +709,13 @@ d._conn.commit()  # SQLAlchemy 2 connections do not commit by themselves
     assert!(in_list(&r, &py, true));
     assert_eq!(r.trace_messages(&py).unwrap().len(), 2);
     assert_eq!(tables(), 0, "a reader created trace_staging");
+    // Python's points of a provisional trace, before anything was staged: hidden, pending.
+    let fragment = provisional_id();
+    python_trace(&fragment);
+    assert_eq!(r.trace_state(&fragment).unwrap(), TraceState::Pending);
+    assert!(!shown(&r, &fragment), "a provisional fragment listed");
+    assert!(in_list(&r, &fragment, true));
+    assert_eq!(tables(), 0, "a reader created trace_staging");
 
     // A writer that stages but stored nothing provisional creates nothing either.
     let w = SqlDriver::open(&cs).unwrap();
@@ -608,9 +733,12 @@ d._conn.commit()  # SQLAlchemy 2 connections do not commit by themselves
     assert!(!shown(&r, &pending));
     assert!(shown(&r, &py));
     assert_eq!(r.trace_messages(&pending).unwrap().len(), 6);
+    assert!(!shown(&r, &fragment));
     std::thread::sleep(WINDOW + Duration::from_millis(100));
     assert_eq!(w.sweep().unwrap(), 1);
     assert!(r.trace_messages(&pending).unwrap().is_empty());
+    // The fragment never recorded, older than the window: removed too.
+    assert!(r.trace_messages(&fragment).unwrap().is_empty());
     // Python writes again in the second window: removed by the next sweep.
     python_trace(&pending);
     assert!(!shown(&r, &pending));
@@ -634,6 +762,20 @@ fn server_without_staging(admin: &str, db_url: impl Fn(&str) -> String) {
     assert_eq!(r.trace_state(&base).unwrap(), TraceState::Stored);
     assert!(shown(&r, &base));
     assert_eq!(r.trace_messages(&base).unwrap().len(), msgs.len());
+    // Python's points of a provisional trace: hidden, pending; a uuid4 one's shown.
+    let fragment = provisional_id();
+    python_row(&cs, &fragment, &now_timestamp());
+    python_error_row(&cs, &fragment, &now_timestamp());
+    let py = uuid::Uuid::new_v4().to_string();
+    python_row(&cs, &py, &now_timestamp());
+    for d in [&w, &r] {
+        assert_eq!(d.trace_state(&fragment).unwrap(), TraceState::Pending);
+        assert!(!shown(d, &fragment), "{cs}: a provisional fragment listed");
+        assert!(!error_listed(d, &fragment));
+        assert!(in_list(d, &fragment, true));
+        assert_eq!(d.trace_state(&py).unwrap(), TraceState::Stored);
+        assert!(shown(d, &py));
+    }
     let tables = sql(
         &cs,
         &format!(
@@ -736,7 +878,7 @@ fn concurrent_scenario(cs: &str) {
             "{hint}: {id} stays"
         );
         // Dropped, or forgotten already when dropped early on.
-        assert_ne!(d.trace_state(id).unwrap(), TraceState::Pending);
+        dropped_or_forgotten(cs, &*d, id);
     }
 }
 
