@@ -25,8 +25,16 @@
 //! - `osprofiler_state:<base_id>`: `p` pending, `d` dropped, `k` kept. Readers skip the traces
 //!   whose state is `p` or `d` (`list_traces`, `list_error_traces`, and `list` unless
 //!   `include_pending`; one `GET` per trace in the listing's own pipeline), and
-//!   `trace_state` reads it. A store without these keys (Python's) reads as before; Python's
-//!   CLI, which does not read them, lists pending traces too.
+//!   `trace_state` reads it. A trace whose base id has a provisional trace's form
+//!   ([`osprofiler_core::sampling::is_provisional_id`]) is skipped too, and pending, unless
+//!   its state is `k` — also when it has no state key: a Python callee writes its points
+//!   straight to `osprofiler_opt:<id>` before the first batch of the Rust service that started
+//!   the trace (and with it the state key) lands. Other traces without a state key (a store
+//!   written by Python, or by a service that does not stage) read as before; Python's CLI,
+//!   which reads none of this, lists pending traces too.
+//!   Such a trace that never gets a state key from a service that stages (its origin died
+//!   before its first batch; Python points written after the dropped record was forgotten)
+//!   is never swept: it stays hidden until `prune` or `delete_trace` removes it.
 //! - `osprofiler_staging`: a sorted set of the pending traces, scored by when they were first
 //!   staged (ms, Redis's clock: the hosts' clocks play no part), so that a sweep finds those
 //!   whose window is over with one `ZRANGEBYSCORE`.
@@ -775,10 +783,23 @@ fn timestamp_of(entry: &[u8]) -> Option<String> {
     v["timestamp"].as_str().map(str::to_owned)
 }
 
-/// Whether a trace with this staging state (`GET osprofiler_state:<id>`) is hidden from
-/// readers: pending or dropped.
-fn hidden(state: Option<&[u8]>) -> bool {
-    matches!(state, Some(b"p" | b"d"))
+/// The staging state of trace `base_id` whose record (`GET osprofiler_state:<id>`) is
+/// `state`: its record's, else pending for an id of a provisional trace's form (its points
+/// came before its record: see [`osprofiler_core::sampling::is_provisional_id`]), else stored.
+fn state_of(base_id: &str, state: Option<&[u8]>) -> TraceState {
+    match state {
+        Some(b"p") => TraceState::Pending,
+        Some(b"d") => TraceState::Dropped,
+        Some(b"k") => TraceState::Stored,
+        _ if osprofiler_core::sampling::is_provisional_id(base_id) => TraceState::Pending,
+        _ => TraceState::Stored,
+    }
+}
+
+/// Whether trace `base_id` with this record is hidden from readers: pending or dropped (by
+/// [`state_of`]).
+fn hidden(base_id: &str, state: Option<&[u8]>) -> bool {
+    state_of(base_id, state) != TraceState::Stored
 }
 
 impl Reader for RedisDriver {
@@ -799,7 +820,8 @@ impl Reader for RedisDriver {
     }
 
     /// Hides the traces whose `osprofiler_state:<base_id>` is `p` or `d` (read in the same
-    /// pipeline as the first entries).
+    /// pipeline as the first entries), and those with an id of a provisional trace's form
+    /// unless it is `k`.
     fn list_traces(&self) -> Result<Vec<TraceSummary>, DriverError> {
         let firsts: Vec<(String, Option<Vec<u8>>)> =
             self.with_conn("cannot list traces in Redis", |c| {
@@ -823,7 +845,7 @@ impl Reader for RedisDriver {
                     let (Some(first), Some(state)) = (replies.next(), replies.next()) else {
                         break;
                     };
-                    if !hidden(state.ok().flatten().as_deref()) {
+                    if !hidden(&k[OPT.len()..], state.ok().flatten().as_deref()) {
                         out.push((k, first.ok().flatten()));
                     }
                 }
@@ -894,10 +916,11 @@ impl Reader for RedisDriver {
                 let Some(::redis::Value::Int(n)) = triple.first() else {
                     continue;
                 };
-                if !filter.include_pending
-                    && let Some(::redis::Value::BulkString(state)) = triple.get(2)
-                    && hidden(Some(state))
-                {
+                let state = match triple.get(2) {
+                    Some(::redis::Value::BulkString(state)) => Some(state.as_slice()),
+                    _ => None,
+                };
+                if !filter.include_pending && hidden(&k[OPT.len()..], state) {
                     continue;
                 }
                 counts.push(StoredTrace {
@@ -966,20 +989,18 @@ impl Reader for RedisDriver {
         Ok(filter.apply(out))
     }
 
-    /// Hides the traces whose `osprofiler_state:<base_id>` is `p` or `d`.
+    /// `osprofiler_state:<base_id>`: `p` pending, `d` dropped, `k` stored; without one,
+    /// pending for an id of a provisional trace's form, else stored.
     fn trace_state(&self, base_id: &str) -> Result<TraceState, DriverError> {
         let state: Option<Vec<u8>> = self
             .with_conn("cannot read a trace's state in Redis", |c| {
                 c.get(key(STATE, base_id))
             })?;
-        Ok(match state.as_deref() {
-            Some(b"p") => TraceState::Pending,
-            Some(b"d") => TraceState::Dropped,
-            _ => TraceState::Stored,
-        })
+        Ok(state_of(base_id, state.as_deref()))
     }
 
-    /// Hides the traces whose `osprofiler_state:<base_id>` is `p` or `d`.
+    /// Hides the traces whose `osprofiler_state:<base_id>` is `p` or `d`, and those with an
+    /// id of a provisional trace's form unless it is `k`.
     fn list_error_traces(&self) -> Result<Vec<TraceSummary>, DriverError> {
         let values: Vec<Option<Vec<u8>>> =
             self.with_conn("cannot list error traces in Redis", |c| {
@@ -995,7 +1016,7 @@ impl Reader for RedisDriver {
                 let shown: Vec<&String> = keys
                     .iter()
                     .zip(states)
-                    .filter(|(_, state)| !hidden(state.as_deref()))
+                    .filter(|(k, state)| !hidden(&k[ERROR.len()..], state.as_deref()))
                     .map(|(k, _)| k)
                     .collect();
                 if shown.is_empty() {
