@@ -25,8 +25,16 @@
 //! - `osprofiler_state:<base_id>`: `p` pending, `d` dropped, `k` kept. Readers skip the traces
 //!   whose state is `p` or `d` (`list_traces`, `list_error_traces`, and `list` unless
 //!   `include_pending`; one `GET` per trace in the listing's own pipeline), and
-//!   `trace_state` reads it. A store without these keys (Python's) reads as before; Python's
-//!   CLI, which does not read them, lists pending traces too.
+//!   `trace_state` reads it. A trace whose base id has a provisional trace's form
+//!   ([`osprofiler_core::sampling::is_provisional_id`]) is skipped too, and pending, unless
+//!   its state is `k` — also when it has no state key: a Python callee writes its points
+//!   straight to `osprofiler_opt:<id>` before the first batch of the Rust service that started
+//!   the trace (and with it the state key) lands. Other traces without a state key (a store
+//!   written by Python, or by a service that does not stage) read as before; Python's CLI,
+//!   which reads none of this, lists pending traces too. A trace of a provisional trace's
+//!   form that never gets a state key from a service that stages (its origin died before its
+//!   first batch; Python points written after its dropped record was forgotten) is never
+//!   swept: it stays hidden until `prune` or `delete_trace` removes it.
 //! - `osprofiler_staging`: a sorted set of the pending traces, scored by when they were first
 //!   staged (ms, Redis's clock: the hosts' clocks play no part), so that a sweep finds those
 //!   whose window is over with one `ZRANGEBYSCORE`.
@@ -42,10 +50,17 @@
 //! traces without a record get `p` and their `since` (never replacing `k` or `d`); after
 //! them, the expiries below. Keeps, sweeps and prunes, which may run twice, use `EVALSHA`
 //! (loaded on each connection that needs them, again after `NOSCRIPT`): `keep` sets `k`
-//! whatever was there (also before any point); a sweep turns a due pending trace into dropped
-//! after deleting its data, in one script per trace that checks the score again, so that
-//! services sweeping concurrently count each trace once. A dropped trace written to again
-//! after its record is gone starts pending again, and goes the same way.
+//! whatever was there (also before any point). A sweep makes a few script calls, none per
+//! trace: each handles up to 200 traces that it reads from the sets itself (so the sweeping
+//! service sends and parses no id) and returns counts. First the dropped traces, by rank:
+//! the keys of each that has any again (`EXISTS`: late points, ours or Python's) are deleted,
+//! and the trace is forgotten once its second window is over. (A concurrent sweep's removals
+//! may shift a trace past one call's ranks: the next sweep handles it.) Then the due pending
+//! traces, `ZRANGEBYSCORE … LIMIT`: each call takes its traces out of `osprofiler_staging`,
+//! deletes their data and makes them dropped, so that services sweeping concurrently count
+//! each trace once. A dropped trace written to again after its record is gone starts pending
+//! again when written by a service that stages (and is hidden anyway when its id has a
+//! provisional trace's form), and goes the same way.
 //!
 //! As a safety net for when no service sweeps any more, the keys of a trace pending or dropped
 //! (messages, error marker, summaries, record) expire three windows after its last write by
@@ -88,8 +103,11 @@ const STAGING: &str = "osprofiler_staging";
 /// Dropped traces: member base id, score the time (ms) they were dropped.
 const DROPPED: &str = "osprofiler_dropped";
 
-/// Traces handled in one pipeline by sweeps, prunes and staging reads.
+/// Traces handled in one pipeline by prunes.
 const IDS_PER_PIPELINE: usize = 500;
+
+/// Traces handled by one call of a sweep's scripts (each blocks Redis while it runs).
+const IDS_PER_SCRIPT: u64 = 200;
 
 /// Traces whose messages are read in one pipeline when listing traces without summaries.
 const TRACES_PER_PIPELINE: usize = 200;
@@ -570,59 +588,39 @@ impl Writer for RedisDriver {
         };
         let ttl = self.pending_ttl_ms();
         self.with_scripts("cannot sweep provisional traces in Redis", |c, shas| {
-            let dropped: Vec<String> = ::redis::cmd("ZRANGE")
-                .arg(DROPPED)
-                .arg(0)
-                .arg(-1)
-                .query(c)?;
-            for chunk in dropped.chunks(IDS_PER_PIPELINE) {
-                let mut pipe = ::redis::pipe();
-                for id in chunk {
-                    let [opt, error, summary, state] = trace_keys(id);
-                    evalsha(
-                        &mut pipe,
-                        shas,
-                        scripts::PURGE,
-                        &[state, DROPPED.to_owned(), opt, error, summary],
-                    )
-                    .arg(id)
+            // Late points of the dropped traces, a chunk of the set per call from the lowest
+            // rank up: what a call keeps in the set is skipped by the next one. (A trace that
+            // a concurrent sweep's removals move past is handled by the next sweep.)
+            let mut rank = 0;
+            loop {
+                let (seen, left, _purged): (u64, u64, u64) = evalsha_cmd(shas, scripts::PURGE)
+                    .arg(1)
+                    .arg(DROPPED)
                     .arg(window)
-                    .ignore();
+                    .arg(rank)
+                    .arg(IDS_PER_SCRIPT)
+                    .query(c)?;
+                rank += left;
+                if seen < IDS_PER_SCRIPT {
+                    break;
                 }
-                pipe.query::<()>(c)?;
             }
-            // Candidates by Redis's clock; each script checks again.
-            let (secs, micros): (u64, u64) = ::redis::cmd("TIME").query(c)?;
-            let due_by = (secs * 1000 + micros / 1000).saturating_sub(window);
-            let due: Vec<String> = ::redis::cmd("ZRANGEBYSCORE")
-                .arg(STAGING)
-                .arg("-inf")
-                .arg(due_by)
-                .query(c)?;
+            // The due pending traces, a chunk per call: each call takes them out of the set, so
+            // that each is counted by one call of one sweep.
             let mut expired = 0;
-            for chunk in due.chunks(IDS_PER_PIPELINE) {
-                let mut pipe = ::redis::pipe();
-                for id in chunk {
-                    let [opt, error, summary, state] = trace_keys(id);
-                    evalsha(
-                        &mut pipe,
-                        shas,
-                        scripts::EXPIRE,
-                        &[
-                            state,
-                            STAGING.to_owned(),
-                            DROPPED.to_owned(),
-                            opt,
-                            error,
-                            summary,
-                        ],
-                    )
-                    .arg(id)
+            loop {
+                let (seen, turned): (u64, u64) = evalsha_cmd(shas, scripts::EXPIRE)
+                    .arg(2)
+                    .arg(STAGING)
+                    .arg(DROPPED)
                     .arg(window)
-                    .arg(ttl);
+                    .arg(ttl)
+                    .arg(IDS_PER_SCRIPT)
+                    .query(c)?;
+                expired += turned;
+                if seen < IDS_PER_SCRIPT {
+                    break;
                 }
-                let turned: Vec<u64> = pipe.query(c)?;
-                expired += turned.iter().sum::<u64>();
             }
             Ok(expired)
         })
@@ -740,6 +738,14 @@ fn evalsha<'p>(
         .arg(keys)
 }
 
+/// `EVALSHA` of one of the [`scripts`]; the caller adds the number of keys, the keys and the
+/// arguments.
+fn evalsha_cmd(shas: &[String], script: usize) -> ::redis::Cmd {
+    let mut cmd = ::redis::cmd("EVALSHA");
+    cmd.arg(shas.get(script).map_or("", String::as_str));
+    cmd
+}
+
 /// Adds `EVAL` of one of the [`scripts`] with `keys` to `pipe`; the caller adds the arguments.
 /// For the scripts of a batch of messages: never `NOSCRIPT` (the script's text comes along,
 /// and Redis caches it by its hash), so the batch is never half stored for want of a script.
@@ -775,10 +781,23 @@ fn timestamp_of(entry: &[u8]) -> Option<String> {
     v["timestamp"].as_str().map(str::to_owned)
 }
 
-/// Whether a trace with this staging state (`GET osprofiler_state:<id>`) is hidden from
-/// readers: pending or dropped.
-fn hidden(state: Option<&[u8]>) -> bool {
-    matches!(state, Some(b"p" | b"d"))
+/// The staging state of trace `base_id` whose record (`GET osprofiler_state:<id>`) is
+/// `state`: its record's, else pending for an id of a provisional trace's form (its points
+/// came before its record: see [`osprofiler_core::sampling::is_provisional_id`]), else stored.
+fn state_of(base_id: &str, state: Option<&[u8]>) -> TraceState {
+    match state {
+        Some(b"p") => TraceState::Pending,
+        Some(b"d") => TraceState::Dropped,
+        Some(b"k") => TraceState::Stored,
+        _ if osprofiler_core::sampling::is_provisional_id(base_id) => TraceState::Pending,
+        _ => TraceState::Stored,
+    }
+}
+
+/// Whether trace `base_id` with this record is hidden from readers: pending or dropped (by
+/// [`state_of`]).
+fn hidden(base_id: &str, state: Option<&[u8]>) -> bool {
+    state_of(base_id, state) != TraceState::Stored
 }
 
 impl Reader for RedisDriver {
@@ -799,7 +818,8 @@ impl Reader for RedisDriver {
     }
 
     /// Hides the traces whose `osprofiler_state:<base_id>` is `p` or `d` (read in the same
-    /// pipeline as the first entries).
+    /// pipeline as the first entries), and those with an id of a provisional trace's form
+    /// unless it is `k`.
     fn list_traces(&self) -> Result<Vec<TraceSummary>, DriverError> {
         let firsts: Vec<(String, Option<Vec<u8>>)> =
             self.with_conn("cannot list traces in Redis", |c| {
@@ -823,7 +843,7 @@ impl Reader for RedisDriver {
                     let (Some(first), Some(state)) = (replies.next(), replies.next()) else {
                         break;
                     };
-                    if !hidden(state.ok().flatten().as_deref()) {
+                    if !hidden(&k[OPT.len()..], state.ok().flatten().as_deref()) {
                         out.push((k, first.ok().flatten()));
                     }
                 }
@@ -894,10 +914,11 @@ impl Reader for RedisDriver {
                 let Some(::redis::Value::Int(n)) = triple.first() else {
                     continue;
                 };
-                if !filter.include_pending
-                    && let Some(::redis::Value::BulkString(state)) = triple.get(2)
-                    && hidden(Some(state))
-                {
+                let state = match triple.get(2) {
+                    Some(::redis::Value::BulkString(state)) => Some(state.as_slice()),
+                    _ => None,
+                };
+                if !filter.include_pending && hidden(&k[OPT.len()..], state) {
                     continue;
                 }
                 counts.push(StoredTrace {
@@ -966,20 +987,18 @@ impl Reader for RedisDriver {
         Ok(filter.apply(out))
     }
 
-    /// Hides the traces whose `osprofiler_state:<base_id>` is `p` or `d`.
+    /// `osprofiler_state:<base_id>`: `p` pending, `d` dropped, `k` stored; without one,
+    /// pending for an id of a provisional trace's form, else stored.
     fn trace_state(&self, base_id: &str) -> Result<TraceState, DriverError> {
         let state: Option<Vec<u8>> = self
             .with_conn("cannot read a trace's state in Redis", |c| {
                 c.get(key(STATE, base_id))
             })?;
-        Ok(match state.as_deref() {
-            Some(b"p") => TraceState::Pending,
-            Some(b"d") => TraceState::Dropped,
-            _ => TraceState::Stored,
-        })
+        Ok(state_of(base_id, state.as_deref()))
     }
 
-    /// Hides the traces whose `osprofiler_state:<base_id>` is `p` or `d`.
+    /// Hides the traces whose `osprofiler_state:<base_id>` is `p` or `d`, and those with an
+    /// id of a provisional trace's form unless it is `k`.
     fn list_error_traces(&self) -> Result<Vec<TraceSummary>, DriverError> {
         let values: Vec<Option<Vec<u8>>> =
             self.with_conn("cannot list error traces in Redis", |c| {
@@ -995,7 +1014,7 @@ impl Reader for RedisDriver {
                 let shown: Vec<&String> = keys
                     .iter()
                     .zip(states)
-                    .filter(|(_, state)| !hidden(state.as_deref()))
+                    .filter(|(k, state)| !hidden(&k[ERROR.len()..], state.as_deref()))
                     .map(|(k, _)| k)
                     .collect();
                 if shown.is_empty() {
@@ -1025,6 +1044,8 @@ impl Reader for RedisDriver {
 /// never lose a keep, never hide a kept trace again, and count each expired trace once. Times are Redis's (`TIME`), so the hosts' clocks
 /// do not matter.
 mod scripts {
+    use super::{ERROR, OPT, STATE, SUMMARY};
+
     /// `now_ms()`: Redis's clock in milliseconds. Scripts that write after reading the time
     /// need effects replication: the default from Redis 5, asked for on older ones.
     const NOW: &str = "
@@ -1048,13 +1069,18 @@ end
     /// keys persisted (or expiring after the retention).
     /// KEYS: state, staging, dropped, opt, error, summary. ARGV: base id, retention (ms, 0 none).
     pub(super) const KEEP: usize = 2;
-    /// A pending trace whose window is over: its data deleted, its record turned dropped (since
-    /// now); 1 when this call turned it (so each is counted once however many sweep).
-    /// KEYS: state, staging, dropped, opt, error, summary. ARGV: base id, window (ms), expiry (ms).
+    /// Up to `count` pending traces whose window is over, taken out of the staging set: the
+    /// data of each whose record is still `p` deleted, its record turned dropped (since now).
+    /// Returns {traces taken, traces turned} (each counted by the one call that took it,
+    /// however many sweep). The traces' keys are made from their ids (as every key of this
+    /// driver, on one server: no Redis Cluster).
+    /// KEYS: staging, dropped. ARGV: window (ms), expiry (ms), count.
     pub(super) const EXPIRE: usize = 3;
-    /// A dropped trace: its data (late points) deleted again; its record too once its second
-    /// window is over.
-    /// KEYS: state, dropped, opt, error, summary. ARGV: base id, window (ms).
+    /// The dropped traces of ranks `start`..`start + count`: the data of each deleted again
+    /// when there is any (late points: `EXISTS` first, so that a trace with none costs no
+    /// write); each forgotten once its second window is over (or its record is no longer
+    /// `d`). Returns {traces read, traces left in the set, traces whose data was deleted}.
+    /// KEYS: dropped. ARGV: window (ms), start, count.
     pub(super) const PURGE: usize = 4;
     /// Deletes a trace, its record included, when no stored message of it is as recent as the
     /// cutoff (and one has a timestamp); 1 when deleted.
@@ -1100,28 +1126,47 @@ return 0"
                 .to_owned(),
             format!(
                 "{NOW}
-local since = redis.call('ZSCORE', KEYS[2], ARGV[1])
-if not since then return 0 end
 local now = now_ms()
-if tonumber(since) > now - tonumber(ARGV[2]) then return 0 end
-redis.call('ZREM', KEYS[2], ARGV[1])
-if redis.call('GET', KEYS[1]) ~= 'p' then return 0 end
-redis.call('DEL', KEYS[4], KEYS[5], KEYS[6])
-redis.call('SET', KEYS[1], 'd', 'PX', ARGV[3])
-redis.call('ZADD', KEYS[3], now, ARGV[1])
-return 1"
+local due = redis.call('ZRANGEBYSCORE', KEYS[1], '-inf', now - tonumber(ARGV[1]),
+  'LIMIT', 0, tonumber(ARGV[3]))
+local turned = 0
+for _, id in ipairs(due) do
+  redis.call('ZREM', KEYS[1], id)
+  local st = '{STATE}' .. id
+  if redis.call('GET', st) == 'p' then
+    redis.call('DEL', '{OPT}' .. id, '{ERROR}' .. id, '{SUMMARY}' .. id)
+    redis.call('SET', st, 'd', 'PX', ARGV[2])
+    redis.call('ZADD', KEYS[2], now, id)
+    turned = turned + 1
+  end
+end
+return {{#due, turned}}"
             ),
             format!(
                 "{NOW}
-local at = redis.call('ZSCORE', KEYS[2], ARGV[1])
-if not at then return 0 end
-local s = redis.call('GET', KEYS[1])
-if s == 'd' or not s then redis.call('DEL', KEYS[3], KEYS[4], KEYS[5]) end
-if s ~= 'd' or tonumber(at) <= now_ms() - tonumber(ARGV[2]) then
-  if s == 'd' then redis.call('DEL', KEYS[1]) end
-  redis.call('ZREM', KEYS[2], ARGV[1])
+local start = tonumber(ARGV[2])
+local seen = redis.call('ZRANGE', KEYS[1], start, start + tonumber(ARGV[3]) - 1, 'WITHSCORES')
+local over = now_ms() - tonumber(ARGV[1])
+local left, purged = 0, 0
+for i = 1, #seen, 2 do
+  local id = seen[i]
+  local st = '{STATE}' .. id
+  local s = redis.call('GET', st)
+  if s == 'd' or not s then
+    local opt, err, sum = '{OPT}' .. id, '{ERROR}' .. id, '{SUMMARY}' .. id
+    if redis.call('EXISTS', opt, err, sum) > 0 then
+      redis.call('DEL', opt, err, sum)
+      purged = purged + 1
+    end
+  end
+  if s ~= 'd' or tonumber(seen[i + 1]) <= over then
+    if s == 'd' then redis.call('DEL', st) end
+    redis.call('ZREM', KEYS[1], id)
+  else
+    left = left + 1
+  end
 end
-return 0"
+return {{#seen / 2, left, purged}}"
             ),
             "
 local seen = false

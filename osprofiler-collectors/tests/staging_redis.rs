@@ -52,6 +52,16 @@ fn new_id() -> String {
     uuid::Uuid::new_v4().to_string()
 }
 
+/// A fresh id of a provisional trace's form (see `sampling::is_provisional_id`).
+fn new_provisional_id() -> String {
+    let mut bytes = *uuid::Uuid::new_v4().as_bytes();
+    bytes[6] = 0x8f;
+    bytes[7] = 0x5b;
+    let id = uuid::Uuid::from_bytes(bytes).to_string();
+    assert!(osprofiler_core::sampling::is_provisional_id(&id), "{id}");
+    id
+}
+
 /// A notifier that stages (so that provisional callees record), capturing what it gets.
 #[derive(Default)]
 struct Capture(Mutex<Vec<Message>>);
@@ -281,21 +291,10 @@ fn sweep_drops_pending_traces_then_removes_their_late_points() {
     }
 }
 
-#[test]
-fn concurrent_sweepers_count_each_trace_once() {
-    let window = Duration::from_millis(300);
-    let _c = fresh(4);
-    let d = staging(4, window);
-    let mut batch = Vec::new();
-    let ids: Vec<String> = (0..60).map(|_| new_id()).collect();
-    for id in &ids {
-        batch.extend(points(id, true, false));
-    }
-    store(&d, &batch);
-    std::thread::sleep(window + Duration::from_millis(50));
-    let sweepers = 4;
+/// Runs `sweepers` sweeps of database 4 at once, each twice; their counts.
+fn sweep_concurrently(sweepers: usize, window: Duration) -> Vec<u64> {
     let barrier = Arc::new(Barrier::new(sweepers));
-    let counts: Vec<u64> = (0..sweepers)
+    (0..sweepers)
         .map(|_| {
             let barrier = barrier.clone();
             std::thread::spawn(move || {
@@ -307,11 +306,117 @@ fn concurrent_sweepers_count_each_trace_once() {
         .collect::<Vec<_>>()
         .into_iter()
         .map(|t| t.join().unwrap())
-        .collect();
+        .collect()
+}
+
+/// More traces than one script call of a sweep handles (200), so that the sweepers' calls
+/// interleave: each trace is counted once, and every dropped one's late points are removed.
+#[test]
+fn concurrent_sweepers_count_each_trace_once() {
+    let window = Duration::from_millis(500);
+    let mut c = fresh(4);
+    let d = staging(4, window);
+    let mut batch = Vec::new();
+    let ids: Vec<String> = (0..750).map(|_| new_id()).collect();
+    for id in &ids {
+        batch.extend(points(id, true, false));
+    }
+    store(&d, &batch);
+    std::thread::sleep(window + Duration::from_millis(50));
+    let counts = sweep_concurrently(4, window);
     assert_eq!(counts.iter().sum::<u64>(), ids.len() as u64, "{counts:?}");
     for id in &ids {
         assert!(d.trace_messages(id).unwrap().is_empty());
         assert_eq!(d.trace_state(id).unwrap(), TraceState::Dropped);
+    }
+
+    // Late points of every dropped trace (a Python service's: no script, no record touched):
+    // removed by sweeps that run at once, none counted again.
+    for id in &ids {
+        python_style_push(&mut c, id, "2030-01-01T00:00:00.000000", "late");
+    }
+    assert!(d.list_traces().unwrap().is_empty(), "hidden while dropped");
+    assert_eq!(sweep_concurrently(4, window), [0; 4]);
+    for id in &ids {
+        assert!(!exists(&mut c, &format!("osprofiler_opt:{id}")), "{id}");
+    }
+    let dropped: i64 = redis::cmd("ZCARD")
+        .arg("osprofiler_dropped")
+        .query(&mut c)
+        .unwrap();
+    assert_eq!(
+        dropped,
+        ids.len() as i64,
+        "remembered for the second window"
+    );
+
+    // After the second window every record is forgotten, with no key left but none.
+    std::thread::sleep(window + Duration::from_millis(50));
+    assert_eq!(sweep_concurrently(4, window), [0; 4]);
+    let keys: Vec<String> = redis::cmd("KEYS").arg("*").query(&mut c).unwrap();
+    assert!(
+        keys.is_empty(),
+        "{} keys left: {:?}",
+        keys.len(),
+        &keys[..keys.len().min(5)]
+    );
+}
+
+/// Points written straight to the store (as Python's driver does: `LPUSH` and the error
+/// marker, no record) of a trace whose id has a provisional trace's form, before its first
+/// staged batch lands: hidden from every listing, pending, until kept. A uuid4 trace written
+/// the same way is shown at once.
+#[test]
+fn provisional_ids_without_a_record_are_hidden_until_kept() {
+    let d = staging(0, Duration::from_secs(60));
+    // A reader that never staged (the CLI) hides them too.
+    let reader = RedisDriver::open(&url(0), true).unwrap();
+    let mut c = raw(0);
+    let (p, plain) = (new_provisional_id(), new_id());
+    for id in [&p, &plain] {
+        python_style_push(&mut c, id, "2030-01-01T00:00:00.000000", "wsgi-start");
+        let marker = serde_json::json!({"base_id": id, "timestamp": "2030-01-01T00:00:00.000000"});
+        let _: () = redis::cmd("SET")
+            .arg(format!("osprofiler_error:{id}"))
+            .arg(marker.to_string())
+            .query(&mut c)
+            .unwrap();
+        assert!(!exists(&mut c, &format!("osprofiler_state:{id}")));
+    }
+    for r in [&d, &reader] {
+        assert_eq!(r.trace_state(&p).unwrap(), TraceState::Pending);
+        assert!(!listed(r, &p) && !listed_error(r, &p));
+        assert!(!listed_by_list(r, &p, false));
+        assert!(listed_by_list(r, &p, true), "shown with include_pending");
+        assert_eq!(r.trace_messages(&p).unwrap().len(), 1, "stored");
+
+        assert_eq!(r.trace_state(&plain).unwrap(), TraceState::Stored);
+        assert!(listed(r, &plain) && listed_error(r, &plain));
+        assert!(listed_by_list(r, &plain, false));
+    }
+
+    // Its first staged batch: pending as before.
+    store(&d, &points(&p, true, false));
+    assert_eq!(d.trace_state(&p).unwrap(), TraceState::Pending);
+    assert!(!listed(&d, &p));
+
+    d.keep(&[&p]).unwrap();
+    for r in [&d, &reader] {
+        assert_eq!(r.trace_state(&p).unwrap(), TraceState::Stored);
+        assert!(listed(r, &p) && listed_error(r, &p));
+        assert!(listed_by_list(r, &p, false));
+    }
+    assert_eq!(d.trace_messages(&p).unwrap().len(), 5);
+
+    // A keep that comes before any point, then points written straight: shown.
+    let q = new_provisional_id();
+    d.keep(&[&q]).unwrap();
+    python_style_push(&mut c, &q, "2030-01-01T00:00:00.000000", "wsgi-start");
+    assert_eq!(reader.trace_state(&q).unwrap(), TraceState::Stored);
+    assert!(listed(&reader, &q));
+
+    for id in [&p, &plain, &q] {
+        assert!(d.delete_trace(id).unwrap() > 0);
     }
 }
 
