@@ -1084,6 +1084,29 @@ impl SqlDriver {
     /// to `data`, by Python, whose origin never recorded the trace: it crashed, or its batch
     /// was lost). Looks at the messages with timestamps between where the last sweep stopped
     /// (less a window) and the cut, on the timestamp index; returns how many traces.
+    /// The first column of `sql`'s rows (base ids), with `binds` bound in order; `what` says
+    /// what failed.
+    async fn select_ids(
+        &self,
+        sql: String,
+        binds: &[&str],
+        what: &str,
+    ) -> Result<Vec<String>, DriverError> {
+        let mut ids = Vec::new();
+        with_pool!(&self.pool, p => {
+            let mut q = sqlx::query(AssertSqlSafe(sql));
+            for b in binds {
+                q = q.bind(*b);
+            }
+            for r in q.fetch_all(p).await.map_err(|e| read_err(what, self.name, e))? {
+                if let Ok(Some(id)) = r.try_get::<Option<String>, _>(0) {
+                    ids.push(id);
+                }
+            }
+        });
+        Ok(ids)
+    }
+
     async fn sweep_fragments(&self, window_us: i64) -> Result<u64, DriverError> {
         let cut_us = now_us().saturating_sub(window_us);
         let from_us = match self.fragments_from.load(Ordering::Acquire) {
@@ -1101,21 +1124,13 @@ impl SqlDriver {
             self.bind_at(2),
             self.bind_at(3)
         );
-        let mut ids: Vec<String> = Vec::new();
-        with_pool!(&self.pool, p => {
-            for r in sqlx::query(AssertSqlSafe(find))
-                .bind(&from)
-                .bind(&cut)
-                .bind(&cut)
-                .fetch_all(p)
-                .await
-                .map_err(|e| read_err("cannot find provisional fragments", self.name, e))?
-            {
-                if let Ok(Some(id)) = r.try_get::<Option<String>, _>(0) {
-                    ids.push(id);
-                }
-            }
-        });
+        let ids = self
+            .select_ids(
+                find,
+                &[&*from, &*cut, &*cut],
+                "cannot find provisional fragments",
+            )
+            .await?;
         let summaries = !ids.is_empty()
             && (self.summaries_state.load(Ordering::Acquire) == 1
                 || self.table_exists("trace_summaries").await?);
@@ -1183,20 +1198,9 @@ impl SqlDriver {
             self.bind_at(1),
             self.bind_at(2)
         );
-        let mut ids: Vec<String> = Vec::new();
-        with_pool!(&self.pool, p => {
-            for r in sqlx::query(AssertSqlSafe(old))
-                .bind(&cut)
-                .bind(&cut)
-                .fetch_all(p)
-                .await
-                .map_err(|e| read_err("cannot find old traces", self.name, e))?
-            {
-                if let Ok(Some(id)) = r.try_get::<Option<String>, _>(0) {
-                    ids.push(id);
-                }
-            }
-        });
+        let ids = self
+            .select_ids(old, &[&*cut, &*cut], "cannot find old traces")
+            .await?;
         let mut tables = vec!["trace_summaries", "data"];
         let staging = self.staging_exists().await?;
         if staging {

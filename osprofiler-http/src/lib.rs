@@ -55,6 +55,8 @@ mod server;
 pub mod w3c;
 
 pub use client::{TraceClient, TraceClientFuture, TraceClientLayer};
+/// The sampler [`OsProfilerLayer::sampler`] takes ([`osprofiler_core::sampling::Sampler`]).
+pub use osprofiler_core::sampling::Sampler;
 #[cfg(feature = "reqwest")]
 pub use reqwest_mw::TraceMiddleware;
 pub use server::{OsProfiler, OsProfilerLayer, ResponseFuture, verify_request};

@@ -337,7 +337,7 @@ async fn handle<H, Fut>(
     };
     let mut point = match &root {
         Some(r) => r.child("rpc", info),
-        None if req.trace.is_none() && opts.sampler.is_active() => {
+        None if opts.sampler.is_active() => {
             let key = match &opts.trusted_keys {
                 Some(keys) => keys.first().cloned(),
                 None => osprofiler_core::identity::hmac_keys().first().cloned(),

@@ -82,6 +82,19 @@ async fn rpc_requests_without_a_trace_are_sampled_and_provisional_traces_cross_s
         collector().memory.trace_state(&sampled).unwrap(),
         TraceState::Stored
     );
+    // A caller whose key the server does not trust: its trace is not continued, and the
+    // sampler starts one, as for a request without any.
+    let (callers, got) = osprofiler_core::trace_scope(async {
+        let p = osprofiler_core::init("untrusted", None, None).unwrap();
+        let got = client
+            .call(&Target::topic(&topic), "front", json!({"method": "ok"}), ())
+            .await
+            .unwrap();
+        (p.base_id().to_string(), got)
+    })
+    .await;
+    let started = got.as_str().expect("traced by the sampler");
+    assert_ne!(started, callers);
     edge.stop().await;
     back.stop().await;
 

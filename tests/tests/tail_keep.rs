@@ -325,6 +325,10 @@ async fn head_sampling_traces_a_quarter_each_complete() {
     // Binomial(400, 0.25): mean 100, sd 8.66; ± 4.5 sd.
     let (mean, sd) = (100.0, (n as f64 * 0.25 * 0.75).sqrt());
     let (lo, hi) = ((mean - 4.5 * sd) as usize, (mean + 4.5 * sd) as usize);
+    println!(
+        "{} of {n} unsigned requests traced ({lo}..={hi})",
+        traced.len()
+    );
     assert!(
         (lo..=hi).contains(&traced.len()),
         "{} of {n} requests traced, expected {lo}..={hi}",
