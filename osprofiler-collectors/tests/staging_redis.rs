@@ -610,10 +610,9 @@ fn a_queue_notifier_keeps_failed_traces_and_sweeps_the_others() {
     let sampler = Sampler::new()
         .keep_slow(Duration::from_secs(60))
         .keep_errors(true);
-    let key: Arc<str> = Arc::from("key");
     let run = |fail: bool| {
         dispatch::with_default(&scope, || {
-            let point = sampler.start_point(&key, "wsgi", osp::Info::new);
+            let point = sampler.start_point("key", "wsgi", osp::Info::new);
             let ctx = point.profiler().expect("a provisional trace");
             osp::scope::with_trace(Some(ctx.clone()), || {
                 let mut db = Trace::new("db", || osp::info!({"db": {"statement": "SELECT 1"}}));

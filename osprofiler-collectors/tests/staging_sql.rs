@@ -73,7 +73,7 @@ fn provisional(error: bool) -> (String, Vec<Message>) {
     let base = dispatch::with_default(&scope, || {
         let root = Sampler::new()
             .keep_slow(Duration::from_secs(3600))
-            .start_point(&Arc::from("key"), "wsgi", osp::Info::new);
+            .start_point("key", "wsgi", osp::Info::new);
         assert!(root.is_active(), "the sampler started no provisional trace");
         let base = root.profiler().unwrap().base_id().to_string();
         let saved = root.enter().unwrap();
@@ -502,7 +502,7 @@ fn notifier_scenario(cs: &str) {
     let sampler = Sampler::new().keep_slow(Duration::from_millis(100));
     let request = |slow: bool, fail: bool| -> String {
         dispatch::with_default(&d, || {
-            let root = sampler.start_point(&Arc::from("key"), "wsgi", osp::Info::new);
+            let root = sampler.start_point("key", "wsgi", osp::Info::new);
             assert!(root.is_active());
             let base = root.profiler().unwrap().base_id().to_string();
             let saved = root.enter().unwrap();

@@ -39,14 +39,32 @@ pub(crate) struct Root {
 impl Root {
     /// Empty ids count as absent: `base_id` defaults to a new uuid4, `parent_id` to `base_id`.
     pub(crate) fn new(hmac_key: Arc<str>, base_id: Option<Id>, parent_id: Option<Id>) -> Arc<Root> {
-        Root::new_staged(hmac_key, base_id, parent_id, None)
+        Root::build(hmac_key, base_id, parent_id, notifier::get(), None)
     }
 
-    /// [`Root::new`] for a trace with this staging state.
+    /// [`Root::new`] for a trace with this staging state. `None` for a provisional trace when
+    /// the notifier it would deliver to does not stage ([`Notifier::stages`]; warned once): a
+    /// provisional trace is recorded only where its collector can stage it, whether this
+    /// service started it or a caller marked it.
     pub(crate) fn new_staged(
         hmac_key: Arc<str>,
         base_id: Option<Id>,
         parent_id: Option<Id>,
+        staging: Option<crate::sampling::Staging>,
+    ) -> Option<Arc<Root>> {
+        let notifier = notifier::get();
+        if staging.is_some() && !notifier.stages() {
+            crate::sampling::warn_no_staging();
+            return None;
+        }
+        Some(Root::build(hmac_key, base_id, parent_id, notifier, staging))
+    }
+
+    fn build(
+        hmac_key: Arc<str>,
+        base_id: Option<Id>,
+        parent_id: Option<Id>,
+        notifier: Arc<dyn Notifier>,
         staging: Option<crate::sampling::Staging>,
     ) -> Arc<Root> {
         crate::clock::counter::warm_up();
@@ -60,7 +78,7 @@ impl Root {
             hmac_key,
             mac: std::sync::OnceLock::new(),
             values_key: std::sync::OnceLock::new(),
-            notifier: notifier::get(),
+            notifier,
             staging,
         })
     }
@@ -442,16 +460,12 @@ impl Verified {
         if !switches::is_enabled() {
             return None;
         }
-        let staging = match self.provisional {
-            None => None,
-            Some(p) => Some(crate::sampling::callee(p)?),
-        };
         let root = Root::new_staged(
             self.hmac_key.clone(),
             Some(self.base_id.clone()),
             self.parent_id.clone(),
-            staging,
-        );
+            self.provisional.map(crate::sampling::Staging::callee),
+        )?;
         Some(crate::Profiler {
             frame: Arc::new(Frame {
                 id: root.top_id.clone(),

@@ -316,8 +316,11 @@ impl Profiler {
         if !switches::is_enabled() {
             return Trace::inactive();
         }
+        let Some(root) = Root::new_staged(hmac_key, base_id, parent_id, staging) else {
+            return Trace::inactive();
+        };
         let frame = Arc::new(Frame {
-            root: Root::new_staged(hmac_key, base_id, parent_id, staging),
+            root,
             id: Id::new_v4(),
             name: Some(name),
             parent: None,
@@ -369,21 +372,13 @@ impl Verified {
         F: FnOnce() -> I,
         I: crate::message::IntoInfo,
     {
-        let staging = match self.provisional {
-            None => None,
-            // A callee that cannot stage does not record a provisional trace.
-            Some(p) => match crate::sampling::callee(p) {
-                Some(s) => Some(s),
-                None => return crate::Trace::inactive(),
-            },
-        };
         crate::Profiler::root_point(
             self.hmac_key.clone(),
             Some(self.base_id.clone()),
             self.parent_id.clone(),
             name.into(),
             info,
-            staging,
+            self.provisional.map(crate::sampling::Staging::callee),
         )
     }
 }

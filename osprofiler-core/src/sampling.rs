@@ -454,7 +454,7 @@ impl Sampler {
     /// For a request that came without (valid) signed trace headers: decides, and when it is
     /// traced starts its trace with its first point `name` open, not installed anywhere (what
     /// server middleware does; see [`crate::headers::Verified::start_point`]). Onward calls
-    /// are signed with `hmac_key`. An inactive guard when the request is not traced, when
+    /// are signed with `hmac_key` (copied only for a request it traces). An inactive guard when the request is not traced, when
     /// profiling is disabled, or when it would be provisional and the notifier does not
     /// stage ([`crate::notifier::Notifier::stages`]; logged once).
     ///
@@ -462,12 +462,12 @@ impl Sampler {
     /// use osprofiler_core::{Info, sampling::Sampler};
     /// use std::sync::Arc;
     /// let all = Sampler::new().ratio(1.0);
-    /// let point = all.start_point(&Arc::from("key"), "wsgi", Info::new);
+    /// let point = all.start_point("key", "wsgi", Info::new);
     /// assert!(point.is_active());
     /// let none = Sampler::new();
-    /// assert!(!none.start_point(&Arc::from("key"), "wsgi", Info::new).is_active());
+    /// assert!(!none.start_point("key", "wsgi", Info::new).is_active());
     /// ```
-    pub fn start_point<N, F, I>(&self, hmac_key: &Arc<str>, name: N, info: F) -> Trace
+    pub fn start_point<N, F, I>(&self, hmac_key: &str, name: N, info: F) -> Trace
     where
         N: Into<Cow<'static, str>>,
         F: FnOnce() -> I,
@@ -495,12 +495,8 @@ impl Sampler {
                 })
             }
         };
-        if staging.is_some() && !crate::notifier::get().stages() {
-            warn_no_staging();
-            return Trace::inactive();
-        }
         crate::Profiler::root_point(
-            hmac_key.clone(),
+            Arc::from(hmac_key),
             Some(base_id),
             None,
             name.into(),
@@ -510,30 +506,31 @@ impl Sampler {
     }
 }
 
-/// The staging state of a trace a caller marked provisional, in a callee.
-pub(crate) fn callee(p: Provisional) -> Option<Staging> {
-    if !crate::notifier::get().stages() {
-        return None;
+impl Staging {
+    /// The staging state of a trace a caller marked provisional, in a callee.
+    pub(crate) fn callee(p: Provisional) -> Staging {
+        let mut f = flags::PROVISIONAL;
+        if p.keep_errors {
+            f |= flags::KEEP_ERRORS;
+        }
+        Staging {
+            flags: AtomicU8::new(f),
+            origin: false,
+            keep_slow: None,
+            started: Instant::now(),
+        }
     }
-    let mut f = flags::PROVISIONAL;
-    if p.keep_errors {
-        f |= flags::KEEP_ERRORS;
-    }
-    Some(Staging {
-        flags: AtomicU8::new(f),
-        origin: false,
-        keep_slow: None,
-        started: Instant::now(),
-    })
 }
 
-fn warn_no_staging() {
+/// Said once: a provisional trace was not recorded because the notifier does not stage.
+pub(crate) fn warn_no_staging() {
     static ONCE: std::sync::Once = std::sync::Once::new();
     ONCE.call_once(|| {
         log::warn!(
-            "osprofiler: a sampler with keep_slow_ms/keep_errors is in use but the notifier's \
-             collector does not stage provisional traces; such requests run untraced (start the \
-             notifier with QueueOptions::keep_traces, as init_from_conf does)"
+            "osprofiler: a provisional trace (started by a sampler with keep_slow_ms/keep_errors, \
+             or continued for a caller's X-Trace-Provisional) runs untraced: the notifier's \
+             collector does not stage provisional traces (see Notifier::stages and \
+             QueueOptions::keep_traces)"
         );
     });
 }
@@ -624,7 +621,7 @@ mod tests {
     /// Runs one request through `sampler` (its root point, with `body` inside); the base id.
     fn request(d: &Dispatch, sampler: &Sampler, body: impl FnOnce()) -> Option<String> {
         dispatch::with_default(d, || {
-            let point = sampler.start_point(&Arc::from("key"), "wsgi", Info::new);
+            let point = sampler.start_point("key", "wsgi", Info::new);
             let p = point.profiler()?;
             crate::scope::with_trace(Some(p.clone()), body);
             drop(point);
@@ -864,11 +861,7 @@ mod tests {
             assert!(!v.start_point("wsgi", Info::new).is_active());
             assert!(v.profiler().is_none());
             let sampler = Sampler::new().keep_slow(Duration::ZERO);
-            assert!(
-                !sampler
-                    .start_point(&Arc::from("key"), "wsgi", Info::new)
-                    .is_active()
-            );
+            assert!(!sampler.start_point("key", "wsgi", Info::new).is_active());
             v.provisional = None;
             assert!(v.start_point("wsgi", Info::new).is_active());
         });

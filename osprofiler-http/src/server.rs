@@ -259,13 +259,9 @@ where
             }
             Admitted::Sampled => {
                 // The info is made only for a request the sampler traces.
-                let key = self
-                    .layer
-                    .first_key
-                    .clone()
-                    .unwrap_or_else(|| Arc::from(""));
+                let key = self.layer.first_key.as_deref().unwrap_or("");
                 let mut made = None;
-                let point = self.layer.sampler.start_point(&key, name, || {
+                let point = self.layer.sampler.start_point(key, name, || {
                     let info = made.insert(make_info());
                     lazy(info)
                 });

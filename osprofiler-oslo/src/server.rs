@@ -338,12 +338,16 @@ async fn handle<H, Fut>(
     let mut point = match &root {
         Some(r) => r.child("rpc", info),
         None if opts.sampler.is_active() => {
-            let key = match &opts.trusted_keys {
-                Some(keys) => keys.first().cloned(),
-                None => osprofiler_core::identity::hmac_keys().first().cloned(),
+            let process_keys;
+            let keys = match &opts.trusted_keys {
+                Some(keys) => &keys[..],
+                None => {
+                    process_keys = osprofiler_core::identity::hmac_keys();
+                    &process_keys[..]
+                }
             };
-            let key: Arc<str> = key.unwrap_or_default().into();
-            opts.sampler.start_point(&key, "rpc", info)
+            let key = keys.first().map_or("", String::as_str);
+            opts.sampler.start_point(key, "rpc", info)
         }
         None => Trace::inactive(),
     };
