@@ -14,8 +14,8 @@
 //!   it (`keep_slow` 0: every request is slow enough), or declines it (ratio 1/1000), against
 //!   the same request through the layer without a sampler (untraced); points go to a queue in
 //!   front of a collector that stages and discards
-//! - `server-traced-loop`, `client-loop`, `raw-loop`, `raw-plain-loop`: requests through the
-//!   server layer (signed), the client layer (in a trace, unsigned request), or straight to the
+//! - `server-traced-loop`, `server-untraced-loop`, `client-loop`, `raw-loop`, `raw-plain-loop`:
+//!   requests through the server layer (signed or not), the client layer (in a trace, unsigned request), or straight to the
 //!   service (signed or not), in `counted_loop` only, printing allocations per request, for
 //!   `valgrind --tool=callgrind --toggle-collect='*counted_loop*'` (instruction counts are
 //!   repeatable where times on this VM are not)
@@ -51,7 +51,7 @@ fn main() {
     let args: Vec<String> = std::env::args().skip(1).collect();
     let [mode, n] = &args[..] else {
         eprintln!(
-            "usage: http_overhead <point|server-untraced|server-traced|client|sampled|provisional-dropped|provisional-kept|sampler-declines|server-traced-loop|client-loop|raw-loop|raw-plain-loop> <pairs>"
+            "usage: http_overhead <point|server-untraced|server-traced|client|sampled|provisional-dropped|provisional-kept|sampler-declines|server-traced-loop|server-untraced-loop|client-loop|raw-loop|raw-plain-loop> <pairs>"
         );
         std::process::exit(2);
     };
@@ -138,6 +138,7 @@ fn main() {
         "raw-loop" => counted(mode, n, &mut || drop(run(&mut raw, signed()))),
         "raw-plain-loop" => counted(mode, n, &mut || drop(run(&mut raw, plain()))),
         "server-traced-loop" => counted(mode, n, &mut || drop(run(&mut server, signed()))),
+        "server-untraced-loop" => counted(mode, n, &mut || drop(run(&mut server, plain()))),
         _ => {
             eprintln!("unknown mode {mode}");
             std::process::exit(2);
