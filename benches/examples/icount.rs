@@ -55,6 +55,13 @@ fn data() -> TraceData {
 
 fn main() {
     let args: Vec<String> = std::env::args().skip(1).collect();
+    if args.first().map(String::as_str) == Some("sizes") {
+        eprintln!(
+            "Message {}",
+            std::mem::size_of::<osprofiler_core::message::Message>()
+        );
+        return;
+    }
     if args.first().map(String::as_str) == Some("list") {
         CASES.iter().for_each(|c| println!("{c}"));
         return;
@@ -64,7 +71,12 @@ fn main() {
         std::process::exit(2);
     };
     let n: usize = n.parse().expect("iterations");
-    let queue = install_discard();
+    // `ICOUNT_QUEUE=<capacity>` and `ICOUNT_TIME=1` (print ns per call over the counted
+    // loop): for timing experiments outside valgrind.
+    let queue = match std::env::var("ICOUNT_QUEUE") {
+        Ok(c) => osprofiler_benches::install_discard_with(c.parse().expect("ICOUNT_QUEUE")),
+        Err(_) => install_discard(),
+    };
     let noop = || notifier::set(Arc::new(notifier::NoopNotifier));
     let sql = String::from("SELECT id, name FROM users WHERE id = $1");
     let tracer = DbTracer::new("postgresql").database("test");
@@ -152,7 +164,11 @@ fn main() {
         }
     };
     warm_up(n, &mut op);
+    let t = std::time::Instant::now();
     counted_loop(n, &mut op);
+    if std::env::var_os("ICOUNT_TIME").is_some() {
+        println!("{case}: {:.1} ns", t.elapsed().as_nanos() as f64 / n as f64);
+    }
     drop(op);
     drop(_http);
     osp::set_enabled(true);

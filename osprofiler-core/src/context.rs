@@ -146,6 +146,35 @@ pub(crate) fn replace_current(new: Option<Arc<Frame>>) -> Option<Arc<Frame>> {
     prev
 }
 
+/// Takes the current frame out, leaving none, without touching its reference count: a point
+/// opened on it moves it into the child, which [`put_current`] then makes current (one atomic
+/// increment less, and one decrement less, than cloning the parent and dropping the old value).
+/// `ACTIVE` is left as it is: hooks running in between (a notifier that traces) find no frame
+/// and do nothing.
+#[inline]
+pub(crate) fn take_current() -> Option<Arc<Frame>> {
+    CURRENT.try_with(|c| c.borrow_mut().take()).ok().flatten()
+}
+
+/// Makes `frame` current (after [`take_current`], whose `None` it replaces).
+#[inline]
+pub(crate) fn put_current(frame: Option<Arc<Frame>>) {
+    let active = frame.is_some();
+    let _ = CURRENT.try_with(|c| *c.borrow_mut() = frame);
+    ACTIVE.with(|a| a.set(active));
+}
+
+/// The current frame's parent once `frame` (taken out of the current slot, or its last other
+/// reference dropped) stops: moved out when `frame` is the last reference, as it is for a
+/// point stopped in order (no increment for the parent, no decrement for the frame).
+#[inline]
+pub(crate) fn into_parent(frame: Arc<Frame>) -> Option<Arc<Frame>> {
+    match Arc::try_unwrap(frame) {
+        Ok(f) => f.parent,
+        Err(shared) => shared.parent.clone(),
+    }
+}
+
 /// True when profiling is enabled and a trace is active in the current task or thread.
 ///
 /// This is the check every hook makes first; it costs about a nanosecond. Use it to skip
@@ -373,7 +402,7 @@ pub(crate) fn open(
 ) -> Arc<Frame> {
     let frame = Arc::new(Frame {
         root: parent.root.clone(),
-        id: Id::new_v4(),
+        id: Id::new_point(),
         name: Some(name),
         parent: Some(parent),
     });
@@ -430,11 +459,12 @@ where
     if !has_current() || !switches::is_enabled() {
         return;
     }
-    let Some(parent) = current_frame() else {
+    let info = info();
+    let Some(parent) = take_current() else {
         return;
     };
-    let frame = open(parent, name.into(), info(), None);
-    replace_current(Some(frame));
+    let frame = open(parent, name.into(), info, None);
+    put_current(Some(frame));
 }
 
 /// Closes the innermost open point (OSProfiler's `profiler.stop`); ignored when none is open.
@@ -443,12 +473,16 @@ pub fn stop<F: FnOnce() -> I, I: IntoInfo>(info: F) {
     if !has_current() || !switches::is_enabled() {
         return;
     }
-    let Some(frame) = current_frame() else { return };
-    if frame.name.is_none() {
+    let point_open = CURRENT
+        .try_with(|c| c.borrow().as_ref().is_some_and(|f| f.name.is_some()))
+        .unwrap_or(false);
+    if !point_open {
         return; // only the root: stop without start is ignored, as in Python
     }
-    close(&frame, info());
-    replace_current(frame.parent.clone());
+    let info = info();
+    let Some(frame) = take_current() else { return };
+    close(&frame, info);
+    put_current(into_parent(frame));
 }
 
 /// What verified trace headers start: the context takes the plain data [`Verified`] holds

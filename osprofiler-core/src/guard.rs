@@ -1,8 +1,8 @@
 //! The point guard: [`Trace`] opens a point and stops it when dropped.
 
 use crate::context::{
-    ACTIVE, CURRENT, Frame, Root, StopInfo, close, current_frame, emit, has_current, open,
-    replace_current,
+    CURRENT, Frame, Root, StopInfo, close, current_frame, emit, has_current, into_parent, open,
+    put_current, take_current,
 };
 use crate::headers::Verified;
 use crate::id::Id;
@@ -72,13 +72,18 @@ impl Trace {
         info: F,
         make_current: bool,
     ) -> Trace {
-        let Some(parent) = current_frame() else {
+        if !make_current {
+            let Some(parent) = current_frame() else {
+                return Trace::inactive();
+            };
+            return Trace::of_frame(open(parent, name, info(), None));
+        }
+        let info = info();
+        let Some(parent) = take_current() else {
             return Trace::inactive();
         };
-        let frame = open(parent, name, info(), None);
-        if make_current {
-            replace_current(Some(frame.clone()));
-        }
+        let frame = open(parent, name, info, None);
+        put_current(Some(frame.clone()));
         Trace::of_frame(frame)
     }
 
@@ -120,7 +125,12 @@ impl Trace {
         args: Option<String>,
         make_current: bool,
     ) -> Trace {
-        let Some(parent) = current_frame() else {
+        let parent = if make_current {
+            take_current()
+        } else {
+            current_frame()
+        };
+        let Some(parent) = parent else {
             return Trace::inactive();
         };
         let frame = open(
@@ -133,7 +143,7 @@ impl Trace {
             }),
         );
         if make_current {
-            replace_current(Some(frame.clone()));
+            put_current(Some(frame.clone()));
         }
         Trace {
             active: Some(Active { frame, stop: None }),
@@ -282,13 +292,19 @@ impl Active {
             info.1 = lazy;
         }
         close(&frame, info);
-        let _ = CURRENT.try_with(|c| {
-            let mut c = c.borrow_mut();
-            if c.as_ref().is_some_and(|cur| Arc::ptr_eq(cur, &frame)) {
-                *c = frame.parent.clone();
-                ACTIVE.with(|a| a.set(c.is_some()));
-            }
-        });
+        // In order (the usual case): the current slot's reference goes, and the parent moves
+        // from the frame (its last reference, here) into the slot.
+        let is_current = CURRENT
+            .try_with(|c| {
+                c.borrow()
+                    .as_ref()
+                    .is_some_and(|cur| Arc::ptr_eq(cur, &frame))
+            })
+            .unwrap_or(false);
+        if is_current {
+            drop(take_current());
+            put_current(into_parent(frame));
+        }
     }
 }
 
@@ -321,7 +337,7 @@ impl Profiler {
         };
         let frame = Arc::new(Frame {
             root,
-            id: Id::new_v4(),
+            id: Id::new_point(),
             name: Some(name),
             parent: None,
         });

@@ -126,6 +126,35 @@ fn keyed(key: &str) -> Hmac<Sha1> {
     <Hmac<Sha1> as Mac>::new_from_slice(key.as_bytes()).expect("hmac takes any key length")
 }
 
+/// [`keyed`] through a small per-thread cache of key schedules: keys given as text
+/// ([`signed_pack`], [`signed_unpack`]) are the same few on every call, and a schedule costs two
+/// SHA-1 blocks, as much as the MAC of a header itself. The newest 8 keys a thread used are
+/// kept (compared by content; the cache is never printed).
+fn keyed_cached(key: &str) -> Hmac<Sha1> {
+    const KEPT: usize = 8;
+    thread_local! {
+        static SCHEDULES: std::cell::RefCell<Vec<(Box<str>, Hmac<Sha1>)>> =
+            const { std::cell::RefCell::new(Vec::new()) };
+    }
+    SCHEDULES
+        .try_with(|cache| {
+            let mut cache = cache.borrow_mut();
+            if let Some(i) = cache.iter().position(|(k, _)| **k == *key) {
+                if i > 0 {
+                    cache[..=i].rotate_right(1); // most recent first
+                }
+                return cache[0].1.clone();
+            }
+            let mac = keyed(key);
+            if cache.len() == KEPT {
+                cache.pop();
+            }
+            cache.insert(0, (key.into(), mac.clone()));
+            mac
+        })
+        .unwrap_or_else(|_| keyed(key))
+}
+
 fn finish_raw(mut mac: Hmac<Sha1>, data: &[u8]) -> [u8; 20] {
     mac.update(data);
     mac.finalize().into_bytes().into()
@@ -172,11 +201,11 @@ fn finish_hex(mut mac: Hmac<Sha1>, data: &[u8]) -> [u8; 40] {
 
 /// The keyed MAC for `key`, or `None` for the empty key (which signs nothing).
 pub(crate) fn keyed_mac(key: &str) -> Option<Hmac<Sha1>> {
-    (!key.is_empty()).then(|| keyed(key))
+    (!key.is_empty()).then(|| keyed_cached(key))
 }
 
 fn hmac_hex(data: &[u8], key: &str) -> [u8; 40] {
-    finish_hex(keyed(key), data)
+    finish_hex(keyed_cached(key), data)
 }
 
 /// Verification keys prepared once (the HMAC key schedule is computed up front), for servers
@@ -390,10 +419,29 @@ pub fn signed_unpack_bytes<K: AsRef<str>>(
         return None;
     }
     let got = parse_mac(hmac.trim_ascii())?;
-    let key = hmac_keys
-        .iter()
+    // The key that matched last on this thread is tried first (as `HmacKeys` does): during a
+    // rotation most requests carry one of the keys, so a verification costs one MAC.
+    thread_local! {
+        static LAST: std::cell::Cell<usize> = const { std::cell::Cell::new(0) };
+    }
+    let last = LAST.try_with(|l| l.get()).unwrap_or(0);
+    let matches = |key: &str| digests_equal(&finish_raw(keyed_cached(key), info), &got);
+    let first = hmac_keys
+        .get(last)
         .map(AsRef::as_ref)
-        .find(|key| digests_equal(&finish_raw(keyed(key), info), &got))?;
+        .filter(|k| matches(k));
+    let key = match first {
+        Some(key) => key,
+        None => {
+            let (i, key) = hmac_keys
+                .iter()
+                .map(AsRef::as_ref)
+                .enumerate()
+                .find(|&(i, key)| i != last && matches(key))?;
+            let _ = LAST.try_with(|l| l.set(i));
+            key
+        }
+    };
     let (base_id, parent_id) = decode(info)?;
     Some(Verified {
         base_id,
@@ -542,6 +590,35 @@ fn parse_plain(raw: &[u8]) -> Option<Option<(&str, Option<&str>)>> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn string_keys_verify_through_the_schedule_cache_whatever_the_order() {
+        let data = |i: usize| TraceData {
+            base_id: format!("b{i}"),
+            parent_id: None,
+        };
+        // More keys than the cache keeps, used in turns, each header checked against every
+        // slice order: the key reported is always the signing one, and a key not in the slice
+        // never verifies (a cached schedule is only used for the key it was made from).
+        let keys: Vec<String> = (0..12).map(|i| format!("key-{i}")).collect();
+        for round in 0..3 {
+            for (i, k) in keys.iter().enumerate() {
+                let h = signed_pack(&data(i + round), k);
+                let mut order: Vec<&str> = keys.iter().map(String::as_str).collect();
+                order.rotate_left((i * 5 + round) % keys.len());
+                let v = signed_unpack(&h.x_trace_info, &h.x_trace_hmac, &order).unwrap();
+                assert_eq!(&*v.hmac_key, k.as_str());
+                assert_eq!(v.base_id, format!("b{}", i + round).as_str());
+                let others: Vec<&str> = order.iter().copied().filter(|o| o != k).collect();
+                assert!(signed_unpack(&h.x_trace_info, &h.x_trace_hmac, &others).is_none());
+                // The same header against the pack of another key's text: never equal.
+                assert_ne!(
+                    h.x_trace_hmac,
+                    signed_pack(&data(i + round), &keys[(i + 1) % 12]).x_trace_hmac
+                );
+            }
+        }
+    }
 
     #[test]
     fn keys_verify_whichever_matched_last_and_report_the_right_one() {
