@@ -389,6 +389,7 @@ pub(crate) fn emit(
             None => 0,
             Some(st) => st.message_flags(frame, phase),
         },
+        queued_bytes: 0,
     };
     frame.root.notifier.notify(msg);
 }

@@ -79,6 +79,9 @@ pub struct Message {
     pub(crate) lazy: Option<Arc<dyn LazyInfo>>,
     /// The trace's staging flags ([`crate::sampling`]): 0 for a trace stored for good.
     pub(crate) staging: u8,
+    /// The heap bytes a queue notifier counted for this message while it waits (0 otherwise).
+    /// (`u32`: it fits beside the flags, the message stays 256 bytes.)
+    pub(crate) queued_bytes: u32,
 }
 
 /// Info that is turned into JSON only when the message is serialized — by the notifier's
@@ -117,6 +120,13 @@ pub trait LazyInfo: Send + Sync + 'static {
     fn error_type(&self, phase: Phase) -> Option<&str> {
         let _ = phase;
         None
+    }
+
+    /// Heap bytes this info holds (its texts, mostly), for the notifier queue's byte bound
+    /// ([`crate::notifier::QueueOptions::max_bytes`]). An estimate; default 0, which leaves
+    /// the info out of the bound (the queue's message count still bounds it).
+    fn heap_size(&self) -> usize {
+        0
     }
 
     /// The `db.api` this info writes (`query`, `begin`, …), if any: what
@@ -217,6 +227,68 @@ pub(crate) struct Leftover {
     _info: Info,
     _args: Option<String>,
     _lazy: Option<Arc<dyn LazyInfo>>,
+}
+
+/// Heap bytes of a JSON value (an estimate: lengths of texts, a word per scalar and entry).
+fn value_heap_size(v: &Value) -> usize {
+    match v {
+        Value::String(t) => t.len(),
+        Value::Array(a) => a.iter().map(|v| 32 + value_heap_size(v)).sum(),
+        Value::Object(m) => info_heap_size(m),
+        _ => 0,
+    }
+}
+
+fn info_heap_size(info: &Info) -> usize {
+    info.iter()
+        .map(|(k, v)| 64 + k.len() + value_heap_size(v))
+        .sum()
+}
+
+impl Message {
+    /// Heap bytes this message holds beyond its own `size_of` (its name when not static, its
+    /// info, a `#[trace]`d call's arguments, and for a start message [`LazyInfo::heap_size`],
+    /// which its stop message usually shares): what the notifier queue's byte bound counts. An
+    /// estimate, 0 for a point without info.
+    ///
+    /// ```
+    /// use osprofiler_core::{self as osp, Info};
+    /// use osprofiler_core::notifier::{self, Notifier};
+    /// # use std::sync::{Arc, Mutex};
+    /// # #[derive(Default)] struct Keep(Mutex<Vec<osp::message::Message>>);
+    /// # impl Notifier for Keep { fn notify(&self, m: osp::message::Message) { self.0.lock().unwrap().push(m) } }
+    /// let keep = Arc::new(Keep::default());
+    /// notifier::set(keep.clone());
+    /// osp::init("key", None, None);
+    /// osp::Trace::new("db", || osp::info!({"statement": "SELECT 1"})).finish();
+    /// osp::Trace::new("plain", Info::new).finish();
+    /// let sizes: Vec<usize> = keep.0.lock().unwrap().iter().map(|m| m.heap_size()).collect();
+    /// assert!(sizes[0] >= "statement".len() + "SELECT 1".len() && sizes[2] == 0);
+    /// osp::clean();
+    /// ```
+    pub fn heap_size(&self) -> usize {
+        let name = match &self.name {
+            Cow::Owned(n) => n.len(),
+            Cow::Borrowed(_) => 0,
+        };
+        let info = if self.info.is_empty() {
+            0
+        } else {
+            info_heap_size(&self.info)
+        };
+        let args = self
+            .function
+            .as_ref()
+            .and_then(|f| f.args.as_ref())
+            .map_or(0, String::len);
+        // Counted with the start message only: a point's stop message usually shares its
+        // start's lazy info (`lazy_shared`, the adapters' `db` and `http` points).
+        let lazy = match (self.phase, self.lazy.as_deref()) {
+            (Phase::Start, Some(l)) => l.heap_size(),
+            _ => 0,
+        };
+        name + info + args + lazy
+    }
 }
 
 impl Message {
@@ -425,6 +497,7 @@ mod tests {
             function: None,
             lazy: None,
             staging: 0,
+            queued_bytes: 0,
         };
         assert_eq!(
             m.to_json(),

@@ -16,7 +16,7 @@ use crate::sampling::flags;
 use crossbeam_queue::ArrayQueue;
 use serde_json::Value;
 use std::fmt;
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Condvar, Mutex, OnceLock, RwLock};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
@@ -531,6 +531,13 @@ pub const MIN_RETENTION: Duration = Duration::from_secs(60);
 pub struct QueueOptions {
     /// Messages the queue holds before new ones are dropped (default 65,536).
     pub capacity: usize,
+    /// Heap bytes the queued messages may hold, over their fixed size (statement texts, info
+    /// maps, arguments: [`Message::heap_size`]); past it, messages that hold any are dropped
+    /// and counted as [`NotifierStats::dropped_full`] (default 64 MiB). The fixed part is
+    /// bounded by `capacity`: the queue is a ring of `capacity` slots of
+    /// `size_of::<Message>()` (256) bytes allocated at start, 16 MiB by default. Points without
+    /// info hold nothing on the heap and are bounded by `capacity` alone.
+    pub max_bytes: usize,
     /// Largest batch handed to the driver (default 512).
     pub batch_size: usize,
     /// How long the worker sleeps when the queue is empty (default 10 ms); it is also woken by
@@ -565,6 +572,7 @@ impl Default for QueueOptions {
     fn default() -> Self {
         QueueOptions {
             capacity: 65_536,
+            max_bytes: 64 << 20,
             batch_size: 512,
             interval: Duration::from_millis(10),
             shutdown_timeout: Duration::from_secs(5),
@@ -595,6 +603,8 @@ struct Shared {
     in_flight: AtomicU64,
     delivered: AtomicU64,
     dropped_full: AtomicU64,
+    /// Heap bytes of the messages in the queue (`Message::queued_bytes`).
+    queued_bytes: AtomicUsize,
     dropped_failed: AtomicU64,
     driver_errors: AtomicU64,
     warned_full: AtomicBool,
@@ -677,6 +687,26 @@ impl fmt::Debug for QueueNotifier {
 }
 
 impl QueueNotifier {
+    /// Counts a message dropped because the queue is full (of messages or of bytes), and
+    /// warns the first time.
+    #[cold]
+    fn dropped(&self, bytes: bool) {
+        let s = &*self.shared;
+        s.dropped_full.fetch_add(1, Ordering::Relaxed);
+        if !s.warned_full.swap(true, Ordering::Relaxed) {
+            let what = if bytes {
+                format!("{} bytes of message info", s.opts.max_bytes)
+            } else {
+                format!("{} messages", s.opts.capacity)
+            };
+            log::warn!(
+                "osprofiler: notifier queue full ({what}, driver {}); dropping messages until \
+                 it drains (see NotifierStats::dropped_full)",
+                s.driver.name()
+            );
+        }
+    }
+
     /// Starts the worker thread for `driver`.
     pub fn start(
         driver: Arc<dyn Writer>,
@@ -715,6 +745,7 @@ impl QueueNotifier {
             in_flight: AtomicU64::new(0),
             delivered: AtomicU64::new(0),
             dropped_full: AtomicU64::new(0),
+            queued_bytes: AtomicUsize::new(0),
             dropped_failed: AtomicU64::new(0),
             driver_errors: AtomicU64::new(0),
             warned_full: AtomicBool::new(false),
@@ -756,6 +787,12 @@ impl QueueNotifier {
         Notifier::stats(self)
     }
 
+    /// Heap bytes the messages waiting in the queue hold ([`Message::heap_size`]), which
+    /// [`QueueOptions::max_bytes`] bounds. The batch the worker has in hand is not counted.
+    pub fn queued_bytes(&self) -> usize {
+        self.shared.queued_bytes.load(Ordering::Relaxed)
+    }
+
     /// Stops the worker after delivering what it can within the shutdown timeout.
     pub fn shutdown(&self) {
         let timeout = self.shared.opts.shutdown_timeout;
@@ -777,8 +814,19 @@ impl Drop for QueueNotifier {
 
 impl Notifier for QueueNotifier {
     #[inline]
-    fn notify(&self, message: Message) {
+    fn notify(&self, mut message: Message) {
         let s = &*self.shared;
+        // Only messages that hold heap memory touch the shared byte count.
+        let heap = message.heap_size().min(u32::MAX as usize);
+        if heap > 0 {
+            let before = s.queued_bytes.fetch_add(heap, Ordering::Relaxed);
+            if before + heap > s.opts.max_bytes {
+                s.queued_bytes.fetch_sub(heap, Ordering::Relaxed);
+                self.dropped(true);
+                return;
+            }
+            message.queued_bytes = heap as u32;
+        }
         match s.queue.push(message) {
             Ok(()) => {
                 // Free one delivered message's memory here, on a thread that allocates. (An
@@ -789,16 +837,12 @@ impl Notifier for QueueNotifier {
                 }
                 s.wake_if_filling();
             }
-            Err(_lost) => {
-                s.dropped_full.fetch_add(1, Ordering::Relaxed);
-                if !s.warned_full.swap(true, Ordering::Relaxed) {
-                    log::warn!(
-                        "osprofiler: notifier queue full ({} messages, driver {}); dropping messages \
-                         until it drains (see NotifierStats::dropped_full)",
-                        s.opts.capacity,
-                        s.driver.name()
-                    );
+            Err(lost) => {
+                if lost.queued_bytes > 0 {
+                    s.queued_bytes
+                        .fetch_sub(lost.queued_bytes as usize, Ordering::Relaxed);
                 }
+                self.dropped(false);
             }
         }
     }
@@ -875,11 +919,18 @@ fn worker(s: Arc<Shared>) {
             if let Some(m) = singles.pop_front() {
                 batch.push(m);
             } else {
+                let mut bytes = 0;
                 while batch.len() < s.opts.batch_size {
                     match s.queue.pop() {
-                        Some(m) => batch.push(m),
+                        Some(m) => {
+                            bytes += m.queued_bytes as usize;
+                            batch.push(m);
+                        }
                         None => break,
                     }
+                }
+                if bytes > 0 {
+                    s.queued_bytes.fetch_sub(bytes, Ordering::Relaxed);
                 }
             }
             s.in_flight

@@ -912,6 +912,7 @@ mod tests {
             function: None,
             lazy: None,
             staging: 0,
+            queued_bytes: 0,
         };
         let hour = Duration::from_secs(3600);
         memory

@@ -167,6 +167,55 @@ fn full_queue_drops_and_counts_without_blocking() {
 }
 
 #[test]
+fn the_queue_bounds_the_bytes_its_messages_hold_not_only_their_count() {
+    let driver = Arc::new(Flaky::default());
+    driver.set_slow(true); // the worker is stuck in the driver
+    let opts = QueueOptions {
+        capacity: 10_000,
+        max_bytes: 1 << 20,
+        batch_size: 1,
+        interval: Duration::from_millis(5),
+        shutdown_timeout: Duration::from_millis(200),
+        ..QueueOptions::default()
+    };
+    let n = QueueNotifier::start(driver.clone(), opts).unwrap();
+    let _scope = dispatch::set_default(&Dispatch::new(n.clone()).enabled(true));
+    let p = osp::init("k", None, None).unwrap();
+    // 16 KiB of SQL text a start message: 1 MiB holds ~64 of them, the count would allow 10,000.
+    let sql = "x".repeat(16 << 10);
+    for _ in 0..500 {
+        Trace::new("db", || osp::info!({"statement": sql.clone()})).finish();
+    }
+    let stats = n.stats();
+    assert!(n.queued_bytes() <= 1 << 20, "{}", n.queued_bytes());
+    assert!(n.queued_bytes() > 900 << 10, "{}", n.queued_bytes());
+    // Start messages beyond the bound are dropped; their stop messages hold nothing and stay.
+    assert!((430..=445).contains(&stats.dropped_full), "{stats:?}");
+    assert_eq!(stats.queued + stats.dropped_full, 1_000, "{stats:?}");
+    // Points without info are bounded by the count only: still taken while the bytes are full.
+    Trace::new("plain", osp::Info::new).finish();
+    assert_eq!(n.stats().dropped_full, stats.dropped_full);
+    osp::clean();
+    driver.set_slow(false);
+    assert!(n.flush_for(Duration::from_secs(10)));
+    assert_eq!(n.queued_bytes(), 0);
+    let stored = driver.trace_messages(&p.base_id().to_string()).unwrap();
+    assert_eq!(stored.len() as u64, stats.queued + 2);
+    // Once drained, large messages are taken again.
+    let p2 = osp::init("k", None, None).unwrap();
+    Trace::new("db", || osp::info!({"statement": sql.clone()})).finish();
+    osp::clean();
+    assert!(n.flush_for(Duration::from_secs(10)));
+    assert_eq!(
+        driver
+            .trace_messages(&p2.base_id().to_string())
+            .unwrap()
+            .len(),
+        2
+    );
+}
+
+#[test]
 fn failing_driver_is_retried_and_delivery_resumes() {
     let driver = Arc::new(Flaky::default());
     driver.down.store(true, Ordering::SeqCst);

@@ -156,6 +156,13 @@ impl osprofiler_core::message::LazyInfo for RequestInfo {
         self.write_for(osprofiler_core::message::Phase::Start, info);
     }
 
+    fn heap_size(&self) -> usize {
+        match &self.text {
+            UriText::Inline(..) => 0,
+            UriText::Heap(t) => t.len(),
+        }
+    }
+
     fn write_for(&self, phase: osprofiler_core::message::Phase, info: &mut osprofiler_core::Info) {
         if phase == osprofiler_core::message::Phase::Stop {
             let status = self.status.load(std::sync::atomic::Ordering::Relaxed);

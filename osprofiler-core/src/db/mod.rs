@@ -628,6 +628,20 @@ impl LazyInfo for DbCall {
         Some(self.api.as_str())
     }
 
+    fn heap_size(&self) -> usize {
+        let text = match self.statement.as_ref().map(|s| &s.text) {
+            Some(SqlText::Owned(t)) => t.capacity(),
+            // Static text is the program's; shared text is the prepared statement's.
+            _ => 0,
+        };
+        let params = self.params.as_ref().map_or(0, String::capacity);
+        let bound = match &self.bound {
+            Some(BoundValues(Bound::Owned(_))) => 64,
+            _ => 0,
+        };
+        text + params + bound
+    }
+
     fn write(&self, info: &mut Info) {
         let target = &self.settings.target;
         let mut db = Map::new();

@@ -41,6 +41,10 @@ impl LazyInfo for DbInfo {
         self.call.db_api()
     }
 
+    fn heap_size(&self) -> usize {
+        self.call.heap_size()
+    }
+
     fn write_for(&self, phase: Phase, info: &mut Info) {
         match phase {
             Phase::Start => self.call.write(info),
