@@ -44,7 +44,9 @@ pub fn record_result<T: Debug + ?Sized>(trace: &mut Trace, result: &T) {
 /// Formats args like Python's `str(args)` tuple: `()`, `(a,)`, `(a, b)`.
 pub fn tuple(items: &[&dyn Debug]) -> String {
     use std::fmt::Write as _;
-    let mut s = String::from("(");
+    // Sized for a few short arguments: grown from 1 byte it reallocated three times.
+    let mut s = String::with_capacity(16 * items.len() + 8);
+    s.push('(');
     for (i, item) in items.iter().enumerate() {
         if i > 0 {
             s.push_str(", ");

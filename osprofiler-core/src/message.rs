@@ -266,7 +266,15 @@ impl Message {
     /// assert!(sizes[0] >= "statement".len() + "SELECT 1".len() && sizes[2] == 0);
     /// osp::clean();
     /// ```
+    #[inline]
     pub fn heap_size(&self) -> usize {
+        if self.info.is_empty()
+            && self.lazy.is_none()
+            && self.function.is_none()
+            && matches!(self.name, Cow::Borrowed(_))
+        {
+            return 0;
+        }
         let name = match &self.name {
             Cow::Owned(n) => n.len(),
             Cow::Borrowed(_) => 0,

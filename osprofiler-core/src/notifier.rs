@@ -532,11 +532,12 @@ pub struct QueueOptions {
     /// Messages the queue holds before new ones are dropped (default 65,536).
     pub capacity: usize,
     /// Heap bytes the queued messages may hold, over their fixed size (statement texts, info
-    /// maps, arguments: [`Message::heap_size`]); past it, messages that hold any are dropped
-    /// and counted as [`NotifierStats::dropped_full`] (default 64 MiB). The fixed part is
-    /// bounded by `capacity`: the queue is a ring of `capacity` slots of
-    /// `size_of::<Message>()` (256) bytes allocated at start, 16 MiB by default. Points without
-    /// info hold nothing on the heap and are bounded by `capacity` alone.
+    /// maps, arguments: [`Message::heap_size`]); past it, messages that hold more than 256
+    /// bytes are dropped and counted as [`NotifierStats::dropped_full`] (default 64 MiB). The
+    /// rest is bounded by `capacity`: the queue is a ring of `capacity` slots of
+    /// `size_of::<Message>()` (256) bytes allocated at start (16 MiB by default), and messages
+    /// holding up to 256 heap bytes each (a `#[trace]`d call's arguments, a short statement)
+    /// are not counted, so that they never touch the shared counter.
     pub max_bytes: usize,
     /// Largest batch handed to the driver (default 512).
     pub batch_size: usize,
@@ -651,6 +652,10 @@ impl Shared {
     }
 }
 
+/// Messages holding at most this many heap bytes are left out of the byte count
+/// ([`QueueOptions::max_bytes`]): the message count bounds them.
+const SMALL_HEAP: usize = 256;
+
 /// The standard notifier: a bounded queue drained by a background thread into a collector [`Writer`].
 ///
 /// Memory a delivered message still owns (its info, lazy info and arguments) is not freed by
@@ -687,6 +692,44 @@ impl fmt::Debug for QueueNotifier {
 }
 
 impl QueueNotifier {
+    #[inline(never)]
+    fn push(&self, message: Message) {
+        let s = &*self.shared;
+        match s.queue.push(message) {
+            Ok(()) => {
+                // Free one delivered message's memory here, on a thread that allocates. (An
+                // emptiness check is two loads; a `pop` of an empty queue costs ~35
+                // instructions, on every point whose messages own no memory.)
+                if !s.leftovers.is_empty() {
+                    drop(s.leftovers.pop());
+                }
+                s.wake_if_filling();
+            }
+            Err(lost) => {
+                if lost.queued_bytes > 0 {
+                    s.queued_bytes
+                        .fetch_sub(lost.queued_bytes as usize, Ordering::Relaxed);
+                }
+                self.dropped(false);
+            }
+        }
+    }
+
+    /// [`Notifier::notify`] of a message counted against [`QueueOptions::max_bytes`].
+    #[inline(never)]
+    fn notify_counted(&self, mut message: Message, heap: usize) {
+        let s = &*self.shared;
+        let heap = heap.min(u32::MAX as usize);
+        let before = s.queued_bytes.fetch_add(heap, Ordering::Relaxed);
+        if before + heap > s.opts.max_bytes {
+            s.queued_bytes.fetch_sub(heap, Ordering::Relaxed);
+            self.dropped(true);
+            return;
+        }
+        message.queued_bytes = heap as u32;
+        self.push(message);
+    }
+
     /// Counts a message dropped because the queue is full (of messages or of bytes), and
     /// warns the first time.
     #[cold]
@@ -814,36 +857,15 @@ impl Drop for QueueNotifier {
 
 impl Notifier for QueueNotifier {
     #[inline]
-    fn notify(&self, mut message: Message) {
-        let s = &*self.shared;
-        // Only messages that hold heap memory touch the shared byte count.
-        let heap = message.heap_size().min(u32::MAX as usize);
-        if heap > 0 {
-            let before = s.queued_bytes.fetch_add(heap, Ordering::Relaxed);
-            if before + heap > s.opts.max_bytes {
-                s.queued_bytes.fetch_sub(heap, Ordering::Relaxed);
-                self.dropped(true);
-                return;
-            }
-            message.queued_bytes = heap as u32;
-        }
-        match s.queue.push(message) {
-            Ok(()) => {
-                // Free one delivered message's memory here, on a thread that allocates. (An
-                // emptiness check is two loads; a `pop` of an empty queue costs ~35
-                // instructions, on every point whose messages own no memory.)
-                if !s.leftovers.is_empty() {
-                    drop(s.leftovers.pop());
-                }
-                s.wake_if_filling();
-            }
-            Err(lost) => {
-                if lost.queued_bytes > 0 {
-                    s.queued_bytes
-                        .fetch_sub(lost.queued_bytes as usize, Ordering::Relaxed);
-                }
-                self.dropped(false);
-            }
+    fn notify(&self, message: Message) {
+        // Only messages that hold more than a little heap memory touch the shared byte count
+        // (those holding less are bounded by the count: `SMALL_HEAP` a slot at most). The
+        // message is not written to on the common path: that would copy its 256 bytes once more.
+        let heap = message.heap_size();
+        if heap > SMALL_HEAP {
+            self.notify_counted(message, heap);
+        } else {
+            self.push(message);
         }
     }
 
