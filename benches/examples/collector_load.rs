@@ -52,7 +52,8 @@ impl Writer for Counting {
     fn notify(&self, batch: &[Message]) -> Result<(), DriverError> {
         let t = Instant::now();
         let r = self.inner.notify(batch);
-        self.busy_ns.fetch_add(t.elapsed().as_nanos() as u64, Relaxed);
+        self.busy_ns
+            .fetch_add(t.elapsed().as_nanos() as u64, Relaxed);
         let stored = match &r {
             Ok(()) => batch.len(),
             Err(e) => batch.len() - e.refused().unwrap_or(batch.len()).min(batch.len()),
@@ -193,7 +194,9 @@ fn args() -> Args {
     Args {
         url,
         seconds: pos.get(1).map_or(10.0, |s| s.parse().expect("seconds")),
-        points: pos.get(2).map_or(50, |s| s.parse().expect("points per trace")),
+        points: pos
+            .get(2)
+            .map_or(50, |s| s.parse().expect("points per trace")),
         rate,
         threads: threads.max(1),
         keep,
@@ -304,7 +307,10 @@ fn main() {
     if let Some(before) = queued_before {
         let after = messaging_count(&a.url, false).unwrap_or(0);
         let want = counting.messages.load(Relaxed);
-        println!("verify: profiler.info holds {} new notifications, {want} published", after - before);
+        println!(
+            "verify: profiler.info holds {} new notifications, {want} published",
+            after - before
+        );
         if after - before != want {
             problems += 1;
         }
@@ -331,7 +337,11 @@ fn main() {
     if !a.keep {
         let t = Instant::now();
         clean_up(&a.url, &scheme, counting.as_ref(), &all);
-        println!("cleaned up {} traces in {:.1} s", all.len(), t.elapsed().as_secs_f64());
+        println!(
+            "cleaned up {} traces in {:.1} s",
+            all.len(),
+            t.elapsed().as_secs_f64()
+        );
     }
     if problems > 0 || !drained {
         std::process::exit(1);
@@ -399,7 +409,11 @@ fn clean_up(url: &str, scheme: &str, driver: &dyn Writer, traces: &[&String]) {
             .split('&')
             .find_map(|kv| kv.strip_prefix("index="))
             .unwrap();
-        let http = if scheme.ends_with("https") { "https" } else { "http" };
+        let http = if scheme.ends_with("https") {
+            "https"
+        } else {
+            "http"
+        };
         for path in [
             format!("{index},{index}-error"),
             format!("_index_template/{index}"),
