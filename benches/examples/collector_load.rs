@@ -422,7 +422,8 @@ fn clean_up(url: &str, scheme: &str, driver: &dyn Writer, traces: &[&String]) {
             "http"
         };
         for path in [
-            format!("{index},{index}-error"),
+            // (an error index exists only with filter_error_trace)
+            format!("{index},{index}-error?ignore_unavailable=true"),
             format!("_index_template/{index}"),
         ] {
             let _ = std::process::Command::new("curl")
