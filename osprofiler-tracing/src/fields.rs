@@ -24,6 +24,9 @@ pub(crate) struct FieldOptions {
     /// The same for the first byte of the secrets of several words.
     starts: [u32; 256],
     check_all: bool,
+    /// Unique to this list of secrets (a new one on every [`FieldOptions::set_secret`]): keys
+    /// the per-thread cache of answers ([`FieldOptions::is_secret_name`]).
+    generation: u64,
 }
 
 /// The default secret names: words, or runs of words, of a field name.
@@ -82,6 +85,7 @@ impl Default for FieldOptions {
             ends: [0; 256],
             starts: [0; 256],
             check_all: false,
+            generation: 0,
         };
         opts.set_secret(DEFAULT_SECRETS.iter().map(|s| (*s).to_owned()));
         opts
@@ -119,6 +123,8 @@ fn words(name: &str) -> impl Iterator<Item = &str> {
 
 impl FieldOptions {
     pub(crate) fn set_secret(&mut self, names: impl IntoIterator<Item = String>) {
+        static GENERATIONS: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(1);
+        self.generation = GENERATIONS.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
         self.secret = names
             .into_iter()
             .map(|s| words(&s).map(str::to_ascii_lowercase).collect())
@@ -143,6 +149,56 @@ impl FieldOptions {
                 self.ends[usize::from(b'S')] |= 1 << i;
             }
         }
+    }
+
+    /// [`FieldOptions::is_secret`] of a callsite's field name, through a small per-thread
+    /// cache: a span's fields are the same few `'static` names every time, and splitting a name
+    /// into words and matching them costs ~300 instructions a field. An entry is keyed by the
+    /// name's address and length and this list's generation, so it never answers for another
+    /// text or another list.
+    #[inline]
+    pub(crate) fn is_secret_name(&self, name: &'static str) -> bool {
+        #[derive(Clone, Copy)]
+        struct Entry {
+            generation: u64,
+            ptr: usize,
+            len: usize,
+            secret: bool,
+        }
+        const EMPTY: Entry = Entry {
+            generation: 0,
+            ptr: 0,
+            len: 0,
+            secret: false,
+        };
+        const SLOTS: usize = 64;
+        thread_local! {
+            static CACHE: std::cell::RefCell<[Entry; SLOTS]> =
+                const { std::cell::RefCell::new([EMPTY; SLOTS]) };
+        }
+        let (ptr, len) = (name.as_ptr() as usize, name.len());
+        let slot = (ptr >> 3 ^ len) % SLOTS;
+        let hit = CACHE
+            .try_with(|c| {
+                let e = c.borrow()[slot];
+                (e.generation == self.generation && e.ptr == ptr && e.len == len)
+                    .then_some(e.secret)
+            })
+            .ok()
+            .flatten();
+        if let Some(secret) = hit {
+            return secret;
+        }
+        let secret = self.is_secret(name);
+        let _ = CACHE.try_with(|c| {
+            c.borrow_mut()[slot] = Entry {
+                generation: self.generation,
+                ptr,
+                len,
+                secret,
+            }
+        });
+        secret
     }
 
     /// Whether `name` is a secret's name: one of the secrets is a run of its words.
@@ -328,7 +384,7 @@ impl<'a> Visitor<'a> {
             POINT_FIELD | "error" | "error.type" => Some(true),
             "message" if self.event => Some(true),
             _ if self.event || !self.opts.record => None,
-            _ => Some(!self.opts.is_secret(name)),
+            _ => Some(!self.opts.is_secret_name(name)),
         }
     }
 
@@ -540,6 +596,24 @@ mod tests {
         }
         let mut custom = FieldOptions::default();
         custom.set_secret(["SSN".to_owned(), "card-number".to_owned()]);
+        // The cached answers are per list of secrets and per name: alternating between two
+        // lists (and a list changed in place) over the same names never answers for another.
+        let mut changed = FieldOptions::default();
+        for round in 0..3 {
+            for name in ["password", "user_ssn", "cardNumber", "user_id", "api_key"] {
+                let (default, own) = (o.is_secret(name), custom.is_secret(name));
+                assert_eq!(o.is_secret_name(name), default, "{name}, round {round}");
+                assert_eq!(custom.is_secret_name(name), own, "{name}, round {round}");
+                assert_eq!(
+                    changed.is_secret_name(name),
+                    changed.is_secret(name),
+                    "{name}"
+                );
+            }
+            changed.set_secret(["user".to_owned()]);
+        }
+        assert!(custom.is_secret_name("user_ssn") && !custom.is_secret_name("password"));
+        assert!(o.is_secret_name("password") && changed.is_secret_name("user_id"));
         assert!(custom.is_secret("user_ssn") && !custom.is_secret("password"));
         assert!(custom.is_secret("cardNumber") && !custom.is_secret("card"));
         let long = (0..40)
