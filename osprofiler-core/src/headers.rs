@@ -392,8 +392,10 @@ pub(crate) fn pack_with(
     }
 }
 
-/// Verifies and unpacks trace headers against `hmac_keys` (tried in order, first match wins,
-/// constant-time comparison). `None` for anything that would leave Python's middleware
+/// Verifies and unpacks trace headers against `hmac_keys` (constant-time comparison; the key
+/// that matched last on this thread is tried first, then the others in order). Each key's HMAC
+/// schedule is cached per thread (the 8 newest keys), so keys given as text cost about what
+/// prepared [`HmacKeys`] do. `None` for anything that would leave Python's middleware
 /// untraced: missing or bad signature, bad base64, UTF-8 or JSON, a value that is not an object,
 /// no `base_id`, keys other than `base_id`/`parent_id`. Non-string ids are rejected too, and so
 /// are values longer than [`MAX_TRACE_INFO_LEN`]/[`MAX_TRACE_HMAC_LEN`].
