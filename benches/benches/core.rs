@@ -5,19 +5,9 @@ use criterion::{Criterion, black_box, criterion_group, criterion_main};
 use osprofiler_core::db::{DbEvent, DbTracer, Sql, SqlText};
 use osprofiler_core::headers::{TraceData, signed_pack, signed_unpack};
 
-use osprofiler_core::{self as osp, Trace, notifier, trace};
+use osprofiler_benches::{plain_fn, traced_fn};
+use osprofiler_core::{self as osp, Trace, notifier};
 use std::time::Duration;
-
-#[trace(name = "rpc")]
-fn traced_fn(a: u64, b: &str) -> u64 {
-    a + b.len() as u64
-}
-
-/// The same function without the attribute: the baseline for `#[trace]`'s cost.
-#[inline(never)]
-fn plain_fn(a: u64, b: &str) -> u64 {
-    a + b.len() as u64
-}
 
 fn bench(c: &mut Criterion) {
     let n = osprofiler_benches::install_discard();

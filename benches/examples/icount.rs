@@ -10,22 +10,12 @@
 #![allow(missing_docs)]
 
 use osprofiler_benches::{counted_loop, install_discard, warm_up};
+use osprofiler_benches::{plain_fn, traced_fn};
 use osprofiler_core::db::{DbEvent, DbTracer, Sql, SqlText};
 use osprofiler_core::headers::{HmacKeys, TraceData, signed_pack, signed_unpack};
-use osprofiler_core::{self as osp, Trace, notifier, trace};
+use osprofiler_core::{self as osp, Trace, notifier};
 use std::hint::black_box;
 use std::sync::Arc;
-
-#[trace(name = "rpc")]
-fn traced_fn(a: u64, b: &str) -> u64 {
-    a + b.len() as u64
-}
-
-/// The same function without the attribute: the baseline for `#[trace]`'s cost.
-#[inline(never)]
-fn plain_fn(a: u64, b: &str) -> u64 {
-    a + b.len() as u64
-}
 
 const CASES: &[&str] = &[
     "point_no_trace",

@@ -312,3 +312,18 @@ pub fn span_cycle(user: u64) {
 pub fn traced_call(user: u64) {
     black_box(user);
 }
+
+/// A `#[trace]`d function of two arguments (the `rpc` point of `benches/core.rs` and
+/// `examples/icount.rs`).
+/// `#[inline]`: as in the benchmarks' own crate before, the caller may inline it.
+#[osprofiler_core::trace(name = "rpc")]
+#[inline]
+pub fn traced_fn(a: u64, b: &str) -> u64 {
+    a + b.len() as u64
+}
+
+/// [`traced_fn`] without the attribute: the baseline for `#[trace]`'s cost.
+#[inline(never)]
+pub fn plain_fn(a: u64, b: &str) -> u64 {
+    a + b.len() as u64
+}
