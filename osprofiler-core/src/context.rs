@@ -146,22 +146,18 @@ pub(crate) fn replace_current(new: Option<Arc<Frame>>) -> Option<Arc<Frame>> {
     prev
 }
 
-/// Takes the current frame out, leaving none, without touching its reference count: a point
-/// opened on it moves it into the child, which [`put_current`] then makes current (one atomic
-/// increment less, and one decrement less, than cloning the parent and dropping the old value).
-/// `ACTIVE` is left as it is: hooks running in between (a notifier that traces) find no frame
-/// and do nothing.
+/// The frame a new point opens on, and what it then does with the current slot: made current,
+/// the point takes its parent out of the slot (its reference moves into the child, which
+/// [`replace_current`] then puts back: one atomic increment and one decrement fewer than
+/// cloning the parent and dropping the old value; hooks running in between, a notifier that
+/// traces, find no trace); detached, it shares the current frame.
 #[inline]
-pub(crate) fn take_current() -> Option<Arc<Frame>> {
-    CURRENT.try_with(|c| c.borrow_mut().take()).ok().flatten()
-}
-
-/// Makes `frame` current (after [`take_current`], whose `None` it replaces).
-#[inline]
-pub(crate) fn put_current(frame: Option<Arc<Frame>>) {
-    let active = frame.is_some();
-    let _ = CURRENT.try_with(|c| *c.borrow_mut() = frame);
-    ACTIVE.with(|a| a.set(active));
+pub(crate) fn parent_for(make_current: bool) -> Option<Arc<Frame>> {
+    if make_current {
+        replace_current(None)
+    } else {
+        current_frame()
+    }
 }
 
 /// The current frame's parent once `frame` (taken out of the current slot, or its last other
@@ -461,11 +457,11 @@ where
         return;
     }
     let info = info();
-    let Some(parent) = take_current() else {
+    let Some(parent) = parent_for(true) else {
         return;
     };
     let frame = open(parent, name.into(), info, None);
-    put_current(Some(frame));
+    replace_current(Some(frame));
 }
 
 /// Closes the innermost open point (OSProfiler's `profiler.stop`); ignored when none is open.
@@ -481,9 +477,11 @@ pub fn stop<F: FnOnce() -> I, I: IntoInfo>(info: F) {
         return; // only the root: stop without start is ignored, as in Python
     }
     let info = info();
-    let Some(frame) = take_current() else { return };
+    let Some(frame) = replace_current(None) else {
+        return;
+    };
     close(&frame, info);
-    put_current(into_parent(frame));
+    replace_current(into_parent(frame));
 }
 
 /// What verified trace headers start: the context takes the plain data [`Verified`] holds

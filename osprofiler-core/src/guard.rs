@@ -1,8 +1,8 @@
 //! The point guard: [`Trace`] opens a point and stops it when dropped.
 
 use crate::context::{
-    CURRENT, Frame, Root, StopInfo, close, current_frame, emit, has_current, into_parent, open,
-    put_current, take_current,
+    ACTIVE, CURRENT, Frame, Root, StopInfo, close, emit, has_current, into_parent, open,
+    parent_for, replace_current,
 };
 use crate::headers::Verified;
 use crate::id::Id;
@@ -72,18 +72,14 @@ impl Trace {
         info: F,
         make_current: bool,
     ) -> Trace {
-        if !make_current {
-            let Some(parent) = current_frame() else {
-                return Trace::inactive();
-            };
-            return Trace::of_frame(open(parent, name, info(), None));
-        }
         let info = info();
-        let Some(parent) = take_current() else {
+        let Some(parent) = parent_for(make_current) else {
             return Trace::inactive();
         };
         let frame = open(parent, name, info, None);
-        put_current(Some(frame.clone()));
+        if make_current {
+            replace_current(Some(frame.clone()));
+        }
         Trace::of_frame(frame)
     }
 
@@ -125,12 +121,7 @@ impl Trace {
         args: Option<String>,
         make_current: bool,
     ) -> Trace {
-        let parent = if make_current {
-            take_current()
-        } else {
-            current_frame()
-        };
-        let Some(parent) = parent else {
+        let Some(parent) = parent_for(make_current) else {
             return Trace::inactive();
         };
         let frame = open(
@@ -143,7 +134,7 @@ impl Trace {
             }),
         );
         if make_current {
-            put_current(Some(frame.clone()));
+            replace_current(Some(frame.clone()));
         }
         Trace {
             active: Some(Active { frame, stop: None }),
@@ -294,17 +285,14 @@ impl Active {
         close(&frame, info);
         // In order (the usual case): the current slot's reference goes, and the parent moves
         // from the frame (its last reference, here) into the slot.
-        let is_current = CURRENT
-            .try_with(|c| {
-                c.borrow()
-                    .as_ref()
-                    .is_some_and(|cur| Arc::ptr_eq(cur, &frame))
-            })
-            .unwrap_or(false);
-        if is_current {
-            drop(take_current());
-            put_current(into_parent(frame));
-        }
+        let _ = CURRENT.try_with(|c| {
+            let mut c = c.borrow_mut();
+            if c.as_ref().is_some_and(|cur| Arc::ptr_eq(cur, &frame)) {
+                drop(c.take());
+                *c = into_parent(frame);
+                ACTIVE.with(|a| a.set(c.is_some()));
+            }
+        });
     }
 }
 
