@@ -277,26 +277,14 @@ impl HmacKeys {
 
     /// [`signed_unpack_bytes`] against these keys.
     pub fn verify_bytes(&self, info: &[u8], hmac: &[u8]) -> Option<Verified> {
-        if info.is_empty() || info.len() > MAX_TRACE_INFO_LEN || hmac.len() > MAX_TRACE_HMAC_LEN {
-            return None;
-        }
-        let got = parse_mac(hmac.trim_ascii())?;
-        let n = self.keys.len();
         let first = self.last.load(std::sync::atomic::Ordering::Relaxed);
-        let i = (0..n)
-            .map(|k| (first + k) % n)
-            .find(|&i| digests_equal(&finish_raw(self.keys[i].1.clone(), info), &got))?;
+        let i = find_key(info, hmac, self.keys.len(), first, |i| {
+            self.keys[i].1.clone()
+        })?;
         if i != first {
             self.last.store(i, std::sync::atomic::Ordering::Relaxed);
         }
-        let key = &self.keys[i].0;
-        let (base_id, parent_id) = decode(info)?;
-        Some(Verified {
-            base_id,
-            parent_id,
-            hmac_key: key.clone(),
-            provisional: None,
-        })
+        verified(info, self.keys[i].0.clone())
     }
 }
 
@@ -393,7 +381,7 @@ pub(crate) fn pack_with(
 }
 
 /// Verifies and unpacks trace headers against `hmac_keys` (constant-time comparison; the key
-/// that matched last on this thread is tried first, then the others in order). Each key's HMAC
+/// that matched last on this thread is tried first, then the ones after it, wrapping round). Each key's HMAC
 /// schedule is cached per thread (the 8 newest keys), so keys given as text cost about what
 /// prepared [`HmacKeys`] do. `None` for anything that would leave Python's middleware
 /// untraced: missing or bad signature, bad base64, UTF-8 or JSON, a value that is not an object,
@@ -417,38 +405,47 @@ pub fn signed_unpack_bytes<K: AsRef<str>>(
     hmac: &[u8],
     hmac_keys: &[K],
 ) -> Option<Verified> {
-    if info.is_empty() || info.len() > MAX_TRACE_INFO_LEN || hmac.len() > MAX_TRACE_HMAC_LEN {
-        return None;
-    }
-    let got = parse_mac(hmac.trim_ascii())?;
-    // The key that matched last on this thread is tried first (as `HmacKeys` does): during a
+    // The key that matched last on this thread is tried first, as `HmacKeys` does: during a
     // rotation most requests carry one of the keys, so a verification costs one MAC.
     thread_local! {
         static LAST: std::cell::Cell<usize> = const { std::cell::Cell::new(0) };
     }
-    let last = LAST.try_with(|l| l.get()).unwrap_or(0);
-    let matches = |key: &str| digests_equal(&finish_raw(keyed_cached(key), info), &got);
-    let first = hmac_keys
-        .get(last)
-        .map(AsRef::as_ref)
-        .filter(|k| matches(k));
-    let key = match first {
-        Some(key) => key,
-        None => {
-            let (i, key) = hmac_keys
-                .iter()
-                .map(AsRef::as_ref)
-                .enumerate()
-                .find(|&(i, key)| i != last && matches(key))?;
-            let _ = LAST.try_with(|l| l.set(i));
-            key
-        }
-    };
+    let first = LAST.try_with(|l| l.get()).unwrap_or(0);
+    let i = find_key(info, hmac, hmac_keys.len(), first, |i| {
+        keyed_cached(hmac_keys[i].as_ref())
+    })?;
+    if i != first {
+        let _ = LAST.try_with(|l| l.set(i));
+    }
+    verified(info, std::sync::Arc::from(hmac_keys[i].as_ref()))
+}
+
+/// The index of the key (of `n`, `mac(i)` keyed with the `i`-th) whose MAC the headers carry,
+/// trying `first` and then the next ones round; `None` for headers over the size limits or a
+/// malformed MAC.
+fn find_key(
+    info: &[u8],
+    hmac: &[u8],
+    n: usize,
+    first: usize,
+    mac: impl Fn(usize) -> Hmac<Sha1>,
+) -> Option<usize> {
+    if info.is_empty() || info.len() > MAX_TRACE_INFO_LEN || hmac.len() > MAX_TRACE_HMAC_LEN {
+        return None;
+    }
+    let got = parse_mac(hmac.trim_ascii())?;
+    (0..n)
+        .map(|k| (first + k) % n)
+        .find(|&i| digests_equal(&finish_raw(mac(i), info), &got))
+}
+
+/// The verified headers' ids, admitted by `hmac_key`.
+fn verified(info: &[u8], hmac_key: std::sync::Arc<str>) -> Option<Verified> {
     let (base_id, parent_id) = decode(info)?;
     Some(Verified {
         base_id,
         parent_id,
-        hmac_key: std::sync::Arc::from(key),
+        hmac_key,
         provisional: None,
     })
 }
