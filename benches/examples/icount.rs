@@ -3,7 +3,9 @@
 //! recorded in `benches/README.md`). The same operations as `benches/core.rs`, whose criterion
 //! timings move by ±30% between runs on a shared VM; instruction counts do not.
 //!
-//! Usage: `icount <case> <iterations>` (`icount list` prints the cases). Only `counted_loop`
+//! Usage: `icount <case> <iterations>` (`icount list` prints the cases, `icount sizes` the
+//! size of a message). Outside valgrind, `ICOUNT_TIME=1` prints the time per call and
+//! `ICOUNT_QUEUE=<capacity>` sets the queue's size (default 2^20), for timing experiments. Only `counted_loop`
 //! is counted: set-up and a warm-up of the same length run outside it. Points go to a queue
 //! whose driver discards them (or to a notifier that drops them at once: `*_noop` cases), so
 //! the count is the traced thread's own work.

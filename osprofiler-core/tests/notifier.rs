@@ -125,12 +125,22 @@ impl Flaky {
 
 /// A notifier for `driver`, and the guard that installs it (profiling on) on this thread.
 fn install(driver: Arc<Flaky>, capacity: usize) -> (Arc<QueueNotifier>, DefaultGuard) {
+    install_with(
+        driver,
+        QueueOptions {
+            capacity,
+            batch_size: 16,
+            interval: Duration::from_millis(5),
+            ..QueueOptions::default()
+        },
+    )
+}
+
+/// [`install`] with these options (and a short shutdown timeout).
+fn install_with(driver: Arc<Flaky>, opts: QueueOptions) -> (Arc<QueueNotifier>, DefaultGuard) {
     let opts = QueueOptions {
-        capacity,
-        batch_size: 16,
-        interval: Duration::from_millis(5),
         shutdown_timeout: Duration::from_millis(200),
-        ..QueueOptions::default()
+        ..opts
     };
     let n = QueueNotifier::start(driver, opts).unwrap();
     let scope = dispatch::set_default(&Dispatch::new(n.clone()).enabled(true));
@@ -175,11 +185,9 @@ fn the_queue_bounds_the_bytes_its_messages_hold_not_only_their_count() {
         max_bytes: 1 << 20,
         batch_size: 1,
         interval: Duration::from_millis(5),
-        shutdown_timeout: Duration::from_millis(200),
         ..QueueOptions::default()
     };
-    let n = QueueNotifier::start(driver.clone(), opts).unwrap();
-    let _scope = dispatch::set_default(&Dispatch::new(n.clone()).enabled(true));
+    let (n, _scope) = install_with(driver.clone(), opts);
     let p = osp::init("k", None, None).unwrap();
     // 16 KiB of SQL text a start message: 1 MiB holds ~64 of them, the count would allow 10,000.
     let sql = "x".repeat(16 << 10);
@@ -391,11 +399,9 @@ fn a_filling_queue_wakes_the_sleeping_worker() {
         batch_size: 64,
         // Without an early wake-up the worker would sleep through the whole test.
         interval: Duration::from_secs(600),
-        shutdown_timeout: Duration::from_millis(200),
         ..QueueOptions::default()
     };
-    let n = QueueNotifier::start(driver.clone(), opts).unwrap();
-    let scope = dispatch::set_default(&Dispatch::new(n.clone()).enabled(true));
+    let (n, scope) = install_with(driver.clone(), opts);
     let p = osp::init("k", None, None).unwrap();
     // 8,000 messages, four times the capacity, in bursts of 800. Each burst passes a quarter
     // of the capacity (512), so the worker is woken; before the next burst, at most 512 may
